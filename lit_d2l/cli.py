@@ -1,0 +1,77 @@
+"""The ``lit-d2l`` command: fit / validate / test through LightningCLI, plus ``ui``.
+
+Every run goes to MLflow through :class:`~lit_d2l.tracking.TrackingLogger`; errors a user can
+fix end in one line on stderr and exit status 2, with no run left RUNNING.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from lit_d2l.errors import UserError
+
+USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
+       lit-d2l ui [--port PORT] [--tracking-uri URI]
+
+  fit        train a model (add --print_config to see every setting)
+  validate   evaluate on the validation split
+  test       evaluate on the test split
+  ui         open the MLflow dashboard on this machine's store
+"""
+
+
+@dataclass
+class TrackingSettings:
+    """Where and under which name runs are recorded.
+
+    Args:
+        experiment: MLflow experiment name.
+        uri: tracking store; default $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.
+        run_name: MLflow run name; MLflow picks one when unset.
+        tags: extra run tags.
+    """
+
+    experiment: str = "lit-d2l"
+    uri: str | None = None
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``lit-d2l`` and ``python -m lit_d2l``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        code = run(argv)
+    except UserError as exc:
+        print(f"lit-d2l: error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("lit-d2l: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+def run(argv: list[str]) -> int:
+    """Run one command; return its exit status. Raises :class:`UserError` for bad input."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "ui":
+        from lit_d2l.tracking.ui import serve
+
+        return serve(rest)
+    if command in ("fit", "validate", "test"):
+        from lit_d2l.runner import run_lightning
+
+        return run_lightning(argv)
+    raise UserError(f"unknown command {command!r}; choose one of: fit, validate, test, ui")
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops a run like Ctrl-C does, so its MLflow run is closed as KILLED."""
+    raise KeyboardInterrupt(f"signal {signum}")

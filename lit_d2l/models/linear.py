@@ -1,0 +1,124 @@
+"""Linear regression, from scratch (D2L 3.4) and concise (D2L 3.5), checked against the closed form (D2L 3.1)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lit_d2l.models.base import D2LModule
+from lit_d2l.models.sgd import MinibatchSGD
+
+
+class _LinearModel(D2LModule):
+    """What both linear regressions share: shape from the data, and the end-of-fit parameter check."""
+
+    def __init__(self, num_inputs: int | None, **optimizer: float) -> None:
+        super().__init__(**optimizer)
+        self.num_inputs = num_inputs
+        self.fit_errors: dict[str, float] = {}
+        self._built = False
+        if num_inputs is not None:
+            self.configure_model()
+
+    def configure_model(self) -> None:
+        if self._built:
+            return
+        self.num_inputs = self.num_inputs or self.datamodule_attr("num_inputs")
+        self.hparams["num_inputs"] = self.num_inputs
+        self.build(self.num_inputs)
+        self._built = True
+
+    def build(self, num_inputs: int) -> None:
+        raise NotImplementedError
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        """The learned w (flat) and b (scalar)."""
+        raise NotImplementedError
+
+    def on_fit_end(self) -> None:
+        """Log how close the learned w, b came to the generating ones and to the closed form."""
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "true_params"):
+            return
+        X, y = datamodule.splits["train"][:2]
+        self.fit_errors = parameter_errors(*self.weights(), *datamodule.true_params(), X, y)
+        if self.logger is not None:
+            self.logger.log_metrics(self.fit_errors, step=self.global_step)
+
+    def describe(self) -> dict[str, str]:
+        w, b = self.weights()
+        described = {"w": str([round(v, 4) for v in w.tolist()]), "b": f"{b.item():.4f}"}
+        return described | {key: f"{value:.2e}" for key, value in self.fit_errors.items()}
+
+
+class LinearRegression(_LinearModel):
+    """``nn.Linear`` with mean squared error and ``torch.optim.SGD`` (D2L 3.5)."""
+
+    def __init__(
+        self,
+        num_inputs: int | None = None,
+        lr: float = 0.03,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(num_inputs, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.save_hyperparameters()
+
+    def build(self, num_inputs: int) -> None:
+        self.net = nn.Linear(num_inputs, 1)
+        self.net.weight.data.normal_(0, 0.01)
+        self.net.bias.data.fill_(0)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.net(X)
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        return nn.functional.mse_loss(y_hat, y.reshape(y_hat.shape))
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        return self.net.weight.detach().reshape(-1), self.net.bias.detach().reshape(())
+
+
+class LinearRegressionScratch(_LinearModel):
+    """Explicit w and b, squared loss ½(ŷ − y)² and the SGD update written out (D2L 3.4)."""
+
+    def __init__(self, num_inputs: int | None = None, lr: float = 0.03, sigma: float = 0.01) -> None:
+        self.sigma = sigma
+        super().__init__(num_inputs, lr=lr)
+        self.save_hyperparameters()
+
+    def build(self, num_inputs: int) -> None:
+        self.w = nn.Parameter(torch.normal(0, self.sigma, (num_inputs, 1)))
+        self.b = nn.Parameter(torch.zeros(1))
+
+    def forward(self, X: Tensor) -> Tensor:
+        return X @ self.w + self.b
+
+    def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
+        return ((y_hat - y.reshape(y_hat.shape)) ** 2 / 2).mean()
+
+    def configure_optimizers(self) -> MinibatchSGD:
+        return MinibatchSGD(self.parameters(), self.lr)
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        return self.w.detach().reshape(-1), self.b.detach().reshape(())
+
+
+def closed_form_solution(X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Least squares w*, b* = argmin ‖Xw + b − y‖², solved in float64 (D2L 3.1.1.2)."""
+    design = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
+    solution = torch.linalg.lstsq(design, y.double().reshape(-1, 1)).solution.reshape(-1)
+    return solution[:-1], solution[-1]
+
+
+def parameter_errors(
+    w: Tensor, b: Tensor, true_w: Tensor, true_b: float, X: Tensor, y: Tensor
+) -> dict[str, float]:
+    """Largest absolute error against the generating parameters and against the closed-form solution."""
+    w, b = w.double().cpu(), b.double().cpu()
+    w_star, b_star = closed_form_solution(X.cpu(), y.cpu())
+    return {
+        "param_err/w": (w - true_w.double()).abs().max().item(),
+        "param_err/b": abs(b.item() - true_b),
+        "closed_form_gap": torch.cat([w - w_star, (b - b_star).reshape(1)]).abs().max().item(),
+    }

@@ -1,0 +1,136 @@
+"""One configured run: config (YAML + dotted overrides) → DataModule, model, Trainer → MLflow run.
+
+``run_lightning`` is the single way lit-d2l builds and runs a model: ``lit-d2l fit`` uses it,
+and so do K-fold cross-validation and ablation sweeps, with extra overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+from jsonargparse import ArgumentError
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lit_d2l.errors import ConfigError
+from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
+from lit_d2l.tracking.run_record import RunRecorder
+
+SUBCOMMANDS = ("fit", "validate", "test")
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced: its MLflow id and status, and the final metrics."""
+
+    run_id: str | None
+    status: str | None
+    tracking_uri: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    learned: dict[str, str] = field(default_factory=dict)
+
+
+class D2LCLI(LightningCLI):
+    """LightningCLI with a ``tracking`` section, an MLflow logger by default and fail-fast checks."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        from lit_d2l.cli import TrackingSettings
+
+        parser.add_class_arguments(TrackingSettings, "tracking")
+        parser.add_argument(
+            "--ckpt_path", type=str | None, default=None, help="checkpoint to resume or evaluate"
+        )
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=False, help="after fit, also test, in the same MLflow run"
+        )
+
+    def before_instantiate_classes(self) -> None:
+        self.logger: TrackingLogger | None = None
+        if self.config.trainer.logger in (None, True):
+            check_store(resolve_tracking_uri(self.config.tracking.uri))
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        if self.config_init.trainer.get("logger") in (None, True):
+            settings = self.config_init.tracking
+            self.logger = TrackingLogger(
+                experiment_name=settings.experiment,
+                tracking_uri=settings.uri,
+                run_name=settings.run_name,
+                tags=settings.tags,
+            )
+            kwargs["logger"] = self.logger
+        return super().instantiate_trainer(**kwargs)
+
+
+def run_lightning(argv: list[str]) -> int:
+    """``lit-d2l fit|validate|test ...``: run, print the outcome, return the exit status."""
+    result = run_configured(argv[0], argv[1:])
+    if result is None:  # --print_config or --help: nothing ran
+        return 0
+    for key, value in result.learned.items():
+        print(f"learned {key} = {value}")
+    shown = {k: v for k, v in result.metrics.items() if k.startswith(("val/", "test/"))}
+    if shown:
+        print("final " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(shown.items())))
+    if result.run_id:
+        print(
+            f"MLflow run {result.run_id} ({result.status}) in {result.tracking_uri}; view it with: lit-d2l ui"
+        )
+    return 0
+
+
+def run_configured(command: str, args: list[str]) -> RunResult | None:
+    """Build everything from ``args`` (config files and dotted overrides) and run ``command``.
+
+    Returns None when only help or the config was printed.
+    """
+    if command not in SUBCOMMANDS:
+        raise ConfigError(f"unknown command {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
+    try:
+        cli = D2LCLI(
+            save_config_callback=RunRecorder,
+            parser_kwargs={"exit_on_error": False, "prog": f"lit-d2l {command}"},
+            # The RunRecorder logs the whole resolved config; Lightning's own hparams would repeat it.
+            trainer_defaults={"log_every_n_steps": 1, "enable_autolog_hparams": False},
+            args=args,
+            run=False,
+        )
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help / --print_config
+            return None
+        raise
+    except ArgumentError as exc:
+        raise ConfigError(_one_line(str(exc))) from None
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    try:
+        if command == "fit":
+            trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+            if cli.config.test_after_fit:
+                trainer.test(model, datamodule=data)
+        elif command == "validate":
+            trainer.validate(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+        else:
+            trainer.test(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+    except BaseException:
+        if cli.logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
+            cli.logger.finalize("failed")
+        raise
+    return _result(cli)
+
+
+def _result(cli: D2LCLI) -> RunResult:
+    logger = cli.logger
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
+    return RunResult(
+        run_id=logger.version if logger else None,
+        status=logger.status if logger else None,
+        tracking_uri=logger.tracking_uri if logger else None,
+        metrics=metrics,
+        learned=cli.model.describe() if hasattr(cli.model, "describe") else {},
+    )
+
+
+def _one_line(message: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return "; ".join(lines[:3]) + (" ..." if len(lines) > 3 else "") if lines else "invalid arguments"

@@ -1,0 +1,204 @@
+"""A Lightning logger that writes to MLflow in batches and always ends its run with a true status.
+
+Lightning's stock ``MLFlowLogger`` makes one store write per metric value; on SQLite that made
+D2L's linear regression about 7x slower with per-step logging. Here values are buffered and
+written with ``log_batch`` (up to MLflow's per-call limits), on a size or time trigger and at
+the end of each fit/validate/test.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
+
+# MLflow's log_batch limits: 1000 metrics and 100 params + tags per call.
+_MAX_METRICS_PER_BATCH = 1000
+_MAX_PARAMS_TAGS_PER_BATCH = 100
+_MAX_PARAM_VALUE_CHARS = 6000
+
+
+class TrackingLogger(Logger):
+    """Buffered MLflow logger: one run per fit, params, metrics, artifacts and an honest end status."""
+
+    def __init__(
+        self,
+        experiment_name: str = "lit-d2l",
+        tracking_uri: str | None = None,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        flush_every: int = _MAX_METRICS_PER_BATCH,
+        flush_seconds: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self._initial_tags = dict(tags or {})
+        self._flush_every = flush_every
+        self._flush_seconds = flush_seconds
+        self._client: MlflowClient | None = None
+        self._experiment_id: str | None = None
+        self._run_id: str | None = None
+        self._metrics: list[Metric] = []
+        self._params: list[Param] = []
+        self._tags: list[RunTag] = []
+        self._logged_params: dict[str, str] = {}
+        self._last_flush = time.monotonic()
+        self.status: str | None = None
+
+    # -- Lightning's Logger interface -------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        """The MLflow experiment id (Lightning's "name" of a group of runs)."""
+        return self._experiment_id if self._run_id else None
+
+    @property
+    def version(self) -> str | None:
+        """The MLflow run id."""
+        return self._run_id
+
+    @property
+    def save_dir(self) -> str | None:
+        """Checkpoints go under ``<artifacts>/../checkpoints`` for a SQLite store, else Lightning's default."""
+        db = sqlite_path(self.tracking_uri)
+        return None if db is None else str(db.parent / "checkpoints")
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> MlflowClient:
+        """The MLflow client, with the run created on first use."""
+        if self._run_id is None:
+            self._start_run()
+        assert self._client is not None
+        return self._client
+
+    @property
+    def run_id(self) -> str:
+        """The MLflow run id, creating the run if needed (rank zero only)."""
+        _ = self.experiment
+        assert self._run_id is not None
+        return self._run_id
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Mapping[str, Any] | Any) -> None:
+        """Queue params as flattened dotted names; a key already logged with another value is skipped."""
+        params = params if isinstance(params, Mapping) else vars(params)
+        for key, value in flatten(params).items():
+            text = str(value)[:_MAX_PARAM_VALUE_CHARS]
+            previous = self._logged_params.setdefault(key, text)
+            if previous == text:
+                if not any(p.key == key for p in self._params):
+                    self._params.append(Param(key, text))
+            else:
+                rank_zero_warn(f"param {key!r} already logged as {previous!r}; not overwriting with {text!r}")
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Queue metric values; written in batches."""
+        timestamp = int(time.time() * 1000)
+        self._metrics.extend(
+            Metric(key, float(value), timestamp, step or 0) for key, value in metrics.items()
+        )
+        if len(self._metrics) >= self._flush_every:
+            self.flush()
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Called by Lightning after each logging step: flush only when the buffer is old."""
+        if time.monotonic() - self._last_flush >= self._flush_seconds:
+            self.flush()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Flush and end the run: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
+        if self._run_id is None:
+            return
+        self.flush()
+        self.end_run(_run_status(status, sys.exc_info()[1]))
+
+    # -- lit-d2l additions --------------------------------------------------------------------
+
+    @rank_zero_only
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Queue run tags."""
+        self._tags.extend(RunTag(key, str(value)) for key, value in tags.items())
+
+    @rank_zero_only
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Store ``text`` as an artifact file of the run."""
+        self.experiment.log_text(self.run_id, text, artifact_file)
+
+    @rank_zero_only
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Store a matplotlib figure as an artifact image of the run."""
+        self.experiment.log_figure(self.run_id, figure, artifact_file)
+
+    @rank_zero_only
+    def flush(self) -> None:
+        """Write everything queued, in as few ``log_batch`` calls as MLflow allows."""
+        self._last_flush = time.monotonic()
+        if not (self._metrics or self._params or self._tags):
+            return
+        client, run_id = self.experiment, self.run_id
+        metrics, params, tags = self._metrics, self._params, self._tags
+        self._metrics, self._params, self._tags = [], [], []
+        for start in range(0, max(len(params), len(tags)), _MAX_PARAMS_TAGS_PER_BATCH // 2):
+            end = start + _MAX_PARAMS_TAGS_PER_BATCH // 2
+            client.log_batch(run_id, params=params[start:end], tags=tags[start:end])
+        for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + _MAX_METRICS_PER_BATCH])
+
+    @rank_zero_only
+    def end_run(self, status: str) -> None:
+        """Set the run's terminal status (FINISHED, FAILED or KILLED); safe to call again."""
+        if self._run_id is None or self.status == status:
+            return
+        assert self._client is not None
+        self._client.set_terminated(self._run_id, status)
+        self.status = status
+
+    def _start_run(self) -> None:
+        check_store(self.tracking_uri)
+        client = MlflowClient(self.tracking_uri)
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            self._experiment_id = client.create_experiment(
+                self.experiment_name, artifact_location=artifact_root(self.tracking_uri)
+            )
+        else:
+            self._experiment_id = experiment.experiment_id
+        tags = {"mlflow.source.name": "lit-d2l", **self._initial_tags}
+        run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
+        self._client, self._run_id = client, run.info.run_id
+        self.status = RunStatus.to_string(RunStatus.RUNNING)
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _run_status(lightning_status: str, exception: BaseException | None) -> str:
+    if lightning_status in ("success", "finished"):
+        return "FINISHED"
+    # Lightning says "failed" for every exception; an interrupt or SIGTERM is a kill, not a failure.
+    if isinstance(exception, (KeyboardInterrupt, SystemExit)):
+        return "KILLED"
+    return "FAILED"

@@ -1,0 +1,73 @@
+"""Records what a CLI run was: its resolved config (artifact + flattened params) and identifying tags."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.cli import SaveConfigCallback
+
+import lit_d2l
+from lit_d2l.tracking.logger import TrackingLogger
+
+CONFIG_ARTIFACT = "config.yaml"
+
+
+class RunRecorder(SaveConfigCallback):
+    """LightningCLI's config saver, writing to the MLflow run instead of a log directory."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["save_to_log_dir"] = False
+        super().__init__(*args, **kwargs)
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        if not isinstance(logger, TrackingLogger):
+            return
+        logger.log_text(self.parser.dump(self.config, skip_none=False), CONFIG_ARTIFACT)
+        logger.log_hyperparams(config_params(self.config.as_dict()))
+        logger.set_tags(run_tags(pl_module, trainer.datamodule))
+
+
+def config_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The resolved config as params, with jsonargparse's ``init_args`` level dropped from the names."""
+    params: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "config":  # the paths of the config files: recorded by the artifact, not a setting
+            continue
+        if isinstance(value, dict) and "class_path" in value:
+            params[f"{key}.class_path"] = value["class_path"]
+            value = value.get("init_args") or {}
+        params[key] = config_params(value) if isinstance(value, dict) else value
+    return params
+
+
+def run_tags(model: L.LightningModule, datamodule: Any) -> dict[str, str]:
+    """Tags that identify a run at a glance in the MLflow dashboard."""
+    tags = {
+        "lit_d2l.version": lit_d2l.__version__,
+        "model": type(model).__name__,
+        "dataset": type(datamodule).__name__ if datamodule is not None else "none",
+    }
+    commit = _git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _git_commit() -> str | None:
+    """The commit of the lit-d2l source that ran, when it runs from a git checkout."""
+    source_dir = Path(lit_d2l.__file__).parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source_dir), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
