@@ -6,6 +6,8 @@ and so do K-fold cross-validation and ablation sweeps, with extra overrides.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +15,7 @@ import lightning as L
 from jsonargparse import ArgumentError
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_d2l.errors import ConfigError
+from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
 
@@ -38,9 +40,7 @@ class D2LCLI(LightningCLI):
         from lit_d2l.cli import TrackingSettings
 
         parser.add_class_arguments(TrackingSettings, "tracking")
-        parser.add_argument(
-            "--ckpt_path", type=str | None, default=None, help="checkpoint to resume or evaluate"
-        )
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume or evaluate")
         parser.add_argument(
             "--test_after_fit", type=bool, default=False, help="after fit, also test, in the same MLflow run"
         )
@@ -74,9 +74,7 @@ def run_lightning(argv: list[str]) -> int:
     if shown:
         print("final " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(shown.items())))
     if result.run_id:
-        print(
-            f"MLflow run {result.run_id} ({result.status}) in {result.tracking_uri}; view it with: lit-d2l ui"
-        )
+        print(f"MLflow run {result.run_id} ({result.status}) in {result.tracking_uri}; view it with: lit-d2l ui")
     return 0
 
 
@@ -88,20 +86,31 @@ def run_configured(command: str, args: list[str]) -> RunResult | None:
     if command not in SUBCOMMANDS:
         raise ConfigError(f"unknown command {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
     try:
-        cli = D2LCLI(
-            save_config_callback=RunRecorder,
-            parser_kwargs={"exit_on_error": False, "prog": f"lit-d2l {command}"},
-            # The RunRecorder logs the whole resolved config; Lightning's own hparams would repeat it.
-            trainer_defaults={"log_every_n_steps": 1, "enable_autolog_hparams": False},
-            args=args,
-            run=False,
-        )
+        with warnings.catch_warnings():
+            # We pass args on purpose: sys.argv still holds the subcommand.
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = D2LCLI(
+                save_config_callback=RunRecorder,
+                parser_kwargs={"exit_on_error": False, "prog": f"lit-d2l {command}"},
+                # The RunRecorder logs the whole resolved config; Lightning's own hparams would repeat it.
+                trainer_defaults={"log_every_n_steps": 1, "enable_autolog_hparams": False},
+                args=args,
+                run=False,
+            )
     except SystemExit as exc:
         if exc.code in (0, None):  # --help / --print_config
             return None
         raise
+    except UserError:
+        raise
     except ArgumentError as exc:
-        raise ConfigError(_one_line(str(exc))) from None
+        raise ConfigError(argument_error_line(str(exc), command)) from None
+    except Exception as exc:
+        # A model or DataModule rejecting its settings surfaces wrapped by jsonargparse.
+        cause = _user_error_in(exc)
+        if cause is None:
+            raise
+        raise cause from None
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     try:
         if command == "fit":
@@ -131,6 +140,35 @@ def _result(cli: D2LCLI) -> RunResult:
     )
 
 
-def _one_line(message: str) -> str:
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return "; ".join(lines[:3]) + (" ..." if len(lines) > 3 else "") if lines else "invalid arguments"
+_GENERIC_PARSER_LINES = (
+    "Parser key",
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Given value type:",
+    "Given value: NestedArg",
+    "Problem with given class_path",
+    "Expected a <class 'NoneType'>",
+)
+
+
+def argument_error_line(message: str, command: str) -> str:
+    """jsonargparse's multi-line report reduced to the key and the specific reasons, on one line."""
+    key = re.search(r'Parser key "([^"]+)"', message)
+    reasons = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
+    reasons = [line for line in reasons if not line.startswith(_GENERIC_PARSER_LINES)]
+    text = "; ".join(dict.fromkeys(reasons)) or "invalid arguments"
+    if key:
+        text = f"{key.group(1)}: {text}"
+    return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
+
+
+def _user_error_in(exc: BaseException) -> UserError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -42,17 +42,13 @@ class D2LModule(L.LightningModule):
         self.log("test/loss", self.loss(self(*batch[:-1]), batch[-1]))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(
-            self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
-        )
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
     def datamodule_attr(self, name: str) -> Any:
         """An attribute of the attached DataModule (e.g. ``num_inputs``), for shapes left to the data."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if not hasattr(datamodule, name):
-            raise ConfigError(
-                f"{type(self).__name__} needs model.{name}: set it, or use a DataModule that provides it"
-            )
+            raise ConfigError(f"{type(self).__name__} needs model.{name}: set it, or use a DataModule that provides it")
         return getattr(datamodule, name)
 
     def describe(self) -> dict[str, str]:

@@ -111,9 +111,7 @@ def closed_form_solution(X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return solution[:-1], solution[-1]
 
 
-def parameter_errors(
-    w: Tensor, b: Tensor, true_w: Tensor, true_b: float, X: Tensor, y: Tensor
-) -> dict[str, float]:
+def parameter_errors(w: Tensor, b: Tensor, true_w: Tensor, true_b: float, X: Tensor, y: Tensor) -> dict[str, float]:
     """Largest absolute error against the generating parameters and against the closed-form solution."""
     w, b = w.double().cpu(), b.double().cpu()
     w_star, b_star = closed_form_solution(X.cpu(), y.cpu())

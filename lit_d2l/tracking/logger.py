@@ -106,9 +106,7 @@ class TrackingLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Queue metric values; written in batches."""
         timestamp = int(time.time() * 1000)
-        self._metrics.extend(
-            Metric(key, float(value), timestamp, step or 0) for key, value in metrics.items()
-        )
+        self._metrics.extend(Metric(key, float(value), timestamp, step or 0) for key, value in metrics.items())
         if len(self._metrics) >= self._flush_every:
             self.flush()
 

@@ -19,9 +19,7 @@ def serve(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
-        raise UserError(
-            f"{uri} is already a tracking server: open it in a browser instead of running lit-d2l ui"
-        )
+        raise UserError(f"{uri} is already a tracking server: open it in a browser instead of running lit-d2l ui")
     check_store(uri)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]
