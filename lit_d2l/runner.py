@@ -141,7 +141,6 @@ def _result(cli: D2LCLI) -> RunResult:
 
 
 _GENERIC_PARSER_LINES = (
-    "Parser key",
     "Does not validate against",
     "Subtypes:",
     "Errors:",
@@ -155,8 +154,8 @@ _GENERIC_PARSER_LINES = (
 def argument_error_line(message: str, command: str) -> str:
     """jsonargparse's multi-line report reduced to the key and the specific reasons, on one line."""
     key = re.search(r'Parser key "([^"]+)"', message)
-    reasons = [line.strip().lstrip("- ") for line in message.splitlines() if line.strip()]
-    reasons = [line for line in reasons if not line.startswith(_GENERIC_PARSER_LINES)]
+    lines = (re.sub(r'^Parser key "[^"]+":', "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
+    reasons = [line for line in lines if line and not line.startswith(_GENERIC_PARSER_LINES)]
     text = "; ".join(dict.fromkeys(reasons)) or "invalid arguments"
     if key:
         text = f"{key.group(1)}: {text}"

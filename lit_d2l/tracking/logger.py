@@ -119,7 +119,7 @@ class TrackingLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """Flush and end the run: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-        if self._run_id is None:
+        if self._run_id is None and not (self._metrics or self._params or self._tags):
             return
         self.flush()
         self.end_run(_run_status(status, sys.exc_info()[1]))

@@ -1,0 +1,134 @@
+"""The `lit-d2l` command as a user meets it: the main job, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.cli import main
+from tests.conftest import LINEAR_CONFIG, only_run
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def assert_one_error_line(code: int, err: str, pattern: str) -> None:
+    assert code == 2
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("lit-d2l: error:")]
+    assert len(errors) == 1, err
+    assert re.search(pattern, errors[0]), errors[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        (["--model.bogus", "1"], r"model: Option 'bogus' is not accepted"),
+        (["--trainer.max_epochs", "many"], r"trainer\.max_epochs: Expected a <class 'int'>"),
+        (["--model.lr", "0"], r"model\.lr must be > 0"),
+        (["--model.lr", "-0.5"], r"model\.lr must be > 0"),
+        (["--data.num_train", "0"], r"data\.num_train must be > 0"),
+        (["--config", "missing.yaml"], r"File does not exist"),
+    ],
+)
+def test_bad_settings_end_in_one_line_and_leave_no_run(override, pattern, tracking_uri, client, experiment, capsys):
+    argv = ["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, *override]
+    code, _, err = run_main(argv, capsys)
+    assert_one_error_line(code, err, pattern)
+    assert client.get_experiment_by_name(experiment) is None, "nothing was recorded for a run that never started"
+
+
+def test_an_unwritable_store_directory_is_one_line(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the store's directory should be")
+    uri = f"sqlite:///{blocker}/mlruns/mlflow.db"
+    code, _, err = run_main(["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", uri, *QUIET], capsys)
+    assert_one_error_line(code, err, r"cannot write the tracking store .* not a writable directory")
+
+
+def test_an_unreachable_server_is_one_line_and_fast(capsys) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    code, _, err = run_main(["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", uri, *QUIET], capsys)
+    assert_one_error_line(code, err, r"cannot reach the tracking server http://127\.0\.0\.1")
+    assert time.monotonic() - start < 10, "no minutes of HTTP retries before saying so"
+
+
+def test_unknown_command_and_help(capsys) -> None:
+    code, _, err = run_main(["train"], capsys)
+    assert_one_error_line(code, err, r"unknown command 'train'")
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0 and "lit-d2l {fit,validate,test}" in out
+
+
+def cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lit_d2l", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_readme_main_command_trains_and_records_a_finished_run(tmp_path: Path) -> None:
+    process = cli("fit", "--config", str(LINEAR_CONFIG), cwd=tmp_path)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert re.search(r"learned w = \[\d\.\d+, -\d\.\d+\]", out)
+    match = re.search(r"MLflow run ([0-9a-f]{32}) \(FINISHED\) in sqlite:///mlruns/mlflow.db", out)
+    assert match, out
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    run = client.get_run(match.group(1))
+    assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "artifacts").as_uri())
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+    assert {"train/loss", "val/loss", "test/loss", "param_err/w"} <= set(run.data.metrics)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_and_marks_the_run_killed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", uri, "--tracking.experiment", "sigterm"]
+    process = cli(*args, "--trainer.max_epochs", "100000", *QUIET, cwd=tmp_path)
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        experiment = (tmp_path / "mlflow.db").exists() and client.get_experiment_by_name("sigterm")
+        if experiment and client.search_runs([experiment.experiment_id]):
+            break
+    time.sleep(1.0)  # well inside training
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "Traceback" not in err
+    assert only_run(client, "sigterm").info.status == "KILLED"
