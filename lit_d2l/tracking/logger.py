@@ -53,6 +53,7 @@ class TrackingLogger(Logger):
         self._tags: list[RunTag] = []
         self._logged_params: dict[str, str] = {}
         self._last_flush = time.monotonic()
+        self._last_epoch: float | None = None
         self.status: str | None = None
 
     # -- Lightning's Logger interface -------------------------------------------------------
@@ -104,9 +105,18 @@ class TrackingLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Queue metric values; written in batches."""
-        timestamp = int(time.time() * 1000)
-        self._metrics.extend(Metric(key, float(value), timestamp, step or 0) for key, value in metrics.items())
+        """Queue metric values; written in batches.
+
+        Lightning adds ``epoch`` to every step's metrics; it is recorded only when it changes,
+        which keeps the whole step function and halves the values of a per-step log.
+        """
+        timestamp, step = int(time.time() * 1000), step or 0
+        for key, value in metrics.items():
+            if key == "epoch":
+                if value == self._last_epoch:
+                    continue
+                self._last_epoch = value
+            self._metrics.append(Metric(key, float(value), timestamp, step))
         if len(self._metrics) >= self._flush_every:
             self.flush()
 
