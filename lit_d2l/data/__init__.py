@@ -1,0 +1,8 @@
+"""DataModules and everything about turning bytes into minibatches."""
+
+from lit_d2l.data.base import InMemoryDataModule
+from lit_d2l.data.batches import EpochSampler, TensorBatches
+from lit_d2l.data.fashion_mnist import FashionMNIST
+from lit_d2l.data.synthetic import SyntheticRegressionData
+
+__all__ = ["EpochSampler", "FashionMNIST", "InMemoryDataModule", "SyntheticRegressionData", "TensorBatches"]

@@ -1,0 +1,119 @@
+"""The DataModule every lit-d2l dataset builds on: splits held as tensors, served as fast minibatches."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from lit_d2l.data.batches import Batch, TensorBatches
+from lit_d2l.data.splits import kfold_indices
+from lit_d2l.errors import require
+
+Split = tuple[Tensor, ...]
+Loader = Literal["tensor", "dataloader"]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Holds ``train``/``val``/``test`` splits in memory; subclasses implement :meth:`build_splits`.
+
+    With ``num_folds`` = K > 1, the train and validation splits are pooled and cut into K folds;
+    fold ``fold`` validates and the other K - 1 train (D2L 5.7). The test split is never touched.
+    ``loader="tensor"`` (default) serves batches by slicing whole-split tensors, on the GPU when
+    training there; ``loader="dataloader"`` uses a per-example ``Dataset`` + ``DataLoader``.
+    """
+
+    def __init__(
+        self, batch_size: int, seed: int, num_folds: int = 1, fold: int = 0, loader: Loader = "tensor"
+    ) -> None:
+        super().__init__()
+        require(batch_size > 0, f"data.batch_size must be > 0, got {batch_size}")
+        require(num_folds >= 1, f"data.num_folds must be >= 1 (1 = no cross-validation), got {num_folds}")
+        require(0 <= fold < num_folds, f"data.fold must be in [0, data.num_folds={num_folds}), got {fold}")
+        require(loader in ("tensor", "dataloader"), f"data.loader must be 'tensor' or 'dataloader', got {loader!r}")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_folds = num_folds
+        self.fold = fold
+        self.loader = loader
+        self._splits: dict[str, Split] | None = None
+
+    def build_splits(self) -> dict[str, Split]:
+        """Return the ``train``, ``val`` and (possibly empty) ``test`` splits as tuples of tensors."""
+        raise NotImplementedError
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        if self._splits is None:
+            splits = self.build_splits()
+            if self.num_folds > 1:
+                splits = self._fold_splits(splits)
+            self._splits = splits
+        return self._splits
+
+    def setup(self, stage: str | None = None) -> None:
+        _ = self.splits
+
+    def train_dataloader(self) -> TensorBatches | DataLoader:
+        return self.batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches | DataLoader:
+        return self.batches("val")
+
+    def test_dataloader(self) -> TensorBatches | DataLoader:
+        return self.batches("test")
+
+    def batches(self, split: str, shuffle: bool = False) -> TensorBatches | DataLoader:
+        """Minibatches of one split, sharded for this process's DDP rank."""
+        tensors = self.splits[split]
+        require(len(tensors[0]) > 0, f"the {split} split is empty; give data.num_{split} a positive size")
+        if self.loader == "dataloader":
+            # Lightning adds a DistributedSampler under DDP and reseeds it every epoch.
+            return DataLoader(_Examples(tensors, self), batch_size=self.batch_size, shuffle=shuffle)
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        if device.type != "cpu":  # hold the split on the accelerator once, instead of copying every batch
+            tensors = tuple(t.to(device) for t in tensors)
+        return TensorBatches(
+            tensors,
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.shuffle_seed,
+            rank=rank,
+            world_size=world_size,
+            transform=self.transform_batch,
+        )
+
+    @property
+    def shuffle_seed(self) -> int:
+        """The run's seed_everything value when set (the same on every rank), else the data seed."""
+        return int(os.environ.get("PL_GLOBAL_SEED", self.seed))
+
+    def transform_batch(self, batch: Batch) -> Batch:
+        """Per-batch preprocessing (e.g. scaling); identity by default."""
+        return batch
+
+    def _fold_splits(self, splits: dict[str, Split]) -> dict[str, Split]:
+        pool = tuple(torch.cat(parts) for parts in zip(splits["train"], splits["val"], strict=True))
+        train, val = kfold_indices(len(pool[0]), self.num_folds, self.fold, self.seed)
+        return {"train": tuple(t[train] for t in pool), "val": tuple(t[val] for t in pool), "test": splits["test"]}
+
+
+class _Examples(Dataset):
+    """Per-example view of a split, for the standard DataLoader path."""
+
+    def __init__(self, tensors: Split, datamodule: InMemoryDataModule) -> None:
+        self.tensors = tensors
+        self.datamodule = datamodule
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: int) -> Batch:
+        example = tuple(t[index : index + 1] for t in self.tensors)
+        return tuple(t[0] for t in self.datamodule.transform_batch(example))

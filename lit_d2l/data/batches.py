@@ -1,0 +1,99 @@
+"""Minibatches sliced from tensors held in memory, sharded across DDP ranks (D2L 3.2.3, done fast).
+
+A per-sample ``Dataset`` + ``DataLoader`` calls Python once per example and collates; here one
+index tensor per batch selects rows of the whole split at once.
+
+Sharding rule: every epoch draws one permutation, the same on every rank (seeded by seed and
+epoch). It is padded by wrapping around to a multiple of the world size, and rank r takes
+positions r, r + W, r + 2W, ... So shards are disjoint up to the at most W - 1 padded repeats,
+equal in size, and together cover every example. ``drop_last`` then drops a shard's final
+incomplete batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+Batch = tuple[Tensor, ...]
+
+
+class EpochSampler:
+    """One rank's indices for the current epoch; Lightning calls ``set_epoch`` before each epoch."""
+
+    def __init__(
+        self, num_examples: int, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.num_examples = num_examples
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_examples / self.world_size)
+
+    def indices(self) -> Tensor:
+        """This rank's shard of this epoch's (shuffled) order."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(hash((self.seed, self.epoch)))
+            order = torch.randperm(self.num_examples, generator=generator)
+        else:
+            order = torch.arange(self.num_examples)
+        total = len(self) * self.world_size
+        if total > self.num_examples:  # wrap around, repeating the first examples of this order
+            order = order.repeat(math.ceil(total / self.num_examples))[:total]
+        return order[self.rank :: self.world_size]
+
+
+class TensorBatches:
+    """Iterable of minibatches over equally long tensors; ``transform`` runs once per batch."""
+
+    def __init__(
+        self,
+        tensors: Sequence[Tensor],
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        transform: Callable[[Batch], Batch] | None = None,
+    ) -> None:
+        lengths = {len(t) for t in tensors}
+        if len(lengths) != 1:
+            raise ValueError(f"tensors must have the same first dimension, got lengths {sorted(lengths)}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        self.tensors = tuple(tensors)
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.transform = transform
+        # Named like DataLoader's attributes: Lightning's fit loop finds `sampler` and calls set_epoch.
+        self.sampler = EpochSampler(lengths.pop(), shuffle, seed, rank, world_size)
+        self.batch_sampler = None
+
+    def __len__(self) -> int:
+        rounding = math.floor if self.drop_last else math.ceil
+        return rounding(len(self.sampler) / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        sampler = self.sampler
+        sequential = not sampler.shuffle and sampler.world_size == 1
+        order = None if sequential else sampler.indices()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            if order is None:  # a view, no copy
+                batch = tuple(t[start : start + self.batch_size] for t in self.tensors)
+            else:
+                index = order[start : start + self.batch_size]
+                batch = tuple(t.index_select(0, index) for t in self.tensors)
+            yield self.transform(batch) if self.transform else batch

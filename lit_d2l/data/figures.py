@@ -1,0 +1,26 @@
+"""Figures of data: a grid of images with their labels (D2L 4.2's ``show_images``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def show_images(images: Tensor, titles: Sequence[str], num_cols: int = 8, scale: float = 1.5) -> Figure:
+    """A grid of grayscale images (N, H, W) or (N, 1, H, W), each titled."""
+    images = images.reshape(len(images), *images.shape[-2:]).cpu()
+    num_rows = -(-len(images) // num_cols)
+    fig, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale * 1.15), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles, strict=False):
+        ax.imshow(image.numpy(), cmap="gray")
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from lit_d2l.data import EpochSampler, TensorBatches
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("num_examples", [1, 10, 13, 64])
+def test_ddp_shards_are_equal_disjoint_up_to_padding_and_covering(world_size: int, num_examples: int) -> None:
+    shards = []
+    for rank in range(world_size):
+        sampler = EpochSampler(num_examples, shuffle=True, seed=3, rank=rank, world_size=world_size)
+        sampler.set_epoch(5)
+        shards.append(sampler.indices())
+    assert len({len(s) for s in shards}) == 1, "every rank gets the same number of examples"
+    everything = torch.cat(shards)
+    assert set(everything.tolist()) == set(range(num_examples)), "the shards cover every example"
+    padding = len(everything) - num_examples
+    assert 0 <= padding < world_size, "only the documented wrap-around padding repeats examples"
+    assert len(torch.unique(everything)) == num_examples
+
+
+def test_each_epoch_draws_a_new_permutation_the_same_on_every_call() -> None:
+    sampler = EpochSampler(100, shuffle=True, seed=0)
+    sampler.set_epoch(0)
+    first = sampler.indices()
+    assert torch.equal(first, sampler.indices())
+    sampler.set_epoch(1)
+    assert not torch.equal(first, sampler.indices())
+    assert not torch.equal(first, torch.arange(100))
+
+
+def test_same_seed_same_batches() -> None:
+    X, y = torch.randn(50, 2), torch.randn(50, 1)
+    a = [b[0] for b in TensorBatches((X, y), 8, shuffle=True, seed=1)]
+    b = [b[0] for b in TensorBatches((X, y), 8, shuffle=True, seed=1)]
+    c = [b[0] for b in TensorBatches((X, y), 8, shuffle=True, seed=2)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=True))
+
+
+def test_batches_keep_rows_aligned_and_drop_last_drops_the_remainder() -> None:
+    X = torch.arange(10).reshape(10, 1).float()
+    y = X * 2
+    batches = TensorBatches((X, y), 4, shuffle=True, drop_last=True)
+    assert len(batches) == 2
+    for xb, yb in batches:
+        assert len(xb) == 4
+        assert torch.equal(yb, xb * 2)
+
+
+def test_unshuffled_batches_are_views_in_order() -> None:
+    X = torch.arange(10)
+    batches = list(TensorBatches((X,), 4))
+    assert [b[0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert batches[0][0].data_ptr() == X.data_ptr()
+
+
+def test_mismatched_lengths_are_rejected() -> None:
+    with pytest.raises(ValueError, match="same first dimension"):
+        TensorBatches((torch.zeros(3), torch.zeros(4)), 2)
