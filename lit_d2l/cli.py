@@ -8,36 +8,20 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from lit_d2l.errors import UserError
 
 USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
+       lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
        lit-d2l ui [--port PORT] [--tracking-uri URI]
 
   fit        train a model (add --print_config to see every setting)
   validate   evaluate on the validation split
   test       evaluate on the test split
+  cv         K-fold cross-validation: K fits as child runs of one MLflow parent run
   ui         open the MLflow dashboard on this machine's store
 """
-
-
-@dataclass
-class TrackingSettings:
-    """Where and under which name runs are recorded.
-
-    Args:
-        experiment: MLflow experiment name.
-        uri: tracking store; default $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.
-        run_name: MLflow run name; MLflow picks one when unset.
-        tags: extra run tags.
-    """
-
-    experiment: str = "lit-d2l"
-    uri: str | None = None
-    run_name: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,11 +49,15 @@ def run(argv: list[str]) -> int:
         from lit_d2l.tracking.ui import serve
 
         return serve(rest)
+    if command == "cv":
+        from lit_d2l.crossval import main as cross_validate
+
+        return cross_validate(rest)
     if command in ("fit", "validate", "test"):
         from lit_d2l.runner import run_lightning
 
         return run_lightning(argv)
-    raise UserError(f"unknown command {command!r}; choose one of: fit, validate, test, ui")
+    raise UserError(f"unknown command {command!r}; choose one of: fit, validate, test, cv, ui")
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

@@ -18,6 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
+from lit_d2l.tracking.settings import TrackingSettings
 
 SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -31,14 +32,13 @@ class RunResult:
     tracking_uri: str | None
     metrics: dict[str, float] = field(default_factory=dict)
     learned: dict[str, str] = field(default_factory=dict)
+    is_global_zero: bool = True
 
 
 class D2LCLI(LightningCLI):
     """LightningCLI with a ``tracking`` section, an MLflow logger by default and fail-fast checks."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        from lit_d2l.cli import TrackingSettings
-
         parser.add_class_arguments(TrackingSettings, "tracking")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume or evaluate")
         parser.add_argument(
@@ -66,7 +66,7 @@ class D2LCLI(LightningCLI):
 def run_lightning(argv: list[str]) -> int:
     """``lit-d2l fit|validate|test ...``: run, print the outcome, return the exit status."""
     result = run_configured(argv[0], argv[1:])
-    if result is None:  # --print_config or --help: nothing ran
+    if result is None or not result.is_global_zero:  # --print_config / --help, or another DDP rank
         return 0
     for key, value in result.learned.items():
         print(f"learned {key} = {value}")
@@ -78,11 +78,22 @@ def run_lightning(argv: list[str]) -> int:
     return 0
 
 
-def run_configured(command: str, args: list[str]) -> RunResult | None:
+def run_configured(command: str, args: list[str], tags: dict[str, str] | None = None) -> RunResult | None:
     """Build everything from ``args`` (config files and dotted overrides) and run ``command``.
 
-    Returns None when only help or the config was printed.
+    ``tags`` are added to the MLflow run (e.g. its parent run). Returns None when only help or
+    the config was printed.
     """
+    cli = build(command, args)
+    if cli is None:
+        return None
+    if tags and cli.logger is not None:
+        cli.logger.set_tags(tags)
+    return execute(cli, command)
+
+
+def build(command: str, args: list[str]) -> D2LCLI | None:
+    """Parse and instantiate (DataModule, model, Trainer and logger) without running anything."""
     if command not in SUBCOMMANDS:
         raise ConfigError(f"unknown command {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
     try:
@@ -111,10 +122,17 @@ def run_configured(command: str, args: list[str]) -> RunResult | None:
         if cause is None:
             raise
         raise cause from None
+    return cli
+
+
+def execute(cli: D2LCLI, command: str) -> RunResult:
+    """Run ``command`` on what :func:`build` made; the MLflow run never stays RUNNING."""
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    metrics: dict[str, float] = {}
     try:
         if command == "fit":
             trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+            metrics |= _scalars(trainer.callback_metrics)  # testing replaces them
             if cli.config.test_after_fit:
                 trainer.test(model, datamodule=data)
         elif command == "validate":
@@ -125,18 +143,22 @@ def run_configured(command: str, args: list[str]) -> RunResult | None:
         if cli.logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
             cli.logger.finalize("failed")
         raise
-    return _result(cli)
+    return _result(cli, metrics | _scalars(trainer.callback_metrics))
 
 
-def _result(cli: D2LCLI) -> RunResult:
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {key: float(value) for key, value in metrics.items() if value.numel() == 1}
+
+
+def _result(cli: D2LCLI, metrics: dict[str, float]) -> RunResult:
     logger = cli.logger
-    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if v.numel() == 1}
     return RunResult(
         run_id=logger.version if logger else None,
         status=logger.status if logger else None,
         tracking_uri=logger.tracking_uri if logger else None,
         metrics=metrics,
         learned=cli.model.describe() if hasattr(cli.model, "describe") else {},
+        is_global_zero=cli.trainer.is_global_zero,
     )
 
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from torch import Tensor
 
 
 def show_images(images: Tensor, titles: Sequence[str], num_cols: int = 8, scale: float = 1.5) -> Figure:

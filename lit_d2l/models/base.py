@@ -14,7 +14,8 @@ from lit_d2l.errors import ConfigError, require
 class D2LModule(L.LightningModule):
     """Loss, minibatch SGD and the metric names of lit-d2l: ``train/loss``, ``val/loss``, ``test/loss``.
 
-    ``train/loss`` is logged every step; ``train/loss_epoch`` is its mean over each epoch.
+    ``train/loss`` is logged every step (rank 0's batch); ``train/loss_epoch`` is its mean over each
+    epoch, and epoch-level metrics are averaged over all DDP ranks.
     """
 
     def __init__(self, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
@@ -32,14 +33,14 @@ class D2LModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         loss = self.loss(self(*batch[:-1]), batch[-1])
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self.log("val/loss", self.loss(self(*batch[:-1]), batch[-1]), prog_bar=True)
+        self.log("val/loss", self.loss(self(*batch[:-1]), batch[-1]), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self.log("test/loss", self.loss(self(*batch[:-1]), batch[-1]))
+        self.log("test/loss", self.loss(self(*batch[:-1]), batch[-1]), sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
@@ -148,8 +149,11 @@ class TrackingLogger(Logger):
 
     @rank_zero_only
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        """Store a matplotlib figure as an artifact image of the run."""
+        """Store a matplotlib figure as an artifact image of the run, then release it."""
+        from matplotlib import pyplot
+
         self.experiment.log_figure(self.run_id, figure, artifact_file)
+        pyplot.close(figure)
 
     @rank_zero_only
     def flush(self) -> None:
@@ -210,3 +214,14 @@ def _run_status(lightning_status: str, exception: BaseException | None) -> str:
     if isinstance(exception, (KeyboardInterrupt, SystemExit)):
         return "KILLED"
     return "FAILED"
+
+
+@contextmanager
+def closing(logger: TrackingLogger) -> Iterator[TrackingLogger]:
+    """Use a logger's run outside a Trainer; it ends FINISHED, or FAILED / KILLED if the block raises."""
+    try:
+        yield logger
+    except BaseException:
+        logger.finalize("failed")
+        raise
+    logger.finalize("success")

@@ -13,6 +13,7 @@ import lit_d2l
 from lit_d2l.tracking.logger import TrackingLogger
 
 CONFIG_ARTIFACT = "config.yaml"
+SAMPLES_ARTIFACT = "data_samples.png"
 
 
 class RunRecorder(SaveConfigCallback):
@@ -29,6 +30,9 @@ class RunRecorder(SaveConfigCallback):
         logger.log_text(self.parser.dump(self.config, skip_none=False), CONFIG_ARTIFACT)
         logger.log_hyperparams(config_params(self.config.as_dict()))
         logger.set_tags(run_tags(pl_module, trainer.datamodule))
+        sample_figure = getattr(trainer.datamodule, "sample_figure", None)
+        if callable(sample_figure):  # e.g. D2L's grid of labelled Fashion-MNIST images
+            logger.log_figure(sample_figure(), SAMPLES_ARTIFACT)
 
 
 def config_params(config: dict[str, Any]) -> dict[str, Any]:

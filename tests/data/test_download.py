@@ -76,7 +76,7 @@ def test_datamodule_downloads_splits_and_then_works_offline(mirror, tmp_path: Pa
     assert len(server.requests) == 4, "files present and valid: no request"
     images, labels = next(iter(offline.train_dataloader()))
     assert images.shape == (256, 1, 28, 28) and images.dtype == torch.float32
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
     assert labels.dtype == torch.int64
 
 

@@ -42,7 +42,7 @@ def test_corrupt_files_say_what_is_wrong(tmp_path: Path, content: bytes, ndim: i
 def test_corrupt_gzip_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "broken.gz"
     path.write_bytes(gzip.compress(header(0x08, (3,)) + b"abc")[:-6])
-    with pytest.raises(IdxFormatError, match="broken.gz: corrupt gzip"):
+    with pytest.raises(IdxFormatError, match=r"broken\.gz: corrupt gzip"):
         read_idx(path, ndim=1)
 
 

@@ -57,7 +57,9 @@ def test_datamodule_folds_pool_train_and_val_and_keep_test() -> None:
     assert all(torch.equal(d.splits["test"][0], plain.splits["test"][0]) for d in folds)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"num_folds": 0}, "num_folds"), ({"num_folds": 3, "fold": 3}, "fold")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"num_folds": 0}, "num_folds"), ({"num_folds": 3, "fold": 3}, "fold")]
+)
 def test_bad_fold_settings(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
         SyntheticRegressionData(**kwargs)

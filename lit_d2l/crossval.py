@@ -1,0 +1,101 @@
+"""``lit-d2l cv``: K-fold cross-validation (D2L 5.7) as child runs of one MLflow parent run.
+
+Each fold is an ordinary ``fit`` built through the same config path, with ``data.num_folds`` and
+``data.fold`` added; the parent run gets the mean and standard deviation of each validation metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import dataclass
+
+from lit_d2l.errors import ConfigError
+from lit_d2l.runner import RunResult, build, execute
+from lit_d2l.tracking import TrackingLogger
+from lit_d2l.tracking.logger import closing
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+@dataclass
+class CrossValidation:
+    """The parent run and the result of every fold."""
+
+    parent_run_id: str
+    folds: list[RunResult]
+    summary: dict[str, float]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lit-d2l cv", add_help=False)
+    parser.add_argument("--folds", type=int, default=5)
+    known, rest = parser.parse_known_args(argv)
+    result = cross_validate(rest, known.folds)
+    for index, fold in enumerate(result.folds):
+        shown = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(fold.metrics.items()) if k.startswith("val/"))
+        print(f"fold {index}: {shown} (run {fold.run_id})")
+    for key in sorted(k for k in result.summary if k.endswith("_mean")):
+        base = key.removesuffix("_mean")
+        print(f"{base}: {result.summary[key]:.4g} ± {result.summary[base + '_std']:.2g} over {len(result.folds)} folds")
+    print(f"MLflow parent run {result.parent_run_id}; view it with: lit-d2l ui")
+    return 0
+
+
+def cross_validate(args: list[str], num_folds: int) -> CrossValidation:
+    """Fit fold 0..K-1 of the config in ``args``; summarise the validation metrics on a parent run."""
+    if num_folds < 2:
+        raise ConfigError(f"--folds must be >= 2, got {num_folds}")
+    parent: TrackingLogger | None = None
+    folds: list[RunResult] = []
+    try:
+        for fold in range(num_folds):
+            fold_args = [
+                *args,
+                "--data.num_folds",
+                str(num_folds),
+                "--data.fold",
+                str(fold),
+                "--test_after_fit",
+                "false",
+            ]
+            cli = build("fit", fold_args)
+            if cli is None or cli.logger is None:
+                raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
+            if parent is None:
+                parent = _parent_run(cli.logger, num_folds)
+            cli.logger.run_name = f"{parent.run_name}-fold{fold}"
+            cli.logger.set_tags({PARENT_TAG: parent.run_id, "fold": str(fold), "cv.folds": str(num_folds)})
+            folds.append(execute(cli, "fit"))
+        summary = summarise([fold.metrics for fold in folds])
+    except BaseException:
+        if parent is not None:
+            parent.finalize("failed")
+        raise
+    with closing(parent) as run:
+        run.log_metrics(summary, step=0)
+    return CrossValidation(parent_run_id=parent.run_id, folds=folds, summary=summary)
+
+
+def summarise(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and (population) standard deviation over folds of every ``val/`` metric all folds have."""
+    keys = set.intersection(*(set(m) for m in fold_metrics))
+    summary: dict[str, float] = {}
+    for key in sorted(k for k in keys if k.startswith("val/")):
+        values = [m[key] for m in fold_metrics]
+        summary[f"{key}_mean"] = statistics.fmean(values)
+        summary[f"{key}_std"] = statistics.pstdev(values)
+    return summary
+
+
+def _parent_run(child: TrackingLogger, num_folds: int) -> TrackingLogger:
+    base = child.run_name or "cv"
+    parent = TrackingLogger(
+        experiment_name=child.experiment_name,
+        tracking_uri=child.tracking_uri,
+        run_name=f"{base}-{num_folds}fold",
+        tags={"cv.folds": str(num_folds), "lit_d2l.kind": "cross-validation"},
+    )
+    parent.log_hyperparams({"cv.folds": num_folds})
+    _ = parent.run_id
+    return parent

@@ -1,0 +1,22 @@
+"""The ``tracking`` section of a run's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrackingSettings:
+    """Where and under which name runs are recorded.
+
+    Args:
+        experiment: MLflow experiment name.
+        uri: tracking store; default $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.
+        run_name: MLflow run name; MLflow picks one when unset.
+        tags: extra run tags.
+    """
+
+    experiment: str = "lit-d2l"
+    uri: str | None = None
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
