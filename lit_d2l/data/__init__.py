@@ -3,6 +3,14 @@
 from lit_d2l.data.base import InMemoryDataModule
 from lit_d2l.data.batches import EpochSampler, TensorBatches
 from lit_d2l.data.fashion_mnist import FashionMNIST
-from lit_d2l.data.synthetic import SyntheticRegressionData
+from lit_d2l.data.synthetic import HighDimLinearData, PolynomialData, SyntheticRegressionData
 
-__all__ = ["EpochSampler", "FashionMNIST", "InMemoryDataModule", "SyntheticRegressionData", "TensorBatches"]
+__all__ = [
+    "EpochSampler",
+    "FashionMNIST",
+    "HighDimLinearData",
+    "InMemoryDataModule",
+    "PolynomialData",
+    "SyntheticRegressionData",
+    "TensorBatches",
+]

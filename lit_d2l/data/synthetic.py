@@ -53,3 +53,93 @@ class SyntheticRegressionData(InMemoryDataModule):
         bounds = {"train": (0, self.num_train), "val": (self.num_train, self.num_train + self.num_val)}
         bounds["test"] = (self.num_train + self.num_val, n)
         return {name: (X[lo:hi], y[lo:hi]) for name, (lo, hi) in bounds.items()}
+
+
+class HighDimLinearData(SyntheticRegressionData):
+    """y = 0.05 + Σ 0.01·xᵢ + ε over d = 200 inputs, with only 20 training examples (D2L 3.7)."""
+
+    def __init__(
+        self,
+        num_inputs: int = 200,
+        num_train: int = 20,
+        num_val: int = 100,
+        num_test: int = 0,
+        batch_size: int = 5,
+        noise: float = 0.01,
+        seed: int = 0,
+        num_folds: int = 1,
+        fold: int = 0,
+        loader: Loader = "tensor",
+    ) -> None:
+        require(num_inputs > 0, f"data.num_inputs must be > 0, got {num_inputs}")
+        super().__init__(
+            w=[0.01] * num_inputs,
+            b=0.05,
+            noise=noise,
+            num_train=num_train,
+            num_val=num_val,
+            num_test=num_test,
+            batch_size=batch_size,
+            seed=seed,
+            num_folds=num_folds,
+            fold=fold,
+            loader=loader,
+        )
+
+
+class PolynomialData(InMemoryDataModule):
+    """Features xⁱ/i! for i < max_degree, labels from w[:4] = [5, 1.2, −3.4, 5.6] plus noise (D2L 1st ed. 4.4).
+
+    The model sees the first ``degree`` features: 4 fit the truth, fewer underfit, all 20 can overfit.
+    """
+
+    TRUE_W = (5.0, 1.2, -3.4, 5.6)
+
+    def __init__(
+        self,
+        degree: int = 4,
+        max_degree: int = 20,
+        num_train: int = 100,
+        num_val: int = 100,
+        num_test: int = 0,
+        noise: float = 0.1,
+        batch_size: int = 10,
+        seed: int = 0,
+        num_folds: int = 1,
+        fold: int = 0,
+        loader: Loader = "tensor",
+    ) -> None:
+        # D2L uses batch min(10, n): a batch larger than the training set is the whole set.
+        super().__init__(max(1, min(batch_size, num_train)), seed, num_folds=num_folds, fold=fold, loader=loader)
+        require(1 <= degree <= max_degree, f"data.degree must be in [1, max_degree={max_degree}], got {degree}")
+        require(num_train > 0, f"data.num_train must be > 0, got {num_train}")
+        require(num_val >= 0 and num_test >= 0, "data.num_val and data.num_test must be >= 0")
+        self.save_hyperparameters()
+        self.degree, self.max_degree = degree, max_degree
+        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
+        self.noise = noise
+        self.w = torch.zeros(max_degree)
+        self.w[: len(self.TRUE_W)] = torch.tensor(self.TRUE_W[:max_degree])
+
+    @property
+    def num_inputs(self) -> int:
+        return self.degree
+
+    def true_params(self) -> tuple[torch.Tensor, float]:
+        """The generating weights of the features the model sees (the x⁰ feature plays the bias)."""
+        return self.w[: self.degree], 0.0
+
+    def build_splits(self) -> dict[str, Split]:
+        n = self.num_train + self.num_val + self.num_test
+        generator = torch.Generator().manual_seed(self.seed)
+        x = torch.randn(n, 1, generator=generator, dtype=torch.float64)
+        powers = torch.arange(self.max_degree, dtype=torch.float64)
+        features = x.pow(powers) / torch.exp(torch.lgamma(powers + 1))  # xⁱ / i!
+        y = features @ self.w.double() + self.noise * torch.randn(n, generator=generator, dtype=torch.float64)
+        X, y = features[:, : self.degree].float(), y.float().reshape(-1, 1)
+        ends = (self.num_train, self.num_train + self.num_val, n)
+        return {
+            "train": (X[: ends[0]], y[: ends[0]]),
+            "val": (X[ends[0] : ends[1]], y[ends[0] : ends[1]]),
+            "test": (X[ends[1] :], y[ends[1] :]),
+        }

@@ -1,7 +1,22 @@
 """LightningModules for the model families of Dive into Deep Learning."""
 
-from lit_d2l.models.base import D2LModule
+from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.linear import LinearRegression, LinearRegressionScratch, closed_form_solution
+from lit_d2l.models.mlp import MLP, DropoutScratch
+from lit_d2l.models.mlp_scratch import MLPScratch
 from lit_d2l.models.sgd import MinibatchSGD
+from lit_d2l.models.softmax import SoftmaxRegression, SoftmaxRegressionScratch
 
-__all__ = ["D2LModule", "LinearRegression", "LinearRegressionScratch", "MinibatchSGD", "closed_form_solution"]
+__all__ = [
+    "MLP",
+    "Classifier",
+    "D2LModule",
+    "DropoutScratch",
+    "LinearRegression",
+    "LinearRegressionScratch",
+    "MLPScratch",
+    "MinibatchSGD",
+    "SoftmaxRegression",
+    "SoftmaxRegressionScratch",
+    "closed_form_solution",
+]

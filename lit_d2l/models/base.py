@@ -1,4 +1,4 @@
-"""The LightningModule every lit-d2l model builds on (D2L 3.2.2's ``Module``)."""
+"""The LightningModules every lit-d2l model builds on (D2L 3.2.2's ``Module``, 4.3's ``Classifier``)."""
 
 from __future__ import annotations
 
@@ -6,32 +6,47 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from lit_d2l.errors import ConfigError, require
 
 
 class D2LModule(L.LightningModule):
-    """Loss, minibatch SGD and the metric names of lit-d2l: ``train/loss``, ``val/loss``, ``test/loss``.
+    """Loss, minibatch SGD, weight decay / L2 penalty, and lit-d2l's metric names.
 
-    ``train/loss`` is logged every step (rank 0's batch); ``train/loss_epoch`` is its mean over each
-    epoch, and epoch-level metrics are averaged over all DDP ranks.
+    ``train/loss`` is the objective J = L + λ/2·Σ‖W‖² (λ = ``l2``) logged every step (rank 0's
+    batch); ``train/loss_epoch`` is its mean over each epoch. ``val/loss`` and ``test/loss`` are the
+    data loss L alone. Epoch-level metrics are averaged over all DDP ranks. "Weights" are the
+    parameters with two or more dimensions; biases are never decayed or penalised (D2L 3.7).
     """
 
-    def __init__(self, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0, l2: float = 0.0) -> None:
         super().__init__()
         require(lr > 0, f"model.lr must be > 0, got {lr}")
         require(0 <= momentum < 1, f"model.momentum must be in [0, 1), got {momentum}")
         require(weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}")
+        require(l2 >= 0, f"model.l2 must be >= 0, got {l2}")
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.l2 = l2
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def weights(self) -> dict[str, Tensor]:
+        """The parameters that weight decay and the L2 penalty apply to."""
+        return {name: p for name, p in self.named_parameters() if p.ndim > 1}
+
+    def l2_penalty(self) -> Tensor:
+        """λ/2 · Σ‖W‖² over the weights (D2L 3.7.2)."""
+        return self.l2 / 2 * sum((w**2).sum() for w in self.weights().values())
+
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         loss = self.loss(self(*batch[:-1]), batch[-1])
+        if self.l2:
+            loss = loss + self.l2_penalty()
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True)
         return loss
@@ -42,8 +57,18 @@ class D2LModule(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self.log("test/loss", self.loss(self(*batch[:-1]), batch[-1]), sync_dist=True)
 
+    def on_train_epoch_end(self) -> None:
+        for name, weight in self.weights().items():
+            self.log(f"weight_norm/{name}", weight.detach().norm(), sync_dist=False)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        weight_ids = {id(w) for w in self.weights().values()}
+        groups = [
+            {"params": [p for p in self.parameters() if id(p) in weight_ids], "weight_decay": self.weight_decay},
+            {"params": [p for p in self.parameters() if id(p) not in weight_ids], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum)
 
     def datamodule_attr(self, name: str) -> Any:
         """An attribute of the attached DataModule (e.g. ``num_inputs``), for shapes left to the data."""
@@ -55,3 +80,57 @@ class D2LModule(L.LightningModule):
     def describe(self) -> dict[str, str]:
         """Human-readable learned quantities, printed by the CLI at the end of a run."""
         return {}
+
+
+class Classifier(D2LModule):
+    """Cross-entropy on logits, plus ``val/acc`` and ``test/acc`` (D2L 4.3).
+
+    Shapes left as None (``num_inputs``, ``num_outputs``) come from the DataModule; subclasses
+    create their layers in :meth:`build`.
+    """
+
+    def __init__(
+        self,
+        num_inputs: int | None = None,
+        num_outputs: int | None = None,
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        super().__init__(lr=lr, momentum=momentum, weight_decay=weight_decay, l2=l2)
+        self.num_inputs, self.num_outputs = num_inputs, num_outputs
+        self._built = False
+        if num_inputs is not None and num_outputs is not None:
+            self.configure_model()
+
+    def build(self, num_inputs: int, num_outputs: int) -> None:
+        raise NotImplementedError
+
+    def configure_model(self) -> None:
+        if self._built:
+            return
+        self.num_inputs = self.num_inputs or self.datamodule_attr("num_inputs")
+        self.num_outputs = self.num_outputs or self.datamodule_attr("num_outputs")
+        self.hparams.update(num_inputs=self.num_inputs, num_outputs=self.num_outputs)
+        self.build(self.num_inputs, self.num_outputs)
+        self.val_acc = MulticlassAccuracy(self.num_outputs, average="micro")
+        self.test_acc = MulticlassAccuracy(self.num_outputs, average="micro")
+        self._built = True
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(logits, y)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        X, y = batch
+        logits = self(X)
+        self.log("val/loss", self.loss(logits, y), prog_bar=True, sync_dist=True)
+        self.val_acc(logits, y)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        X, y = batch
+        logits = self(X)
+        self.log("test/loss", self.loss(logits, y), sync_dist=True)
+        self.test_acc(logits, y)
+        self.log("test/acc", self.test_acc)

@@ -31,7 +31,7 @@ class _LinearModel(D2LModule):
     def build(self, num_inputs: int) -> None:
         raise NotImplementedError
 
-    def weights(self) -> tuple[Tensor, Tensor]:
+    def learned(self) -> tuple[Tensor, Tensor]:
         """The learned w (flat) and b (scalar)."""
         raise NotImplementedError
 
@@ -41,13 +41,15 @@ class _LinearModel(D2LModule):
         if not hasattr(datamodule, "true_params"):
             return
         X, y = datamodule.splits["train"][:2]
-        self.fit_errors = parameter_errors(*self.weights(), *datamodule.true_params(), X, y)
+        self.fit_errors = parameter_errors(*self.learned(), *datamodule.true_params(), X, y)
         if self.logger is not None:
             self.logger.log_metrics(self.fit_errors, step=self.global_step)
 
     def describe(self) -> dict[str, str]:
-        w, b = self.weights()
-        described = {"w": str([round(v, 4) for v in w.tolist()]), "b": f"{b.item():.4f}"}
+        w, b = self.learned()
+        shown = [round(v, 4) for v in w[:8].tolist()]
+        w_text = str(shown) if len(w) <= 8 else f"{str(shown)[:-1]}, ...] ({len(w)} weights, ‖w‖ = {w.norm():.4f})"
+        described = {"w": w_text, "b": f"{b.item():.4f}"}
         return described | {key: f"{value:.2e}" for key, value in self.fit_errors.items()}
 
 
@@ -75,16 +77,17 @@ class LinearRegression(_LinearModel):
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         return nn.functional.mse_loss(y_hat, y.reshape(y_hat.shape))
 
-    def weights(self) -> tuple[Tensor, Tensor]:
-        return self.net.weight.detach().reshape(-1), self.net.bias.detach().reshape(())
+    def learned(self) -> tuple[Tensor, Tensor]:
+        bias = self.net.bias.detach().reshape(()) if self.net.bias is not None else torch.zeros(())
+        return self.net.weight.detach().reshape(-1), bias
 
 
 class LinearRegressionScratch(_LinearModel):
     """Explicit w and b, squared loss ½(ŷ − y)² and the SGD update written out (D2L 3.4)."""
 
-    def __init__(self, num_inputs: int | None = None, lr: float = 0.03, sigma: float = 0.01) -> None:
+    def __init__(self, num_inputs: int | None = None, lr: float = 0.03, sigma: float = 0.01, l2: float = 0.0) -> None:
         self.sigma = sigma
-        super().__init__(num_inputs, lr=lr)
+        super().__init__(num_inputs, lr=lr, l2=l2)
         self.save_hyperparameters()
 
     def build(self, num_inputs: int) -> None:
@@ -100,7 +103,7 @@ class LinearRegressionScratch(_LinearModel):
     def configure_optimizers(self) -> MinibatchSGD:
         return MinibatchSGD(self.parameters(), self.lr)
 
-    def weights(self) -> tuple[Tensor, Tensor]:
+    def learned(self) -> tuple[Tensor, Tensor]:
         return self.w.detach().reshape(-1), self.b.detach().reshape(())
 
 

@@ -21,7 +21,7 @@ def test_both_linear_models_recover_the_generating_parameters(model_class, w, b,
     data = SyntheticRegressionData(w=w, b=b)
     model = model_class(lr=0.03)
     fit(model, data, epochs=10, trainer_kwargs=quiet_trainer)
-    learned_w, learned_b = model.weights()
+    learned_w, learned_b = model.learned()
     assert torch.allclose(learned_w, torch.tensor(w), atol=0.01)
     assert learned_b.item() == pytest.approx(b, abs=0.01)
     assert model.fit_errors["param_err/w"] < 0.01

@@ -1,0 +1,92 @@
+"""A one-hidden-layer MLP with forward and backward propagation written by hand (D2L 5.3).
+
+No autograd in training: Lightning's manual optimisation hands us each batch, and the gradients
+of J = L + s, s = λ/2 (‖W1‖² + ‖W2‖²), come from the chain rule written out:
+
+    ∂J/∂o = (softmax(o) − onehot(y)) / n     ∂J/∂W2 = (∂J/∂o)ᵀ h + λ W2
+    ∂J/∂h = (∂J/∂o) W2                       ∂J/∂z  = ∂J/∂h ⊙ φ′(z)
+    ∂J/∂W1 = (∂J/∂z)ᵀ x + λ W1               ∂J/∂b  = Σ over the batch of ∂J/∂(layer output)
+
+(Shapes follow PyTorch: W1 is hidden × inputs, W2 is outputs × hidden, rows are examples.)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lit_d2l.errors import require
+from lit_d2l.models import activations
+from lit_d2l.models.base import Classifier
+from lit_d2l.models.softmax import cross_entropy, softmax
+
+
+class MLPScratch(Classifier):
+    """Hand-written forward and backward pass of a 1-hidden-layer MLP with an optional L2 term."""
+
+    def __init__(
+        self,
+        num_hiddens: int = 256,
+        activation: str = "relu",
+        sigma: float = 0.01,
+        num_inputs: int | None = None,
+        num_outputs: int | None = None,
+        lr: float = 0.1,
+        l2: float = 0.0,
+    ) -> None:
+        require(num_hiddens > 0, f"model.num_hiddens must be > 0, got {num_hiddens}")
+        self.phi, self.phi_prime = activations.scratch(activation)
+        self.num_hiddens, self.activation, self.sigma = num_hiddens, activation, sigma
+        super().__init__(num_inputs, num_outputs, lr=lr, l2=l2)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+
+    def build(self, num_inputs: int, num_outputs: int) -> None:
+        # Parameters (so they are saved and moved), but autograd never tracks them.
+        self.W1 = nn.Parameter(torch.randn(self.num_hiddens, num_inputs) * self.sigma, requires_grad=False)
+        self.b1 = nn.Parameter(torch.zeros(self.num_hiddens), requires_grad=False)
+        self.W2 = nn.Parameter(torch.randn(num_outputs, self.num_hiddens) * self.sigma, requires_grad=False)
+        self.b2 = nn.Parameter(torch.zeros(num_outputs), requires_grad=False)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.propagate(X)[-1]
+
+    def propagate(self, X: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Forward pass keeping what backprop needs: x (flattened), z, h and the logits o."""
+        x = X.reshape(len(X), -1)
+        z = x @ self.W1.T + self.b1
+        h = self.phi(z)
+        return x, z, h, h @ self.W2.T + self.b2
+
+    def objective(self, X: Tensor, y: Tensor) -> Tensor:
+        """J = L + λ/2 (‖W1‖² + ‖W2‖²)."""
+        return cross_entropy(self(X), y) + self.l2_penalty()
+
+    def gradients(self, X: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """∂J/∂θ for every parameter, by the chain rule written out (no autograd)."""
+        x, z, h, o = self.propagate(X)
+        dJ_do = (softmax(o) - F.one_hot(y, o.shape[1]).to(o.dtype)) / len(x)
+        dJ_dz = (dJ_do @ self.W2) * self.phi_prime(z)
+        return {
+            "W2": dJ_do.T @ h + self.l2 * self.W2,
+            "b2": dJ_do.sum(dim=0),
+            "W1": dJ_dz.T @ x + self.l2 * self.W1,
+            "b1": dJ_dz.sum(dim=0),
+        }
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return cross_entropy(logits, y)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        X, y = batch
+        with torch.no_grad():
+            objective = self.objective(X, y)
+            for name, grad in self.gradients(X, y).items():
+                getattr(self, name).sub_(self.lr * grad)
+        self.log("train/loss", objective, prog_bar=True)
+        self.log("train/loss_epoch", objective, on_step=False, on_epoch=True, sync_dist=True)
+        return objective
+
+    def configure_optimizers(self) -> None:
+        return None
