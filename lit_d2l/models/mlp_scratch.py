@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from lit_d2l.errors import require
 from lit_d2l.models import activations
 from lit_d2l.models.base import Classifier
+from lit_d2l.models.sgd import MinibatchSGD
 from lit_d2l.models.softmax import cross_entropy, softmax
 
 
@@ -83,10 +84,11 @@ class MLPScratch(Classifier):
         with torch.no_grad():
             objective = self.objective(X, y)
             for name, grad in self.gradients(X, y).items():
-                getattr(self, name).sub_(self.lr * grad)
+                getattr(self, name).grad = grad
+        self.optimizers().step()  # MinibatchSGD: θ ← θ − η·grad, written out
         self.log("train/loss", objective, prog_bar=True)
         self.log("train/loss_epoch", objective, on_step=False, on_epoch=True, sync_dist=True)
         return objective
 
-    def configure_optimizers(self) -> None:
-        return None
+    def configure_optimizers(self) -> MinibatchSGD:
+        return MinibatchSGD(self.parameters(), self.lr)
