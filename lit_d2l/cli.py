@@ -15,12 +15,14 @@ from lit_d2l.errors import UserError
 USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
        lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
        lit-d2l ui [--port PORT] [--tracking-uri URI]
+       lit-d2l plot-activations [--out FILE.png] [--names relu sigmoid tanh] [--log]
 
   fit        train a model (add --print_config to see every setting)
   validate   evaluate on the validation split
   test       evaluate on the test split
   cv         K-fold cross-validation: K fits as child runs of one MLflow parent run
   ui         open the MLflow dashboard on this machine's store
+  plot-activations  activation functions and their derivatives over [-8, 8] as a PNG
 """
 
 
@@ -49,6 +51,10 @@ def run(argv: list[str]) -> int:
         from lit_d2l.tracking.ui import serve
 
         return serve(rest)
+    if command == "plot-activations":
+        from lit_d2l.plots import plot_activations_command
+
+        return plot_activations_command(rest)
     if command == "cv":
         from lit_d2l.crossval import main as cross_validate
 
@@ -57,7 +63,7 @@ def run(argv: list[str]) -> int:
         from lit_d2l.runner import run_lightning
 
         return run_lightning(argv)
-    raise UserError(f"unknown command {command!r}; choose one of: fit, validate, test, cv, ui")
+    raise UserError(f"unknown command {command!r}; choose one of: fit, validate, test, cv, ui, plot-activations")
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

@@ -1,0 +1,43 @@
+"""``lit-d2l plot-activations``: write the activation figure, and optionally log it to MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from lit_d2l.models.activations import CONCISE
+from lit_d2l.models.figures import plot_activations
+from lit_d2l.tracking import TrackingLogger
+from lit_d2l.tracking.logger import closing
+
+ARTIFACT = "activations.png"
+
+
+def plot_activations_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lit-d2l plot-activations", description=plot_activations.__doc__)
+    parser.add_argument("--out", type=Path, default=Path(ARTIFACT), help="PNG to write (default activations.png)")
+    parser.add_argument("--names", nargs="+", default=["relu", "sigmoid", "tanh"], choices=sorted(CONCISE))
+    parser.add_argument("--log", action="store_true", help="also log the figure to an MLflow run")
+    parser.add_argument("--experiment", default="figures", help="MLflow experiment for --log")
+    parser.add_argument("--tracking-uri", default=None)
+    args = parser.parse_args(argv)
+    figure = plot_activations(args.names)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed, so a failure never leaves half a PNG.
+    fd, partial = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        figure.savefig(partial, dpi=120)
+        os.replace(partial, args.out)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    print(f"wrote {args.out}")
+    if args.log:
+        logger = TrackingLogger(args.experiment, tracking_uri=args.tracking_uri, run_name="activations")
+        with closing(logger):
+            logger.log_figure(figure, ARTIFACT)
+        print(f"logged {ARTIFACT} to MLflow run {logger.run_id}")
+    return 0
