@@ -16,7 +16,8 @@ class D2LModule(L.LightningModule):
     """Loss, minibatch SGD, weight decay / L2 penalty, and lit-d2l's metric names.
 
     ``train/loss`` is the objective J = L + λ/2·Σ‖W‖² (λ = ``l2``) logged every step (rank 0's
-    batch); ``train/loss_epoch`` is its mean over each epoch. ``val/loss`` and ``test/loss`` are the
+    batch; every ``trainer.log_every_n_steps``); ``train/loss_epoch`` is its mean over each epoch.
+    ``weight_norm/<name>`` is logged per epoch. ``val/loss`` and ``test/loss`` are the
     data loss L alone. Epoch-level metrics are averaged over all DDP ranks. "Weights" are the
     parameters with two or more dimensions; biases are never decayed or penalised (D2L 3.7).
     """
@@ -31,6 +32,8 @@ class D2LModule(L.LightningModule):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.l2 = l2
+        self._epoch_loss_sum: Tensor | None = None
+        self._epoch_loss_steps = 0
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -47,19 +50,39 @@ class D2LModule(L.LightningModule):
         loss = self.loss(self(*batch[:-1]), batch[-1])
         if self.l2:
             loss = loss + self.l2_penalty()
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.record_train_loss(loss)
         return loss
+
+    def record_train_loss(self, loss: Tensor) -> None:
+        """Log this step's ``train/loss`` and add it to the epoch's mean.
+
+        Straight to the logger rather than through ``self.log``: Lightning's per-call bookkeeping
+        cost more than a whole SGD step of softmax regression. The value stays a tensor (no device
+        sync) until the logger writes its batch.
+        """
+        loss = loss.detach()
+        self._epoch_loss_sum = loss if self._epoch_loss_steps == 0 else self._epoch_loss_sum + loss
+        self._epoch_loss_steps += 1
+        logger = self._trainer.logger if self._trainer is not None else None
+        if logger is not None and self.global_step % self._trainer.log_every_n_steps == 0:
+            value = loss if getattr(logger, "accepts_tensors", False) else loss.item()
+            logger.log_metrics({"train/loss": value}, step=self.global_step)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_loss_steps = 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_loss_steps:
+            mean = self._epoch_loss_sum / self._epoch_loss_steps
+            self.log("train/loss_epoch", mean, prog_bar=True, sync_dist=True)
+        for name, weight in self.weights().items():
+            self.log(f"weight_norm/{name}", weight.detach().norm())
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self.log("val/loss", self.loss(self(*batch[:-1]), batch[-1]), prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self.log("test/loss", self.loss(self(*batch[:-1]), batch[-1]), sync_dist=True)
-
-    def on_train_epoch_end(self) -> None:
-        for name, weight in self.weights().items():
-            self.log(f"weight_norm/{name}", weight.detach().norm(), sync_dist=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         weight_ids = {id(w) for w in self.weights().values()}

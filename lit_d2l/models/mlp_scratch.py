@@ -86,8 +86,7 @@ class MLPScratch(Classifier):
             for name, grad in self.gradients(X, y).items():
                 getattr(self, name).grad = grad
         self.optimizers().step()  # MinibatchSGD: θ ← θ − η·grad, written out
-        self.log("train/loss", objective, prog_bar=True)
-        self.log("train/loss_epoch", objective, on_step=False, on_epoch=True, sync_dist=True)
+        self.record_train_loss(objective)
         return objective
 
     def configure_optimizers(self) -> MinibatchSGD:

@@ -14,10 +14,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+from torch import Tensor
 
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
 
@@ -49,7 +51,8 @@ class TrackingLogger(Logger):
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self._run_id: str | None = None
-        self._metrics: list[Metric] = []
+        # (key, value, timestamp ms, step); tensor values stay on their device until a flush
+        self._metrics: list[tuple[str, float | Tensor, int, int]] = []
         self._params: list[Param] = []
         self._tags: list[RunTag] = []
         self._logged_params: dict[str, str] = {}
@@ -104,8 +107,11 @@ class TrackingLogger(Logger):
             else:
                 rank_zero_warn(f"param {key!r} already logged as {previous!r}; not overwriting with {text!r}")
 
+    #: Models may pass 0-dim tensors to log_metrics: they are read off the device in bulk at flush.
+    accepts_tensors = True
+
     @rank_zero_only
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float | Tensor], step: int | None = None) -> None:
         """Queue metric values; written in batches.
 
         Lightning adds ``epoch`` to every step's metrics; it is recorded only when it changes,
@@ -117,7 +123,7 @@ class TrackingLogger(Logger):
                 if value == self._last_epoch:
                     continue
                 self._last_epoch = value
-            self._metrics.append(Metric(key, float(value), timestamp, step))
+            self._metrics.append((key, value, timestamp, step))
         if len(self._metrics) >= self._flush_every:
             self.flush()
 
@@ -162,7 +168,7 @@ class TrackingLogger(Logger):
         if not (self._metrics or self._params or self._tags):
             return
         client, run_id = self.experiment, self.run_id
-        metrics, params, tags = self._metrics, self._params, self._tags
+        metrics, params, tags = _as_entities(self._metrics), self._params, self._tags
         self._metrics, self._params, self._tags = [], [], []
         for start in range(0, max(len(params), len(tags)), _MAX_PARAMS_TAGS_PER_BATCH // 2):
             end = start + _MAX_PARAMS_TAGS_PER_BATCH // 2
@@ -193,6 +199,16 @@ class TrackingLogger(Logger):
         run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
         self._client, self._run_id = client, run.info.run_id
         self.status = RunStatus.to_string(RunStatus.RUNNING)
+
+
+def _as_entities(pending: list[tuple[str, float | Tensor, int, int]]) -> list[Metric]:
+    """MLflow metrics from queued values, reading all tensor values off their device in one transfer."""
+    tensors = [value.detach().reshape(()).float() for _, value, _, _ in pending if isinstance(value, Tensor)]
+    read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+    return [
+        Metric(key, next(read) if isinstance(value, Tensor) else float(value), timestamp, step)
+        for key, value, timestamp, step in pending
+    ]
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
