@@ -14,6 +14,8 @@ from lit_d2l.errors import UserError
 
 USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
        lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
+       lit-d2l ablate SPEC.yaml [--dry-run] [--workers N] [--resume | --fresh]
+       lit-d2l report SWEEP [--out DIR]
        lit-d2l ui [--port PORT] [--tracking-uri URI]
        lit-d2l plot-activations [--out FILE.png] [--names relu sigmoid tanh] [--log]
 
@@ -21,9 +23,14 @@ USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.ke
   validate   evaluate on the validation split
   test       evaluate on the test split
   cv         K-fold cross-validation: K fits as child runs of one MLflow parent run
+  ablate     run an ablation sweep: every arm x seed as a child of one MLflow parent run
+  report     markdown table and plots of a sweep, logged on its parent run
   ui         open the MLflow dashboard on this machine's store
   plot-activations  activation functions and their derivatives over [-8, 8] as a PNG
 """
+
+
+COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "ui", "plot-activations")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,6 +62,14 @@ def run(argv: list[str]) -> int:
         from lit_d2l.plots import plot_activations_command
 
         return plot_activations_command(rest)
+    if command == "ablate":
+        from lit_d2l.ablation.commands import ablate_command
+
+        return ablate_command(rest)
+    if command == "report":
+        from lit_d2l.ablation.commands import report_command
+
+        return report_command(rest)
     if command == "cv":
         from lit_d2l.crossval import main as cross_validate
 
@@ -63,7 +78,9 @@ def run(argv: list[str]) -> int:
         from lit_d2l.runner import run_lightning
 
         return run_lightning(argv)
-    raise UserError(f"unknown command {command!r}; choose one of: fit, validate, test, cv, ui, plot-activations")
+    raise UserError(
+        f"unknown command {command!r}; choose one of: fit, validate, test, cv, ablate, report, ui, plot-activations"
+    )
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

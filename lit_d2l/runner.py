@@ -15,6 +15,7 @@ import lightning as L
 from jsonargparse import ArgumentError
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lit_d2l.callbacks import Diverged
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
@@ -33,6 +34,8 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     learned: dict[str, str] = field(default_factory=dict)
     is_global_zero: bool = True
+    outcome: str = "finished"  # or "diverged"
+    diverged_at_step: int | None = None
 
 
 class D2LCLI(LightningCLI):
@@ -68,6 +71,8 @@ def run_lightning(argv: list[str]) -> int:
     result = run_configured(argv[0], argv[1:])
     if result is None or not result.is_global_zero:  # --print_config / --help, or another DDP rank
         return 0
+    if result.outcome == "diverged":
+        print(f"training diverged at step {result.diverged_at_step}; the run is tagged outcome=diverged")
     for key, value in result.learned.items():
         print(f"learned {key} = {value}")
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("val/", "test/"))}
@@ -78,13 +83,18 @@ def run_lightning(argv: list[str]) -> int:
     return 0
 
 
-def run_configured(command: str, args: list[str], tags: dict[str, str] | None = None) -> RunResult | None:
+def run_configured(
+    command: str,
+    args: list[str],
+    tags: dict[str, str] | None = None,
+    callbacks: list[L.Callback] | None = None,
+) -> RunResult | None:
     """Build everything from ``args`` (config files and dotted overrides) and run ``command``.
 
-    ``tags`` are added to the MLflow run (e.g. its parent run). Returns None when only help or
-    the config was printed.
+    ``tags`` are added to the MLflow run (e.g. its parent run) and ``callbacks`` to the Trainer.
+    Returns None when only help or the config was printed.
     """
-    cli = build(command, args)
+    cli = build(command, args, callbacks)
     if cli is None:
         return None
     if tags and cli.logger is not None:
@@ -92,19 +102,46 @@ def run_configured(command: str, args: list[str], tags: dict[str, str] | None = 
     return execute(cli, command)
 
 
-def build(command: str, args: list[str]) -> D2LCLI | None:
+def build(command: str, args: list[str], callbacks: list[L.Callback] | None = None) -> D2LCLI | None:
     """Parse and instantiate (DataModule, model, Trainer and logger) without running anything."""
     if command not in SUBCOMMANDS:
         raise ConfigError(f"unknown command {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
+    return _construct(D2LCLI, command, args, callbacks)
+
+
+class _Parsed(Exception):
+    """Raised right after parsing, when only validation was asked for."""
+
+
+class _ParseOnly(D2LCLI):
+    def before_instantiate_classes(self) -> None:
+        raise _Parsed
+
+
+def check_args(args: list[str]) -> None:
+    """Validate ``fit`` arguments (keys, types, files) without building or running anything."""
+    try:
+        _construct(_ParseOnly, "fit", args, None)
+    except _Parsed:
+        return
+
+
+def _construct(
+    cli_class: type[D2LCLI], command: str, args: list[str], callbacks: list[L.Callback] | None
+) -> D2LCLI | None:
     try:
         with warnings.catch_warnings():
             # We pass args on purpose: sys.argv still holds the subcommand.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli = D2LCLI(
+            cli = cli_class(
                 save_config_callback=RunRecorder,
                 parser_kwargs={"exit_on_error": False, "prog": f"lit-d2l {command}"},
                 # The RunRecorder logs the whole resolved config; Lightning's own hparams would repeat it.
-                trainer_defaults={"log_every_n_steps": 1, "enable_autolog_hparams": False},
+                trainer_defaults={
+                    "log_every_n_steps": 1,
+                    "enable_autolog_hparams": False,
+                    "callbacks": list(callbacks or []),
+                },
                 args=args,
                 run=False,
             )
@@ -129,6 +166,7 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
     """Run ``command`` on what :func:`build` made; the MLflow run never stays RUNNING."""
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     metrics: dict[str, float] = {}
+    diverged: Diverged | None = None
     try:
         if command == "fit":
             trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
@@ -139,11 +177,16 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
             trainer.validate(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
         else:
             trainer.test(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+    except Diverged as exc:  # a result, recorded by the guard's tags; the run ended FINISHED
+        diverged = exc
     except BaseException:
         if cli.logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
             cli.logger.finalize("failed")
         raise
-    return _result(cli, metrics | _scalars(trainer.callback_metrics))
+    result = _result(cli, metrics | _scalars(trainer.callback_metrics))
+    if diverged is not None:
+        result.outcome, result.diverged_at_step = "diverged", diverged.step
+    return result
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

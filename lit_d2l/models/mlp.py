@@ -18,6 +18,7 @@ DropoutImpl = Literal["torch", "scratch"]
 class MLP(Classifier):
     """Flatten, then Linear → activation → dropout per hidden layer, then a Linear to the logits.
 
+    ``depth``, when set, repeats the first hidden size ``depth`` times (for depth sweeps).
     ``dropout`` is one probability for every hidden layer or one per layer; ``dropout_impl``
     picks ``nn.Dropout`` or :class:`DropoutScratch`. ``init`` names the weight scheme
     (see :mod:`lit_d2l.models.init`), with ``init_std`` for ``normal``, ``init_value`` for
@@ -27,6 +28,7 @@ class MLP(Classifier):
     def __init__(
         self,
         hidden_sizes: list[int] = [256],  # noqa: B006 - jsonargparse shows defaults from the signature
+        depth: int | None = None,
         activation: str = "relu",
         dropout: float | list[float] = 0.0,
         dropout_impl: DropoutImpl = "torch",
@@ -41,6 +43,9 @@ class MLP(Classifier):
         weight_decay: float = 0.0,
         l2: float = 0.0,
     ) -> None:
+        if depth is not None:  # `depth` layers as wide as the first of hidden_sizes, for depth sweeps
+            require(depth > 0, f"model.depth must be > 0, got {depth}")
+            hidden_sizes = hidden_sizes[:1] * depth
         require(len(hidden_sizes) > 0, "model.hidden_sizes needs at least one layer, e.g. [256]")
         require(all(h > 0 for h in hidden_sizes), f"model.hidden_sizes must all be > 0, got {hidden_sizes}")
         activations.concise(activation)  # validates the name

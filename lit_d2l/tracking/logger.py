@@ -40,6 +40,7 @@ class TrackingLogger(Logger):
         tags: Mapping[str, str] | None = None,
         flush_every: int = _MAX_METRICS_PER_BATCH,
         flush_seconds: float = 10.0,
+        run_id: str | None = None,
     ) -> None:
         super().__init__()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
@@ -51,6 +52,7 @@ class TrackingLogger(Logger):
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self._run_id: str | None = None
+        self._resume_run_id = run_id  # continue this existing run instead of creating one
         # (key, value, timestamp ms, step); tensor values stay on their device until a flush
         self._metrics: list[tuple[str, float | Tensor, int, int]] = []
         self._params: list[Param] = []
@@ -195,6 +197,11 @@ class TrackingLogger(Logger):
             )
         else:
             self._experiment_id = experiment.experiment_id
+        if self._resume_run_id is not None:
+            client.update_run(self._resume_run_id, status="RUNNING")
+            self._client, self._run_id = client, self._resume_run_id
+            self.status = "RUNNING"
+            return
         tags = {"mlflow.source.name": "lit-d2l", **self._initial_tags}
         run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
         self._client, self._run_id = client, run.info.run_id
@@ -226,6 +233,10 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _run_status(lightning_status: str, exception: BaseException | None) -> str:
     if lightning_status in ("success", "finished"):
         return "FINISHED"
+    # An exception may say how its run ends (e.g. a divergence is a result, so FINISHED).
+    declared = getattr(exception, "run_status", None)
+    if declared in ("FINISHED", "FAILED", "KILLED"):
+        return declared
     # Lightning says "failed" for every exception; an interrupt or SIGTERM is a kill, not a failure.
     if isinstance(exception, (KeyboardInterrupt, SystemExit)):
         return "KILLED"

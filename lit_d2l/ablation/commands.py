@@ -1,0 +1,45 @@
+"""``lit-d2l ablate`` and ``lit-d2l report``: argument parsing and printing."""
+
+from __future__ import annotations
+
+import argparse
+
+from lit_d2l.ablation.report import build_report
+from lit_d2l.ablation.runner import dry_run, run_sweep
+from lit_d2l.ablation.spec import load_spec
+
+
+def ablate_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lit-d2l ablate", description="Run an ablation sweep.")
+    parser.add_argument("spec", help="sweep spec YAML, e.g. experiments/ablations/overfitting.yaml")
+    parser.add_argument("--dry-run", action="store_true", help="list the arms; run nothing")
+    parser.add_argument("--workers", type=int, default=1, help="arms run in N processes (one GPU each if any)")
+    parser.add_argument("--resume", action="store_true", help="resume the sweep (the default when it exists)")
+    parser.add_argument("--fresh", action="store_true", help="start a new parent run even if the sweep exists")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        dry_run(spec)
+        return 0
+    result = run_sweep(spec, workers=args.workers, fresh=args.fresh and not args.resume, tracking_uri=args.tracking_uri)
+    if not args.no_report:
+        path = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
+        print(f"report: {path}")
+    print(f"sweep {result.sweep_id}: parent run {result.parent_run_id} ({len(result.failed)} failed arm runs)")
+    return 1 if result.failed else 0
+
+
+def report_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lit-d2l report", description="Tables and plots of a sweep.")
+    parser.add_argument("sweep", help="sweep id (printed by lit-d2l ablate) or parent run id")
+    parser.add_argument("--out", default=None, help="folder to write (default reports/<sweep id>)")
+    parser.add_argument("--tracking-uri", default=None)
+    args = parser.parse_args(argv)
+    path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)
+    print(path.read_text())
+    print(f"report: {path} (also logged on the parent run under report/)")
+    return 0

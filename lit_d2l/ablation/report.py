@@ -1,0 +1,211 @@
+"""``lit-d2l report SWEEP``: a markdown table (mean ± std over seeds per arm) and plots, from MLflow alone.
+
+Plots: the final train and validation metric along each swept axis (one line per setting of the
+other axes: the train/validation gap at a glance), the loss curve of every arm, and, when the
+sweep logged diagnostics, per-layer gradient norms at the first step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from lit_d2l.tracking.sweeps import Child, SweepStore
+
+
+def summary_table(children: list[Child], metrics: list[str]) -> str:
+    """One row per arm: runs finished, diverged, and mean ± std over seeds of each metric."""
+    by_arm: dict[str, list[Child]] = defaultdict(list)
+    for child in children:
+        if child.status == "FINISHED":
+            by_arm[child.arm].append(child)
+    header = ["arm", "seeds", "diverged", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for arm in sorted(by_arm, key=_arm_sort_key):
+        runs = by_arm[arm]
+        diverged = [c for c in runs if c.outcome == "diverged"]
+        cells = [arm, str(len(runs)), _diverged_cell(diverged)]
+        for metric in metrics:
+            values = [c.metrics[metric] for c in runs if c.outcome != "diverged" and metric in c.metrics]
+            cells.append(_mean_std(values))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None) -> Path:
+    """Write ``report.md`` and PNGs for a sweep (its id or parent run id) and log them on the parent run."""
+    store = SweepStore(tracking_uri)
+    parent = store.resolve_parent(sweep)
+    params = parent.data.params
+    metrics: list[str] = json.loads(params.get("sweep.metrics", '["val/loss"]'))
+    axes: list[str] = json.loads(params.get("sweep.axes", "[]"))
+    sweep_id = parent.data.tags.get("lit_d2l.sweep_id", parent.info.run_id)
+    out_dir = Path(out_dir or Path("reports") / sweep_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    children = store.children(parent)
+    finished = [c for c in children if c.status == "FINISHED"]
+
+    sections = [f"# Sweep {sweep_id}", "", f"Parent run `{parent.info.run_id}`; {len(finished)} finished runs.", ""]
+    sections += [summary_table(children, metrics)]
+    stability = {k: v for k, v in parent.data.metrics.items() if k.startswith("stability/")}
+    if stability:
+        sections += ["## Numerical stability (D2L 5.4)", "", "| quantity | value |", "| --- | --- |"]
+        sections += [f"| {k.removeprefix('stability/')} | {v:.3g} |" for k, v in sorted(stability.items())] + [""]
+    for axis in axes:
+        path = _plot_along_axis(finished, axis, [a for a in axes if a != axis], metrics, out_dir)
+        if path:
+            sections += [f"![{metrics} along {axis}]({path.name})", ""]
+    curves = _plot_curves(store, finished, metrics[-1], out_dir)
+    if curves:
+        sections += [f"![loss curves]({curves.name})", ""]
+    grads = _plot_grad_norms(store, finished, out_dir)
+    if grads:
+        sections += [f"![gradient norms per layer]({grads.name})", ""]
+    (out_dir / "report.md").write_text("\n".join(sections))
+    store.log_folder(parent.info.run_id, out_dir, "report")
+    return out_dir / "report.md"
+
+
+def _plot_along_axis(
+    children: list[Child], axis: str, others: list[str], metrics: list[str], out_dir: Path
+) -> Path | None:
+    points: dict[tuple, dict[Any, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for child in children:
+        if child.outcome == "diverged":
+            continue
+        settings = _settings(child)
+        if axis not in settings:
+            continue
+        group = tuple((k, settings.get(k)) for k in others)
+        for metric in metrics:
+            if metric in child.metrics:
+                points[group][settings[axis]][metric].append(child.metrics[metric])
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = ["--", "-", ":", "-."]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (group, by_value) in enumerate(sorted(points.items(), key=lambda item: str(item[0]))):
+        color = colors[index % len(colors)]
+        xs = sorted(by_value, key=_sortable)
+        for style, metric in zip(styles, metrics, strict=False):
+            ys = [statistics.fmean(by_value[x][metric]) if by_value[x][metric] else math.nan for x in xs]
+            label = f"{metric} " + ",".join(f"{k.split('.')[-1]}={v}" for k, v in group)
+            ax.plot([str(x) for x in xs], ys, style, marker="o", color=color, label=label)
+    ax.set_xlabel(axis)
+    ax.set_yscale("log")
+    ax.set_title(f"final metrics along {axis} (mean over seeds)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / f"along_{axis.replace('.', '_')}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_curves(store: SweepStore, children: list[Child], metric: str, out_dir: Path) -> Path | None:
+    first_seed: dict[str, Child] = {}
+    for child in sorted(children, key=lambda c: c.seed):
+        first_seed.setdefault(child.arm, child)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for arm in sorted(first_seed, key=_arm_sort_key):
+        history = store.history(first_seed[arm].run_id, metric)
+        if history:
+            ax.plot(
+                [s for s, _ in history],
+                [max(v, 1e-12) if math.isfinite(v) else math.nan for _, v in history],
+                label=arm,
+            )
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per arm (first seed)")
+    if drawn <= 16:
+        ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_grad_norms(store: SweepStore, children: list[Child], out_dir: Path) -> Path | None:
+    first_seed: dict[str, Child] = {}
+    for child in sorted(children, key=lambda c: c.seed):
+        first_seed.setdefault(child.arm, child)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for arm in sorted(first_seed, key=_arm_sort_key):
+        child = first_seed[arm]
+        layers = sorted(k for k in child.metrics if k.startswith("grad_norm/"))
+        if not layers:
+            continue
+        at_start = [store.history(child.run_id, key)[0][1] for key in layers]
+        ax.plot(range(len(layers)), [max(v, 1e-30) for v in at_start], marker=".", label=arm)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("‖∂L/∂W‖ at step 0")
+    ax.set_title("per-layer gradient norm at initialisation")
+    if drawn <= 16:
+        ax.legend(fontsize=6)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "grad_norms.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _settings(child: Child) -> dict[str, Any]:
+    return json.loads(child.tags.get("arm_settings", "{}"))
+
+
+def _sortable(value: Any) -> tuple:
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+def _arm_sort_key(arm: str) -> tuple:
+    """Order arm keys ``a=1;b=10`` by their values, numbers numerically."""
+    values = []
+    for part in arm.split(";"):
+        text = part.split("=", 1)[-1]
+        try:
+            values.append(_sortable(json.loads(text)))
+        except ValueError:
+            values.append(_sortable(text))
+    return tuple(values)
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} ± {statistics.pstdev(values):.2g}"
+
+
+def _diverged_cell(diverged: list[Child]) -> str:
+    if not diverged:
+        return "0"
+    steps = sorted(int(c.tags.get("diverged_at_step", -1)) for c in diverged)
+    return f"{len(diverged)} (step {', '.join(map(str, steps))})"

@@ -1,0 +1,232 @@
+"""``lit-d2l ablate``: run every arm × seed of a sweep as a child of one MLflow parent run.
+
+Each pair is an ordinary ``fit`` built through the same config path (base YAML + dotted
+overrides). Re-running the same spec resumes: pairs that already have a FINISHED child are
+skipped, and children left RUNNING by a killed process are closed as KILLED first, so a sweep
+ends with exactly one FINISHED child per pair. A diverging arm is a result (tagged
+``outcome=diverged``); a failing arm is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from lit_d2l.ablation.spec import Arm, SweepSpec
+from lit_d2l.errors import UserError
+
+QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@dataclass
+class PairOutcome:
+    """What became of one arm × seed."""
+
+    arm: str
+    seed: int
+    outcome: str  # finished | diverged | failed
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class SweepResult:
+    parent_run_id: str
+    sweep_id: str
+    skipped: int
+    outcomes: list[PairOutcome]
+
+    @property
+    def failed(self) -> list[PairOutcome]:
+        return [o for o in self.outcomes if o.outcome == "failed"]
+
+
+@dataclass
+class _Task:
+    """Everything a worker process needs to run one pair (picklable)."""
+
+    arm: str
+    seed: int
+    args: list[str]
+    tags: dict[str, str]
+    max_grad_norm: float
+    diagnostics_every: int
+
+
+def run_sweep(
+    spec: SweepSpec,
+    workers: int = 1,
+    fresh: bool = False,
+    tracking_uri: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> SweepResult:
+    """Run (or resume) the sweep; returns when every pending pair has run."""
+    from lit_d2l.ablation.report import summary_table
+    from lit_d2l.runner import check_args
+    from lit_d2l.tracking import TrackingLogger
+    from lit_d2l.tracking.store import resolve_tracking_uri
+    from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
+
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    uri = resolve_tracking_uri(tracking_uri)
+    where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
+    for arm in spec.arms:  # every arm must parse before any run starts
+        check_args([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
+
+    store = SweepStore(uri)
+    sweep_id = spec.sweep_id
+    parent_id = None if fresh else store.find_parent(spec.name, sweep_id)
+    done: set[tuple[str, int]] = set()
+    if parent_id is not None:
+        children = store.children(store.client.get_run(parent_id))
+        closed = store.close_stale(children)
+        done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
+        echo(f"resuming sweep {sweep_id}: {len(done)} of {len(spec.pairs())} pairs done, {closed} stale runs closed")
+    parent = TrackingLogger(
+        experiment_name=spec.name,
+        tracking_uri=uri,
+        run_name=sweep_id,
+        tags={KIND_TAG: "sweep", SWEEP_TAG: sweep_id},
+        run_id=parent_id,
+    )
+    try:
+        if parent_id is None:
+            parent.log_hyperparams(
+                {
+                    "sweep.spec": str(spec.path),
+                    "sweep.base": str(spec.base),
+                    "sweep.arms": len(spec.arms),
+                    "sweep.seeds": json.dumps(spec.seeds),
+                    "sweep.metrics": json.dumps(spec.metrics),
+                    "sweep.axes": json.dumps(spec.axes),
+                }
+            )
+            parent.log_text(spec.path.read_text(), "sweep.yaml")
+            if spec.stability_demo:
+                from lit_d2l.ablation.stability import stability_figures
+
+                parent.log_metrics(stability_figures(), step=0)
+        parent.flush()
+        tasks = [
+            _Task(
+                arm=arm.key,
+                seed=seed,
+                args=[*QUIET_TRAINER, *spec.fit_args(arm, seed), *where, "--tracking.run_name", _run_name(arm, seed)],
+                tags={
+                    PARENT_TAG: parent.run_id,
+                    SWEEP_TAG: sweep_id,
+                    "arm": arm.key,
+                    "arm_settings": arm.settings_json,
+                    "seed": str(seed),
+                },
+                max_grad_norm=spec.max_grad_norm,
+                diagnostics_every=spec.diagnostics_every,
+            )
+            for arm, seed in spec.pairs()
+            if (arm.key, seed) not in done
+        ]
+        outcomes = _run_tasks(tasks, workers, echo)
+        children = store.children(store.client.get_run(parent.run_id))
+        table = summary_table(children, spec.metrics)
+        parent.log_text(table, "summary.md")
+        complete = {(c.arm, c.seed) for c in children if c.status == "FINISHED"} >= set(
+            (a.key, s) for a, s in spec.pairs()
+        )
+    except BaseException:
+        parent.finalize("failed")
+        raise
+    parent.finalize("success" if complete else "failed")
+    echo(table)
+    return SweepResult(parent.run_id, sweep_id, skipped=len(done), outcomes=outcomes)
+
+
+def dry_run(spec: SweepSpec, echo: Callable[[str], None] = print) -> None:
+    """List the arms and the runs a sweep would make, without running or recording anything."""
+    echo(f"sweep {spec.sweep_id}: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(spec.pairs())} runs")
+    echo(f"base config: {spec.base}")
+    for arm in spec.arms:
+        echo(f"  {arm.key}")
+
+
+def _run_tasks(tasks: list[_Task], workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
+    outcomes: list[PairOutcome] = []
+
+    def report(outcome: PairOutcome) -> None:
+        outcomes.append(outcome)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
+        detail = outcome.error if outcome.outcome == "failed" else shown
+        echo(f"[{len(outcomes)}/{len(tasks)}] {outcome.arm} seed {outcome.seed}: {outcome.outcome} {detail}")
+
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            report(_run_task(task))
+        return outcomes
+    context = multiprocessing.get_context("spawn")
+    devices = context.Queue()
+    gpus = _gpu_count()
+    for worker in range(workers):
+        devices.put(worker % gpus if gpus else None)
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(devices, workers)
+    ) as pool:
+        futures = [pool.submit(_run_task, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                report(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return outcomes
+
+
+_worker_device: int | None = None
+
+
+def _init_worker(devices, workers: int) -> None:
+    """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads."""
+    global _worker_device
+    _worker_device = devices.get()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    if _worker_device is None:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _run_task(task: _Task) -> PairOutcome:
+    from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
+    from lit_d2l.runner import run_configured
+
+    args, device = list(task.args), "cpu"
+    if _worker_device is not None:
+        args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
+        device = f"cuda:{_worker_device}"
+    callbacks = [DivergenceGuard(max_grad_norm=task.max_grad_norm)]
+    if task.diagnostics_every > 0:
+        callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every))
+    try:
+        result = run_configured("fit", args, tags={**task.tags, "device": device}, callbacks=callbacks)
+    except Exception as exc:  # a failing arm is reported; the sweep goes on
+        return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
+    assert result is not None
+    return PairOutcome(task.arm, task.seed, result.outcome, result.run_id, result.metrics, device=device)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _run_name(arm: Arm, seed: int) -> str:
+    short = ",".join(f"{k.split('.')[-1]}={v}" for k, v in arm.settings) or "base"
+    return f"{short}/seed={seed}"[:240]

@@ -1,0 +1,64 @@
+"""Per-layer diagnostics at bounded cost: gradient and weight norms, activation statistics (D2L 5.4).
+
+Logged at step 0 and every ``every_n_steps`` steps: ``grad_norm/<layer>``, ``weight_norm/<layer>``,
+``act_mean/<layer>`` and ``act_std/<layer>``. Activation hooks are attached only for the forward
+pass of a logging step, so other steps pay nothing.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+
+class LayerDiagnostics(L.Callback):
+    """Per-layer gradient norm, weight norm and activation mean/std of every ``nn.Linear``."""
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = max(1, every_n_steps)
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._stats: dict[str, float] = {}
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        return trainer.global_step % self.every_n_steps == 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+        if not self._due(trainer):
+            return
+        for name, layer in linear_layers(pl_module):
+            self._handles.append(layer.register_forward_hook(self._recorder(name)))
+
+    def _recorder(self, name: str):
+        def record(module: nn.Module, inputs, output: torch.Tensor) -> None:
+            output = output.detach().float()
+            self._stats[f"act_mean/{name}"] = output.mean().item()
+            self._stats[f"act_std/{name}"] = output.std().item() if output.numel() > 1 else 0.0
+
+        return record
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        self._remove_hooks()
+        if not self._due(trainer):
+            return
+        for name, layer in linear_layers(pl_module):
+            if layer.weight.grad is not None:
+                self._stats[f"grad_norm/{name}"] = layer.weight.grad.detach().norm().item()
+            self._stats[f"weight_norm/{name}"] = layer.weight.detach().norm().item()
+        if trainer.logger is not None and self._stats:
+            trainer.logger.log_metrics(self._stats, step=trainer.global_step)
+        self._stats = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def linear_layers(module: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """Named ``nn.Linear`` layers, named ``layer<k>`` in forward order (input layer first)."""
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return [(f"layer{index:02d}", layer) for index, layer in enumerate(layers)]
