@@ -149,3 +149,10 @@ def test_ddp_on_two_cpu_processes_trains_one_run_on_disjoint_shards(tmp_path: Pa
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 20 * steps_per_epoch
     assert run.data.metrics["param_err/w"] < 0.01
     assert run.data.metrics["param_err/b"] < 0.01
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (LINEAR_CONFIG.parent).glob("*.yaml")))
+def test_every_shipped_config_parses(config: str) -> None:
+    from lit_d2l.runner import check_args
+
+    check_args(["--config", str(LINEAR_CONFIG.parent / config)])

@@ -62,14 +62,18 @@ class LinearRegression(_LinearModel):
         lr: float = 0.03,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
+        l2: float = 0.0,
+        bias: bool = True,
     ) -> None:
-        super().__init__(num_inputs, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.use_bias = bias
+        super().__init__(num_inputs, lr=lr, momentum=momentum, weight_decay=weight_decay, l2=l2)
         self.save_hyperparameters()
 
     def build(self, num_inputs: int) -> None:
-        self.net = nn.Linear(num_inputs, 1)
+        self.net = nn.Linear(num_inputs, 1, bias=self.use_bias)
         self.net.weight.data.normal_(0, 0.01)
-        self.net.bias.data.fill_(0)
+        if self.net.bias is not None:
+            self.net.bias.data.fill_(0)
 
     def forward(self, X: Tensor) -> Tensor:
         return self.net(X)

@@ -1,0 +1,119 @@
+"""Sweeps end to end on a temporary store: structure, resume after a kill, divergence, workers, reports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.ablation.report import build_report
+from lit_d2l.ablation.runner import run_sweep
+from lit_d2l.ablation.spec import load_spec
+from lit_d2l.tracking.sweeps import SweepStore
+from tests.conftest import REPO
+
+EXPERIMENTS = REPO / "experiments"
+
+
+def spec_file(tmp_path: Path, name: str, body: str, base: str = "weight_decay.yaml") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nbase: {EXPERIMENTS / base}\n{body}")
+    return path
+
+
+def children_by_pair(tracking_uri: str, parent_run_id: str) -> dict[tuple[str, int], list[str]]:
+    store = SweepStore(tracking_uri)
+    pairs: dict[tuple[str, int], list[str]] = {}
+    for child in store.children(store.client.get_run(parent_run_id)):
+        pairs.setdefault((child.arm, child.seed), []).append(child.status)
+    return pairs
+
+
+def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: MlflowClient, experiment) -> None:
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\n")
+    result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
+    pairs = children_by_pair(tracking_uri, result.parent_run_id)
+    assert pairs == {(f"model.l2={l2}", seed): ["FINISHED"] for l2 in ("0.0", "3.0") for seed in (0, 1)}
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["lit_d2l.sweep_id"] == result.sweep_id
+    child = client.search_runs([parent.info.experiment_id], "tags.arm = 'model.l2=3.0' and tags.seed = '1'")[0]
+    assert child.data.params["model.l2"] == "3.0" and child.data.params["seed_everything"] == "1"
+    assert child.data.tags["device"] == "cpu"
+
+    report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
+    text = report.read_text()
+    assert "| model.l2=0.0 | 2 | 0 |" in text and "| model.l2=3.0 | 2 | 0 |" in text
+    assert {p.name for p in (tmp_path / "report").iterdir()} >= {"report.md", "along_model_l2.png", "curves.png"}
+    logged = {a.path for a in client.list_artifacts(result.parent_run_id, "report")}
+    assert "report/report.md" in logged
+    assert {a.path for a in client.list_artifacts(result.parent_run_id)} >= {"sweep.yaml", "summary.md", "report"}
+
+    again = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
+    assert again.parent_run_id == result.parent_run_id and again.skipped == 4 and again.outcomes == []
+
+
+def test_a_diverging_arm_is_tagged_and_the_sweep_goes_on(tmp_path, tracking_uri, client, experiment) -> None:
+    path = spec_file(tmp_path, experiment, "grid: {model.lr: [0.01, 1000.0]}\nmax_grad_norm: 1.0e4\n")
+    result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
+    outcomes = {o.arm: o.outcome for o in result.outcomes}
+    assert outcomes == {"model.lr=0.01": "finished", "model.lr=1000.0": "diverged"}
+    store = SweepStore(tracking_uri)
+    children = {c.arm: c for c in store.children(store.client.get_run(result.parent_run_id))}
+    diverged = children["model.lr=1000.0"]
+    assert diverged.status == "FINISHED" and diverged.tags["outcome"] == "diverged"
+    assert int(diverged.tags["diverged_at_step"]) >= 0
+    text = build_report(result.sweep_id, out_dir=tmp_path / "r", tracking_uri=tracking_uri).read_text()
+    assert f"| model.lr=1000.0 | 1 | 1 (step {diverged.tags['diverged_at_step']}) |" in text
+
+
+def test_workers_run_arms_in_parallel_and_a_failing_arm_does_not_stop_the_others(
+    tmp_path, tracking_uri, client, experiment
+) -> None:
+    path = spec_file(tmp_path, experiment, "grid: {data.num_train: [0, 20, 30]}\n")
+    result = run_sweep(load_spec(path), workers=2, tracking_uri=tracking_uri, echo=lambda _: None)
+    outcomes = {o.arm: o for o in result.outcomes}
+    assert outcomes["data.num_train=0"].outcome == "failed"
+    assert "num_train must be > 0" in outcomes["data.num_train=0"].error
+    assert outcomes["data.num_train=20"].outcome == outcomes["data.num_train=30"].outcome == "finished"
+    assert client.get_run(result.parent_run_id).info.status == "FAILED", "not every pair has a finished run"
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_path, tracking_uri, experiment) -> None:
+    path = spec_file(
+        tmp_path, experiment, "grid: {model.l2: [0.0, 1.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 60}\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "lit_d2l", "ablate", str(path), "--tracking-uri", tracking_uri, "--no-report"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = SweepStore(tracking_uri)
+    spec = load_spec(path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        parent_id = store.find_parent(experiment, spec.sweep_id)
+        if parent_id:
+            statuses = [c.status for c in store.children(store.client.get_run(parent_id))]
+            if statuses.count("FINISHED") >= 2 and "RUNNING" in statuses:
+                break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # no chance to clean up: a child is left RUNNING
+    process.wait(timeout=30)
+    before = children_by_pair(tracking_uri, parent_id)
+    assert any("RUNNING" in statuses for statuses in before.values())
+
+    result = run_sweep(spec, tracking_uri=tracking_uri, echo=lambda _: None)
+    assert result.parent_run_id == parent_id
+    after = children_by_pair(tracking_uri, parent_id)
+    assert set(after) == {(arm.key, seed) for arm, seed in spec.pairs()}
+    for pair, statuses in after.items():
+        assert statuses.count("FINISHED") == 1, (pair, statuses)
+        assert "RUNNING" not in statuses
+    assert "KILLED" in [s for statuses in after.values() for s in statuses]
+    assert store.client.get_run(parent_id).info.status == "FINISHED"
