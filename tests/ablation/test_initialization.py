@@ -1,0 +1,60 @@
+"""D2L 5.4 on a reduced initialisation suite, and the numerical-stability figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from lit_d2l.ablation.runner import run_sweep
+from lit_d2l.ablation.spec import load_spec
+from lit_d2l.ablation.stability import (
+    matrix_product_norm,
+    scalar_chain,
+    sigmoid_stack_gradient,
+    stability_figures,
+)
+from lit_d2l.tracking.sweeps import SweepStore
+from tests.ablation.test_sweep import spec_file
+
+
+def test_stability_figures_match_the_book() -> None:
+    assert scalar_chain(0.2, 30) == pytest.approx(0.2**30) == pytest.approx(1.07e-21, rel=0.01)
+    assert scalar_chain(5.0, 30) == pytest.approx(9.31e20, rel=0.01)
+    assert matrix_product_norm(100) > 1e15, "100 products of 4x4 N(0, 1) matrices explode"
+    assert sigmoid_stack_gradient(30) < 0.25**30 * 1.0001, "each sigmoid' <= 0.25"
+    assert set(stability_figures()) >= {"stability/scalar_chain_w0.2_depth30", "stability/scalar_chain_w5_depth30"}
+
+
+@pytest.mark.slow
+def test_tiny_init_vanishes_kaiming_trains_and_unit_variance_explodes(tmp_path, tracking_uri, client, experiment):
+    body = """
+arms:
+  - {model.init: normal, model.init_std: 0.01}
+  - {model.init: normal, model.init_std: 1.0}
+  - {model.init: kaiming}
+grid: {model.activation: [relu], model.depth: [10]}
+overrides: {trainer.max_epochs: 3}
+metrics: [val/acc]
+diagnostics_every: 10
+max_grad_norm: 1.0e4
+stability_demo: true
+"""
+    path = spec_file(tmp_path, experiment, body, base="init_classification.yaml")
+    result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
+    store = SweepStore(tracking_uri)
+    children = {c.arm: c for c in store.children(store.client.get_run(result.parent_run_id))}
+    rest = ";model.activation=relu;model.depth=10"
+    tiny = children["model.init=normal;model.init_std=0.01" + rest]
+    unit = children["model.init=normal;model.init_std=1.0" + rest]
+    kaiming = children["model.init=kaiming" + rest]
+    assert kaiming.outcome == "finished" and kaiming.metrics["val/acc"] > 0.5
+    assert tiny.metrics["val/acc"] < 0.3, "gradients vanish through 10 layers of N(0, 0.01²)"
+
+    def first_layer_grad_at_step_0(child) -> float:
+        step, value = store.history(child.run_id, "grad_norm/layer00")[0]
+        assert step == 0
+        return value
+
+    assert first_layer_grad_at_step_0(tiny) < 1e-6 * first_layer_grad_at_step_0(kaiming)
+    assert unit.outcome == "diverged" or unit.metrics["val/acc"] < 0.5
+    parent_metrics = client.get_run(result.parent_run_id).data.metrics
+    assert parent_metrics["stability/scalar_chain_w5_depth30"] == pytest.approx(9.31e20, rel=0.01)
