@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from typing import Any
 
 from lit_d2l.errors import UserError
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``lit-d2l`` and ``python -m lit_d2l``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # A deprecation inside Lightning itself, printed on every run; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         code = run(argv)
     except UserError as exc:

@@ -94,7 +94,8 @@ def _plot_along_axis(
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["--", "-", ":", "-."]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, (group, by_value) in enumerate(sorted(points.items(), key=lambda item: str(item[0]))):
+    ordered = sorted(points.items(), key=lambda item: tuple(_sortable(value) for _, value in item[0]))
+    for index, (group, by_value) in enumerate(ordered):
         color = colors[index % len(colors)]
         xs = sorted(by_value, key=_sortable)
         for style, metric in zip(styles, metrics, strict=False):

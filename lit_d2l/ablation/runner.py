@@ -13,8 +13,9 @@ import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from lit_d2l.ablation.spec import Arm, SweepSpec
@@ -157,6 +158,25 @@ def dry_run(spec: SweepSpec, echo: Callable[[str], None] = print) -> None:
 
 
 def _run_tasks(tasks: list[_Task], workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
+    with _quiet_lightning():
+        return _run_tasks_quietly(tasks, workers, echo)
+
+
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """One line per arm instead of Lightning's banner per Trainer."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _run_tasks_quietly(tasks: list[_Task], workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
     outcomes: list[PairOutcome] = []
 
     def report(outcome: PairOutcome) -> None:
@@ -195,7 +215,8 @@ def _init_worker(devices, workers: int) -> None:
     """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads."""
     global _worker_device
     _worker_device = devices.get()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if _worker_device is None:
         import torch
 
