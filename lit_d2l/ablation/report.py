@@ -147,29 +147,30 @@ def _plot_curves(store: SweepStore, children: list[Child], metric: str, out_dir:
 
 
 def _plot_grad_norms(store: SweepStore, children: list[Child], out_dir: Path) -> Path | None:
+    """Gradient norm per layer at step 0, one panel per value of the arms' first setting (e.g. the init)."""
     first_seed: dict[str, Child] = {}
     for child in sorted(children, key=lambda c: c.seed):
-        first_seed.setdefault(child.arm, child)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    drawn = 0
-    for arm in sorted(first_seed, key=_arm_sort_key):
-        child = first_seed[arm]
-        layers = sorted(k for k in child.metrics if k.startswith("grad_norm/"))
-        if not layers:
-            continue
-        at_start = [store.history(child.run_id, key)[0][1] for key in layers]
-        ax.plot(range(len(layers)), [max(v, 1e-30) for v in at_start], marker=".", label=arm)
-        drawn += 1
-    if not drawn:
-        plt.close(fig)
+        if any(key.startswith("grad_norm/") for key in child.metrics):
+            first_seed.setdefault(child.arm, child)
+    if not first_seed:
         return None
-    ax.set_yscale("log")
-    ax.set_xlabel("layer (input → output)")
-    ax.set_ylabel("‖∂L/∂W‖ at step 0")
-    ax.set_title("per-layer gradient norm at initialisation")
-    if drawn <= 16:
-        ax.legend(fontsize=6)
-    ax.grid(alpha=0.3)
+    panels: dict[str, list[Child]] = defaultdict(list)
+    for arm in sorted(first_seed, key=_arm_sort_key):
+        panels[arm.split(";")[0]].append(first_seed[arm])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False, sharey=True)
+    for ax, (title, members) in zip(axes[0], panels.items(), strict=True):
+        for child in members:
+            layers = sorted(k for k in child.metrics if k.startswith("grad_norm/"))
+            at_start = [store.history(child.run_id, key)[0][1] for key in layers]
+            label = child.arm.removeprefix(title).lstrip(";") or child.arm
+            ax.plot(range(len(layers)), [max(v, 1e-30) for v in at_start], marker=".", label=label)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("layer (input → output)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=5)
+    axes[0][0].set_ylabel("‖∂L/∂W‖ at step 0")
+    fig.suptitle("per-layer gradient norm at initialisation")
     fig.tight_layout()
     path = out_dir / "grad_norms.png"
     fig.savefig(path, dpi=110)

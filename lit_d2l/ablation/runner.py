@@ -231,9 +231,10 @@ def _run_task(task: _Task) -> PairOutcome:
     if _worker_device is not None:
         args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
         device = f"cuda:{_worker_device}"
-    callbacks = [DivergenceGuard(max_grad_norm=task.max_grad_norm)]
-    if task.diagnostics_every > 0:
+    callbacks: list = []
+    if task.diagnostics_every > 0:  # before the guard, so a run diverging at step 0 still logs its step-0 norms
         callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every))
+    callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
     try:
         result = run_configured("fit", args, tags={**task.tags, "device": device}, callbacks=callbacks)
     except Exception as exc:  # a failing arm is reported; the sweep goes on
