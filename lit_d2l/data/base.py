@@ -104,6 +104,16 @@ class InMemoryDataModule(L.LightningDataModule):
         return {"train": tuple(t[train] for t in pool), "val": tuple(t[val] for t in pool), "test": splits["test"]}
 
 
+def consecutive_splits(tensors: Split, num_train: int, num_val: int) -> dict[str, Split]:
+    """The first ``num_train`` rows train, the next ``num_val`` validate, the rest test (rows are i.i.d.)."""
+    ends = (num_train, num_train + num_val)
+    return {
+        "train": tuple(t[: ends[0]] for t in tensors),
+        "val": tuple(t[ends[0] : ends[1]] for t in tensors),
+        "test": tuple(t[ends[1] :] for t in tensors),
+    }
+
+
 class _Examples(Dataset):
     """Per-example view of a split, for the standard DataLoader path."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_d2l.data.base import InMemoryDataModule, Loader, Split
+from lit_d2l.data.base import InMemoryDataModule, Loader, Split, consecutive_splits
 from lit_d2l.errors import require
 
 
@@ -39,9 +39,4 @@ class GaussianClusters(InMemoryDataModule):
         centres = torch.randn(self.num_outputs, self.num_inputs, generator=generator) * self.separation
         y = torch.randperm(n, generator=generator) % self.num_outputs
         X = centres[y] + torch.randn(n, self.num_inputs, generator=generator)
-        ends = (self.num_train, self.num_train + self.num_val)
-        return {
-            "train": (X[: ends[0]], y[: ends[0]]),
-            "val": (X[ends[0] : ends[1]], y[ends[0] : ends[1]]),
-            "test": (X[ends[1] :], y[ends[1] :]),
-        }
+        return consecutive_splits((X, y), self.num_train, self.num_val)

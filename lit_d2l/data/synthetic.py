@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_d2l.data.base import InMemoryDataModule, Loader, Split
+from lit_d2l.data.base import InMemoryDataModule, Loader, Split, consecutive_splits
 from lit_d2l.errors import require
 
 
@@ -49,10 +49,7 @@ class SyntheticRegressionData(InMemoryDataModule):
         generator = torch.Generator().manual_seed(self.seed)
         X = torch.randn(n, len(self.w), generator=generator)
         y = X @ self.w + self.b + self.noise * torch.randn(n, generator=generator)
-        y = y.reshape(-1, 1)
-        bounds = {"train": (0, self.num_train), "val": (self.num_train, self.num_train + self.num_val)}
-        bounds["test"] = (self.num_train + self.num_val, n)
-        return {name: (X[lo:hi], y[lo:hi]) for name, (lo, hi) in bounds.items()}
+        return consecutive_splits((X, y.reshape(-1, 1)), self.num_train, self.num_val)
 
 
 class HighDimLinearData(SyntheticRegressionData):
@@ -137,9 +134,4 @@ class PolynomialData(InMemoryDataModule):
         features = x.pow(powers) / torch.exp(torch.lgamma(powers + 1))  # xⁱ / i!
         y = features @ self.w.double() + self.noise * torch.randn(n, generator=generator, dtype=torch.float64)
         X, y = features[:, : self.degree].float(), y.float().reshape(-1, 1)
-        ends = (self.num_train, self.num_train + self.num_val, n)
-        return {
-            "train": (X[: ends[0]], y[: ends[0]]),
-            "val": (X[ends[0] : ends[1]], y[ends[0] : ends[1]]),
-            "test": (X[ends[1] :], y[ends[1] :]),
-        }
+        return consecutive_splits((X, y), self.num_train, self.num_val)

@@ -32,8 +32,8 @@ class D2LModule(L.LightningModule):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.l2 = l2
-        self._epoch_loss_sum: Tensor | None = None
-        self._epoch_loss_steps = 0
+        # A plain dict: nn.Module.__setattr__ would cost more than the bookkeeping itself, every step.
+        self._epoch_loss: dict[str, Any] = {"sum": None, "steps": 0}
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -61,19 +61,20 @@ class D2LModule(L.LightningModule):
         sync) until the logger writes its batch.
         """
         loss = loss.detach()
-        self._epoch_loss_sum = loss if self._epoch_loss_steps == 0 else self._epoch_loss_sum + loss
-        self._epoch_loss_steps += 1
+        stats = self._epoch_loss
+        stats["sum"] = loss if stats["steps"] == 0 else stats["sum"] + loss
+        stats["steps"] += 1
         logger = self._trainer.logger if self._trainer is not None else None
         if logger is not None and self.global_step % self._trainer.log_every_n_steps == 0:
             value = loss if getattr(logger, "accepts_tensors", False) else loss.item()
             logger.log_metrics({"train/loss": value}, step=self.global_step)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_loss_steps = 0
+        self._epoch_loss["steps"] = 0
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch_loss_steps:
-            mean = self._epoch_loss_sum / self._epoch_loss_steps
+        if self._epoch_loss["steps"]:
+            mean = self._epoch_loss["sum"] / self._epoch_loss["steps"]
             self.log("train/loss_epoch", mean, prog_bar=True, sync_dist=True)
         for name, weight in self.weights().items():
             self.log(f"weight_norm/{name}", weight.detach().norm())
@@ -83,6 +84,12 @@ class D2LModule(L.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self.log("test/loss", self.loss(self(*batch[:-1]), batch[-1]), sync_dist=True)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Batches sliced from tensors already on ``device`` (lit-d2l's default loader) pass straight through."""
+        if isinstance(batch, tuple) and all(isinstance(t, Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         weight_ids = {id(w) for w in self.weights().values()}
