@@ -1,7 +1,8 @@
 """One configured run: config (YAML + dotted overrides) → DataModule, model, Trainer → MLflow run.
 
-``run_lightning`` is the single way lit-d2l builds and runs a model: ``lit-d2l fit`` uses it,
-and so do K-fold cross-validation and ablation sweeps, with extra overrides.
+``build`` then ``execute`` (together ``run_configured``) is the single way lit-d2l builds and
+runs a model: ``lit-d2l fit`` uses it, and so do K-fold cross-validation and ablation sweeps,
+with extra overrides.
 """
 
 from __future__ import annotations

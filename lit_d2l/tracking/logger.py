@@ -102,11 +102,11 @@ class TrackingLogger(Logger):
         params = params if isinstance(params, Mapping) else vars(params)
         for key, value in flatten(params).items():
             text = str(value)[:_MAX_PARAM_VALUE_CHARS]
-            previous = self._logged_params.setdefault(key, text)
-            if previous == text:
-                if not any(p.key == key for p in self._params):
-                    self._params.append(Param(key, text))
-            else:
+            previous = self._logged_params.get(key)
+            if previous is None:
+                self._logged_params[key] = text
+                self._params.append(Param(key, text))
+            elif previous != text:
                 rank_zero_warn(f"param {key!r} already logged as {previous!r}; not overwriting with {text!r}")
 
     #: Models may pass 0-dim tensors to log_metrics: they are read off the device in bulk at flush.
@@ -138,10 +138,13 @@ class TrackingLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """Flush and end the run: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-        if self._run_id is None and not (self._metrics or self._params or self._tags):
+        if self._run_id is None and not self._has_pending():
             return
-        self.flush()
-        self.end_run(_run_status(status, sys.exc_info()[1]))
+        exception = sys.exc_info()[1]
+        try:
+            self.flush()
+        finally:  # even when a write fails, the run must not stay RUNNING
+            self.end_run(_run_status(status, exception))
 
     # -- lit-d2l additions --------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class TrackingLogger(Logger):
     def flush(self) -> None:
         """Write everything queued, in as few ``log_batch`` calls as MLflow allows."""
         self._last_flush = time.monotonic()
-        if not (self._metrics or self._params or self._tags):
+        if not self._has_pending():
             return
         client, run_id = self.experiment, self.run_id
         metrics, params, tags = _as_entities(self._metrics), self._params, self._tags
@@ -177,6 +180,9 @@ class TrackingLogger(Logger):
             client.log_batch(run_id, params=params[start:end], tags=tags[start:end])
         for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=metrics[start : start + _MAX_METRICS_PER_BATCH])
+
+    def _has_pending(self) -> bool:
+        return bool(self._metrics or self._params or self._tags)
 
     @rank_zero_only
     def end_run(self, status: str) -> None:
