@@ -39,3 +39,20 @@ def test_five_folds_are_finished_children_of_a_parent_with_mean_and_std(
 def test_fewer_than_two_folds_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="--folds must be >= 2"):
         cross_validate(["--config", str(LINEAR_CONFIG)], num_folds=1)
+
+
+def test_cv_command_prints_each_fold_and_the_summary(tracking_uri: str, experiment: str, capsys) -> None:
+    from lit_d2l.cli import main
+
+    argv = ["cv", "--folds", "3", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, "--trainer.max_epochs", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("fold ")] == [
+        "fold 0",
+        "fold 1",
+        "fold 2",
+    ]
+    assert "val/loss:" in out and "over 3 folds" in out and "MLflow parent run" in out

@@ -117,3 +117,24 @@ def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_p
         assert "RUNNING" not in statuses
     assert "KILLED" in [s for statuses in after.values() for s in statuses]
     assert store.client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, capsys, monkeypatch) -> None:
+    from lit_d2l.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", str(path), "--tracking-uri", tracking_uri])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    sweep_id = load_spec(path).sweep_id
+    assert f"sweep {sweep_id}: parent run" in out and (tmp_path / "reports" / sweep_id / "report.md").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", sweep_id, "--out", str(tmp_path / "again"), "--tracking-uri", tracking_uri])
+    assert exit_info.value.code == 0
+    assert "| model.l2=3.0 | 1 | 0 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "no-such-sweep", "--tracking-uri", tracking_uri])
+    assert exit_info.value.code == 2
+    assert "no sweep 'no-such-sweep'" in capsys.readouterr().err
