@@ -24,6 +24,7 @@ from torch import nn
 
 from lit_d2l.data import FashionMNIST
 from lit_d2l.models import MLP, SoftmaxRegression
+from lit_d2l.runner import fast_trainer_defaults
 from lit_d2l.tracking import TrackingLogger
 
 NUM_EXAMPLES = 60_000
@@ -75,6 +76,7 @@ def lightning_epochs(name: str, data: RandomFashion, epochs: int, uri: str) -> t
         enable_model_summary=False,
         enable_checkpointing=False,
         limit_val_batches=0,
+        **fast_trainer_defaults(),
     )
     start = time.perf_counter()
     trainer.fit(make_model(name), data)

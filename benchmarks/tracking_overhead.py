@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 
 from lit_d2l.data import SyntheticRegressionData
 from lit_d2l.models import LinearRegressionScratch
+from lit_d2l.runner import fast_trainer_defaults
 from lit_d2l.tracking import TrackingLogger
 from lit_d2l.tracking.logger import flatten
 
@@ -45,6 +46,7 @@ def lightning_fit(epochs: int, logger: TrackingLogger | bool) -> float:
         enable_model_summary=False,
         enable_checkpointing=False,
         num_sanity_val_steps=0,
+        **fast_trainer_defaults(),
     )
     start = time.perf_counter()
     trainer.fit(model, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -10,6 +11,20 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_d2l.errors import ConfigError, require
+
+_STEP_HOOKS = ("training_step", "validation_step", "test_step")
+
+
+def _precompute_step_signatures(cls: type) -> None:
+    """Lightning inspects the step methods' signatures on every step (does it take ``batch_idx``?).
+
+    ``inspect`` returns a function's ``__signature__`` when it has one, so computing it once per
+    class turns that per-step parse into an attribute lookup. The signature is the real one.
+    """
+    for name in _STEP_HOOKS:
+        function = cls.__dict__.get(name)
+        if callable(function) and "__signature__" not in function.__dict__:
+            function.__signature__ = inspect.signature(function)
 
 
 class D2LModule(L.LightningModule):
@@ -34,6 +49,10 @@ class D2LModule(L.LightningModule):
         self.l2 = l2
         # A plain dict: nn.Module.__setattr__ would cost more than the bookkeeping itself, every step.
         self._epoch_loss: dict[str, Any] = {"sum": None, "steps": 0}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _precompute_step_signatures(cls)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets `_current_fx_name` around every hook: ~45 times a step. It is a plain
@@ -119,6 +138,9 @@ class D2LModule(L.LightningModule):
     def describe(self) -> dict[str, str]:
         """Human-readable learned quantities, printed by the CLI at the end of a run."""
         return {}
+
+
+_precompute_step_signatures(D2LModule)
 
 
 class Classifier(D2LModule):
