@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -88,6 +88,12 @@ class InMemoryDataModule(L.LightningDataModule):
             world_size=world_size,
             transform=self.transform_batch,
         )
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Batches sliced from tensors already on ``device`` (the default loader) pass straight through."""
+        if isinstance(batch, tuple) and all(isinstance(t, Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     @property
     def shuffle_seed(self) -> int:

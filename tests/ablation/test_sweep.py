@@ -88,7 +88,7 @@ def test_workers_run_arms_in_parallel_and_a_failing_arm_does_not_stop_the_others
 @pytest.mark.slow
 def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_path, tracking_uri, experiment) -> None:
     path = spec_file(
-        tmp_path, experiment, "grid: {model.l2: [0.0, 1.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 60}\n"
+        tmp_path, experiment, "grid: {model.l2: [0.0, 1.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 400}\n"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "lit_d2l", "ablate", str(path), "--tracking-uri", tracking_uri, "--no-report"]
@@ -97,6 +97,7 @@ def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_p
     spec = load_spec(path)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
+        assert process.poll() is None, "the sweep ended before it could be killed mid-arm"
         parent_id = store.find_parent(experiment, spec.sweep_id)
         if parent_id:
             statuses = [c.status for c in store.children(store.client.get_run(parent_id))]
