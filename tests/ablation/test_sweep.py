@@ -47,6 +47,15 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
     assert child.data.params["model.l2"] == "3.0" and child.data.params["seed_everything"] == "1"
     assert child.data.tags["device"] == "cpu"
 
+    def mean_of(arm: str, metric: str) -> float:
+        runs = client.search_runs([parent.info.experiment_id], f"tags.arm = '{arm}'")
+        return sum(run.data.metrics[metric] for run in runs) / len(runs)
+
+    # D2L 3.7 in miniature: the penalty trades training fit for validation loss and smaller weights.
+    assert mean_of("model.l2=3.0", "val/loss") < mean_of("model.l2=0.0", "val/loss")
+    assert mean_of("model.l2=3.0", "weight_norm/w") < mean_of("model.l2=0.0", "weight_norm/w")
+    assert mean_of("model.l2=3.0", "train/loss_epoch") > mean_of("model.l2=0.0", "train/loss_epoch")
+
     report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
     text = report.read_text()
     assert "| model.l2=0.0 | 2 | 0 |" in text and "| model.l2=3.0 | 2 | 0 |" in text

@@ -59,3 +59,17 @@ def test_unshuffled_batches_are_views_in_order() -> None:
 def test_mismatched_lengths_are_rejected() -> None:
     with pytest.raises(ValueError, match="same first dimension"):
         TensorBatches((torch.zeros(3), torch.zeros(4)), 2)
+
+
+def test_dataloader_path_serves_the_same_examples_with_the_same_transform() -> None:
+    from lit_d2l.data import SyntheticRegressionData
+
+    fast = SyntheticRegressionData(num_train=50, batch_size=8)
+    standard = SyntheticRegressionData(num_train=50, batch_size=8, loader="dataloader")
+    loader = standard.train_dataloader()
+    assert isinstance(loader, torch.utils.data.DataLoader)
+    rows = torch.cat([X for X, _ in loader])
+    reference = fast.splits["train"][0]
+    assert rows.shape == reference.shape
+    assert torch.equal(rows[rows[:, 0].argsort()], reference[reference[:, 0].argsort()])
+    assert [len(X) for X, _ in standard.val_dataloader()] == [8] * 125
