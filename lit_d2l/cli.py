@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import signal
 import sys
-import warnings
 from typing import Any
 
 from lit_d2l.errors import UserError
+from lit_d2l.noise import quiet_third_party
 
 USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
        lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
@@ -38,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``lit-d2l`` and ``python -m lit_d2l``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    # A deprecation inside Lightning itself, printed on every run; nothing a user can act on.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    quiet_third_party()
     try:
         code = run(argv)
     except UserError as exc:

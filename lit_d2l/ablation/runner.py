@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from lit_d2l.ablation.spec import Arm, SweepSpec
 from lit_d2l.errors import UserError
+from lit_d2l.noise import quiet_third_party
 
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -215,6 +216,7 @@ def _init_worker(devices, workers: int) -> None:
     """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads."""
     global _worker_device
     _worker_device = devices.get()
+    quiet_third_party()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if _worker_device is None:

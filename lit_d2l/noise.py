@@ -1,0 +1,10 @@
+"""Silence third-party messages a user can do nothing about, in every process lit-d2l runs."""
+
+from __future__ import annotations
+
+import warnings
+
+
+def quiet_third_party() -> None:
+    """A deprecation inside Lightning itself, printed on every run."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
