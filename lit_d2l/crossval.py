@@ -14,8 +14,7 @@ from lit_d2l.errors import ConfigError
 from lit_d2l.runner import RunResult, build, execute
 from lit_d2l.tracking import TrackingLogger
 from lit_d2l.tracking.logger import closing
-
-PARENT_TAG = "mlflow.parentRunId"
+from lit_d2l.tracking.sweeps import PARENT_TAG
 
 
 @dataclass
