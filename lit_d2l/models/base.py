@@ -55,6 +55,19 @@ class D2LModule(L.LightningModule):
         super().__init_subclass__(**kwargs)
         _precompute_step_signatures(cls)
 
+    def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
+        """Lightning's, leaving out shapes still left to the data (``num_inputs=None``).
+
+        Those are filled in by ``configure_model``; recorded as None they would clash with the
+        DataModule's own ``num_inputs`` when Lightning merges both for logging.
+        """
+        frame = frame or inspect.currentframe().f_back
+        unset = [
+            name for name in ("num_inputs", "num_outputs") if name in frame.f_locals and frame.f_locals[name] is None
+        ]
+        ignore = [*([ignore] if isinstance(ignore, str) else ignore or []), *unset]
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets `_current_fx_name` around every hook: ~45 times a step. It is a plain
         # string, never a parameter, buffer or submodule, so nn.Module's checks (two metaclass

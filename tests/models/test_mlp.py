@@ -145,3 +145,17 @@ def test_weight_decay_applies_to_weights_not_biases() -> None:
     groups = model.configure_optimizers().param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] == 0.5 for p in g["params"]}
     assert decayed == {id(layer.weight) for layer in model.linear_layers()}
+
+
+def test_a_checkpoint_reloads_with_the_shapes_taken_from_the_data(tmp_path, quiet_trainer: dict) -> None:
+    from lit_d2l.data import GaussianClusters
+
+    model = MLP(hidden_sizes=[16])
+    trainer = L.Trainer(max_epochs=1, logger=False, **quiet_trainer)
+    trainer.fit(model, GaussianClusters(num_train=128, num_val=32, batch_size=32))
+    trainer.save_checkpoint(tmp_path / "mlp.ckpt")
+    restored = MLP.load_from_checkpoint(tmp_path / "mlp.ckpt")
+    X = torch.randn(4, 20)
+    model.eval()
+    restored.eval()
+    assert torch.equal(restored(X), model(X))
