@@ -51,3 +51,24 @@ def test_plot_activations_writes_a_png_and_logs_it(tmp_path: Path, tracking_uri:
     run = only_run(client, experiment)
     assert run.info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["activations.png"]
+
+
+def test_reduced_dropout_suite_on_generated_files(fashion_dir: Path, tmp_path: Path, tracking_uri, client, experiment):
+    from lit_d2l.ablation.runner import run_sweep
+    from lit_d2l.ablation.spec import load_spec
+
+    spec = tmp_path / "dropout.yaml"
+    spec.write_text(
+        f"name: {experiment}\nbase: {REPO / 'experiments' / 'mlp_dropout.yaml'}\n"
+        "grid: {model.dropout: [0.0, 0.5]}\n"
+        f"overrides: {{data.data_dir: {fashion_dir}, data.val_size: 200, trainer.max_epochs: 1, "
+        "trainer.accelerator: cpu, test_after_fit: false}\n"
+        "metrics: [val/loss, val/acc]\n"
+    )
+    result = run_sweep(load_spec(spec), tracking_uri=tracking_uri, echo=lambda _: None)
+    assert {o.arm: o.outcome for o in result.outcomes} == {
+        "model.dropout=0.0": "finished",
+        "model.dropout=0.5": "finished",
+    }
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+    assert all(0.0 <= o.metrics["val/acc"] <= 1.0 for o in result.outcomes)
