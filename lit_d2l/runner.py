@@ -83,7 +83,7 @@ def run_lightning(argv: list[str]) -> int:
     if result.outcome == "diverged":
         print(f"training diverged at step {result.diverged_at_step}; the run is tagged outcome=diverged")
     for key, value in result.learned.items():
-        print(f"learned {key} = {value}")
+        print(f"{key} = {value}")
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("val/", "test/"))}
     if shown:
         print("final " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(shown.items())))

@@ -169,7 +169,7 @@ class D2LModule(L.LightningModule):
         return getattr(datamodule, name)
 
     def describe(self) -> dict[str, str]:
-        """Human-readable learned quantities, printed by the CLI at the end of a run."""
+        """Human-readable results (e.g. ``{"learned w": "[2.0, -3.4]"}``), printed by the CLI at the end."""
         return {}
 
 

@@ -49,7 +49,7 @@ class _LinearModel(D2LModule):
         w, b = self.learned()
         shown = [round(v, 4) for v in w[:8].tolist()]
         w_text = str(shown) if len(w) <= 8 else f"{str(shown)[:-1]}, ...] ({len(w)} weights, ‖w‖ = {w.norm():.4f})"
-        described = {"w": w_text, "b": f"{b.item():.4f}"}
+        described = {"learned w": w_text, "learned b": f"{b.item():.4f}"}
         return described | {key: f"{value:.2e}" for key, value in self.fit_errors.items()}
 
 

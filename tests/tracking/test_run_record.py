@@ -69,7 +69,7 @@ def test_given_weights_are_learned_within_a_hundredth(tracking_uri: str, client:
     assert metrics["param_err/w"] < 0.01
     assert metrics["param_err/b"] < 0.01
     assert metrics["closed_form_gap"] < 0.01
-    assert result.learned["w"].count(",") == 2
+    assert result.learned["learned w"].count(",") == 2
 
 
 def test_metrics_are_written_in_batches_not_one_call_per_value(tracking_uri: str, experiment: str, monkeypatch) -> None:
