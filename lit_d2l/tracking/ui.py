@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
@@ -27,7 +31,30 @@ def serve(argv: list[str]) -> int:
     if root:
         command += ["--default-artifact-root", root]
     print(f"MLflow dashboard for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    # Its own process group, so that stopping lit-d2l (Ctrl-C or SIGTERM) stops the server's workers too.
+    server = subprocess.Popen(command, start_new_session=True)
     try:
-        return subprocess.call(command)
+        return server.wait()
     except KeyboardInterrupt:
+        stop_process_group(server)
         return 0
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the process's whole group (MLflow's server starts workers and job consumers),
+    then SIGKILL whatever is still there after ``grace_s``."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        process.poll()  # reap the leader, or it stays in the group as a zombie
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

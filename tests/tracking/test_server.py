@@ -12,6 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.runner import run_configured
+from lit_d2l.tracking.ui import stop_process_group
 from tests.conftest import LINEAR_CONFIG, only_run
 from tests.test_cli import QUIET, free_port
 
@@ -24,7 +25,7 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory):
     command += ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "art")]
     command += ["--workers", "1"]
     with open(root / "server.log", "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     try:
@@ -38,8 +39,7 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory):
                 time.sleep(0.5)
         yield uri
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process_group(server)
 
 
 @pytest.mark.slow
@@ -53,3 +53,45 @@ def test_fit_against_a_tracking_server(server_uri: str, experiment: str) -> None
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 96
     assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
     assert Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text().startswith("# lightning")
+
+
+@pytest.mark.slow
+def test_lit_d2l_ui_serves_the_projects_store(tmp_path: Path, experiment: str) -> None:
+    """`lit-d2l ui` in a project directory shows that directory's runs."""
+    args = ["--config", str(LINEAR_CONFIG), "--tracking.experiment", experiment, *QUIET, "--trainer.max_epochs", "1"]
+    import os
+
+    previous = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        result = run_configured("fit", [*args, "--tracking.uri", "sqlite:///mlruns/mlflow.db"])
+    finally:
+        os.chdir(previous)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "lit_d2l", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/", timeout=2) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                assert ui.poll() is None and time.monotonic() < deadline, "the dashboard did not come up"
+                time.sleep(0.5)
+        runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(experiment).experiment_id])
+        assert [run.info.run_id for run in runs] == [result.run_id]
+    finally:
+        ui.terminate()  # lit-d2l turns SIGTERM into a clean stop of the whole dashboard
+        out, _ = ui.communicate(timeout=60)
+    assert ui.returncode == 0
+    assert f"at http://127.0.0.1:{port}" in out
