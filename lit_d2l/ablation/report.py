@@ -107,26 +107,34 @@ def _plot_along_axis(
     ax.set_title(f"final metrics along {axis} (mean over seeds)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
+    return _save(fig, out_dir / f"along_{axis.replace('.', '_')}.png")
+
+
+def _first_seed_runs(children: list[Child]) -> list[Child]:
+    """The run of each arm with the lowest seed, in arm order."""
+    first: dict[str, Child] = {}
+    for child in sorted(children, key=lambda c: c.seed):
+        first.setdefault(child.arm, child)
+    return [first[arm] for arm in sorted(first, key=_arm_sort_key)]
+
+
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    path = out_dir / f"along_{axis.replace('.', '_')}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
 def _plot_curves(store: SweepStore, children: list[Child], metric: str, out_dir: Path) -> Path | None:
-    first_seed: dict[str, Child] = {}
-    for child in sorted(children, key=lambda c: c.seed):
-        first_seed.setdefault(child.arm, child)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = 0
-    for arm in sorted(first_seed, key=_arm_sort_key):
-        history = store.history(first_seed[arm].run_id, metric)
+    for child in _first_seed_runs(children):
+        history = store.history(child.run_id, metric)
         if history:
             ax.plot(
                 [s for s, _ in history],
                 [max(v, 1e-12) if math.isfinite(v) else math.nan for _, v in history],
-                label=arm,
+                label=child.arm,
             )
             drawn += 1
     if not drawn:
@@ -139,24 +147,17 @@ def _plot_curves(store: SweepStore, children: list[Child], metric: str, out_dir:
     if drawn <= 16:
         ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out_dir / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / "curves.png")
 
 
 def _plot_grad_norms(store: SweepStore, children: list[Child], out_dir: Path) -> Path | None:
     """Gradient norm per layer at step 0, one panel per value of the arms' first setting (e.g. the init)."""
-    first_seed: dict[str, Child] = {}
-    for child in sorted(children, key=lambda c: c.seed):
-        if any(key.startswith("grad_norm/") for key in child.metrics):
-            first_seed.setdefault(child.arm, child)
-    if not first_seed:
+    with_norms = [c for c in children if any(key.startswith("grad_norm/") for key in c.metrics)]
+    if not with_norms:
         return None
     panels: dict[str, list[Child]] = defaultdict(list)
-    for arm in sorted(first_seed, key=_arm_sort_key):
-        panels[arm.split(";")[0]].append(first_seed[arm])
+    for child in _first_seed_runs(with_norms):
+        panels[child.arm.split(";")[0]].append(child)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False, sharey=True)
     for ax, (title, members) in zip(axes[0], panels.items(), strict=True):
         for child in members:
@@ -171,11 +172,7 @@ def _plot_grad_norms(store: SweepStore, children: list[Child], out_dir: Path) ->
         ax.legend(fontsize=5)
     axes[0][0].set_ylabel("‖∂L/∂W‖ at step 0")
     fig.suptitle("per-layer gradient norm at initialisation")
-    fig.tight_layout()
-    path = out_dir / "grad_norms.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out_dir / "grad_norms.png")
 
 
 def _settings(child: Child) -> dict[str, Any]:
