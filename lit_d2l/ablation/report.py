@@ -61,7 +61,7 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
         sections += ["## Numerical stability (D2L 5.4)", "", "| quantity | value |", "| --- | --- |"]
         sections += [f"| {k.removeprefix('stability/')} | {v:.3g} |" for k, v in sorted(stability.items())] + [""]
     for axis in axes:
-        path = _plot_along_axis(finished, axis, [a for a in axes if a != axis], metrics, out_dir)
+        path = _plot_along_axis(finished, axis, metrics, out_dir)
         if path:
             sections += [f"![{metrics} along {axis}]({path.name})", ""]
     curves = _plot_curves(store, finished, metrics[-1], out_dir)
@@ -75,9 +75,8 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     return out_dir / "report.md"
 
 
-def _plot_along_axis(
-    children: list[Child], axis: str, others: list[str], metrics: list[str], out_dir: Path
-) -> Path | None:
+def _plot_along_axis(children: list[Child], axis: str, metrics: list[str], out_dir: Path) -> Path | None:
+    """Each metric against ``axis``, one line per setting of every other swept key (seeds averaged)."""
     points: dict[tuple, dict[Any, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for child in children:
         if child.outcome == "diverged":
@@ -85,28 +84,42 @@ def _plot_along_axis(
         settings = _settings(child)
         if axis not in settings:
             continue
-        group = tuple((k, settings.get(k)) for k in others)
+        group = tuple((k, v) for k, v in settings.items() if k != axis)
         for metric in metrics:
             if metric in child.metrics:
                 points[group][settings[axis]][metric].append(child.metrics[metric])
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = ["--", "-", ":", "-."]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ordered = sorted(points.items(), key=lambda item: tuple(_sortable(value) for _, value in item[0]))
-    for index, (group, by_value) in enumerate(ordered):
-        color = colors[index % len(colors)]
-        xs = sorted(by_value, key=_sortable)
-        for style, metric in zip(styles, metrics, strict=False):
-            ys = [statistics.fmean(by_value[x][metric]) if by_value[x][metric] else math.nan for x in xs]
-            label = f"{metric} " + ",".join(f"{k.split('.')[-1]}={v}" for k, v in group)
-            ax.plot([str(x) for x in xs], ys, style, marker="o", color=color, label=label)
-    ax.set_xlabel(axis)
-    ax.set_yscale("log")
-    ax.set_title(f"final metrics along {axis} (mean over seeds)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+    # Up to 6 settings share one panel (colour = setting, line style = metric); more get a panel each.
+    panels = [ordered] if len(ordered) <= 6 else [[item] for item in ordered]
+    columns = min(len(panels), 5)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(7 if columns == 1 else 3.2 * columns, 4.5 if rows == 1 else 2.6 * rows),
+        squeeze=False,
+        sharey=True,
+    )
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for index, (group, by_value) in enumerate(panel):
+            xs = sorted(by_value, key=_sortable)
+            setting = ",".join(f"{k.split('.')[-1]}={v}" for k, v in group)
+            for style, metric in zip(["--", "-", ":", "-."], metrics, strict=False):
+                ys = [statistics.fmean(by_value[x][metric]) if by_value[x][metric] else math.nan for x in xs]
+                label = metric if len(panels) > 1 else f"{metric} {setting}"
+                ax.plot([str(x) for x in xs], ys, style, marker="o", color=colors[index % len(colors)], label=label)
+        if len(panels) > 1:
+            ax.set_title(setting, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_xlabel(axis, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=6 if len(panels) > 1 else 7, ncol=1 if len(panels) > 1 else 2)
+    fig.suptitle(f"final metrics along {axis} (mean over seeds; diverged runs left out)")
     return _save(fig, out_dir / f"along_{axis.replace('.', '_')}.png")
 
 
