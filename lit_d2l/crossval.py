@@ -14,7 +14,7 @@ from lit_d2l.errors import ConfigError
 from lit_d2l.runner import RunResult, build, execute
 from lit_d2l.tracking import TrackingLogger
 from lit_d2l.tracking.logger import closing
-from lit_d2l.tracking.sweeps import PARENT_TAG
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _parent_run(child: TrackingLogger, num_folds: int) -> TrackingLogger:
         experiment_name=child.experiment_name,
         tracking_uri=child.tracking_uri,
         run_name=f"{base}-{num_folds}fold",
-        tags={"cv.folds": str(num_folds), "lit_d2l.kind": "cross-validation"},
+        tags={"cv.folds": str(num_folds), KIND_TAG: "cross-validation"},
     )
     parent.log_hyperparams({"cv.folds": num_folds})
     _ = parent.run_id

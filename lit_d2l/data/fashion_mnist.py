@@ -61,6 +61,7 @@ class FashionMNIST(InMemoryDataModule):
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.download = download
         self.class_names = CLASS_NAMES
+        self._verified = False  # the four files' MD5s checked by this instance (reading 30 MB once, not twice)
 
     num_inputs = 28 * 28
     num_outputs = len(CLASS_NAMES)
@@ -68,18 +69,22 @@ class FashionMNIST(InMemoryDataModule):
     def prepare_data(self) -> None:
         """Fetch whatever is missing or invalid (rank 0 only); with all four files valid, no network is used."""
         missing = self._missing_files()
-        if missing and not self.download:
+        if not missing:
+            self._verified = True
+            return
+        if not self.download:
             raise UserError(self._place_files_message("download is off (data.download=false)"))
         for name, md5 in missing:
             try:
                 download(self.base_url + name, self.data_dir / name, md5)
             except DownloadError as exc:
                 raise UserError(f"{exc}. {self._place_files_message('offline?')}") from None
+        self._verified = True  # each download was checked against its MD5 before it was kept
 
     def build_splits(self) -> dict[str, Split]:
         if self.trainer is None:  # used directly; under a Trainer, Lightning calls prepare_data on rank 0 first
             self.prepare_data()
-        elif self._missing_files():
+        elif not self._verified and self._missing_files():  # other DDP ranks check what rank 0 fetched
             raise UserError(self._place_files_message("rank 0 could not fetch them"))
         paths = {key: self.data_dir / name for key, (name, _) in FILES.items()}
         X, y = read_images_and_labels(paths["train_images"], paths["train_labels"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def run_tags(model: L.LightningModule, datamodule: Any) -> dict[str, str]:
     return tags
 
 
+@functools.cache  # one subprocess per process, not one per run (sweeps and folds make many)
 def _git_commit() -> str | None:
     """The commit of the lit-d2l source that ran, when it runs from a git checkout."""
     source_dir = Path(lit_d2l.__file__).parent
