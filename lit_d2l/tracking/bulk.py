@@ -16,10 +16,11 @@ import math
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from mlflow.entities import LifecycleStage, Metric
+from mlflow.entities import LifecycleStage
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
 from mlflow.utils.validation import _validate_metric
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import NullPool
 
 from lit_d2l.tracking.store import sqlite_path
@@ -34,30 +35,44 @@ class SqliteMetricWriter:
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        self._metrics, self._latest, self._runs = SqlMetric.__table__, SqlLatestMetric.__table__, SqlRun.__table__
+        self._runs = SqlRun.__table__
+        # Rows go to the driver as plain tuples: SQLAlchemy's per-row parameter handling cost as much as SQLite.
+        self._insert_rows = (
+            f"INSERT OR IGNORE INTO {SqlMetric.__table__.name} ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+        )
+        latest = SqlLatestMetric.__table__
+        # One upsert for every key: a stored latest value is replaced only by a later one (SQLite >= 3.24).
+        insert = sqlite_insert(latest)
+        newer = sa.tuple_(insert.excluded.step, insert.excluded.timestamp, insert.excluded.value) > sa.tuple_(
+            latest.c.step, latest.c.timestamp, latest.c.value
+        )
+        self._upsert_latest = insert.on_conflict_do_update(
+            index_elements=[latest.c.key, latest.c.run_uuid],
+            set_={name: insert.excluded[name] for name in ("value", "timestamp", "step", "is_nan")},
+            where=newer,
+        )
 
-    def write(self, run_id: str, metrics: Sequence[Metric]) -> None:
-        """Insert ``metrics`` for ``run_id``; raises ``MlflowException`` as ``log_batch`` would."""
+    def write(self, run_id: str, metrics: Sequence[tuple[str, float, int, int]]) -> None:
+        """Insert ``(key, value, timestamp ms, step)`` rows for ``run_id``; raises ``MlflowException`` as
+        ``log_batch`` would (invalid name or value, unknown or deleted run), writing nothing then."""
         if not metrics:
             return
-        rows: dict[tuple, dict] = {}
         validated: set[str] = set()
-        for metric in metrics:
-            if metric.key not in validated:
-                _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
-                validated.add(metric.key)
-            row = _row(run_id, metric)
-            rows.setdefault((row["key"], row["timestamp"], row["step"], row["value"], row["is_nan"]), row)
-        latest: dict[str, dict] = {}
-        for row in rows.values():
-            best = latest.get(row["key"])
+        for key, value, timestamp, step in metrics:
+            if key not in validated:
+                _validate_metric(key, value, timestamp, step)
+                validated.add(key)
+        rows = list(dict.fromkeys(_row(run_id, *metric) for metric in metrics))  # duplicates once, in order
+        latest: dict[str, tuple] = {}
+        for row in rows:
+            best = latest.get(row[0])
             if best is None or _order(row) > _order(best):
-                latest[row["key"]] = row
+                latest[row[0]] = row
         with self._engine.begin() as connection:
             self._check_active(connection, run_id)
-            connection.execute(sa.insert(self._metrics).prefix_with("OR IGNORE"), list(rows.values()))
-            for key, row in latest.items():
-                self._update_latest(connection, run_id, key, row)
+            connection.exec_driver_sql(self._insert_rows, rows)
+            connection.execute(self._upsert_latest, [dict(zip(_COLUMNS, row, strict=True)) for row in latest.values()])
 
     def _check_active(self, connection: sa.Connection, run_id: str) -> None:
         query = sa.select(self._runs.c.lifecycle_stage).where(self._runs.c.run_uuid == run_id)
@@ -67,37 +82,21 @@ class SqliteMetricWriter:
         if stage != LifecycleStage.ACTIVE:
             raise MlflowException(f"The run {run_id} must be in the 'active' state. Current state is {stage}.")
 
-    def _update_latest(self, connection: sa.Connection, run_id: str, key: str, row: dict) -> None:
-        table = self._latest
-        where = (table.c.run_uuid == run_id) & (table.c.key == key)
-        current = connection.execute(sa.select(table.c.step, table.c.timestamp, table.c.value).where(where)).first()
-        if current is None:
-            connection.execute(sa.insert(table), [row])
-        elif _order(row) > tuple(current):
-            values = {name: row[name] for name in ("value", "timestamp", "step", "is_nan")}
-            connection.execute(sa.update(table).where(where).values(**values))
 
-
-def _row(run_id: str, metric: Metric) -> dict:
-    value = float(metric.value)
+def _row(run_id: str, key: str, value: float, timestamp: int, step: int) -> tuple:
+    """A row in ``_COLUMNS`` order; NaN is stored as 0 with ``is_nan``, ±inf as ±(max float64), as MLflow does."""
+    value = float(value)
     is_nan = math.isnan(value)
     if is_nan:
         value = 0.0
     elif math.isinf(value):
         value = math.copysign(_SQL_FLOAT_MAX, value)
-    return {
-        "key": metric.key,
-        "value": value,
-        "timestamp": int(metric.timestamp),
-        "step": int(metric.step or 0),
-        "is_nan": is_nan,
-        "run_uuid": run_id,
-    }
+    return key, value, int(timestamp), int(step or 0), is_nan, run_id
 
 
-def _order(row: dict) -> tuple[int, int, float]:
+def _order(row: tuple) -> tuple[int, int, float]:
     """Which value is the latest of a key, as MLflow decides it: step, then timestamp, then value."""
-    return row["step"], row["timestamp"], row["value"]
+    return row[3], row[2], row[1]
 
 
 @functools.cache

@@ -177,7 +177,7 @@ class TrackingLogger(Logger):
         if not self._has_pending():
             return
         client, run_id = self.experiment, self.run_id
-        metrics, params, tags = _as_entities(self._metrics), self._params, self._tags
+        metrics, params, tags = _read_values(self._metrics), self._params, self._tags
         self._metrics, self._params, self._tags = [], [], []
         for start in range(0, max(len(params), len(tags)), _MAX_PARAMS_TAGS_PER_BATCH // 2):
             end = start + _MAX_PARAMS_TAGS_PER_BATCH // 2
@@ -186,8 +186,9 @@ class TrackingLogger(Logger):
         if writer is not None:
             writer.write(run_id, metrics)
             return
-        for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
-            client.log_batch(run_id, metrics=metrics[start : start + _MAX_METRICS_PER_BATCH])
+        entities = [Metric(*metric) for metric in metrics]
+        for start in range(0, len(entities), _MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=entities[start : start + _MAX_METRICS_PER_BATCH])
 
     def _has_pending(self) -> bool:
         return bool(self._metrics or self._params or self._tags)
@@ -222,12 +223,16 @@ class TrackingLogger(Logger):
         self.status = RunStatus.to_string(RunStatus.RUNNING)
 
 
-def _as_entities(pending: list[tuple[str, float | Tensor, int, int]]) -> list[Metric]:
-    """MLflow metrics from queued values, reading all tensor values off their device in one transfer."""
-    tensors = [value.detach().reshape(()).float() for _, value, _, _ in pending if isinstance(value, Tensor)]
-    read = iter(torch.stack(tensors).cpu().tolist() if tensors else [])
+def _read_values(pending: list[tuple[str, float | Tensor, int, int]]) -> list[tuple[str, float, int, int]]:
+    """Queued metrics with plain float values, reading all tensor values off their device in one transfer."""
+    tensors = [value for _, value, _, _ in pending if isinstance(value, Tensor)]
+    if tensors:
+        if any(tensor.ndim for tensor in tensors):
+            tensors = [tensor.reshape(()) for tensor in tensors]
+        with torch.no_grad():
+            read = iter(torch.stack(tensors).to(torch.float64).cpu().tolist())
     return [
-        Metric(key, next(read) if isinstance(value, Tensor) else float(value), timestamp, step)
+        (key, next(read) if isinstance(value, Tensor) else float(value), timestamp, step)
         for key, value, timestamp, step in pending
     ]
 

@@ -30,6 +30,10 @@ SECOND_FLUSH = [
 ]
 
 
+def _rows(metrics: list[Metric]) -> list[tuple[str, float, int, int]]:
+    return [(m.key, m.value, m.timestamp, m.step) for m in metrics]
+
+
 def _new_run(client: MlflowClient, experiment: str) -> str:
     experiment_id = client.get_experiment_by_name(experiment)
     if experiment_id is None:
@@ -53,7 +57,7 @@ def test_bulk_rows_equal_log_batch_rows(tracking_uri: str, client: MlflowClient,
     by_mlflow, by_writer = _new_run(client, experiment), _new_run(client, experiment)
     for batch in (FIRST_FLUSH, SECOND_FLUSH):
         client.log_batch(by_mlflow, metrics=batch)
-        writer.write(by_writer, batch)
+        writer.write(by_writer, _rows(batch))
     history, latest = _stored(client, by_writer)
     assert (history, latest) == _stored(client, by_mlflow)
     assert len(history["train/loss"]) == 4  # duplicates dropped, within and across flushes
@@ -68,15 +72,15 @@ def test_bulk_refuses_what_log_batch_refuses(tracking_uri: str, client: MlflowCl
     with pytest.raises(MlflowException) as by_mlflow:
         client.log_batch(run_id, metrics=bad)
     with pytest.raises(MlflowException) as by_writer:
-        writer.write(run_id, bad)
+        writer.write(run_id, _rows(bad))
     for error in (by_mlflow, by_writer):
         assert 'Invalid value "bad name?!"' in str(error.value)
         assert "Names may only contain" in str(error.value)
     with pytest.raises(MlflowException, match="not found"):
-        writer.write("0" * 32, [Metric("a", 1.0, 0, 0)])
+        writer.write("0" * 32, [("a", 1.0, 0, 0)])
     client.delete_run(run_id)
     with pytest.raises(MlflowException, match="active"):
-        writer.write(run_id, [Metric("a", 1.0, 0, 0)])
+        writer.write(run_id, [("a", 1.0, 0, 0)])
     assert client.get_metric_history(run_id, "a") == []
 
 
