@@ -89,7 +89,8 @@ class TensorBatches:
     def __iter__(self) -> Iterator[Batch]:
         sampler = self.sampler
         sequential = not sampler.shuffle and sampler.world_size == 1
-        order = None if sequential else sampler.indices()
+        # The epoch's order goes to the tensors' device once (index_select wants both on one device).
+        order = None if sequential else sampler.indices().to(self.tensors[0].device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             if order is None:  # a view, no copy
                 batch = tuple(t[start : start + self.batch_size] for t in self.tensors)

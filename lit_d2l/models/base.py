@@ -119,7 +119,8 @@ class D2LModule(L.LightningModule):
             mean = self._epoch_loss["sum"] / self._epoch_loss["steps"]
             self.log("train/loss_epoch", mean, prog_bar=True, sync_dist=True)
         for name, weight in self.weights().items():
-            self.log(f"weight_norm/{name}", weight.detach().norm())
+            # Equal on every DDP rank; the (once an epoch) mean over ranks only spares Lightning's warning.
+            self.log(f"weight_norm/{name}", weight.detach().norm(), sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self.accumulate_loss("val", self.loss(self(*batch[:-1]), batch[-1]), len(batch[-1]))
