@@ -75,7 +75,11 @@ def test_bf16_mixed_precision_learns_what_fp32_learns(tracking_uri: str, client:
 def test_ddp_strategy_on_cuda_uses_nccl(tracking_uri: str, client: MlflowClient, experiment: str) -> None:
     spy = DeviceSpy()
     args = ["--config", str(LINEAR_CONFIG), *GPU, "--trainer.strategy", "ddp", "--trainer.max_epochs", "10"]
-    _fit(args, tracking_uri, experiment, spy)
+    try:
+        _fit(args, tracking_uri, experiment, spy)
+    finally:  # Lightning leaves the process group up; later tests in this process must not see one
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     assert spy.backend == "nccl"
     assert spy.batch_devices == {"cuda:0"}
     run = only_run(client, experiment)
