@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import GradientAccumulationScheduler
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -47,8 +48,8 @@ class D2LModule(L.LightningModule):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.l2 = l2
-        # A plain dict: nn.Module.__setattr__ would cost more than the bookkeeping itself, every step.
-        self._epoch_loss: dict[str, Any] = {"sum": None, "steps": 0}
+        # A plain list: nn.Module.__setattr__ would cost more than the bookkeeping itself, every step.
+        self._epoch_losses: list[Tensor] = []
         self._eval_loss: dict[str, tuple[Any, int]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -93,7 +94,50 @@ class D2LModule(L.LightningModule):
         if self.l2:
             loss = loss + self.l2_penalty()
         self.record_train_loss(loss)
+        if self._explicit_step:
+            self.sgd_step(loss)
         return loss
+
+    # -- the optimisation step ------------------------------------------------------------------
+
+    #: Take each minibatch SGD step in ``training_step``, as D2L's own training loop does (3.4.4),
+    #: whenever the fit needs nothing of Lightning's automatic optimisation (see :meth:`on_fit_start`).
+    explicit_step: bool = True
+    _explicit_step: bool = False  # decided per fit
+
+    @property
+    def automatic_optimization(self) -> bool:
+        """Lightning's automatic optimisation, unless this fit takes its SGD steps explicitly."""
+        return self._automatic_optimization and not self._explicit_step
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        self._automatic_optimization = value
+
+    def on_fit_start(self) -> None:
+        """Choose how this fit steps: explicitly (zero_grad, backward, step in ``training_step``) when
+        the Trainer asks for no gradient clipping, accumulation or LR schedule and there is one
+        optimizer; else through Lightning's automatic optimisation. Same updates either way
+        (tested); the explicit step skips Lightning's closure and per-step optimisation hooks, a
+        quarter of its per-step cost (benchmarks/RESULTS.md)."""
+        trainer = self.trainer
+        self._explicit_step = (
+            self.explicit_step
+            and self._automatic_optimization
+            and not trainer.gradient_clip_val
+            and trainer.accumulate_grad_batches == 1
+            and not trainer.lr_scheduler_configs
+            and len(trainer.optimizers) == 1
+            and not any(isinstance(callback, GradientAccumulationScheduler) for callback in trainer.callbacks)
+        )
+
+    def sgd_step(self, loss: Tensor) -> None:
+        """One minibatch SGD update through Lightning's optimizer wrapper (precision, DDP and the
+        ``on_before_optimizer_step`` hooks still apply)."""
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
 
     def record_train_loss(self, loss: Tensor) -> None:
         """Log this step's ``train/loss`` and add it to the epoch's mean.
@@ -103,20 +147,19 @@ class D2LModule(L.LightningModule):
         sync) until the logger writes its batch.
         """
         loss = loss.detach()
-        stats = self._epoch_loss
-        stats["sum"] = loss if stats["steps"] == 0 else stats["sum"] + loss
-        stats["steps"] += 1
+        self._epoch_losses.append(loss)  # summed once at the epoch's end, not one tensor op a step
         logger = self._trainer.logger if self._trainer is not None else None
         if logger is not None and self.global_step % self._trainer.log_every_n_steps == 0:
             value = loss if getattr(logger, "accepts_tensors", False) else loss.item()
             logger.log_metrics({"train/loss": value}, step=self.global_step)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_loss["steps"] = 0
+        self._epoch_losses.clear()
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch_loss["steps"]:
-            mean = self._epoch_loss["sum"] / self._epoch_loss["steps"]
+        if self._epoch_losses:
+            mean = torch.stack(self._epoch_losses).float().mean()
+            self._epoch_losses.clear()
             self.log("train/loss_epoch", mean, prog_bar=True, sync_dist=True)
         for name, weight in self.weights().items():
             # Equal on every DDP rank; the (once an epoch) mean over ranks only spares Lightning's warning.
