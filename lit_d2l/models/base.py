@@ -148,10 +148,14 @@ class D2LModule(L.LightningModule):
         """
         loss = loss.detach()
         self._epoch_losses.append(loss)  # summed once at the epoch's end, not one tensor op a step
-        logger = self._trainer.logger if self._trainer is not None else None
-        if logger is not None and self.global_step % self._trainer.log_every_n_steps == 0:
+        trainer = self._trainer
+        logger = trainer.logger if trainer is not None else None
+        if logger is None:
+            return
+        step = trainer.global_step
+        if step % trainer.log_every_n_steps == 0:
             value = loss if getattr(logger, "accepts_tensors", False) else loss.item()
-            logger.log_metrics({"train/loss": value}, step=self.global_step)
+            logger.log_metrics({"train/loss": value}, step=step)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_losses.clear()
