@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -130,6 +131,23 @@ class D2LModule(L.LightningModule):
             and len(trainer.optimizers) == 1
             and not any(isinstance(callback, GradientAccumulationScheduler) for callback in trainer.callbacks)
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume the step count whichever way the checkpoint's fit stepped.
+
+        Lightning counts explicit (manual) and automatic optimizer steps apart and ``global_step``
+        reads the counter of the current mode, so a fit resumed in the other mode (say, with
+        gradient clipping added) would restart at step 0. Both counters get the steps taken.
+        """
+        loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        automatic = loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+        explicit = loop.get("epoch_loop.manual_optimization.optim_step_progress")
+        if not (automatic and explicit):
+            return
+        taken = max((automatic, explicit), key=lambda progress: progress["total"]["completed"])
+        for progress in (automatic, explicit):
+            if progress is not taken:
+                progress.update(copy.deepcopy(taken))
 
     def sgd_step(self, loss: Tensor) -> None:
         """One minibatch SGD update through Lightning's optimizer wrapper (precision, DDP and the

@@ -79,3 +79,15 @@ def test_hand_written_backprop_stays_manual(quiet_trainer: dict) -> None:
     trainer, recorder = fit(model, GaussianClusters(num_train=640), quiet_trainer, max_epochs=1)
     assert recorder.automatic == {False}
     assert trainer.global_step == 640 // 64
+
+
+@pytest.mark.parametrize("first, then", [({}, {"gradient_clip_val": 1e9}), ({"gradient_clip_val": 1e9}, {})])
+def test_resuming_in_the_other_mode_keeps_counting_steps(first: dict, then: dict, tmp_path, quiet_trainer) -> None:
+    model = MLP(hidden_sizes=[16])
+    trainer, _ = fit(model, GaussianClusters(num_train=640), quiet_trainer, max_epochs=1, **first)
+    trainer.save_checkpoint(tmp_path / "one_epoch.ckpt")
+    settings = {"max_epochs": 2, "logger": False, "num_sanity_val_steps": 0, **quiet_trainer, **then}
+    resumed = L.Trainer(**settings)
+    resumed.fit(MLP(hidden_sizes=[16]), GaussianClusters(num_train=640), ckpt_path=tmp_path / "one_epoch.ckpt")
+    assert trainer.global_step == 640 // 64
+    assert resumed.global_step == 2 * 640 // 64
