@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sqlite3
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from lit_d2l.tracking.store import sqlite_path
 
 _COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 _SQL_FLOAT_MAX = 1.7976931348623157e308  # MLflow stores ±inf as ±(max float64); SQL has no inf
+_SQLITE_UPSERT = (3, 24)  # INSERT ... ON CONFLICT DO UPDATE
 _BUSY_TIMEOUT_S = 30  # concurrent ablation workers share one database file
 
 
@@ -102,7 +104,7 @@ def _order(row: tuple) -> tuple[int, int, float]:
 @functools.cache
 def sqlite_metric_writer(tracking_uri: str) -> SqliteMetricWriter | None:
     """A bulk writer for a ``sqlite:///`` store whose tables have MLflow's metric columns, else None."""
-    if sqlite_path(tracking_uri) is None:
+    if sqlite_path(tracking_uri) is None or sqlite3.sqlite_version_info < _SQLITE_UPSERT:
         return None
     # A connection per flush (flushes are rare): none is left open on a database file that is later replaced.
     engine = sa.create_engine(tracking_uri, connect_args={"timeout": _BUSY_TIMEOUT_S}, poolclass=NullPool)
