@@ -226,6 +226,7 @@ class TrackingLogger(Logger):
 def _read_values(pending: list[tuple[str, float | Tensor, int, int]]) -> list[tuple[str, float, int, int]]:
     """Queued metrics with plain float values, reading all tensor values off their device in one transfer."""
     tensors = [value for _, value, _, _ in pending if isinstance(value, Tensor)]
+    read = iter(())
     if tensors:
         if any(tensor.ndim for tensor in tensors):
             tensors = [tensor.reshape(()) for tensor in tensors]
