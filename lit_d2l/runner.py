@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_d2l.callbacks import Diverged
 from lit_d2l.errors import ConfigError, UserError
-from lit_d2l.profiling import NullProfiler
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings
@@ -41,9 +42,21 @@ class RunResult:
 
 
 class D2LCLI(LightningCLI):
-    """LightningCLI with a ``tracking`` section, an MLflow logger by default and fail-fast checks."""
+    """LightningCLI with a ``tracking`` section, an MLflow logger by default and fail-fast checks.
+
+    ``--optimizer`` and ``--lr_scheduler`` are LightningCLI's, handed to the model (see
+    :meth:`~lit_d2l.models.D2LModule.configure_optimizers`) rather than built by the CLI before the
+    model's layers exist, so they get the model's parameter groups (no weight decay on biases).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, auto_configure_optimizers=False, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        options = {"instantiate": False, "fail_untyped": False, "required": False}
+        parser.add_subclass_arguments(torch.optim.Optimizer, "optimizer", skip={"params"}, **options)
+        schedulers = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        parser.add_subclass_arguments(schedulers, "lr_scheduler", skip={"optimizer"}, **options)
         parser.add_class_arguments(TrackingSettings, "tracking")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume or evaluate")
         parser.add_argument(
@@ -55,7 +68,20 @@ class D2LCLI(LightningCLI):
         if self.config.trainer.logger in (None, True):
             check_store(resolve_tracking_uri(self.config.tracking.uri))
 
+    def after_instantiate_classes(self) -> None:
+        optimizer, scheduler = self.config_init.get("optimizer"), self.config_init.get("lr_scheduler")
+        if optimizer is None and scheduler is None:
+            return
+        use_optimizer = getattr(self.model, "use_optimizer", None)
+        if not callable(use_optimizer):
+            raise ConfigError(
+                f"{type(self.model).__name__} takes no --optimizer / --lr_scheduler: give it a configure_optimizers"
+            )
+        use_optimizer(_as_dict(optimizer), _as_dict(scheduler))
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        if self.config_init.get("lr_scheduler") is not None:  # its learning rate, logged every epoch
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), LearningRateMonitor(logging_interval="epoch")]
         if self.config_init.trainer.get("logger") in (None, True):
             settings = self.config_init.tracking
             self.logger = TrackingLogger(
@@ -65,14 +91,12 @@ class D2LCLI(LightningCLI):
                 tags=settings.tags,
             )
             kwargs["logger"] = self.logger
-        if self.config_init.trainer.get("profiler") is None:
-            kwargs.update(fast_trainer_defaults())
         return super().instantiate_trainer(**kwargs)
 
 
-def fast_trainer_defaults() -> dict[str, Any]:
-    """Trainer settings lit-d2l adds when the config leaves them unset (see benchmarks/loop_overhead.py)."""
-    return {"profiler": NullProfiler()}
+def _as_dict(config: Any) -> dict[str, Any] | None:
+    """A parsed class config (class_path + init_args) as plain dicts, as ``instantiate_class`` takes it."""
+    return None if config is None else (config.as_dict() if hasattr(config, "as_dict") else dict(config))
 
 
 def run_lightning(argv: list[str]) -> int:
@@ -147,7 +171,6 @@ def _construct(
                 parser_kwargs={"exit_on_error": False, "prog": f"lit-d2l {command}"},
                 # The RunRecorder logs the whole resolved config; Lightning's own hparams would repeat it.
                 trainer_defaults={
-                    "log_every_n_steps": 1,
                     "enable_autolog_hparams": False,
                     "callbacks": list(callbacks or []),
                 },

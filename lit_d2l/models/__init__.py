@@ -1,6 +1,6 @@
 """LightningModules for the model families of Dive into Deep Learning."""
 
-from lit_d2l.models.base import Classifier, D2LModule
+from lit_d2l.models.base import Classifier, D2LModule, built
 from lit_d2l.models.linear import LinearRegression, LinearRegressionScratch, closed_form_solution
 from lit_d2l.models.mlp import MLP, DropoutScratch
 from lit_d2l.models.mlp_scratch import MLPScratch
@@ -18,5 +18,6 @@ __all__ = [
     "MinibatchSGD",
     "SoftmaxRegression",
     "SoftmaxRegressionScratch",
+    "built",
     "closed_form_solution",
 ]

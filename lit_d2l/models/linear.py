@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -12,24 +14,12 @@ from lit_d2l.models.sgd import MinibatchSGD
 class _LinearModel(D2LModule):
     """What both linear regressions share: shape from the data, and the end-of-fit parameter check."""
 
-    def __init__(self, num_inputs: int | None, **optimizer: float) -> None:
-        super().__init__(**optimizer)
+    shape_args = ("num_inputs",)
+
+    def __init__(self, num_inputs: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.num_inputs = num_inputs
         self.fit_errors: dict[str, float] = {}
-        self._built = False
-        if num_inputs is not None:
-            self.configure_model()
-
-    def configure_model(self) -> None:
-        if self._built:
-            return
-        self.num_inputs = self.num_inputs or self.datamodule_attr("num_inputs")
-        self.hparams["num_inputs"] = self.num_inputs
-        self.build(self.num_inputs)
-        self._built = True
-
-    def build(self, num_inputs: int) -> None:
-        raise NotImplementedError
 
     def learned(self) -> tuple[Tensor, Tensor]:
         """The learned w (flat) and b (scalar)."""
@@ -42,8 +32,8 @@ class _LinearModel(D2LModule):
             return
         X, y = datamodule.splits["train"][:2]
         self.fit_errors = parameter_errors(*self.learned(), *datamodule.true_params(), X, y)
-        if self.logger is not None:
-            self.logger.log_metrics(self.fit_errors, step=self.global_step)
+        for logger in self.loggers:  # after the fit loop, where self.log is not allowed
+            logger.log_metrics(self.fit_errors, step=self.global_step)
 
     def describe(self) -> dict[str, str]:
         w, b = self.learned()
@@ -56,21 +46,12 @@ class _LinearModel(D2LModule):
 class LinearRegression(_LinearModel):
     """``nn.Linear`` with mean squared error and ``torch.optim.SGD`` (D2L 3.5)."""
 
-    def __init__(
-        self,
-        num_inputs: int | None = None,
-        lr: float = 0.03,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        l2: float = 0.0,
-        bias: bool = True,
-    ) -> None:
+    def __init__(self, num_inputs: int | None = None, lr: float = 0.03, bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(num_inputs, lr=lr, **kwargs)
         self.use_bias = bias
-        super().__init__(num_inputs, lr=lr, momentum=momentum, weight_decay=weight_decay, l2=l2)
-        self.save_hyperparameters()
 
-    def build(self, num_inputs: int) -> None:
-        self.net = nn.Linear(num_inputs, 1, bias=self.use_bias)
+    def build(self) -> None:
+        self.net = nn.Linear(self.num_inputs, 1, bias=self.use_bias)
         self.net.weight.data.normal_(0, 0.01)
         if self.net.bias is not None:
             self.net.bias.data.fill_(0)
@@ -90,12 +71,11 @@ class LinearRegressionScratch(_LinearModel):
     """Explicit w and b, squared loss ½(ŷ − y)² and the SGD update written out (D2L 3.4)."""
 
     def __init__(self, num_inputs: int | None = None, lr: float = 0.03, sigma: float = 0.01, l2: float = 0.0) -> None:
-        self.sigma = sigma
         super().__init__(num_inputs, lr=lr, l2=l2)
-        self.save_hyperparameters()
+        self.sigma = sigma
 
-    def build(self, num_inputs: int) -> None:
-        self.w = nn.Parameter(torch.normal(0, self.sigma, (num_inputs, 1)))
+    def build(self) -> None:
+        self.w = nn.Parameter(torch.normal(0, self.sigma, (self.num_inputs, 1)))
         self.b = nn.Parameter(torch.zeros(1))
 
     def forward(self, X: Tensor) -> Tensor:
@@ -104,7 +84,7 @@ class LinearRegressionScratch(_LinearModel):
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         return ((y_hat - y.reshape(y_hat.shape)) ** 2 / 2).mean()
 
-    def configure_optimizers(self) -> MinibatchSGD:
+    def default_optimizer(self) -> MinibatchSGD:
         return MinibatchSGD(self.parameters(), self.lr)
 
     def learned(self) -> tuple[Tensor, Tensor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -36,12 +36,7 @@ class MLP(Classifier):
         init_std: float = 0.01,
         init_value: float = 0.0,
         bias_init: float = 0.0,
-        num_inputs: int | None = None,
-        num_outputs: int | None = None,
-        lr: float = 0.1,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        l2: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         if depth is not None:  # `depth` layers as wide as the first of hidden_sizes, for depth sweeps
             require(depth > 0, f"model.depth must be > 0, got {depth}")
@@ -59,20 +54,19 @@ class MLP(Classifier):
         require(
             dropout_impl in ("torch", "scratch"), f"model.dropout_impl must be torch or scratch, got {dropout_impl!r}"
         )
+        super().__init__(**kwargs)
         self.hidden_sizes, self.activation, self.dropout = list(hidden_sizes), activation, probabilities
         self.dropout_impl = dropout_impl
         self.init_args = {"scheme": init, "std": init_std, "value": init_value, "bias": bias_init}
-        super().__init__(num_inputs, num_outputs, lr=lr, momentum=momentum, weight_decay=weight_decay, l2=l2)
-        self.save_hyperparameters()
 
-    def build(self, num_inputs: int, num_outputs: int) -> None:
+    def build(self) -> None:
         layers: list[nn.Module] = [nn.Flatten()]
-        sizes = [num_inputs, *self.hidden_sizes]
+        sizes = [self.num_inputs, *self.hidden_sizes]
         for fan_in, fan_out, p in zip(sizes[:-1], sizes[1:], self.dropout, strict=True):
             layers += [nn.Linear(fan_in, fan_out), activations.concise(self.activation)]
             if p > 0:
                 layers.append(nn.Dropout(p) if self.dropout_impl == "torch" else DropoutScratch(p))
-        layers.append(nn.Linear(sizes[-1], num_outputs))
+        layers.append(nn.Linear(sizes[-1], self.num_outputs))
         self.net = nn.Sequential(*layers)
         for layer in self.linear_layers():
             init_linear(layer, **self.init_args)

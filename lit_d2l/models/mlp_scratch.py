@@ -37,18 +37,18 @@ class MLPScratch(Classifier):
         l2: float = 0.0,
     ) -> None:
         require(num_hiddens > 0, f"model.num_hiddens must be > 0, got {num_hiddens}")
+        super().__init__(num_inputs, num_outputs, lr=lr, l2=l2)
         self.phi, self.phi_prime = activations.scratch(activation)
         self.num_hiddens, self.activation, self.sigma = num_hiddens, activation, sigma
-        super().__init__(num_inputs, num_outputs, lr=lr, l2=l2)
-        self.save_hyperparameters()
+        # The gradients are computed here, not by autograd: Lightning's manual optimisation.
         self.automatic_optimization = False
 
-    def build(self, num_inputs: int, num_outputs: int) -> None:
+    def build(self) -> None:
         # Parameters (so they are saved and moved), but autograd never tracks them.
-        self.W1 = nn.Parameter(torch.randn(self.num_hiddens, num_inputs) * self.sigma, requires_grad=False)
+        self.W1 = nn.Parameter(torch.randn(self.num_hiddens, self.num_inputs) * self.sigma, requires_grad=False)
         self.b1 = nn.Parameter(torch.zeros(self.num_hiddens), requires_grad=False)
-        self.W2 = nn.Parameter(torch.randn(num_outputs, self.num_hiddens) * self.sigma, requires_grad=False)
-        self.b2 = nn.Parameter(torch.zeros(num_outputs), requires_grad=False)
+        self.W2 = nn.Parameter(torch.randn(self.num_outputs, self.num_hiddens) * self.sigma, requires_grad=False)
+        self.b2 = nn.Parameter(torch.zeros(self.num_outputs), requires_grad=False)
 
     def forward(self, X: Tensor) -> Tensor:
         return self.propagate(X)[-1]
@@ -59,10 +59,6 @@ class MLPScratch(Classifier):
         z = x @ self.W1.T + self.b1
         h = self.phi(z)
         return x, z, h, h @ self.W2.T + self.b2
-
-    def objective(self, X: Tensor, y: Tensor) -> Tensor:
-        """J = L + λ/2 (‖W1‖² + ‖W2‖²)."""
-        return cross_entropy(self(X), y) + self.l2_penalty()
 
     def gradients(self, X: Tensor, y: Tensor) -> dict[str, Tensor]:
         """∂J/∂θ for every parameter, by the chain rule written out (no autograd)."""
@@ -81,13 +77,24 @@ class MLPScratch(Classifier):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         X, y = batch
+        optimizer = self.optimizers()
         with torch.no_grad():
-            objective = self.objective(X, y)
+            objective = self.objective(batch)  # J = L + λ/2 (‖W1‖² + ‖W2‖²)
             for name, grad in self.gradients(X, y).items():
                 getattr(self, name).grad = grad
-        self.optimizers().step()  # MinibatchSGD: θ ← θ − η·grad, written out
-        self.record_train_loss(objective)
+        optimizer.step()  # MinibatchSGD: θ ← θ − η·grad, written out
+        optimizer.zero_grad()
+        self.log_train_loss(objective)
         return objective
 
-    def configure_optimizers(self) -> MinibatchSGD:
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        scheduler = self.lr_schedulers()  # manual optimisation steps its own schedule
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if "val/loss" in self.trainer.callback_metrics:
+                scheduler.step(self.trainer.callback_metrics["val/loss"])
+        elif scheduler is not None:
+            scheduler.step()
+
+    def default_optimizer(self) -> MinibatchSGD:
         return MinibatchSGD(self.parameters(), self.lr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -12,22 +14,12 @@ from lit_d2l.models.sgd import MinibatchSGD
 class SoftmaxRegression(Classifier):
     """Flatten + ``nn.Linear``, cross-entropy on the logits (D2L 4.5)."""
 
-    def __init__(
-        self,
-        num_inputs: int | None = None,
-        num_outputs: int | None = None,
-        lr: float = 0.1,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        l2: float = 0.0,
-        sigma: float = 0.01,
-    ) -> None:
+    def __init__(self, sigma: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.sigma = sigma
-        super().__init__(num_inputs, num_outputs, lr=lr, momentum=momentum, weight_decay=weight_decay, l2=l2)
-        self.save_hyperparameters()
 
-    def build(self, num_inputs: int, num_outputs: int) -> None:
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(num_inputs, num_outputs))
+    def build(self) -> None:
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(self.num_inputs, self.num_outputs))
         nn.init.normal_(self.net[1].weight, 0.0, self.sigma)
         nn.init.zeros_(self.net[1].bias)
 
@@ -46,13 +38,12 @@ class SoftmaxRegressionScratch(Classifier):
         l2: float = 0.0,
         sigma: float = 0.01,
     ) -> None:
-        self.sigma = sigma
         super().__init__(num_inputs, num_outputs, lr=lr, l2=l2)
-        self.save_hyperparameters()
+        self.sigma = sigma
 
-    def build(self, num_inputs: int, num_outputs: int) -> None:
-        self.W = nn.Parameter(torch.normal(0.0, self.sigma, (num_inputs, num_outputs)))
-        self.b = nn.Parameter(torch.zeros(num_outputs))
+    def build(self) -> None:
+        self.W = nn.Parameter(torch.normal(0.0, self.sigma, (self.num_inputs, self.num_outputs)))
+        self.b = nn.Parameter(torch.zeros(self.num_outputs))
 
     def forward(self, X: Tensor) -> Tensor:
         """Logits o = XW + b; probabilities are ``softmax(o)``."""
@@ -61,7 +52,7 @@ class SoftmaxRegressionScratch(Classifier):
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return cross_entropy(logits, y)
 
-    def configure_optimizers(self) -> MinibatchSGD:
+    def default_optimizer(self) -> MinibatchSGD:
         return MinibatchSGD(self.parameters(), self.lr)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_d2l.models import MLP, MLPScratch
+from lit_d2l.models import MLP, MLPScratch, built
 from lit_d2l.models.softmax import cross_entropy
 
 
@@ -23,7 +23,9 @@ def autograd_gradients(model: MLPScratch, X: torch.Tensor, y: torch.Tensor) -> d
 
 def scratch_model(activation: str, l2: float, seed: int = 0) -> MLPScratch:
     torch.manual_seed(seed)
-    return MLPScratch(num_hiddens=16, activation=activation, sigma=0.5, num_inputs=12, num_outputs=5, l2=l2).double()
+    return built(
+        MLPScratch(num_hiddens=16, activation=activation, sigma=0.5, num_inputs=12, num_outputs=5, l2=l2)
+    ).double()
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
@@ -53,7 +55,7 @@ def test_the_l2_term_adds_lambda_w_to_weights_only() -> None:
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 def test_scratch_and_concise_mlp_agree_on_loss_and_gradients(activation: str) -> None:
     scratch = scratch_model(activation, l2=0.1)
-    concise = MLP(hidden_sizes=[16], activation=activation, num_inputs=12, num_outputs=5, l2=0.1).double()
+    concise = built(MLP(hidden_sizes=[16], activation=activation, num_inputs=12, num_outputs=5, l2=0.1)).double()
     hidden, out = concise.linear_layers()
     with torch.no_grad():
         hidden.weight.copy_(scratch.W1)
@@ -64,7 +66,7 @@ def test_scratch_and_concise_mlp_agree_on_loss_and_gradients(activation: str) ->
     y = torch.randint(0, 5, (10,))
     J = concise.loss(concise(X), y) + concise.l2_penalty()
     J.backward()
-    assert J.item() == pytest.approx(scratch.objective(X, y).item(), abs=1e-12)
+    assert J.item() == pytest.approx(scratch.objective((X, y)).item(), abs=1e-12)
     by_hand = scratch.gradients(X, y)
     for name, tensor in [("W1", hidden.weight), ("b1", hidden.bias), ("W2", out.weight), ("b2", out.bias)]:
         assert torch.allclose(tensor.grad, by_hand[name], atol=1e-10), name
@@ -73,11 +75,11 @@ def test_scratch_and_concise_mlp_agree_on_loss_and_gradients(activation: str) ->
 def test_training_step_uses_no_autograd_and_lowers_the_objective() -> None:
     model = scratch_model("relu", 0.01).float()
     X, y = torch.randn(64, 12), torch.randint(0, 5, (64,))
-    before = model.objective(X, y).item()
+    before = model.objective((X, y)).item()
     for _ in range(50):
         with torch.no_grad():
             for name, grad in model.gradients(X, y).items():
                 getattr(model, name).sub_(0.5 * grad)
     assert not any(p.requires_grad for p in model.parameters())
-    assert model.objective(X, y).item() < before * 0.5
+    assert model.objective((X, y)).item() < before * 0.5
     assert isinstance(model.W1, nn.Parameter)

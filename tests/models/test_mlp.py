@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lit_d2l.errors import ConfigError
-from lit_d2l.models import MLP, DropoutScratch, MLPScratch
+from lit_d2l.models import MLP, DropoutScratch, MLPScratch, built
 from lit_d2l.models.init import init_linear
 
 
@@ -80,8 +80,10 @@ def test_dropout_preserves_the_mean_in_training_and_is_identity_in_eval(module) 
 @pytest.mark.parametrize("impl", ["torch", "scratch"])
 def test_mlp_in_eval_equals_the_network_without_dropout(impl: str) -> None:
     torch.manual_seed(0)
-    with_dropout = MLP(hidden_sizes=[64, 64], dropout=[0.5, 0.5], dropout_impl=impl, num_inputs=20, num_outputs=10)
-    without = MLP(hidden_sizes=[64, 64], dropout=0.0, num_inputs=20, num_outputs=10)
+    with_dropout = built(
+        MLP(hidden_sizes=[64, 64], dropout=[0.5, 0.5], dropout_impl=impl, num_inputs=20, num_outputs=10)
+    )
+    without = built(MLP(hidden_sizes=[64, 64], dropout=0.0, num_inputs=20, num_outputs=10))
     with torch.no_grad():
         for source, target in zip(with_dropout.linear_layers(), without.linear_layers(), strict=True):
             target.weight.copy_(source.weight)
@@ -141,7 +143,7 @@ def test_bad_scratch_settings() -> None:
 
 
 def test_weight_decay_applies_to_weights_not_biases() -> None:
-    model = MLP(hidden_sizes=[8], num_inputs=4, num_outputs=3, weight_decay=0.5)
+    model = built(MLP(hidden_sizes=[8], num_inputs=4, num_outputs=3, weight_decay=0.5))
     groups = model.configure_optimizers().param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] == 0.5 for p in g["params"]}
     assert decayed == {id(layer.weight) for layer in model.linear_layers()}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lit_d2l.models import SoftmaxRegression, SoftmaxRegressionScratch
+from lit_d2l.models import SoftmaxRegression, SoftmaxRegressionScratch, built
 from lit_d2l.models.softmax import cross_entropy, softmax
 
 
@@ -24,8 +24,8 @@ def test_scratch_cross_entropy_equals_torch() -> None:
 
 def test_scratch_and_concise_softmax_regression_agree_on_loss_and_gradients() -> None:
     torch.manual_seed(0)
-    scratch = SoftmaxRegressionScratch(num_inputs=784, num_outputs=10).double()
-    concise = SoftmaxRegression(num_inputs=784, num_outputs=10).double()
+    scratch = built(SoftmaxRegressionScratch(num_inputs=784, num_outputs=10)).double()
+    concise = built(SoftmaxRegression(num_inputs=784, num_outputs=10)).double()
     with torch.no_grad():
         concise.net[1].weight.copy_(scratch.W.T)
         concise.net[1].bias.copy_(scratch.b + 0.1)
@@ -41,6 +41,6 @@ def test_scratch_and_concise_softmax_regression_agree_on_loss_and_gradients() ->
 
 def test_initial_weights_follow_d2l() -> None:
     torch.manual_seed(0)
-    model = SoftmaxRegressionScratch(num_inputs=784, num_outputs=10)
+    model = built(SoftmaxRegressionScratch(num_inputs=784, num_outputs=10))
     assert model.W.std().item() == pytest.approx(0.01, rel=0.05)
     assert torch.equal(model.b, torch.zeros(10))
