@@ -23,7 +23,7 @@ def fashion_dir(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path / "fmnist"
 
 
-@pytest.mark.parametrize("config", ["softmax_regression.yaml", "mlp.yaml", "mlp_dropout.yaml"])
+@pytest.mark.parametrize("config", ["softmax_regression.yaml", "mlp.yaml", "mlp_dropout.yaml", "lenet.yaml"])
 def test_fashion_configs_record_accuracy_and_sample_images(
     config: str, fashion_dir: Path, tracking_uri: str, client: MlflowClient, experiment: str
 ) -> None:

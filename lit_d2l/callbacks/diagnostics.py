@@ -1,7 +1,9 @@
 """Per-layer diagnostics at bounded cost: gradient and weight norms, activation statistics (D2L 5.4).
 
-Logged at step 0 and every ``every_n_steps`` steps: ``grad_norm/<layer>``, ``weight_norm/<layer>``,
-``act_mean/<layer>`` and ``act_std/<layer>``. Activation hooks are attached only for the forward
+Logged at step 0 and every ``every_n_steps`` steps, named as PyTorch names what they measure:
+``grad_norm/<weight>`` and ``weight_norm/<weight>`` for every weight (a parameter of two or more
+dimensions, e.g. ``net.1.weight`` or ``W1``), ``act_mean/<layer>`` and ``act_std/<layer>`` for the
+output of every ``nn.Linear`` (e.g. ``net.1``). Activation hooks are attached only for the forward
 pass of a logging step, so other steps pay nothing.
 """
 
@@ -13,7 +15,7 @@ from torch import nn
 
 
 class LayerDiagnostics(L.Callback):
-    """Per-layer gradient norm, weight norm and activation mean/std of every ``nn.Linear``."""
+    """Gradient and weight norm of every weight, activation mean/std of every ``nn.Linear``."""
 
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = max(1, every_n_steps)
@@ -41,10 +43,12 @@ class LayerDiagnostics(L.Callback):
         self._remove_hooks()
         if not self._due(trainer):
             return
-        for name, layer in linear_layers(pl_module):
-            if layer.weight.grad is not None:
-                self._stats[f"grad_norm/{name}"] = layer.weight.grad.detach().norm().item()
-            self._stats[f"weight_norm/{name}"] = layer.weight.detach().norm().item()
+        for name, weight in pl_module.named_parameters():
+            if weight.ndim < 2:
+                continue
+            if weight.grad is not None:
+                self._stats[f"grad_norm/{name}"] = weight.grad.detach().norm().item()
+            self._stats[f"weight_norm/{name}"] = weight.detach().norm().item()
         if trainer.logger is not None and self._stats:
             trainer.logger.log_metrics(self._stats, step=trainer.global_step)
         self._stats = {}
@@ -59,6 +63,5 @@ class LayerDiagnostics(L.Callback):
 
 
 def linear_layers(module: nn.Module) -> list[tuple[str, nn.Linear]]:
-    """Named ``nn.Linear`` layers, named ``layer<k>`` in forward order (input layer first)."""
-    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    return [(f"layer{index:02d}", layer) for index, layer in enumerate(layers)]
+    """The ``nn.Linear`` layers of ``module`` with their PyTorch names, input layer first."""
+    return [(name, layer) for name, layer in module.named_modules() if isinstance(layer, nn.Linear)]

@@ -1,6 +1,7 @@
 """LightningModules for the model families of Dive into Deep Learning."""
 
 from lit_d2l.models.base import Classifier, D2LModule, built
+from lit_d2l.models.lenet import LeNet
 from lit_d2l.models.linear import LinearRegression, LinearRegressionScratch, closed_form_solution
 from lit_d2l.models.mlp import MLP, DropoutScratch
 from lit_d2l.models.mlp_scratch import MLPScratch
@@ -12,6 +13,7 @@ __all__ = [
     "Classifier",
     "D2LModule",
     "DropoutScratch",
+    "LeNet",
     "LinearRegression",
     "LinearRegressionScratch",
     "MLPScratch",

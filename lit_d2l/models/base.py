@@ -181,8 +181,10 @@ class D2LModule(L.LightningModule):
 
     def datamodule_attr(self, name: str) -> Any:
         """An attribute of the attached DataModule (e.g. ``num_inputs``), for shapes left to the data."""
-        trainer = self._trainer  # None outside a Trainer; `self.trainer` would raise
-        datamodule = getattr(trainer, "datamodule", None)
+        try:
+            datamodule = self.trainer.datamodule
+        except RuntimeError:  # not attached to a Trainer
+            datamodule = None
         if not hasattr(datamodule, name):
             raise ConfigError(f"{type(self).__name__} needs model.{name}: set it, or use a DataModule that provides it")
         return getattr(datamodule, name)

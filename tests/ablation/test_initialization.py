@@ -50,7 +50,7 @@ stability_demo: true
     assert tiny.metrics["val/acc"] < 0.3, "gradients vanish through 10 layers of N(0, 0.01²)"
 
     def first_layer_grad_at_step_0(child) -> float:
-        step, value = store.history(child.run_id, "grad_norm/layer00")[0]
+        step, value = store.history(child.run_id, "grad_norm/net.1.weight")[0]
         assert step == 0
         return value
 

