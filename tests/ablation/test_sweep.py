@@ -114,7 +114,7 @@ def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_p
                 break
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)  # no chance to clean up: a child is left RUNNING
-    process.wait(timeout=30)
+    process.communicate(timeout=30)  # reaps it and closes its output pipe
     before = children_by_pair(tracking_uri, parent_id)
     assert any("RUNNING" in statuses for statuses in before.values())
 
