@@ -3,8 +3,7 @@
 Both fits run in this one process on a store that already exists, alternating, and the best of
 ``--repeats`` is kept for each. Also reported: a bare PyTorch loop on the same data, and the fixed
 per-run cost (run creation, the config's params, the config artifact, tags, final flush and status),
-the same tracked fit with metrics written through MLflow's ``log_batch`` instead of the SQLite bulk
-writer, and, once, the same fit with Lightning's stock ``MLFlowLogger`` for comparison.
+and, once, the same fit with Lightning's stock ``MLFlowLogger`` for comparison.
 Prints one JSON object as its last line.
 
     python benchmarks/tracking_overhead.py [--epochs 30] [--repeats 3]
@@ -103,13 +102,10 @@ def main() -> None:
         uri = f"sqlite:///{tmp}/mlflow.db"
         lightning_fit(1, TrackingLogger("warm-up", tracking_uri=uri))  # creates the store; warms up imports
         lightning_fit(1, False)
-        no_logger, tracked, via_log_batch, bare = [], [], [], []
+        no_logger, tracked, bare = [], [], []
         for _ in range(args.repeats):
             no_logger.append(lightning_fit(args.epochs, False))
             tracked.append(lightning_fit(args.epochs, TrackingLogger("bench", tracking_uri=uri)))
-            via_log_batch.append(
-                lightning_fit(args.epochs, TrackingLogger("bench", tracking_uri=uri, bulk_sqlite=False))
-            )
             bare.append(bare_fit(args.epochs))
         fixed = min(fixed_run_cost(uri) for _ in range(args.repeats))
         stock = lightning_fit(args.epochs, MLFlowLogger(experiment_name="stock", tracking_uri=uri))
@@ -120,8 +116,6 @@ def main() -> None:
         "no_logger_s": round(min(no_logger), 4),
         "tracked_s": round(min(tracked), 4),
         "ratio": round(min(tracked) / min(no_logger), 4),
-        "tracked_via_log_batch_s": round(min(via_log_batch), 4),
-        "log_batch_ratio": round(min(via_log_batch) / min(no_logger), 4),
         "bare_torch_s": round(min(bare), 4),
         "tracked_vs_bare": round(min(tracked) / min(bare), 3),
         "fixed_per_run_ms": round(fixed * 1000, 1),

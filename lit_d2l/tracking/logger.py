@@ -2,8 +2,9 @@
 
 Lightning's stock ``MLFlowLogger`` makes one store write per metric value; on SQLite that made
 D2L's linear regression about 7x slower with per-step logging. Here values are buffered and
-written in batches (one statement per flush on SQLite, else ``log_batch`` within MLflow's per-call
-limits), on a size or time trigger and at the end of each fit/validate/test.
+written with ``MlflowClient.log_batch`` in as few calls as MLflow's per-call limits allow, on a size
+or time trigger and at the end of each fit/validate/test. Only MLflow's public client API is used:
+the store, whichever it is, stays MLflow's to write.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from torch import Tensor
 
-from lit_d2l.tracking.bulk import sqlite_metric_writer
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
 
 # MLflow's log_batch limits: 1000 metrics and 100 params + tags per call.
@@ -42,7 +42,6 @@ class TrackingLogger(Logger):
         flush_every: int = _MAX_METRICS_PER_BATCH,
         flush_seconds: float = 10.0,
         run_id: str | None = None,
-        bulk_sqlite: bool = True,
     ) -> None:
         super().__init__()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
@@ -55,7 +54,6 @@ class TrackingLogger(Logger):
         self._experiment_id: str | None = None
         self._run_id: str | None = None
         self._resume_run_id = run_id  # continue this existing run instead of creating one
-        self._bulk_sqlite = bulk_sqlite  # metrics of a SQLite store in one statement (tracking/bulk.py)
         # (key, value, timestamp ms, step); tensor values stay on their device until a flush
         self._metrics: list[tuple[str, float | Tensor, int, int]] = []
         self._params: list[Param] = []
@@ -171,24 +169,24 @@ class TrackingLogger(Logger):
 
     @rank_zero_only
     def flush(self) -> None:
-        """Write everything queued: params and tags with ``log_batch``, metrics in one statement on
-        SQLite (:mod:`lit_d2l.tracking.bulk`) or in as few ``log_batch`` calls as MLflow allows."""
+        """Write everything queued with ``log_batch``, in as few calls as MLflow's per-call limits allow."""
         self._last_flush = time.monotonic()
         if not self._has_pending():
             return
         client, run_id = self.experiment, self.run_id
-        metrics, params, tags = _read_values(self._metrics), self._params, self._tags
+        metrics = [Metric(*metric) for metric in _read_values(self._metrics)]
+        params, tags = self._params, self._tags
         self._metrics, self._params, self._tags = [], [], []
-        for start in range(0, max(len(params), len(tags)), _MAX_PARAMS_TAGS_PER_BATCH // 2):
-            end = start + _MAX_PARAMS_TAGS_PER_BATCH // 2
-            client.log_batch(run_id, params=params[start:end], tags=tags[start:end])
-        writer = sqlite_metric_writer(self.tracking_uri) if self._bulk_sqlite else None
-        if writer is not None:
-            writer.write(run_id, metrics)
-            return
-        entities = [Metric(*metric) for metric in metrics]
-        for start in range(0, len(entities), _MAX_METRICS_PER_BATCH):
-            client.log_batch(run_id, metrics=entities[start : start + _MAX_METRICS_PER_BATCH])
+        # Synchronous on purpose; log_batch(synchronous=False) measured slower (benchmarks/RESULTS.md).
+        # Every value must be stored before set_terminated anyway, and set_terminated shuts MLflow's
+        # async queue down, waiting for its thread, which looks for work once a second: a fixed wait
+        # at the end of every run. The writes it would overlap with training share the GIL with a
+        # Python-bound training loop, so they barely get cheaper.
+        half = _MAX_PARAMS_TAGS_PER_BATCH // 2
+        for start in range(0, max(len(params), len(tags)), half):
+            client.log_batch(run_id, params=params[start : start + half], tags=tags[start : start + half])
+        for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + _MAX_METRICS_PER_BATCH])
 
     def _has_pending(self) -> bool:
         return bool(self._metrics or self._params or self._tags)
@@ -224,14 +222,9 @@ class TrackingLogger(Logger):
 
 
 def _read_values(pending: list[tuple[str, float | Tensor, int, int]]) -> list[tuple[str, float, int, int]]:
-    """Queued metrics with plain float values, reading all tensor values off their device in one transfer."""
-    tensors = [value for _, value, _, _ in pending if isinstance(value, Tensor)]
-    read = iter(())
-    if tensors:
-        if any(tensor.ndim for tensor in tensors):
-            tensors = [tensor.reshape(()) for tensor in tensors]
-        with torch.no_grad():
-            read = iter(torch.stack(tensors).to(torch.float64).cpu().tolist())
+    """Queued metrics with float values; tensor values are read off their device in one transfer."""
+    tensors = [value.detach().reshape(()) for _, value, _, _ in pending if isinstance(value, Tensor)]
+    read = iter(torch.stack(tensors).to(torch.float64).cpu().tolist() if tensors else ())
     return [
         (key, next(read) if isinstance(value, Tensor) else float(value), timestamp, step)
         for key, value, timestamp, step in pending
