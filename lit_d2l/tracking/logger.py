@@ -1,7 +1,7 @@
 """A Lightning logger that writes to MLflow in batches and always ends its run with a true status.
 
-Lightning's stock ``MLFlowLogger`` makes one store write per metric value; on SQLite that made
-D2L's linear regression about 7x slower with per-step logging. Here values are buffered and
+Lightning's stock ``MLFlowLogger`` makes one store write per metric value, which on SQLite costs
+more than a small model's whole training step. Here values are buffered and
 written with ``MlflowClient.log_batch`` in as few calls as MLflow's per-call limits allow, on a size
 or time trigger and at the end of each fit/validate/test. Only MLflow's public client API is used:
 the store, whichever it is, stays MLflow's to write.
