@@ -55,8 +55,10 @@ class D2LCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         options = {"instantiate": False, "fail_untyped": False, "required": False}
         parser.add_subclass_arguments(torch.optim.Optimizer, "optimizer", skip={"params"}, **options)
-        schedulers = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-        parser.add_subclass_arguments(schedulers, "lr_scheduler", skip={"optimizer"}, **options)
+        # Every torch scheduler, ReduceLROnPlateau included, is an LRScheduler.
+        parser.add_subclass_arguments(
+            torch.optim.lr_scheduler.LRScheduler, "lr_scheduler", skip={"optimizer"}, **options
+        )
         parser.add_class_arguments(TrackingSettings, "tracking")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume or evaluate")
         parser.add_argument(
