@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from lit_d2l.data.base import InMemoryDataModule, Loader, Split
+from lit_d2l.data.base import InMemoryDataModule, Split
 from lit_d2l.data.batches import Batch
 from lit_d2l.data.download import DownloadError, download, is_valid
 from lit_d2l.data.idx import read_images_and_labels
@@ -47,15 +48,11 @@ class FashionMNIST(InMemoryDataModule):
         data_dir: str | None = None,
         batch_size: int = 256,
         val_size: int | float = 5000,
-        seed: int = 0,
         base_url: str = BASE_URL,
         download: bool = True,
-        num_folds: int = 1,
-        fold: int = 0,
-        loader: Loader = "tensor",
+        **kwargs: Any,  # seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
-        super().__init__(batch_size, seed, num_folds=num_folds, fold=fold, loader=loader)
-        self.save_hyperparameters()
+        super().__init__(batch_size=batch_size, **kwargs)
         self.data_dir = Path(data_dir or os.environ.get("LIT_D2L_DATA_DIR") or DEFAULT_DATA_DIR)
         self.val_size = val_size
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
