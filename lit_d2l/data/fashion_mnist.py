@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 
 from lit_d2l.data.base import InMemoryDataModule, Split
 from lit_d2l.data.batches import Batch
 from lit_d2l.data.download import DownloadError, download, is_valid
+from lit_d2l.data.figures import show_images
 from lit_d2l.data.idx import read_images_and_labels
 from lit_d2l.data.splits import holdout_indices
 from lit_d2l.errors import UserError
@@ -89,10 +91,8 @@ class FashionMNIST(InMemoryDataModule):
         train, val = holdout_indices(y, self.val_size, self.seed)
         return {"train": (X[train], y[train]), "val": (X[val], y[val]), "test": (X_test, y_test)}
 
-    def sample_figure(self, count: int = 16):
+    def sample_figure(self, count: int = 16) -> Figure:
         """D2L's grid of training images with their text labels."""
-        from lit_d2l.data.figures import show_images
-
         images, labels = self.splits["train"][0][:count], self.splits["train"][1][:count]
         return show_images(images, self.text_labels(labels))
 
