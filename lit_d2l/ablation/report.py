@@ -3,6 +3,9 @@
 Plots: the final train and validation metric along each swept axis (one line per setting of the
 other axes: the train/validation gap at a glance), the loss curve of every arm, and, when the
 sweep logged diagnostics, per-layer gradient norms at the first step.
+
+Figures are plain :class:`~matplotlib.figure.Figure` objects, outside pyplot: writing a PNG needs no
+backend switch, and a figure is freed when it goes out of scope.
 """
 
 from __future__ import annotations
@@ -15,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
@@ -95,14 +96,9 @@ def _plot_along_axis(children: list[Child], axis: str, metrics: list[str], out_d
     panels = [ordered] if len(ordered) <= 6 else [[item] for item in ordered]
     columns = min(len(panels), 5)
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(7 if columns == 1 else 3.2 * columns, 4.5 if rows == 1 else 2.6 * rows),
-        squeeze=False,
-        sharey=True,
-    )
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(7 if columns == 1 else 3.2 * columns, 4.5 if rows == 1 else 2.6 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels, strict=False):
@@ -131,15 +127,15 @@ def _first_seed_runs(children: list[Child]) -> list[Child]:
     return [first[arm] for arm in sorted(first, key=_arm_sort_key)]
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def _plot_curves(store: SweepStore, children: list[Child], metric: str, out_dir: Path) -> Path | None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     drawn = 0
     for child in _first_seed_runs(children):
         history = store.history(child.run_id, metric)
@@ -151,7 +147,6 @@ def _plot_curves(store: SweepStore, children: list[Child], metric: str, out_dir:
             )
             drawn += 1
     if not drawn:
-        plt.close(fig)
         return None
     ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -171,7 +166,8 @@ def _plot_grad_norms(store: SweepStore, children: list[Child], out_dir: Path) ->
     panels: dict[str, list[Child]] = defaultdict(list)
     for child in _first_seed_runs(with_norms):
         panels[child.arm.split(";")[0]].append(child)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2), squeeze=False, sharey=True)
+    fig = Figure(figsize=(4.5 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)
     for ax, (title, members) in zip(axes[0], panels.items(), strict=True):
         for child in members:
             layers = sorted(k for k in child.metrics if k.startswith("grad_norm/"))

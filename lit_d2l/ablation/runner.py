@@ -18,9 +18,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import torch
+
+from lit_d2l.ablation.report import summary_table
 from lit_d2l.ablation.spec import Arm, SweepSpec
+from lit_d2l.ablation.stability import stability_figures
+from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
 from lit_d2l.errors import UserError
 from lit_d2l.noise import quiet_third_party
+from lit_d2l.runner import check_args, run_configured
+from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
 
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -62,6 +70,17 @@ class _Task:
     diagnostics_every: int
 
 
+@dataclass
+class SweepPlan:
+    """A sweep ready to run: its parent run (created or resumed) and the pairs still to run."""
+
+    spec: SweepSpec
+    store: SweepStore
+    parent: TrackingLogger
+    skipped: int  # pairs that already have a FINISHED child
+    tasks: list[_Task]  # the pairs to run, in spec order
+
+
 def run_sweep(
     spec: SweepSpec,
     workers: int = 1,
@@ -70,15 +89,19 @@ def run_sweep(
     echo: Callable[[str], None] = print,
 ) -> SweepResult:
     """Run (or resume) the sweep; returns when every pending pair has run."""
-    from lit_d2l.ablation.report import summary_table
-    from lit_d2l.runner import check_args
-    from lit_d2l.tracking import TrackingLogger
-    from lit_d2l.tracking.store import resolve_tracking_uri
-    from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
-
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    uri = resolve_tracking_uri(tracking_uri)
+    plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
+    with _failed_on_error(plan.parent):
+        outcomes = run_pairs(plan, workers, echo)
+    return record_sweep(plan, outcomes, echo)
+
+
+def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print) -> SweepPlan:
+    """Check every arm parses, find (unless ``fresh``) or create the parent run, and list the pending pairs.
+
+    On resume, children left RUNNING by a killed process are closed as KILLED.
+    """
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
     for arm in spec.arms:  # every arm must parse before any run starts
         check_args([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
@@ -99,23 +122,9 @@ def run_sweep(
         tags={KIND_TAG: "sweep", SWEEP_TAG: sweep_id},
         run_id=parent_id,
     )
-    try:
+    with _failed_on_error(parent):
         if parent_id is None:
-            parent.log_hyperparams(
-                {
-                    "sweep.spec": str(spec.path),
-                    "sweep.base": str(spec.base),
-                    "sweep.arms": len(spec.arms),
-                    "sweep.seeds": json.dumps(spec.seeds),
-                    "sweep.metrics": json.dumps(spec.metrics),
-                    "sweep.axes": json.dumps(spec.axes),
-                }
-            )
-            parent.log_text(spec.path.read_text(), "sweep.yaml")
-            if spec.stability_demo:
-                from lit_d2l.ablation.stability import stability_figures
-
-                parent.log_metrics(stability_figures(), step=0)
+            _describe_sweep(parent, spec)
         parent.flush()
         tasks = [
             _Task(
@@ -135,19 +144,54 @@ def run_sweep(
             for arm, seed in spec.pairs()
             if (arm.key, seed) not in done
         ]
-        outcomes = _run_tasks(tasks, workers, echo)
+    return SweepPlan(spec, store, parent, skipped=len(done), tasks=tasks)
+
+
+def run_pairs(plan: SweepPlan, workers: int = 1, echo: Callable[[str], None] = print) -> list[PairOutcome]:
+    """Run the plan's pending pairs, in ``workers`` processes; one line per finished pair goes to ``echo``."""
+    with _quiet_lightning():
+        return _run_tasks_quietly(plan.tasks, workers, echo)
+
+
+def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[str], None] = print) -> SweepResult:
+    """Log the summary table on the parent and end it: FINISHED once every pair has a FINISHED child."""
+    spec, parent, store = plan.spec, plan.parent, plan.store
+    with _failed_on_error(parent):
         children = store.children(store.client.get_run(parent.run_id))
         table = summary_table(children, spec.metrics)
         parent.log_text(table, "summary.md")
-        complete = {(c.arm, c.seed) for c in children if c.status == "FINISHED"} >= set(
-            (a.key, s) for a, s in spec.pairs()
-        )
+        finished = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
+        complete = finished >= {(arm.key, seed) for arm, seed in spec.pairs()}
+    parent.finalize("success" if complete else "failed")
+    echo(table)
+    return SweepResult(parent.run_id, spec.sweep_id, skipped=plan.skipped, outcomes=outcomes)
+
+
+def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
+    """What a new parent run records about its sweep: the spec, and the stability figures if asked."""
+    parent.log_hyperparams(
+        {
+            "sweep.spec": str(spec.path),
+            "sweep.base": str(spec.base),
+            "sweep.arms": len(spec.arms),
+            "sweep.seeds": json.dumps(spec.seeds),
+            "sweep.metrics": json.dumps(spec.metrics),
+            "sweep.axes": json.dumps(spec.axes),
+        }
+    )
+    parent.log_text(spec.path.read_text(), "sweep.yaml")
+    if spec.stability_demo:
+        parent.log_metrics(stability_figures(), step=0)
+
+
+@contextmanager
+def _failed_on_error(parent: TrackingLogger) -> Iterator[None]:
+    """End the parent run as FAILED (KILLED on Ctrl-C) if the block raises, then re-raise."""
+    try:
+        yield
     except BaseException:
         parent.finalize("failed")
         raise
-    parent.finalize("success" if complete else "failed")
-    echo(table)
-    return SweepResult(parent.run_id, sweep_id, skipped=len(done), outcomes=outcomes)
 
 
 def dry_run(spec: SweepSpec, echo: Callable[[str], None] = print) -> None:
@@ -156,11 +200,6 @@ def dry_run(spec: SweepSpec, echo: Callable[[str], None] = print) -> None:
     echo(f"base config: {spec.base}")
     for arm in spec.arms:
         echo(f"  {arm.key}")
-
-
-def _run_tasks(tasks: list[_Task], workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
-    with _quiet_lightning():
-        return _run_tasks_quietly(tasks, workers, echo)
 
 
 @contextmanager
@@ -220,15 +259,10 @@ def _init_worker(devices, workers: int) -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if _worker_device is None:
-        import torch
-
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def _run_task(task: _Task) -> PairOutcome:
-    from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
-    from lit_d2l.runner import run_configured
-
     args, device = list(task.args), "cpu"
     if _worker_device is not None:
         args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
@@ -246,8 +280,6 @@ def _run_task(task: _Task) -> PairOutcome:
 
 
 def _gpu_count() -> int:
-    import torch
-
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 

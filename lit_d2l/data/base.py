@@ -25,12 +25,27 @@ class InMemoryDataModule(L.LightningDataModule):
     fold ``fold`` validates and the other K - 1 train (D2L 5.7). The test split is never touched.
     ``loader="tensor"`` (default) serves batches by slicing whole-split tensors, on the GPU when
     training there; ``loader="dataloader"`` uses a per-example ``Dataset`` + ``DataLoader``.
+
+    The arguments below are shared by every dataset and declared here only: subclasses take them as
+    ``**kwargs`` passed on to ``super().__init__(**kwargs)``, which jsonargparse follows, so
+    ``lit-d2l fit --data.help CLASS`` and ``--print_config`` still list them. A subclass whose
+    default ``batch_size`` differs declares that one argument itself. Every constructor argument,
+    the subclass's own included, is recorded in ``hparams``.
+
+    Args:
+        batch_size: examples per minibatch.
+        seed: seeds data generation and splits (and shuffling, unless seed_everything is set).
+        num_folds: K > 1 for K-fold cross-validation; 1 for none.
+        fold: which fold validates, in [0, num_folds).
+        loader: "tensor" (slices of in-memory tensors) or "dataloader" (a standard DataLoader).
     """
 
     def __init__(
-        self, batch_size: int, seed: int, num_folds: int = 1, fold: int = 0, loader: Loader = "tensor"
+        self, batch_size: int = 32, seed: int = 0, num_folds: int = 1, fold: int = 0, loader: Loader = "tensor"
     ) -> None:
         super().__init__()
+        # Records the arguments of this constructor and of every subclass constructor calling it.
+        self.save_hyperparameters()
         require(batch_size > 0, f"data.batch_size must be > 0, got {batch_size}")
         require(num_folds >= 1, f"data.num_folds must be >= 1 (1 = no cross-validation), got {num_folds}")
         require(0 <= fold < num_folds, f"data.fold must be in [0, data.num_folds={num_folds}), got {fold}")

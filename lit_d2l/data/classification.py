@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from lit_d2l.data.base import InMemoryDataModule, Loader, Split, consecutive_splits
+from lit_d2l.data.base import InMemoryDataModule, Split, consecutive_splits
 from lit_d2l.errors import require
 
 
@@ -20,15 +22,11 @@ class GaussianClusters(InMemoryDataModule):
         num_test: int = 0,
         separation: float = 1.0,
         batch_size: int = 64,
-        seed: int = 0,
-        num_folds: int = 1,
-        fold: int = 0,
-        loader: Loader = "tensor",
+        **kwargs: Any,  # seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
-        super().__init__(batch_size, seed, num_folds=num_folds, fold=fold, loader=loader)
+        super().__init__(batch_size=batch_size, **kwargs)
         require(num_inputs > 0 and num_classes > 1, "data.num_inputs must be > 0 and data.num_classes > 1")
         require(num_train > 0 and num_val >= 0 and num_test >= 0, "data.num_train must be > 0, num_val/num_test >= 0")
-        self.save_hyperparameters()
         self.num_inputs, self.num_outputs = num_inputs, num_classes
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.separation = separation

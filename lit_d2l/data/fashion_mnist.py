@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 
-from lit_d2l.data.base import InMemoryDataModule, Loader, Split
+from lit_d2l.data.base import InMemoryDataModule, Split
 from lit_d2l.data.batches import Batch
 from lit_d2l.data.download import DownloadError, download, is_valid
+from lit_d2l.data.figures import show_images
 from lit_d2l.data.idx import read_images_and_labels
 from lit_d2l.data.splits import holdout_indices
 from lit_d2l.errors import UserError
@@ -47,15 +50,11 @@ class FashionMNIST(InMemoryDataModule):
         data_dir: str | None = None,
         batch_size: int = 256,
         val_size: int | float = 5000,
-        seed: int = 0,
         base_url: str = BASE_URL,
         download: bool = True,
-        num_folds: int = 1,
-        fold: int = 0,
-        loader: Loader = "tensor",
+        **kwargs: Any,  # seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
-        super().__init__(batch_size, seed, num_folds=num_folds, fold=fold, loader=loader)
-        self.save_hyperparameters()
+        super().__init__(batch_size=batch_size, **kwargs)
         self.data_dir = Path(data_dir or os.environ.get("LIT_D2L_DATA_DIR") or DEFAULT_DATA_DIR)
         self.val_size = val_size
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
@@ -92,10 +91,8 @@ class FashionMNIST(InMemoryDataModule):
         train, val = holdout_indices(y, self.val_size, self.seed)
         return {"train": (X[train], y[train]), "val": (X[val], y[val]), "test": (X_test, y_test)}
 
-    def sample_figure(self, count: int = 16):
+    def sample_figure(self, count: int = 16) -> Figure:
         """D2L's grid of training images with their text labels."""
-        from lit_d2l.data.figures import show_images
-
         images, labels = self.splits["train"][0][:count], self.splits["train"][1][:count]
         return show_images(images, self.text_labels(labels))
 

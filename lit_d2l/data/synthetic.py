@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from lit_d2l.data.base import InMemoryDataModule, Loader, Split, consecutive_splits
+from lit_d2l.data.base import InMemoryDataModule, Split, consecutive_splits
 from lit_d2l.errors import require
 
 
@@ -19,18 +21,13 @@ class SyntheticRegressionData(InMemoryDataModule):
         num_train: int = 1000,
         num_val: int = 1000,
         num_test: int = 0,
-        batch_size: int = 32,
-        seed: int = 0,
-        num_folds: int = 1,
-        fold: int = 0,
-        loader: Loader = "tensor",
+        **kwargs: Any,  # batch_size (32), seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
-        super().__init__(batch_size, seed, num_folds=num_folds, fold=fold, loader=loader)
+        super().__init__(**kwargs)
         require(len(w) > 0, "data.w must have at least one weight, e.g. --data.w '[2, -3.4]'")
         require(num_train > 0, f"data.num_train must be > 0, got {num_train}")
         require(num_val >= 0 and num_test >= 0, "data.num_val and data.num_test must be >= 0")
         require(noise >= 0, f"data.noise must be >= 0, got {noise}")
-        self.save_hyperparameters()
         self.w = torch.tensor(w, dtype=torch.float32)
         self.b = float(b)
         self.noise = noise
@@ -63,10 +60,7 @@ class HighDimLinearData(SyntheticRegressionData):
         num_test: int = 0,
         batch_size: int = 5,
         noise: float = 0.01,
-        seed: int = 0,
-        num_folds: int = 1,
-        fold: int = 0,
-        loader: Loader = "tensor",
+        **kwargs: Any,  # seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
         require(num_inputs > 0, f"data.num_inputs must be > 0, got {num_inputs}")
         super().__init__(
@@ -77,10 +71,7 @@ class HighDimLinearData(SyntheticRegressionData):
             num_val=num_val,
             num_test=num_test,
             batch_size=batch_size,
-            seed=seed,
-            num_folds=num_folds,
-            fold=fold,
-            loader=loader,
+            **kwargs,
         )
 
 
@@ -101,17 +92,13 @@ class PolynomialData(InMemoryDataModule):
         num_test: int = 0,
         noise: float = 0.1,
         batch_size: int = 10,
-        seed: int = 0,
-        num_folds: int = 1,
-        fold: int = 0,
-        loader: Loader = "tensor",
+        **kwargs: Any,  # seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
         # D2L uses batch min(10, n): a batch larger than the training set is the whole set.
-        super().__init__(max(1, min(batch_size, num_train)), seed, num_folds=num_folds, fold=fold, loader=loader)
+        super().__init__(batch_size=max(1, min(batch_size, num_train)), **kwargs)
         require(1 <= degree <= max_degree, f"data.degree must be in [1, max_degree={max_degree}], got {degree}")
         require(num_train > 0, f"data.num_train must be > 0, got {num_train}")
         require(num_val >= 0 and num_test >= 0, "data.num_val and data.num_test must be >= 0")
-        self.save_hyperparameters()
         self.degree, self.max_degree = degree, max_degree
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.noise = noise
