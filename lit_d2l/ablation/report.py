@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -170,7 +171,7 @@ def _plot_grad_norms(store: SweepStore, children: list[Child], out_dir: Path) ->
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)
     for ax, (title, members) in zip(axes[0], panels.items(), strict=True):
         for child in members:
-            layers = sorted(k for k in child.metrics if k.startswith("grad_norm/"))
+            layers = sorted((k for k in child.metrics if k.startswith("grad_norm/")), key=_natural_order)
             at_start = [store.history(child.run_id, key)[0][1] for key in layers]
             label = child.arm.removeprefix(title).lstrip(";") or child.arm
             ax.plot(range(len(layers)), [max(v, 1e-30) for v in at_start], marker=".", label=label)
@@ -217,3 +218,8 @@ def _diverged_cell(diverged: list[Child]) -> str:
         return "0"
     steps = sorted(int(c.tags.get("diverged_at_step", -1)) for c in diverged)
     return f"{len(diverged)} (step {', '.join(map(str, steps))})"
+
+
+def _natural_order(name: str) -> list[int | str]:
+    """``net.3.weight`` before ``net.11.weight``: digits compare as numbers (layers in forward order)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]

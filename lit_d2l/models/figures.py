@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
@@ -17,7 +13,8 @@ from lit_d2l.models.activations import concise
 def plot_activations(names: Sequence[str] = ("relu", "sigmoid", "tanh"), limit: float = 8.0) -> Figure:
     """Each activation and its derivative (by autograd) over [−limit, limit], one panel per name."""
     x = torch.linspace(-limit, limit, 801, requires_grad=True)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(names), 3.4))  # not registered with pyplot: no backend switch
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         y = concise(name)(x)
         (grad,) = torch.autograd.grad(y.sum(), x)

@@ -161,11 +161,8 @@ class TrackingLogger(Logger):
 
     @rank_zero_only
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        """Store a matplotlib figure as an artifact image of the run, then release it."""
-        from matplotlib import pyplot
-
+        """Store a matplotlib figure as an artifact image of the run."""
         self.experiment.log_figure(self.run_id, figure, artifact_file)
-        pyplot.close(figure)
 
     @rank_zero_only
     def flush(self) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
@@ -57,8 +58,9 @@ class SweepStore:
             run = self.client.get_run(sweep)
             if run.data.tags.get(KIND_TAG) == "sweep":
                 return run
-        except Exception:  # not a run id: try it as a sweep id
-            pass
+        except MlflowException as exc:  # not a run id: try it as a sweep id; any other error is real
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
         experiments = [e.experiment_id for e in self.client.search_experiments()]
         runs = (
             self.client.search_runs(
