@@ -56,9 +56,10 @@ class D2LModule(L.LightningModule):
         self.save_hyperparameters(ignore=list(self.shape_args))
         self.optimizer_config: ClassConfig | None = None
         self.lr_scheduler_config: ClassConfig | None = None
-        self.train_loss = MeanMetric()
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
+        # NaN kept, not dropped: a diverging epoch must show as NaN, not as the mean of its finite steps.
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
         self.built = False
 
     # -- the model ----------------------------------------------------------------------------

@@ -187,3 +187,16 @@ def test_cli_lr_scheduler_changes_the_logged_learning_rate(
     [key] = [key for key in run.data.metrics if key.startswith("lr-")]  # LearningRateMonitor's name
     history = client.get_metric_history(run.info.run_id, key)
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx([0.03, 0.015, 0.0075])
+
+
+def test_a_non_finite_step_loss_is_not_dropped_from_the_epoch_mean(quiet_trainer: dict) -> None:
+    class OneBadStep(LinearRegression):
+        def training_step(self, batch, batch_idx):
+            loss = self.objective(batch)
+            self.log_train_loss(torch.tensor(float("nan")) if batch_idx == 3 else loss)
+            return loss
+
+    fit = trainer(quiet_trainer, max_epochs=1)
+    fit.fit(OneBadStep(), SyntheticRegressionData(num_train=320))
+    assert torch.isnan(fit.callback_metrics["train/loss_epoch"])
+    assert torch.isfinite(fit.callback_metrics["val/loss"])
