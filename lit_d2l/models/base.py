@@ -34,7 +34,7 @@ class D2LModule(L.LightningModule):
 
     Layers are created in :meth:`configure_model` (Lightning calls it before training), so shapes
     may come from the DataModule and a subclass may set its own attributes after
-    ``super().__init__()``. Outside a Trainer, call ``model.configure_model()`` once before use.
+    ``super().__init__()``. Outside a Trainer, build it once first: ``net = built(MLP(...))``.
     """
 
     #: Constructor arguments that, left as None, are read from the DataModule in configure_model.
@@ -53,7 +53,7 @@ class D2LModule(L.LightningModule):
         # Every constructor argument of the subclass chain (Lightning walks the __init__ frames). Shapes
         # are added once resolved (configure_model): left out here, a None would clash with the
         # DataModule's value when Lightning merges both for logging.
-        self.save_hyperparameters(ignore=list(self.shape_args))
+        self.save_hyperparameters(ignore=["num_inputs", "num_outputs", *self.shape_args])
         self.optimizer_config: ClassConfig | None = None
         self.lr_scheduler_config: ClassConfig | None = None
         # NaN kept, not dropped: a diverging epoch must show as NaN, not as the mean of its finite steps.
