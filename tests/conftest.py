@@ -49,6 +49,23 @@ def quiet_trainer() -> Iterator[dict]:
     }
 
 
+def linear_fit_args(tracking_uri: str, experiment: str, *extra: str) -> list[str]:
+    """``fit`` arguments for the linear-regression config, recorded in ``experiment``, quietly."""
+    return [
+        "--config",
+        str(LINEAR_CONFIG),
+        "--tracking.uri",
+        tracking_uri,
+        "--tracking.experiment",
+        experiment,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        *extra,
+    ]
+
+
 def only_run(client: MlflowClient, experiment: str):
     """The single run of an experiment (fails if there is not exactly one)."""
     exp = client.get_experiment_by_name(experiment)

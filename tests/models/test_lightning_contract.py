@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from lit_d2l.data import GaussianClusters, SyntheticRegressionData
 from lit_d2l.models import MLP, LinearRegression, MLPScratch, SoftmaxRegression, built
 from lit_d2l.runner import run_configured
-from tests.conftest import LINEAR_CONFIG, only_run
+from tests.conftest import linear_fit_args, only_run
 
 
 def trainer(quiet_trainer: dict, **settings) -> L.Trainer:
@@ -151,26 +151,10 @@ def test_gradient_clipping_clips(quiet_trainer: dict) -> None:
     assert torch.linalg.vector_norm(flat_parameters(model) - before) <= 0.1 * 1e-3 * (1 + 1e-4)
 
 
-def fit_args(tracking_uri: str, experiment: str, *extra: str) -> list[str]:
-    return [
-        "--config",
-        str(LINEAR_CONFIG),
-        "--tracking.uri",
-        tracking_uri,
-        "--tracking.experiment",
-        experiment,
-        "--trainer.enable_progress_bar",
-        "false",
-        "--test_after_fit",
-        "false",
-        *extra,
-    ]
-
-
 @pytest.mark.slow
 def test_cli_optimizer_adam_trains(tracking_uri: str, client: MlflowClient, experiment: str) -> None:
     extra = ["--optimizer", "Adam", "--optimizer.lr", "0.1", "--trainer.max_epochs", "5"]
-    result = run_configured("fit", fit_args(tracking_uri, experiment, *extra))
+    result = run_configured("fit", linear_fit_args(tracking_uri, experiment, "--test_after_fit", "false", *extra))
     run = only_run(client, experiment)
     assert run.data.params["optimizer.class_path"] == "torch.optim.Adam"
     assert result.metrics["val/loss"] < 0.01
@@ -182,7 +166,7 @@ def test_cli_lr_scheduler_changes_the_logged_learning_rate(
     tracking_uri: str, client: MlflowClient, experiment: str
 ) -> None:
     extra = ["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1", "--lr_scheduler.gamma", "0.5"]
-    run_configured("fit", fit_args(tracking_uri, experiment, *extra))
+    run_configured("fit", linear_fit_args(tracking_uri, experiment, "--test_after_fit", "false", *extra))
     run = only_run(client, experiment)
     [key] = [key for key in run.data.metrics if key.startswith("lr-")]  # LearningRateMonitor's name
     history = client.get_metric_history(run.info.run_id, key)

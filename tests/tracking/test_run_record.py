@@ -8,27 +8,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.runner import run_configured
-from tests.conftest import LINEAR_CONFIG, only_run
-
-
-def fit_args(tracking_uri: str, experiment: str, *extra: str) -> list[str]:
-    return [
-        "--config",
-        str(LINEAR_CONFIG),
-        "--tracking.uri",
-        tracking_uri,
-        "--tracking.experiment",
-        experiment,
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.enable_model_summary",
-        "false",
-        *extra,
-    ]
+from tests.conftest import linear_fit_args, only_run
 
 
 def test_fit_records_params_metrics_config_and_status(tracking_uri: str, client: MlflowClient, experiment: str) -> None:
-    result = run_configured("fit", fit_args(tracking_uri, experiment))
+    result = run_configured("fit", linear_fit_args(tracking_uri, experiment))
     run = only_run(client, experiment)
     assert run.info.run_id == result.run_id
     assert run.info.status == "FINISHED"
@@ -68,7 +52,7 @@ def test_fit_records_params_metrics_config_and_status(tracking_uri: str, client:
 
 def test_given_weights_are_learned_within_a_hundredth(tracking_uri: str, client: MlflowClient, experiment: str) -> None:
     extra = ["--data.w", "[1.5, -2.0, 0.7]", "--data.b", "-1.0", "--trainer.max_epochs", "10"]
-    result = run_configured("fit", fit_args(tracking_uri, experiment, *extra))
+    result = run_configured("fit", linear_fit_args(tracking_uri, experiment, *extra))
     metrics = only_run(client, experiment).data.metrics
     assert metrics["param_err/w"] < 0.01
     assert metrics["param_err/b"] < 0.01
@@ -89,14 +73,14 @@ def test_metrics_are_written_in_batches_not_one_call_per_value(tracking_uri: str
 
     monkeypatch.setattr(MlflowClient, "log_batch", counting_log_batch)
     monkeypatch.setattr(MlflowClient, "log_metric", forbidden_log_metric)
-    run_configured("fit", fit_args(tracking_uri, experiment))
+    run_configured("fit", linear_fit_args(tracking_uri, experiment))
     # ~400 values (96 steps x 2 + epochs + test) and ~80 params: a handful of writes, not hundreds.
     assert calls["log_metric"] == 0
     assert 1 <= calls["log_batch"] <= 6, calls
 
 
 def test_print_config_runs_nothing(tracking_uri: str, client: MlflowClient, experiment: str, capsys) -> None:
-    assert run_configured("fit", fit_args(tracking_uri, experiment, "--print_config")) is None
+    assert run_configured("fit", linear_fit_args(tracking_uri, experiment, "--print_config")) is None
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "lit_d2l.models.LinearRegressionScratch"
     assert client.get_experiment_by_name(experiment) is None
