@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import lightning as L
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from lit_d2l.data.batches import Batch, TensorBatches
 from lit_d2l.data.splits import kfold_indices
 from lit_d2l.errors import require
+from lit_d2l.seeding import derive_seed, run_seed
 
 Split = tuple[Tensor, ...]
 Loader = Literal["tensor", "dataloader"]
@@ -34,14 +34,23 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Args:
         batch_size: examples per minibatch.
-        seed: seeds data generation and splits (and shuffling, unless seed_everything is set).
+        seed: the data's seed: generation, splits and folds draw from a stream derived from it
+            (:mod:`lit_d2l.seeding`), independent of the model's initialisation.
+        shuffle_seed: pins the minibatch order; by default it is derived from seed_everything
+            (or from ``seed`` when no run seed is set).
         num_folds: K > 1 for K-fold cross-validation; 1 for none.
         fold: which fold validates, in [0, num_folds).
         loader: "tensor" (slices of in-memory tensors) or "dataloader" (a standard DataLoader).
     """
 
     def __init__(
-        self, batch_size: int = 32, seed: int = 0, num_folds: int = 1, fold: int = 0, loader: Loader = "tensor"
+        self,
+        batch_size: int = 32,
+        seed: int = 0,
+        num_folds: int = 1,
+        fold: int = 0,
+        loader: Loader = "tensor",
+        shuffle_seed: int | None = None,
     ) -> None:
         super().__init__()
         # Records the arguments of this constructor and of every subclass constructor calling it.
@@ -55,6 +64,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.num_folds = num_folds
         self.fold = fold
         self.loader = loader
+        self.pinned_shuffle_seed = shuffle_seed
         self._splits: dict[str, Split] | None = None
 
     def build_splits(self) -> dict[str, Split]:
@@ -112,8 +122,24 @@ class InMemoryDataModule(L.LightningDataModule):
 
     @property
     def shuffle_seed(self) -> int:
-        """The run's seed_everything value when set (the same on every rank), else the data seed."""
-        return int(os.environ.get("PL_GLOBAL_SEED", self.seed))
+        """The minibatch order's seed: pinned, or derived from the run's seed (the same on every rank)."""
+        if self.pinned_shuffle_seed is not None:
+            return self.pinned_shuffle_seed
+        base = run_seed()
+        return derive_seed(self.seed if base is None else base, "shuffle")
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of data generation and splits, derived from ``seed`` (:mod:`lit_d2l.seeding`)."""
+        return derive_seed(self.seed, "data")
+
+    def data_generator(self) -> torch.Generator:
+        """A fresh CPU generator on the data stream: the same ``seed`` gives the same data."""
+        return torch.Generator().manual_seed(self.data_seed)
+
+    def random_seeds(self) -> dict[str, int]:
+        """The seeds this DataModule's streams use, for the run record."""
+        return {"data": self.data_seed, "shuffle": self.shuffle_seed}
 
     def transform_batch(self, batch: Batch) -> Batch:
         """Per-batch preprocessing (e.g. scaling); identity by default."""
@@ -121,7 +147,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _fold_splits(self, splits: dict[str, Split]) -> dict[str, Split]:
         pool = tuple(torch.cat(parts) for parts in zip(splits["train"], splits["val"], strict=True))
-        train, val = kfold_indices(len(pool[0]), self.num_folds, self.fold, self.seed)
+        train, val = kfold_indices(len(pool[0]), self.num_folds, self.fold, self.data_seed)
         return {"train": tuple(t[train] for t in pool), "val": tuple(t[val] for t in pool), "test": splits["test"]}
 
 

@@ -33,7 +33,7 @@ class GaussianClusters(InMemoryDataModule):
 
     def build_splits(self) -> dict[str, Split]:
         n = self.num_train + self.num_val + self.num_test
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = self.data_generator()
         centres = torch.randn(self.num_outputs, self.num_inputs, generator=generator) * self.separation
         y = torch.randperm(n, generator=generator) % self.num_outputs
         X = centres[y] + torch.randn(n, self.num_inputs, generator=generator)

@@ -88,7 +88,7 @@ class FashionMNIST(InMemoryDataModule):
         paths = {key: self.data_dir / name for key, (name, _) in FILES.items()}
         X, y = read_images_and_labels(paths["train_images"], paths["train_labels"])
         X_test, y_test = read_images_and_labels(paths["test_images"], paths["test_labels"])
-        train, val = holdout_indices(y, self.val_size, self.seed)
+        train, val = holdout_indices(y, self.val_size, self.data_seed)
         return {"train": (X[train], y[train]), "val": (X[val], y[val]), "test": (X_test, y_test)}
 
     def sample_figure(self, count: int = 16) -> Figure:

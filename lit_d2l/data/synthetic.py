@@ -43,7 +43,7 @@ class SyntheticRegressionData(InMemoryDataModule):
 
     def build_splits(self) -> dict[str, Split]:
         n = self.num_train + self.num_val + self.num_test
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = self.data_generator()
         X = torch.randn(n, len(self.w), generator=generator)
         y = X @ self.w + self.b + self.noise * torch.randn(n, generator=generator)
         return consecutive_splits((X, y.reshape(-1, 1)), self.num_train, self.num_val)
@@ -115,7 +115,7 @@ class PolynomialData(InMemoryDataModule):
 
     def build_splits(self) -> dict[str, Split]:
         n = self.num_train + self.num_val + self.num_test
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = self.data_generator()
         x = torch.randn(n, 1, generator=generator, dtype=torch.float64)
         powers = torch.arange(self.max_degree, dtype=torch.float64)
         features = x.pow(powers) / torch.exp(torch.lgamma(powers + 1))  # xⁱ / i!

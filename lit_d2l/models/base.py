@@ -17,6 +17,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_d2l.errors import ConfigError, require
+from lit_d2l.seeding import derive_seed, run_seed
 
 #: A class config as LightningCLI's ``--optimizer`` / ``--lr_scheduler`` give it: class_path + init_args.
 ClassConfig = dict[str, Any]
@@ -32,6 +33,9 @@ class D2LModule(L.LightningModule):
     all DDP ranks. "Weights" are the parameters with two or more dimensions; biases are never
     decayed or penalised (D2L 3.7).
 
+    ``init_seed`` pins the parameters' initialisation; by default its stream is derived from
+    ``seed_everything``, independent of the data's and of dropout's (:mod:`lit_d2l.seeding`).
+
     Layers are created in :meth:`configure_model` (Lightning calls it before training), so shapes
     may come from the DataModule and a subclass may set its own attributes after
     ``super().__init__()``. Outside a Trainer, build it once first: ``net = built(MLP(...))``.
@@ -40,7 +44,14 @@ class D2LModule(L.LightningModule):
     #: Constructor arguments that, left as None, are read from the DataModule in configure_model.
     shape_args: tuple[str, ...] = ()
 
-    def __init__(self, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0, l2: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        l2: float = 0.0,
+        init_seed: int | None = None,
+    ) -> None:
         super().__init__()
         require(lr > 0, f"model.lr must be > 0, got {lr}")
         require(0 <= momentum < 1, f"model.momentum must be in [0, 1), got {momentum}")
@@ -50,6 +61,7 @@ class D2LModule(L.LightningModule):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.l2 = l2
+        self.init_seed = init_seed
         # Every constructor argument of the subclass chain (Lightning walks the __init__ frames). Shapes
         # are added once resolved (configure_model): left out here, a None would clash with the
         # DataModule's value when Lightning merges both for logging.
@@ -76,8 +88,21 @@ class D2LModule(L.LightningModule):
             if getattr(self, name) is None:
                 setattr(self, name, self.datamodule_attr(name))
         self.hparams.update({name: getattr(self, name) for name in self.shape_args})
-        self.build()
+        seed = self.initialisation_seed()
+        if seed is None:
+            self.build()
+        else:  # its own stream, leaving the global one (dropout) where seed_everything put it
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                self.build()
         self.built = True
+
+    def initialisation_seed(self) -> int | None:
+        """``init_seed`` if pinned, else derived from the run's seed_everything (None when there is none)."""
+        if self.init_seed is not None:
+            return self.init_seed
+        base = run_seed()
+        return None if base is None else derive_seed(base, "init")
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError

@@ -70,8 +70,15 @@ class LinearRegression(_LinearModel):
 class LinearRegressionScratch(_LinearModel):
     """Explicit w and b, squared loss ½(ŷ − y)² and the SGD update written out (D2L 3.4)."""
 
-    def __init__(self, num_inputs: int | None = None, lr: float = 0.03, sigma: float = 0.01, l2: float = 0.0) -> None:
-        super().__init__(num_inputs, lr=lr, l2=l2)
+    def __init__(
+        self,
+        num_inputs: int | None = None,
+        lr: float = 0.03,
+        sigma: float = 0.01,
+        l2: float = 0.0,
+        init_seed: int | None = None,
+    ) -> None:
+        super().__init__(num_inputs, lr=lr, l2=l2, init_seed=init_seed)
         self.sigma = sigma
 
     def build(self) -> None:

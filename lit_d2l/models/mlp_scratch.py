@@ -35,9 +35,10 @@ class MLPScratch(Classifier):
         num_outputs: int | None = None,
         lr: float = 0.1,
         l2: float = 0.0,
+        init_seed: int | None = None,
     ) -> None:
         require(num_hiddens > 0, f"model.num_hiddens must be > 0, got {num_hiddens}")
-        super().__init__(num_inputs, num_outputs, lr=lr, l2=l2)
+        super().__init__(num_inputs, num_outputs, lr=lr, l2=l2, init_seed=init_seed)
         self.phi, self.phi_prime = activations.scratch(activation)
         self.num_hiddens, self.activation, self.sigma = num_hiddens, activation, sigma
         # The gradients are computed here, not by autograd: Lightning's manual optimisation.

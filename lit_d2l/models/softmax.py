@@ -37,8 +37,9 @@ class SoftmaxRegressionScratch(Classifier):
         lr: float = 0.1,
         l2: float = 0.0,
         sigma: float = 0.01,
+        init_seed: int | None = None,
     ) -> None:
-        super().__init__(num_inputs, num_outputs, lr=lr, l2=l2)
+        super().__init__(num_inputs, num_outputs, lr=lr, l2=l2, init_seed=init_seed)
         self.sigma = sigma
 
     def build(self) -> None:

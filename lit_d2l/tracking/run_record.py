@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.cli import SaveConfigCallback
 
 import lit_d2l
+from lit_d2l.seeding import run_seed
 from lit_d2l.tracking.logger import TrackingLogger
 
 CONFIG_ARTIFACT = "config.yaml"
@@ -30,6 +31,7 @@ class RunRecorder(SaveConfigCallback):
             return
         logger.log_text(self.parser.dump(self.config, skip_none=False), CONFIG_ARTIFACT)
         logger.log_hyperparams(config_params(self.config.as_dict()))
+        logger.log_hyperparams({"seeds": random_seeds(pl_module, trainer.datamodule)})
         logger.set_tags(run_tags(pl_module, trainer.datamodule))
         sample_figure = getattr(trainer.datamodule, "sample_figure", None)
         if callable(sample_figure):  # e.g. D2L's grid of labelled Fashion-MNIST images
@@ -47,6 +49,16 @@ def config_params(config: dict[str, Any]) -> dict[str, Any]:
             value = value.get("init_args") or {}
         params[key] = config_params(value) if isinstance(value, dict) else value
     return params
+
+
+def random_seeds(model: L.LightningModule, datamodule: Any) -> dict[str, int | None]:
+    """The seed of each of the run's random streams (:mod:`lit_d2l.seeding`), as params ``seeds.<stream>``."""
+    seeds: dict[str, int | None] = {"dropout": run_seed()}
+    if callable(getattr(model, "initialisation_seed", None)):
+        seeds["init"] = model.initialisation_seed()
+    if callable(getattr(datamodule, "random_seeds", None)):
+        seeds.update(datamodule.random_seeds())
+    return seeds
 
 
 def run_tags(model: L.LightningModule, datamodule: Any) -> dict[str, str]:

@@ -24,6 +24,9 @@ def test_fit_records_params_metrics_config_and_status(tracking_uri: str, client:
     assert params["data.w"] == "[2.0, -3.4]"
     assert params["trainer.max_epochs"] == "3"
     assert params["seed_everything"] == "42"
+    assert params["seeds.dropout"] == "42"
+    seeds = {params[f"seeds.{stream}"] for stream in ("init", "data", "shuffle")}
+    assert len(seeds) == 3 and "42" not in seeds, "each stream its own derived seed"
 
     def history(key: str) -> list[int]:
         return [m.step for m in client.get_metric_history(run.info.run_id, key)]
