@@ -23,13 +23,29 @@ from matplotlib.figure import Figure
 
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
+#: What each standard metric is, printed under the table so J and L are never mistaken for each other.
+METRIC_MEANINGS = {
+    "train/loss_epoch": "J = L + λ/2·Σ‖W‖², the objective SGD minimises, on the training set (epoch mean)",
+    "train/loss_data": "L alone on the training set (epoch mean): compare this one with val/loss",
+    "val/loss": "L on the validation set",
+    "test/loss": "L on the test set",
+}
+
 
 def summary_table(children: list[Child], metrics: list[str]) -> str:
-    """One row per arm: runs finished, diverged, and mean ± std over seeds of each metric."""
+    """One row per arm: runs finished, diverged, and mean ± std over seeds of each metric.
+
+    When runs logged ``train/loss_data`` (a penalty was on), it is shown beside ``train/loss_epoch``
+    (J), and a legend says which loss is which.
+    """
     by_arm: dict[str, list[Child]] = defaultdict(list)
     for child in children:
         if child.status == "FINISHED":
             by_arm[child.arm].append(child)
+    penalised = any("train/loss_data" in c.metrics for runs in by_arm.values() for c in runs)
+    if penalised and "train/loss_epoch" in metrics and "train/loss_data" not in metrics:
+        at = metrics.index("train/loss_epoch") + 1
+        metrics = [*metrics[:at], "train/loss_data", *metrics[at:]]
     header = ["arm", "seeds", "diverged", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for arm in sorted(by_arm, key=_arm_sort_key):
@@ -40,6 +56,9 @@ def summary_table(children: list[Child], metrics: list[str]) -> str:
             values = [c.metrics[metric] for c in runs if c.outcome != "diverged" and metric in c.metrics]
             cells.append(_mean_std(values))
         lines.append("| " + " | ".join(cells) + " |")
+    legend = [f"- `{metric}`: {METRIC_MEANINGS[metric]}" for metric in metrics if metric in METRIC_MEANINGS]
+    if penalised or len(legend) > 1:
+        lines += ["", *legend]
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,8 @@ class D2LModule(L.LightningModule):
     """Loss, minibatch SGD, weight decay / L2 penalty, and lit-d2l's metric names.
 
     ``train/loss`` is the objective J = L + λ/2·Σ‖W‖² (λ = ``l2``), logged every
-    ``trainer.log_every_n_steps`` steps; ``train/loss_epoch`` is its mean over each epoch.
+    ``trainer.log_every_n_steps`` steps; ``train/loss_epoch`` is its mean over each epoch, and
+    ``train/loss_data`` the epoch mean of L alone when a penalty is on.
     ``val/loss`` and ``test/loss`` are the data loss L alone, averaged over every example of the
     split. ``weight_norm/<parameter>`` is logged per epoch. Epoch-level metrics are averaged over
     all DDP ranks. "Weights" are the parameters with two or more dimensions; biases are never
@@ -70,6 +71,7 @@ class D2LModule(L.LightningModule):
         self.lr_scheduler_config: ClassConfig | None = None
         # NaN kept, not dropped: a diverging epoch must show as NaN, not as the mean of its finite steps.
         self.train_loss = MeanMetric(nan_strategy="disable")
+        self.train_data_loss = MeanMetric(nan_strategy="disable")  # L alone, when a penalty is on
         self.val_loss = MeanMetric(nan_strategy="disable")
         self.test_loss = MeanMetric(nan_strategy="disable")
         self.built = False
@@ -123,18 +125,23 @@ class D2LModule(L.LightningModule):
     # -- training, validation, testing ----------------------------------------------------------
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        loss = self.objective(batch)
-        self.log_train_loss(loss)
-        return loss
+        data_loss = self.loss(self(*batch[:-1]), batch[-1])
+        objective = data_loss + self.l2_penalty() if self.l2 else data_loss
+        self.log_train_loss(objective, data_loss)
+        return objective
 
-    def log_train_loss(self, loss: Tensor) -> None:
-        """``train/loss`` for this step, and the step's share of the epoch mean ``train/loss_epoch``."""
-        loss = loss.detach()
-        self.log("train/loss", loss, prog_bar=True)
-        self.train_loss.update(loss)
+    def log_train_loss(self, objective: Tensor, data_loss: Tensor | None = None) -> None:
+        """``train/loss`` (J) for this step, and the step's share of the epoch means ``train/loss_epoch``
+        (J) and, when a penalty is on, ``train/loss_data`` (L alone, comparable with ``val/loss``)."""
+        objective = objective.detach()
+        self.log("train/loss", objective, prog_bar=True)
+        self.train_loss.update(objective)
+        if self.l2 and data_loss is not None:
+            self.train_data_loss.update(data_loss.detach())
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_metric("train/loss_epoch", self.train_loss)
+        self.log_epoch_metric("train/loss_data", self.train_data_loss)
         for name, weight in self.weights().items():
             # Equal on every DDP rank; sync_dist only spares Lightning's warning about unsynced epoch values.
             self.log(f"weight_norm/{name}", weight.detach().norm(), sync_dist=True)

@@ -80,12 +80,13 @@ class MLPScratch(Classifier):
         X, y = batch
         optimizer = self.optimizers()
         with torch.no_grad():
-            objective = self.objective(batch)  # J = L + λ/2 (‖W1‖² + ‖W2‖²)
+            data_loss = cross_entropy(self(X), y)
+            objective = data_loss + self.l2_penalty()  # J = L + λ/2 (‖W1‖² + ‖W2‖²)
             for name, grad in self.gradients(X, y).items():
                 getattr(self, name).grad = grad
         optimizer.step()  # MinibatchSGD: θ ← θ − η·grad, written out
         optimizer.zero_grad()
-        self.log_train_loss(objective)
+        self.log_train_loss(objective, data_loss)
         return objective
 
     def on_train_epoch_end(self) -> None:

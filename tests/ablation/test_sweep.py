@@ -59,6 +59,10 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
     report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
     text = report.read_text()
     assert "| model.l2=0.0 | 2 | 0 |" in text and "| model.l2=3.0 | 2 | 0 |" in text
+    # J (the objective) and L (the data loss) side by side, each named in the legend.
+    assert "| train/loss_epoch | train/loss_data | val/loss |" in text
+    assert "`train/loss_data`: L alone" in text and "`train/loss_epoch`: J = L" in text
+    assert mean_of("model.l2=3.0", "train/loss_data") < mean_of("model.l2=3.0", "train/loss_epoch")
     assert {p.name for p in (tmp_path / "report").iterdir()} >= {"report.md", "along_model_l2.png", "curves.png"}
     logged = {a.path for a in client.list_artifacts(result.parent_run_id, "report")}
     assert "report/report.md" in logged
