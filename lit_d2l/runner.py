@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
 
 from lit_d2l.callbacks import Diverged
 from lit_d2l.errors import ConfigError, UserError
@@ -69,6 +69,7 @@ class D2LCLI(LightningCLI):
         self.logger: TrackingLogger | None = None
         if self.config.trainer.logger in (None, True):
             check_store(resolve_tracking_uri(self.config.tracking.uri))
+        check_optimizer(_as_dict(self.config.get("optimizer")), _as_dict(self.config.get("lr_scheduler")))
 
     def after_instantiate_classes(self) -> None:
         optimizer, scheduler = self.config_init.get("optimizer"), self.config_init.get("lr_scheduler")
@@ -94,6 +95,28 @@ class D2LCLI(LightningCLI):
             )
             kwargs["logger"] = self.logger
         return super().instantiate_trainer(**kwargs)
+
+
+def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:
+    """Build the optimizer and scheduler once, on a stand-in parameter, and take two steps: bad settings
+    (a negative learning rate, a step size of 0) fail now, in one line, before any run is recorded."""
+    probe = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        built = instantiate_class(probe, optimizer) if optimizer else torch.optim.SGD(probe, lr=0.1)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ConfigError(f"optimizer: {exc} (check the --optimizer.* settings)") from None
+    if scheduler is None:
+        return
+    try:
+        schedule = instantiate_class(built, scheduler)
+        for _ in range(2):
+            built.step()
+            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                schedule.step(0.0)
+            else:
+                schedule.step()
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ConfigError(f"lr_scheduler: {exc} (check the --lr_scheduler.* settings)") from None
 
 
 def _as_dict(config: Any) -> dict[str, Any] | None:
@@ -245,6 +268,7 @@ _GENERIC_PARSER_LINES = (
     "Errors:",
     "Given value type:",
     "Given value: NestedArg",
+    "Given value: Namespace",
     "Problem with given class_path",
     "Expected a <class 'NoneType'>",
 )
@@ -256,9 +280,18 @@ def argument_error_line(message: str, command: str) -> str:
     lines = (re.sub(r'^Parser key "[^"]+":', "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
     reasons = [line for line in lines if line and not line.startswith(_GENERIC_PARSER_LINES)]
     text = "; ".join(dict.fromkeys(reasons)) or "invalid arguments"
+    if key and key.group(1) in _CLASS_HINTS and "Expected a path" in text:  # an unknown class name
+        text = f"{text}; expected {_CLASS_HINTS[key.group(1)]}"
     if key:
         text = f"{key.group(1)}: {text}"
     return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
+
+
+_CLASS_HINTS = {
+    "optimizer": "a torch.optim optimizer such as SGD, Adam or AdamW, or a full class path",
+    "lr_scheduler": "a torch.optim.lr_scheduler class such as StepLR or CosineAnnealingLR, or a full class path "
+    "(torch.optim.lr_scheduler.ReduceLROnPlateau)",
+}
 
 
 def _user_error_in(exc: BaseException) -> UserError | None:

@@ -107,7 +107,8 @@ class D2LModule(L.LightningModule):
         return None if base is None else derive_seed(base, "init")
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The data loss L of one minibatch; a subclass defines it (``Classifier``: cross-entropy)."""
+        raise NotImplementedError(f"{type(self).__name__} must define loss(y_hat, y), e.g. mean squared error")
 
     def weights(self) -> dict[str, Tensor]:
         """The parameters that weight decay and the L2 penalty apply to."""

@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.data import GaussianClusters, SyntheticRegressionData
+from lit_d2l.errors import ConfigError
 from lit_d2l.models import MLP, LinearRegression, MLPScratch, SoftmaxRegression, built
 from lit_d2l.runner import run_configured
 from tests.conftest import linear_fit_args, only_run
@@ -184,3 +185,21 @@ def test_a_non_finite_step_loss_is_not_dropped_from_the_epoch_mean(quiet_trainer
     fit.fit(OneBadStep(), SyntheticRegressionData(num_train=320))
     assert torch.isnan(fit.callback_metrics["train/loss_epoch"])
     assert torch.isfinite(fit.callback_metrics["val/loss"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--optimizer", "Adam", "--optimizer.lr", "-1"], "optimizer: Invalid learning rate"),
+        (["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "0"], "lr_scheduler: integer modulo by zero"),
+        (["--optimizer", "NotAnOptimizer"], "such as SGD, Adam or AdamW"),
+        (["--lr_scheduler", "StepLR"], "required: step_size"),
+    ],
+)
+def test_bad_optimizer_settings_fail_in_one_line_before_any_run(
+    extra: list[str], message: str, tracking_uri: str, client: MlflowClient, experiment: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        run_configured("fit", linear_fit_args(tracking_uri, experiment, *extra))
+    assert "\n" not in str(error.value) and "Namespace(" not in str(error.value)
+    assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
