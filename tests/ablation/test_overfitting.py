@@ -13,7 +13,6 @@ from tests.ablation.test_sweep import spec_file
 def test_degree_and_data_size_show_under_and_overfitting(tmp_path, tracking_uri, experiment) -> None:
     body = """
 grid: {data.degree: [2, 4, 20], data.num_train: [2, 200]}
-overrides: {trainer.max_epochs: 200}
 metrics: [train/loss_epoch, val/loss]
 """
     path = spec_file(tmp_path, experiment, body, base="polynomial.yaml")
