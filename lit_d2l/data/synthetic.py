@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -76,12 +76,16 @@ class HighDimLinearData(SyntheticRegressionData):
 
 
 class PolynomialData(InMemoryDataModule):
-    """Features xⁱ/i! for i < max_degree, labels from w[:4] = [5, 1.2, −3.4, 5.6] plus noise (D2L 1st ed. 4.4).
+    """y = Σ wᵢ·φᵢ(x) + b + ε over powers of x ~ N(0, 1), noise ε ~ N(0, noise²) (D2L 1st ed. 3.11 / 4.4).
 
-    The model sees the first ``degree`` features: 4 fit the truth, fewer underfit, all 20 can overfit.
+    ``max_degree`` features are generated, powers ``first_power``, ``first_power + 1``, ...: xⁱ/i!
+    (``features="factorial"``, the 2nd edition's scaling) or xⁱ (``"raw"``, the 1st edition's).
+    ``true_w`` weights the first of them (the rest weigh 0) and ``true_b`` is added. The model sees
+    the first ``degree`` features: as many as the truth uses fit it, fewer underfit, many more can
+    overfit. The defaults are the 2nd edition's (x⁰ ... x¹⁹ over i!, w[:4] = [5, 1.2, −3.4, 5.6],
+    no bias: x⁰ = 1 plays it); the 1st edition's is ``features="raw"``, ``first_power=1``,
+    ``true_w=[1.2, -3.4, 5.6]``, ``true_b=5`` with the model's own bias.
     """
-
-    TRUE_W = (5.0, 1.2, -3.4, 5.6)
 
     def __init__(
         self,
@@ -91,6 +95,10 @@ class PolynomialData(InMemoryDataModule):
         num_val: int = 100,
         num_test: int = 0,
         noise: float = 0.1,
+        features: Literal["factorial", "raw"] = "factorial",
+        true_w: list[float] = [5.0, 1.2, -3.4, 5.6],  # noqa: B006 - jsonargparse shows defaults from the signature
+        true_b: float = 0.0,
+        first_power: int = 0,
         batch_size: int = 10,
         **kwargs: Any,  # seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
@@ -99,26 +107,47 @@ class PolynomialData(InMemoryDataModule):
         require(1 <= degree <= max_degree, f"data.degree must be in [1, max_degree={max_degree}], got {degree}")
         require(num_train > 0, f"data.num_train must be > 0, got {num_train}")
         require(num_val >= 0 and num_test >= 0, "data.num_val and data.num_test must be >= 0")
+        require(noise >= 0, f"data.noise must be >= 0, got {noise}")
+        require(
+            features in ("factorial", "raw"),
+            f"data.features must be 'factorial' (xⁱ/i!) or 'raw' (xⁱ), got {features!r}",
+        )
+        require(first_power >= 0, f"data.first_power must be >= 0 (0 starts at x⁰ = 1), got {first_power}")
+        require(
+            len(true_w) <= max_degree,
+            f"data.true_w has {len(true_w)} weights but only data.max_degree={max_degree} features are generated: "
+            f"give at most {max_degree} weights or raise data.max_degree",
+        )
+        require(
+            first_power > 0 or true_b == 0,
+            f"data.true_b must be 0 when data.first_power is 0 (x⁰ = 1 plays the bias): "
+            f"put {true_b} into data.true_w[0] or set data.first_power 1",
+        )
         self.degree, self.max_degree = degree, max_degree
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.noise = noise
+        self.features, self.first_power = features, first_power
         self.w = torch.zeros(max_degree)
-        self.w[: len(self.TRUE_W)] = torch.tensor(self.TRUE_W[:max_degree])
+        self.w[: len(true_w)] = torch.tensor(true_w, dtype=torch.float32)
+        self.b = float(true_b)
 
     @property
     def num_inputs(self) -> int:
         return self.degree
 
     def true_params(self) -> tuple[torch.Tensor, float]:
-        """The generating weights of the features the model sees (the x⁰ feature plays the bias)."""
-        return self.w[: self.degree], 0.0
+        """The generating weights of the features the model sees, and the bias (0 when x⁰ plays it)."""
+        return self.w[: self.degree], self.b
 
     def build_splits(self) -> dict[str, Split]:
         n = self.num_train + self.num_val + self.num_test
         generator = self.data_generator()
         x = torch.randn(n, 1, generator=generator, dtype=torch.float64)
-        powers = torch.arange(self.max_degree, dtype=torch.float64)
-        features = x.pow(powers) / torch.exp(torch.lgamma(powers + 1))  # xⁱ / i!
-        y = features @ self.w.double() + self.noise * torch.randn(n, generator=generator, dtype=torch.float64)
+        powers = torch.arange(self.first_power, self.first_power + self.max_degree, dtype=torch.float64)
+        features = x.pow(powers)
+        if self.features == "factorial":
+            features = features / torch.exp(torch.lgamma(powers + 1))  # xⁱ / i!
+        noise = self.noise * torch.randn(n, generator=generator, dtype=torch.float64)
+        y = features @ self.w.double() + self.b + noise
         X, y = features[:, : self.degree].float(), y.float().reshape(-1, 1)
         return consecutive_splits((X, y), self.num_train, self.num_val)

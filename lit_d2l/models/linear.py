@@ -99,9 +99,19 @@ class LinearRegressionScratch(_LinearModel):
 
 
 def closed_form_solution(X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Least squares w*, b* = argmin ‖Xw + b − y‖², solved in float64 (D2L 3.1.1.2)."""
-    design = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
-    solution = torch.linalg.lstsq(design, y.double().reshape(-1, 1)).solution.reshape(-1)
+    """Least squares w*, b* = argmin ‖Xw + b − y‖², solved in float64 (D2L 3.1.1.2).
+
+    The intercept b gets its own column only when no feature is a nonzero constant: when one is (the
+    x⁰ feature of polynomial data), that feature already plays the bias and b* = 0, instead of the
+    two splitting it. The solver is SVD-based (LAPACK ``gelsd`` on the CPU, as ``numpy.linalg.lstsq``),
+    so ill-conditioned features such as high powers of x still get the minimum-norm solution.
+    """
+    X, y = X.detach().cpu().double(), y.detach().cpu().double().reshape(-1, 1)
+    constant = len(X) > 1 and bool(((X.amax(dim=0) == X.amin(dim=0)) & (X[0] != 0)).any())
+    design = X if constant else torch.cat([X, torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
+    solution = torch.linalg.lstsq(design, y, driver="gelsd").solution.reshape(-1)
+    if constant:
+        return solution, torch.zeros((), dtype=torch.float64)
     return solution[:-1], solution[-1]
 
 

@@ -1,4 +1,4 @@
-"""D2L 1st ed. 4.4 on a reduced overfitting suite: underfit, fit, overfit and recovery."""
+"""D2L 2nd ed. §4.4 on a reduced overfitting suite: underfit, fit, overfit and recovery."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lit_d2l.data import SyntheticRegressionData
+from lit_d2l.data import PolynomialData, SyntheticRegressionData
 from lit_d2l.errors import ConfigError
 
 
@@ -63,3 +63,53 @@ def test_an_empty_split_has_no_batches_and_says_how_to_fix_it() -> None:
     data = SyntheticRegressionData(num_test=0)
     with pytest.raises(ConfigError, match="num_test"):
         data.test_dataloader()
+
+
+def test_polynomial_defaults_are_the_second_editions_scaled_powers() -> None:
+    data = PolynomialData(degree=4, num_train=500)
+    X, y = data.splits["train"]
+    x = X[:, 1]
+    assert torch.equal(X[:, 0], torch.ones(500))
+    assert torch.allclose(X[:, 2:], torch.stack([x**2 / 2, x**3 / 6], dim=1), rtol=1e-5, atol=1e-6)
+    w, b = data.true_params()
+    assert w.tolist() == pytest.approx([5.0, 1.2, -3.4, 5.6]) and b == 0.0
+    residual = y.reshape(-1) - X @ w
+    assert residual.std().item() == pytest.approx(0.1, rel=0.15)
+
+
+def test_polynomial_first_edition_raw_powers_from_x_with_a_bias() -> None:
+    data = PolynomialData(
+        degree=3, max_degree=3, features="raw", first_power=1, true_w=[1.2, -3.4, 5.6], true_b=5.0, num_train=500
+    )
+    X, y = data.splits["train"]
+    x = X[:, 0]
+    assert torch.allclose(X[:, 1:], torch.stack([x**2, x**3], dim=1), rtol=1e-5, atol=1e-6)
+    w, b = data.true_params()
+    assert w.tolist() == pytest.approx([1.2, -3.4, 5.6]) and b == 5.0
+    residual = y.reshape(-1) - (X @ w + b)
+    assert residual.std().item() == pytest.approx(0.1, rel=0.15)
+    assert residual.mean().abs().item() < 0.02
+
+
+def test_polynomial_true_params_are_those_of_the_features_seen() -> None:
+    data = PolynomialData(degree=1, max_degree=3, features="raw", first_power=1, true_w=[1.2, -3.4, 5.6], true_b=5.0)
+    assert data.num_inputs == 1
+    w, b = data.true_params()
+    assert w.tolist() == pytest.approx([1.2]) and b == 5.0
+    assert PolynomialData(degree=6, true_w=[1.0]).true_params()[0].tolist() == [1.0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"features": "cubed"}, r"data.features must be 'factorial' .* or 'raw'"),
+        ({"first_power": -1}, "data.first_power must be >= 0"),
+        ({"true_w": [1.0] * 5, "max_degree": 4}, "data.true_w has 5 weights .* raise data.max_degree"),
+        ({"true_b": 5.0}, r"data.true_b must be 0 when data.first_power is 0 .* data.first_power 1"),
+        ({"noise": -0.1}, "data.noise must be >= 0"),
+        ({"degree": 21}, r"data.degree must be in \[1, max_degree=20\]"),
+    ],
+)
+def test_bad_polynomial_settings_are_config_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PolynomialData(**kwargs)

@@ -1,8 +1,9 @@
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
-from lit_d2l.data import SyntheticRegressionData
+from lit_d2l.data import PolynomialData, SyntheticRegressionData
 from lit_d2l.errors import ConfigError
 from lit_d2l.models import LinearRegression, LinearRegressionScratch, MinibatchSGD, closed_form_solution
 from tests.conftest import seed
@@ -48,6 +49,29 @@ def test_closed_form_solves_least_squares_exactly() -> None:
     w, b = closed_form_solution(X, y)
     assert torch.allclose(w, torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), atol=1e-10)
     assert b.item() == pytest.approx(0.3, abs=1e-10)
+
+
+def test_a_constant_feature_plays_the_intercept_instead_of_sharing_it() -> None:
+    """With an x⁰ = 1 column, b* = 0 and that column's weight carries the whole constant (not half of it)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 1, generator=generator, dtype=torch.float64)
+    X = torch.cat([torch.ones_like(x), x, x**2], dim=1)
+    w, b = closed_form_solution(X, X @ torch.tensor([5.0, 1.2, -3.4], dtype=torch.float64))
+    assert torch.allclose(w, torch.tensor([5.0, 1.2, -3.4], dtype=torch.float64), atol=1e-10)
+    assert b.item() == 0.0
+    zero_column = torch.cat([torch.zeros_like(x), x], dim=1)  # a constant 0 cannot play the bias
+    w, b = closed_form_solution(zero_column, 2 * x.reshape(-1) + 0.3)
+    assert w[1].item() == pytest.approx(2.0, abs=1e-10) and b.item() == pytest.approx(0.3, abs=1e-10)
+
+
+@pytest.mark.parametrize("num_train", [10, 100])
+def test_closed_form_matches_numpy_on_twenty_polynomial_features(num_train: int) -> None:
+    """Degree 20 (condition number ~1e16): the SVD solver agrees with float64 numpy.linalg.lstsq."""
+    X, y = PolynomialData(degree=20, num_train=num_train).splits["train"][:2]
+    w, b = closed_form_solution(X, y)
+    expected = np.linalg.lstsq(X.double().numpy(), y.double().numpy().reshape(-1), rcond=None)[0]
+    assert b.item() == 0.0
+    assert np.linalg.norm(w.numpy() - expected) <= 1e-6 * np.linalg.norm(expected)
 
 
 def test_minibatch_sgd_is_the_written_out_update() -> None:
