@@ -23,9 +23,14 @@ def fit(config: str, tracking_uri: str, client: MlflowClient, experiment: str, *
 
 @pytest.mark.slow
 def test_four_features_end_at_the_least_squares_solution(tracking_uri, client, experiment) -> None:
-    """400 epochs of SGD on xⁱ/i!, i < 4, land within 1e-3 of the closed form (x⁰ plays the bias, b* = 0)."""
-    metrics = fit("polynomial.yaml", tracking_uri, client, experiment)
-    assert metrics["closed_form_gap"] <= 1e-3
+    """400 epochs of SGD on xⁱ/i!, i < 4, land near the closed form (x⁰ plays the bias, b* = 0).
+
+    At the config's lr 0.01 the x³/3! direction is still converging after 400 epochs (gaps of
+    0.06–0.32 over data seeds 0–4); at lr 0.05 what is left is constant-step SGD noise (~3e-3). The
+    wrong closed form (an intercept beside x⁰) gave 2.5 here.
+    """
+    metrics = fit("polynomial.yaml", tracking_uri, client, experiment, "--model.lr", "0.05")
+    assert metrics["closed_form_gap"] <= 1e-2
     assert metrics["param_err/w"] < 0.1
 
 
