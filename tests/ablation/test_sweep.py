@@ -21,7 +21,7 @@ from tests.conftest import REPO
 EXPERIMENTS = REPO / "experiments"
 
 
-def spec_file(tmp_path: Path, name: str, body: str, base: str = "weight_decay.yaml") -> Path:
+def spec_file(tmp_path: Path, name: str, body: str, base: str = "weight_decay_2nd_ed.yaml") -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"name: {name}\nbase: {EXPERIMENTS / base}\n{body}")
     return path
@@ -51,7 +51,7 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
         runs = client.search_runs([parent.info.experiment_id], f"tags.arm = '{arm}'")
         return sum(run.data.metrics[metric] for run in runs) / len(runs)
 
-    # D2L 3.7 in miniature: the penalty trades training fit for validation loss and smaller weights.
+    # D2L 2nd ed. §3.7 in miniature: the penalty trades training fit for validation loss and smaller weights.
     assert mean_of("model.l2=3.0", "val/loss") < mean_of("model.l2=0.0", "val/loss")
     assert mean_of("model.l2=3.0", "weight_norm/w") < mean_of("model.l2=0.0", "weight_norm/w")
     assert mean_of("model.l2=3.0", "train/loss_epoch") > mean_of("model.l2=0.0", "train/loss_epoch")
