@@ -1,6 +1,6 @@
 """Arms per minute of the overfitting suite: lit-d2l's sweep runner vs. the same arms as bare PyTorch loops.
 
-Both run the same arms (polynomial degree x training-set size, D2L 1st ed. 4.4 settings: lr 0.01,
+Both run the same arms (polynomial degree x training-set size, D2L 2nd ed. §4.4 settings: lr 0.01,
 batch min(10, n), validation every 20 epochs) on the same data and batches, one after another
 in this process; the runner also records every arm in MLflow (a fresh SQLite store). By default a
 reduced grid (n up to 100, one seed) keeps the run to a few minutes. Prints one JSON object last.
