@@ -34,3 +34,13 @@ def run_seed() -> int | None:
     """The value Lightning's ``seed_everything`` set for this process (``PL_GLOBAL_SEED``), or None."""
     value = os.environ.get("PL_GLOBAL_SEED")
     return int(value) if value is not None else None
+
+
+def stream_seed(stream: str, pinned: int | None = None, fallback: int | None = None) -> int | None:
+    """A stream's seed: ``pinned`` if given, else derived from the run's seed (or from ``fallback`` when
+    no run seed is set); None when there is neither."""
+    if pinned is not None:
+        return pinned
+    base = run_seed()
+    base = fallback if base is None else base
+    return None if base is None else derive_seed(base, stream)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from lit_d2l.data.batches import Batch, TensorBatches
 from lit_d2l.data.splits import kfold_indices
 from lit_d2l.errors import require
-from lit_d2l.seeding import derive_seed, run_seed
+from lit_d2l.seeding import derive_seed, stream_seed
 
 Split = tuple[Tensor, ...]
 Loader = Literal["tensor", "dataloader"]
@@ -123,10 +123,7 @@ class InMemoryDataModule(L.LightningDataModule):
     @property
     def shuffle_seed(self) -> int:
         """The minibatch order's seed: pinned, or derived from the run's seed (the same on every rank)."""
-        if self.pinned_shuffle_seed is not None:
-            return self.pinned_shuffle_seed
-        base = run_seed()
-        return derive_seed(self.seed if base is None else base, "shuffle")
+        return stream_seed("shuffle", self.pinned_shuffle_seed, fallback=self.seed)
 
     @property
     def data_seed(self) -> int:

@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lit_d2l.errors import ConfigError, require
-from lit_d2l.seeding import derive_seed, run_seed
+from lit_d2l.seeding import stream_seed
 
 #: A class config as LightningCLI's ``--optimizer`` / ``--lr_scheduler`` give it: class_path + init_args.
 ClassConfig = dict[str, Any]
@@ -101,10 +101,7 @@ class D2LModule(L.LightningModule):
 
     def initialisation_seed(self) -> int | None:
         """``init_seed`` if pinned, else derived from the run's seed_everything (None when there is none)."""
-        if self.init_seed is not None:
-            return self.init_seed
-        base = run_seed()
-        return None if base is None else derive_seed(base, "init")
+        return stream_seed("init", self.init_seed)
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         """The data loss L of one minibatch; a subclass defines it (``Classifier``: cross-entropy)."""
@@ -120,14 +117,17 @@ class D2LModule(L.LightningModule):
 
     def objective(self, batch: tuple[Tensor, ...]) -> Tensor:
         """J = L + λ/2·Σ‖W‖² on one minibatch (D2L 5.3)."""
-        loss = self.loss(self(*batch[:-1]), batch[-1])
-        return loss + self.l2_penalty() if self.l2 else loss
+        return self.with_penalty(self.loss(self(*batch[:-1]), batch[-1]))
+
+    def with_penalty(self, data_loss: Tensor) -> Tensor:
+        """J from L: the data loss plus λ/2·Σ‖W‖² when a penalty is on."""
+        return data_loss + self.l2_penalty() if self.l2 else data_loss
 
     # -- training, validation, testing ----------------------------------------------------------
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         data_loss = self.loss(self(*batch[:-1]), batch[-1])
-        objective = data_loss + self.l2_penalty() if self.l2 else data_loss
+        objective = self.with_penalty(data_loss)
         self.log_train_loss(objective, data_loss)
         return objective
 
@@ -171,21 +171,24 @@ class D2LModule(L.LightningModule):
     # -- optimisation -------------------------------------------------------------------------
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Weights and biases as two named groups: weight decay applies to the weights only (D2L 3.7.4)."""
+        """Weights and biases as two named groups; the biases never decay (D2L 3.7.4), the weights take
+        the optimizer's ``weight_decay``."""
         weights = self.weights()
         groups = [
             {"name": "weights", "params": list(weights.values())},
-            {"name": "biases", "params": [p for name, p in self.named_parameters() if name not in weights]},
+            {
+                "name": "biases",
+                "params": [p for name, p in self.named_parameters() if name not in weights],
+                "weight_decay": 0.0,
+            },
         ]
         return [group for group in groups if group["params"]]
 
     def default_optimizer(self) -> torch.optim.Optimizer:
         """Minibatch SGD with the model's ``lr``, ``momentum`` and ``weight_decay`` (D2L 3.4.3, 3.7.4)."""
-        groups = [
-            {**group, "weight_decay": self.weight_decay if group["name"] == "weights" else 0.0}
-            for group in self.parameter_groups()
-        ]
-        return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum)
+        return torch.optim.SGD(
+            self.parameter_groups(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
 
     def configure_optimizers(self) -> Any:
         """The model's SGD, or the ``--optimizer`` / ``--lr_scheduler`` given on the command line.
@@ -197,8 +200,7 @@ class D2LModule(L.LightningModule):
         if self.optimizer_config is None:
             optimizer = self.default_optimizer()
         else:
-            groups = [{**g, "weight_decay": 0.0} if g["name"] == "biases" else g for g in self.parameter_groups()]
-            optimizer = instantiate_class(groups, self.optimizer_config)
+            optimizer = instantiate_class(self.parameter_groups(), self.optimizer_config)
         if self.lr_scheduler_config is None:
             return optimizer
         scheduler = instantiate_class(optimizer, self.lr_scheduler_config)

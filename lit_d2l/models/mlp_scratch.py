@@ -81,7 +81,7 @@ class MLPScratch(Classifier):
         optimizer = self.optimizers()
         with torch.no_grad():
             data_loss = cross_entropy(self(X), y)
-            objective = data_loss + self.l2_penalty()  # J = L + λ/2 (‖W1‖² + ‖W2‖²)
+            objective = self.with_penalty(data_loss)  # J = L + λ/2 (‖W1‖² + ‖W2‖²)
             for name, grad in self.gradients(X, y).items():
                 getattr(self, name).grad = grad
         optimizer.step()  # MinibatchSGD: θ ← θ − η·grad, written out
