@@ -6,11 +6,10 @@ fix end in one line on stderr and exit status 2, with no run left RUNNING.
 
 from __future__ import annotations
 
-import signal
 import sys
-from typing import Any
 
 from lit_d2l.errors import UserError
+from lit_d2l.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.noise import quiet_third_party
 
 USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
@@ -37,13 +36,16 @@ COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "ui", "plot-act
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``lit-d2l`` and ``python -m lit_d2l``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     quiet_third_party()
     try:
-        code = run(argv)
+        with stop_signals_handled():
+            code = run(argv)
     except UserError as exc:
         print(f"lit-d2l: error: {exc}", file=sys.stderr)
         code = 2
+    except Interrupted as exc:
+        print(f"lit-d2l: {exc}", file=sys.stderr)
+        code = int(exc.code) if isinstance(exc.code, int) else 130
     except KeyboardInterrupt:
         print("lit-d2l: interrupted", file=sys.stderr)
         code = 130
@@ -84,7 +86,3 @@ def run(argv: list[str]) -> int:
         f"unknown command {command!r}; choose one of: fit, validate, test, cv, ablate, report, ui, plot-activations"
     )
 
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM stops a run like Ctrl-C does, so its MLflow run is closed as KILLED."""
-    raise KeyboardInterrupt(f"signal {signum}")

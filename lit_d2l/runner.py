@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,8 +19,10 @@ from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
 
-from lit_d2l.callbacks import Diverged
+from lit_d2l import interrupts
+from lit_d2l.callbacks import Diverged, GracefulStop
 from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.resume import check_same_settings, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings
@@ -70,6 +73,8 @@ class D2LCLI(LightningCLI):
         if self.config.trainer.logger in (None, True):
             check_store(resolve_tracking_uri(self.config.tracking.uri))
         check_optimizer(_as_dict(self.config.get("optimizer")), _as_dict(self.config.get("lr_scheduler")))
+        if self.config.ckpt_path is not None:
+            check_checkpoint(self.config.ckpt_path)
 
     def after_instantiate_classes(self) -> None:
         optimizer, scheduler = self.config_init.get("optimizer"), self.config_init.get("lr_scheduler")
@@ -83,8 +88,10 @@ class D2LCLI(LightningCLI):
         use_optimizer(_as_dict(optimizer), _as_dict(scheduler))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
         if self.config_init.get("lr_scheduler") is not None:  # its learning rate, logged every epoch
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), LearningRateMonitor(logging_interval="epoch")]
+            extra.append(LearningRateMonitor(logging_interval="epoch"))
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *extra]
         if self.config_init.trainer.get("logger") in (None, True):
             settings = self.config_init.tracking
             self.logger = TrackingLogger(
@@ -92,6 +99,7 @@ class D2LCLI(LightningCLI):
                 tracking_uri=settings.uri,
                 run_name=settings.run_name,
                 tags=settings.tags,
+                run_id=settings.run_id,
             )
             kwargs["logger"] = self.logger
         return super().instantiate_trainer(**kwargs)
@@ -119,6 +127,20 @@ def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] 
         raise ConfigError(f"lr_scheduler: {exc} (check the --lr_scheduler.* settings)") from None
 
 
+def check_checkpoint(path: str) -> None:
+    """A ``--ckpt_path`` must be a Lightning checkpoint that loads with ``weights_only`` (no code runs)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file; give a .ckpt file saved by lit-d2l (or Lightning)")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt, not a checkpoint, or holding objects beyond tensors
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--ckpt_path {path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"--ckpt_path {path}: not a Lightning checkpoint (it holds no state_dict)")
+
+
 def _as_dict(config: Any) -> dict[str, Any] | None:
     """A parsed class config (class_path + init_args) as plain dicts, as ``instantiate_class`` takes it."""
     return None if config is None else (config.as_dict() if hasattr(config, "as_dict") else dict(config))
@@ -126,8 +148,20 @@ def _as_dict(config: Any) -> dict[str, Any] | None:
 
 def run_lightning(argv: list[str]) -> int:
     """``lit-d2l fit|validate|test ...``: run, print the outcome, return the exit status."""
-    result = run_configured(argv[0], argv[1:])
-    if result is None or not result.is_global_zero:  # --print_config / --help, or another DDP rank
+    command, args = argv[0], argv[1:]
+    run_id, args = pop_option(args, "--resume")
+    recorded: dict[str, str] | None = None
+    if run_id is not None:
+        if command != "fit":
+            raise ConfigError(f"--resume continues a fit: use lit-d2l fit --resume {run_id}")
+        args, recorded = resume_args(run_id, args)
+    cli = build(command, args)
+    if cli is None:
+        return 0
+    if recorded is not None:
+        check_same_settings(cli.config.as_dict(), recorded)
+    result = execute(cli, command)
+    if not result.is_global_zero:  # another DDP rank
         return 0
     if result.outcome == "diverged":
         print(f"training diverged at step {result.diverged_at_step}; the run is tagged outcome=diverged")
@@ -221,24 +255,47 @@ def _construct(
 
 def execute(cli: D2LCLI, command: str) -> RunResult:
     """Run ``command`` on what :func:`build` made; the MLflow run never stays RUNNING."""
-    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    trainer, model, data, logger = cli.trainer, cli.model, cli.datamodule, cli.logger
     metrics: dict[str, float] = {}
     diverged: Diverged | None = None
+    checkpoint = {"ckpt_path": cli.config.ckpt_path, "weights_only": True}
     try:
         if command == "fit":
-            trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+            trainer.fit(model, datamodule=data, **checkpoint)
+            interrupts.raise_if_requested()
             metrics |= _scalars(trainer.callback_metrics)  # testing replaces them
             if cli.config.test_after_fit:
                 trainer.test(model, datamodule=data)
         elif command == "validate":
-            trainer.validate(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+            trainer.validate(model, datamodule=data, **checkpoint)
         else:
-            trainer.test(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+            trainer.test(model, datamodule=data, **checkpoint)
     except Diverged as exc:  # a result, recorded by the guard's tags; the run ended FINISHED
         diverged = exc
+    except interrupts.Interrupted as exc:
+        if logger is not None:
+            logger.finalize("failed")  # KILLED
+            exc.run_id = logger.version
+        raise
+    except UserError:  # bad input found late (e.g. a data file): record nothing
+        if logger is not None:
+            logger.abandon()
+        raise
+    except RuntimeError as exc:
+        if logger is not None:
+            logger.finalize("failed")
+        if cli.config.ckpt_path and "loading state_dict" in str(exc):
+            if logger is not None:
+                logger.abandon()
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"--ckpt_path {cli.config.ckpt_path} does not fit this model ({first.rstrip(':')}): "
+                "give a checkpoint saved with the same model and shapes"
+            ) from None
+        raise
     except BaseException:
-        if cli.logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
-            cli.logger.finalize("failed")
+        if logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
+            logger.finalize("failed")
         raise
     result = _result(cli, metrics | _scalars(trainer.callback_metrics))
     if diverged is not None:

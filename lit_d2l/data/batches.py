@@ -81,6 +81,15 @@ class TensorBatches:
         # Named like DataLoader's attributes: Lightning's fit loop finds `sampler` and calls set_epoch.
         self.sampler = EpochSampler(lengths.pop(), shuffle, seed, rank, world_size)
         self.batch_sampler = None
+        self._served = 0  # batches handed out in the current epoch
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches) to skip once, after a restore
+
+    def state_dict(self) -> dict[str, int]:
+        """Where this epoch stands; Lightning stores it in checkpoints, so a resumed fit continues mid-epoch."""
+        return {"epoch": self.sampler.epoch, "batches_served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (int(state["epoch"]), int(state["batches_served"]))
 
     def __len__(self) -> int:
         rounding = math.floor if self.drop_last else math.ceil
@@ -91,7 +100,12 @@ class TensorBatches:
         sequential = not sampler.shuffle and sampler.world_size == 1
         # The epoch's order goes to the tensors' device once (index_select wants both on one device).
         order = None if sequential else sampler.indices().to(self.tensors[0].device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        first = 0
+        if self._resume_at is not None and self._resume_at[0] == sampler.epoch:
+            first = self._resume_at[1]
+        self._resume_at, self._served = None, first
+        for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            self._served += 1
             if order is None:  # a view, no copy
                 batch = tuple(t[start : start + self.batch_size] for t in self.tensors)
             else:

@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from torch import Tensor
 
+from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
 
 # MLflow's log_batch limits: 1000 metrics and 100 params + tags per call.
@@ -54,6 +55,11 @@ class TrackingLogger(Logger):
         self._experiment_id: str | None = None
         self._run_id: str | None = None
         self._resume_run_id = run_id  # continue this existing run instead of creating one
+        self._status_before_resume: str | None = None
+        # On resume: the last step already stored per metric key; values up to it are not written again.
+        self._stored_up_to: dict[str, int] = {}
+        self._heartbeat: Heartbeat | None = None
+        self._resumed = False
         # (key, value, timestamp ms, step); tensor values stay on their device until a flush
         self._metrics: list[tuple[str, float | Tensor, int, int]] = []
         self._params: list[Param] = []
@@ -107,7 +113,7 @@ class TrackingLogger(Logger):
             if previous is None:
                 self._logged_params[key] = text
                 self._params.append(Param(key, text))
-            elif previous != text:
+            elif previous != text and not self._resumed:  # a resume may change e.g. ckpt_path
                 rank_zero_warn(f"param {key!r} already logged as {previous!r}; not overwriting with {text!r}")
 
     #: Models may pass 0-dim tensors to log_metrics: they are read off the device in bulk at flush.
@@ -122,6 +128,8 @@ class TrackingLogger(Logger):
         """
         timestamp, step = int(time.time() * 1000), step or 0
         for key, value in metrics.items():
+            if step <= self._stored_up_to.get(key, -1):  # a resumed run re-doing steps it had stored
+                continue
             if key == "epoch":
                 if value == self._last_epoch:
                     continue
@@ -194,11 +202,30 @@ class TrackingLogger(Logger):
         if self._run_id is None or self.status == status:
             return
         assert self._client is not None
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self._client.set_terminated(self._run_id, status)
         self.status = status
 
+    @rank_zero_only
+    def abandon(self) -> None:
+        """Undo this run after bad input: a run it created is deleted; a resumed run gets its old status back."""
+        if self._run_id is None:
+            return
+        assert self._client is not None
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        self._metrics, self._params, self._tags = [], [], []
+        if self._status_before_resume is None:
+            self._client.delete_run(self._run_id)
+            self.status = "DELETED"
+        else:
+            self._client.set_terminated(self._run_id, self._status_before_resume)
+            self.status = self._status_before_resume
+
     def _start_run(self) -> None:
         check_store(self.tracking_uri)
+        close_stale_once(self.tracking_uri)
         client = MlflowClient(self.tracking_uri)
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
@@ -208,14 +235,29 @@ class TrackingLogger(Logger):
         else:
             self._experiment_id = experiment.experiment_id
         if self._resume_run_id is not None:
-            client.update_run(self._resume_run_id, status="RUNNING")
-            self._client, self._run_id = client, self._resume_run_id
-            self.status = "RUNNING"
-            return
-        tags = {"mlflow.source.name": "lit-d2l", **self._initial_tags}
-        run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
-        self._client, self._run_id = client, run.info.run_id
-        self.status = RunStatus.to_string(RunStatus.RUNNING)
+            self._continue_run(client, self._resume_run_id)
+        else:
+            tags = {"mlflow.source.name": "lit-d2l", **self._initial_tags, **owner_tags()}
+            run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
+            self._client, self._run_id = client, run.info.run_id
+            self.status = RunStatus.to_string(RunStatus.RUNNING)
+        self._heartbeat = Heartbeat(self.tracking_uri, self._run_id)
+
+    def _continue_run(self, client: MlflowClient, run_id: str) -> None:
+        """Take over an existing run: this process becomes its owner; what it stored is not written again."""
+        run = client.get_run(run_id)
+        if run.info.status != "RUNNING":
+            self._status_before_resume = run.info.status
+        self._resumed = True
+        self._logged_params = dict(run.data.params)
+        self._stored_up_to = {
+            key: max(m.step for m in client.get_metric_history(run_id, key)) for key in run.data.metrics
+        }
+        client.update_run(run_id, status="RUNNING")
+        for key, value in {**self._initial_tags, **owner_tags()}.items():
+            client.set_tag(run_id, key, value)
+        self._client, self._run_id = client, run_id
+        self.status = "RUNNING"
 
 
 def _read_values(pending: list[tuple[str, float | Tensor, int, int]]) -> list[tuple[str, float, int, int]]:

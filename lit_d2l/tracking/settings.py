@@ -14,9 +14,11 @@ class TrackingSettings:
         uri: tracking store; default $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.
         run_name: MLflow run name; MLflow picks one when unset.
         tags: extra run tags.
+        run_id: record into this existing run instead of a new one (set by ``--resume`` and sweeps).
     """
 
     experiment: str = "lit-d2l"
     uri: str | None = None
     run_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None

@@ -1,0 +1,97 @@
+"""Stopping on a signal without losing work: SIGTERM, SIGHUP, SIGINT (Ctrl-C) and SLURM's SIGUSR1.
+
+While a fit is training, a stop signal is only noted: the :class:`~lit_d2l.callbacks.GracefulStop`
+callback ends the current step, saves a checkpoint and raises :class:`Interrupted`, so
+``lit-d2l fit --resume RUN_ID`` continues exactly there. Anywhere else (or at a second signal) the
+signal raises :class:`Interrupted` at once. Either way the MLflow run ends KILLED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+#: Pre-emption (SIGTERM, SLURM's --signal=USR1@N), a closed terminal (SIGHUP), Ctrl-C (SIGINT).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT", "SIGUSR1") if hasattr(signal, name)
+)
+
+
+class Interrupted(SystemExit):
+    """A run stopped by a signal. A SystemExit, so Lightning passes it through unchanged."""
+
+    def __init__(self, signum: int, step: int | None = None, checkpoint: str | None = None) -> None:
+        super().__init__(128 + signum)
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        self.run_id: str | None = None  # the MLflow run it stopped, once known
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    def __str__(self) -> str:
+        where = f" at step {self.step}" if self.step is not None else ""
+        saved = f"; checkpoint {self.checkpoint}" if self.checkpoint else ""
+        run = f"; MLflow run {self.run_id} is KILLED" if self.run_id else ""
+        hint = f"; continue it with: lit-d2l fit --resume {self.run_id}" if self.run_id and self.checkpoint else ""
+        return f"interrupted by {self.signal_name}{where}{saved}{run}{hint}"
+
+
+class _State:
+    graceful = 0  # fits currently able to stop at a step boundary
+    requested: int | None = None  # the signal waiting to be acted on
+
+
+def requested() -> int | None:
+    """The stop signal received while a fit could stop gracefully, if any."""
+    return _State.requested
+
+
+def enter_graceful() -> None:
+    """A fit that can stop at a step boundary starts: stop signals are noted, not raised."""
+    _State.graceful += 1
+
+
+def leave_graceful() -> None:
+    _State.graceful = max(0, _State.graceful - 1)
+
+
+def take_requested() -> int | None:
+    """The pending stop signal, cleared; the caller stops (e.g. raises :class:`Interrupted`)."""
+    signum, _State.requested = _State.requested, None
+    return signum
+
+
+def raise_if_requested() -> None:
+    """Act on a stop signal that arrived while a fit was finishing on its own."""
+    signum = take_requested()
+    if signum is not None:
+        raise Interrupted(signum)
+
+
+def _handle(signum: int, frame: Any) -> None:
+    if _State.graceful and _State.requested is None:
+        _State.requested = signum
+        return
+    _State.requested = None
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_handled() -> Iterator[None]:
+    """Install the handlers for the block (main thread only), then restore the previous ones."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _handle)
+    _State.requested = None
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,94 @@
+"""``lit-d2l fit --resume RUN_ID``: continue an interrupted fit in the same MLflow run.
+
+The run's own config (its ``config.yaml`` artifact) is used unless ``--config`` is given; its
+newest checkpoint (saved at the exact step on SIGTERM/SIGHUP/Ctrl-C, else the last epoch's) is
+restored; the logger takes the run over and skips values the run already stored, so its metric
+history has every step once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
+from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.tracking.logger import flatten
+from lit_d2l.tracking.run_record import CONFIG_ARTIFACT, config_params
+from lit_d2l.tracking.runs import StoredRun, config_of, owner_of, stored_run
+from lit_d2l.tracking.store import resolve_tracking_uri
+
+#: Settings a resumed run must keep: anything that changes what is computed.
+FIXED_SECTIONS = ("model", "data", "seed_everything", "optimizer", "lr_scheduler")
+
+
+def pop_option(args: list[str], name: str) -> tuple[str | None, list[str]]:
+    """Remove ``name VALUE`` / ``name=VALUE`` from ``args``; return (VALUE, the rest)."""
+    rest: list[str] = []
+    value: str | None = None
+    items = iter(args)
+    for item in items:
+        if item == name:
+            value = next(items, None)
+            if value is None:
+                raise ConfigError(f"{name} needs a value (a run id printed by lit-d2l)")
+        elif item.startswith(name + "="):
+            value = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+    return value, rest
+
+
+def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The ``fit`` arguments that continue run ``run_id``, and the params it recorded."""
+    uri_arg, _ = pop_option(args, "--tracking.uri")
+    uri = resolve_tracking_uri(uri_arg)
+    run = stored_run(uri, run_id)
+    _check_resumable(run)
+    checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
+    if checkpoint is None:
+        raise UserError(
+            f"run {run_id} saved no checkpoint to resume from (it stopped before its first step, or its "
+            f"checkpoints were deleted); start it again with lit-d2l fit"
+        )
+    if not any(arg == "--config" or arg.startswith("--config=") for arg in args):
+        config = config_of(uri, run_id, CONFIG_ARTIFACT)
+        if config is None:
+            raise UserError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact: give its config with --config")
+        args = ["--config", str(config), *args]
+    where = ["--tracking.uri", uri, "--tracking.experiment", run.experiment, "--tracking.run_id", run_id]
+    return [*args, "--ckpt_path", str(checkpoint), *where], run.params
+
+
+def _check_resumable(run: StoredRun) -> None:
+    if run.tags.get("lit_d2l.kind") == "sweep":
+        raise UserError(f"run {run.run_id} is a sweep's parent run: resume it with lit-d2l ablate SPEC")
+    if run.status == "FINISHED":
+        raise UserError(f"run {run.run_id} is already FINISHED: nothing to resume; start a new fit instead")
+    if run.status == "RUNNING":
+        owner = owner_of(run) or "an unknown process"
+        raise UserError(
+            f"run {run.run_id} is still running ({owner}); stop it first (SIGTERM saves a checkpoint), then resume"
+        )
+
+
+def latest_checkpoint(directory: str | None) -> Path | None:
+    """The newest ``*.ckpt`` in ``directory`` (an interrupt's checkpoint, else the last epoch's)."""
+    if not directory or not Path(directory).is_dir():
+        return None
+    checkpoints = sorted(Path(directory).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return checkpoints[-1] if checkpoints else None
+
+
+def check_same_settings(config: dict[str, Any], recorded: dict[str, str]) -> None:
+    """Refuse a resume whose model, data, seed or optimizer settings differ from what the run recorded."""
+    changed = [
+        f"{key} was {recorded[key]}, now {value}"
+        for key, value in flatten(config_params(config)).items()
+        if key.split(".")[0] in FIXED_SECTIONS and key in recorded and recorded[key] != str(value)[:6000]
+    ]
+    if changed:
+        raise ConfigError(
+            f"a resumed run must keep its settings: {'; '.join(changed[:3])} "
+            "(drop those overrides, or start a new run with lit-d2l fit)"
+        )

@@ -1,0 +1,97 @@
+"""Single runs read back from the store: for ``--resume`` and for ``lit-d2l runs``."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.errors import UserError
+from lit_d2l.tracking.liveness import OWNER_TAG, STALE_TAG, close_stale_once, stale_reason
+from lit_d2l.tracking.store import check_store
+
+
+@dataclass
+class StoredRun:
+    """What lit-d2l needs to know about one recorded run."""
+
+    run_id: str
+    experiment: str
+    name: str
+    status: str
+    start_time: int
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    stale: str | None = None  # why a RUNNING run's process is gone
+
+    @property
+    def started(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.start_time / 1000))
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on a checked store, after closing the runs whose process is gone."""
+    check_store(uri)
+    close_stale_once(uri)
+    return MlflowClient(uri)
+
+
+def stored_run(uri: str, run_id: str) -> StoredRun:
+    """The run ``run_id`` in the store at ``uri``; one clear error if there is none."""
+    client = open_store(uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no run {run_id!r} in {uri}: give a run id printed by lit-d2l (see lit-d2l runs)") from None
+    return _stored(client, run, {})
+
+
+def config_of(uri: str, run_id: str, artifact: str) -> Path | None:
+    """Download one artifact file of a run (e.g. its config.yaml); None if it has none."""
+    try:
+        return Path(MlflowClient(uri).download_artifacts(run_id, artifact, tempfile.mkdtemp(prefix="lit-d2l-")))
+    except (MlflowException, OSError):
+        return None
+
+
+def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False, limit: int = 50) -> list[StoredRun]:
+    """Newest runs first; ``stale_only`` keeps the runs lit-d2l closed because their process was gone."""
+    client = open_store(uri)
+    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    if experiment is not None:
+        experiments = [e for e in experiments if e.name == experiment]
+        if not experiments:
+            raise UserError(f"no experiment {experiment!r} in {uri}")
+    if not experiments:
+        return []
+    names = {e.experiment_id: e.name for e in experiments}
+    runs = client.search_runs(
+        list(names),
+        filter_string=f"tags.`{STALE_TAG}` LIKE '%'" if stale_only else "",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return [_stored(client, run, names) for run in runs]
+
+
+def _stored(client: MlflowClient, run: Run, names: dict[str, str]) -> StoredRun:
+    experiment = names.get(run.info.experiment_id) or client.get_experiment(run.info.experiment_id).name
+    return StoredRun(
+        run_id=run.info.run_id,
+        experiment=experiment,
+        name=run.info.run_name or "",
+        status=run.info.status,
+        start_time=run.info.start_time or 0,
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        stale=stale_reason(run) if run.info.status == "RUNNING" else None,
+    )
+
+
+def owner_of(run: StoredRun) -> str:
+    return run.tags.get(OWNER_TAG, "")
