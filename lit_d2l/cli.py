@@ -85,4 +85,3 @@ def run(argv: list[str]) -> int:
     raise UserError(
         f"unknown command {command!r}; choose one of: fit, validate, test, cv, ablate, report, ui, plot-activations"
     )
-

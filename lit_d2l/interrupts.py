@@ -9,6 +9,7 @@ signal raises :class:`Interrupted` at once. Either way the MLflow run ends KILLE
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ class Interrupted(SystemExit):
 class _State:
     graceful = 0  # fits currently able to stop at a step boundary
     requested: int | None = None  # the signal waiting to be acted on
+    forwarded = False  # a SIGTERM we sent ourselves, so that Lightning stops at the step boundary
 
 
 def requested() -> int | None:
@@ -61,7 +63,7 @@ def leave_graceful() -> None:
 
 def take_requested() -> int | None:
     """The pending stop signal, cleared; the caller stops (e.g. raises :class:`Interrupted`)."""
-    signum, _State.requested = _State.requested, None
+    signum, _State.requested, _State.forwarded = _State.requested, None, False
     return signum
 
 
@@ -73,10 +75,19 @@ def raise_if_requested() -> None:
 
 
 def _handle(signum: int, frame: Any) -> None:
-    if _State.graceful and _State.requested is None:
-        _State.requested = signum
-        return
-    _State.requested = None
+    """During a fit, note the signal and make sure Lightning sees a SIGTERM (it stops the loop at the next
+    step boundary, on every DDP rank); anywhere else, or at a second signal, stop now."""
+    if _State.graceful:
+        if _State.requested is None:
+            _State.requested = signum
+            if signum != signal.SIGTERM:
+                _State.forwarded = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+        if _State.forwarded and signum == signal.SIGTERM:
+            _State.forwarded = False
+            return
+    _State.requested, _State.forwarded = None, False
     raise Interrupted(signum)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 
 def quiet_third_party() -> None:
-    """A deprecation inside Lightning itself, printed on every run."""
+    """A deprecation inside Lightning itself, printed on every run; MLflow's progress bar per artifact download."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

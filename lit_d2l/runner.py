@@ -8,6 +8,7 @@ with extra overrides.
 from __future__ import annotations
 
 import re
+import signal
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_d2l import interrupts
 from lit_d2l.callbacks import Diverged, GracefulStop
@@ -272,11 +274,12 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
             trainer.test(model, datamodule=data, **checkpoint)
     except Diverged as exc:  # a result, recorded by the guard's tags; the run ended FINISHED
         diverged = exc
-    except interrupts.Interrupted as exc:
+    except (interrupts.Interrupted, SIGTERMException) as exc:
+        stop = exc if isinstance(exc, interrupts.Interrupted) else _interrupted(trainer)
         if logger is not None:
             logger.finalize("failed")  # KILLED
-            exc.run_id = logger.version
-        raise
+            stop.run_id = logger.version
+        raise stop from None
     except UserError:  # bad input found late (e.g. a data file): record nothing
         if logger is not None:
             logger.abandon()
@@ -301,6 +304,13 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
     if diverged is not None:
         result.outcome, result.diverged_at_step = "diverged", diverged.step
     return result
+
+
+def _interrupted(trainer: L.Trainer) -> interrupts.Interrupted:
+    """Lightning's SIGTERM stop, as lit-d2l's :class:`Interrupted` with the signal and the checkpoint saved."""
+    stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
+    checkpoint = str(stop.checkpoint) if stop is not None and stop.checkpoint else None
+    return interrupts.Interrupted(interrupts.take_requested() or signal.SIGTERM, trainer.global_step, checkpoint)
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_d2l import interrupts
 
@@ -13,15 +14,18 @@ CHECKPOINT_DIR_TAG = "lit_d2l.checkpoint_dir"
 
 
 class GracefulStop(L.Callback):
-    """After a stop signal, the current step completes, a checkpoint is saved and :class:`Interrupted` is raised.
+    """On a stop signal the current step completes, a checkpoint is saved and the fit ends KILLED.
 
-    The checkpoint holds the exact step (model, optimizer, loops, the data iterator's position),
-    so ``lit-d2l fit --resume RUN_ID`` continues with the next step. Under DDP the ranks agree on
-    stopping at the same step.
+    Lightning's own SIGTERM handling stops its loop between two steps (on every DDP rank); lit-d2l's
+    signal handler turns SIGHUP, SIGINT and SIGUSR1 into that SIGTERM during a fit. The checkpoint is
+    then saved here, holding the exact step (model, optimizer, loops, the data iterator's position),
+    so ``lit-d2l fit --resume RUN_ID`` continues with the next step.
     """
 
     def __init__(self) -> None:
         self._active = False
+        self.checkpoint: Path | None = None
+        self.step: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         interrupts.enter_graceful()
@@ -30,24 +34,24 @@ class GracefulStop(L.Callback):
         if callable(set_tags):  # where --resume finds this run's checkpoints
             set_tags({CHECKPOINT_DIR_TAG: str(checkpoint_dir(trainer).resolve())})
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        signum = interrupts.requested()
-        if trainer.world_size > 1:
-            stop = trainer.strategy.reduce_boolean_decision(signum is not None, all=False)
-            signum = signum or (interrupts.STOP_SIGNALS[0] if stop else None)
-        if signum is None:
-            return
-        interrupts.take_requested()
-        self._leave()
-        path = checkpoint_dir(trainer) / f"interrupted-step={trainer.global_step}.ckpt"
-        trainer.save_checkpoint(path)
-        raise interrupts.Interrupted(signum, step=trainer.global_step, checkpoint=str(path))
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        # Only where Lightning installed no SIGTERM handler of its own (e.g. on Windows).
+        if interrupts.requested() is not None and not trainer.received_sigterm:
+            self._save(trainer)
+            raise interrupts.Interrupted(interrupts.take_requested() or 15, trainer.global_step, str(self.checkpoint))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._leave()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and self._active:
+            self._save(trainer)
         self._leave()
+
+    def _save(self, trainer: L.Trainer) -> None:
+        self.step = trainer.global_step
+        self.checkpoint = checkpoint_dir(trainer) / f"interrupted-step={trainer.global_step}.ckpt"
+        trainer.save_checkpoint(self.checkpoint)
 
     def _leave(self) -> None:
         if self._active:

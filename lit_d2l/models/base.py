@@ -74,6 +74,8 @@ class D2LModule(L.LightningModule):
         self.train_data_loss = MeanMetric(nan_strategy="disable")  # L alone, when a penalty is on
         self.val_loss = MeanMetric(nan_strategy="disable")
         self.test_loss = MeanMetric(nan_strategy="disable")
+        for running in (self.train_loss, self.train_data_loss):  # in checkpoints: a fit resumed mid-epoch
+            running.persistent(True)  # continues its epoch's mean
         self.built = False
 
     # -- the model ----------------------------------------------------------------------------

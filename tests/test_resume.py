@@ -1,0 +1,92 @@
+"""Interrupt a fit with a real signal, resume it with --resume: the same MLflow run, every step once."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.cli import main
+from lit_d2l.interrupts import Interrupted, stop_signals_handled
+from lit_d2l.resume import check_same_settings, resume_args
+from lit_d2l.runner import build, execute, run_configured
+from tests.conftest import linear_fit_args
+
+EPOCHS = ["--trainer.max_epochs", "4", "--trainer.log_every_n_steps", "1", "--seed_everything", "3"]
+
+
+class SignalAtStep(L.Callback):
+    """Sends this process a real signal once training reaches ``step``."""
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM) -> None:
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+def _params(cli) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in cli.model.state_dict().items()}
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signalled_fit_resumes_in_the_same_run_with_every_step_once(tracking_uri, client, experiment, signum):
+    args = linear_fit_args(tracking_uri, experiment, *EPOCHS)
+    whole = build("fit", args)
+    execute(whole, "fit")
+
+    with stop_signals_handled(), pytest.raises(Interrupted) as stopped:
+        run_configured("fit", args, callbacks=[SignalAtStep(45, signum)])
+    run_id = stopped.value.run_id
+    assert stopped.value.step == 45 and stopped.value.signum == signum
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert "--resume" in str(stopped.value)
+
+    resumed_args, recorded = resume_args(run_id, ["--tracking.uri", tracking_uri, *EPOCHS[2:]])
+    resumed = build("fit", resumed_args)
+    check_same_settings(resumed.config.as_dict(), recorded)
+    result = execute(resumed, "fit")
+
+    assert result.run_id == run_id and client.get_run(run_id).info.status == "FINISHED"
+    for name, value in _params(whole).items():
+        torch.testing.assert_close(_params(resumed)[name], value, atol=1e-6, rtol=0)
+    for key in ("train/loss", "train/loss_epoch", "val/loss"):
+        history, reference = _history(client, run_id, key), _history(client, whole.logger.version, key)
+        assert [step for step, _ in history] == [step for step, _ in reference], key  # every step once
+        assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
+
+
+def test_resume_refuses_a_finished_run_and_changed_settings(tracking_uri, client, experiment, capsys):
+    args = linear_fit_args(tracking_uri, experiment, *EPOCHS)
+    with stop_signals_handled(), pytest.raises(Interrupted) as stopped:
+        run_configured("fit", args, callbacks=[SignalAtStep(5)])
+    run_id = stopped.value.run_id
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--resume", run_id, "--tracking.uri", tracking_uri, "--model.lr", "0.5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lit-d2l: error: a resumed run must keep its settings: model.lr was 0.03, now 0.5")
+    assert len(err.splitlines()) == 1
+    assert client.get_run(run_id).info.status == "KILLED"  # untouched by the refused resume
+
+    with pytest.raises(SystemExit) as exit_:  # without --config: the run's own config.yaml
+        main(["fit", "--resume", run_id, "--tracking.uri", tracking_uri, *QUIET])
+    assert exit_.value.code == 0
+    assert client.get_run(run_id).info.status == "FINISHED"
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--resume", run_id, "--tracking.uri", tracking_uri])
+    assert exit_.value.code == 2
+    assert "already FINISHED" in capsys.readouterr().err
+
+
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
