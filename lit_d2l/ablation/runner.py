@@ -1,20 +1,19 @@
 """``lit-d2l ablate``: run every arm × seed of a sweep as a child of one MLflow parent run.
 
 Each pair is an ordinary ``fit`` built through the same config path (base YAML + dotted
-overrides). Re-running the same spec resumes: pairs that already have a FINISHED child are
-skipped, and children left RUNNING by a killed process are closed as KILLED first, so a sweep
-ends with exactly one FINISHED child per pair. A diverging arm is a result (tagged
-``outcome=diverged``); a failing arm is reported and the others go on.
+overrides). Every pair is claimed before it runs (:mod:`lit_d2l.tracking.sweeps`), so a pair is
+FINISHED exactly once whatever else runs: re-running the spec resumes (FINISHED pairs are skipped,
+runs whose process is gone are closed as KILLED), and two processes on one spec share the work.
+A diverging arm is a result (tagged ``outcome=diverged``); a failing arm, or one whose worker
+process died, is reported and the others go on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,12 +22,14 @@ import torch
 from lit_d2l.ablation.report import summary_table
 from lit_d2l.ablation.spec import Arm, SweepSpec
 from lit_d2l.ablation.stability import stability_figures
+from lit_d2l.ablation.workers import supervise
 from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
 from lit_d2l.errors import UserError
 from lit_d2l.noise import quiet_third_party
 from lit_d2l.runner import check_args, run_configured
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
+from lit_d2l.tracking.logger import ensure_experiment
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child, claim
 
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -39,7 +40,7 @@ class PairOutcome:
 
     arm: str
     seed: int
-    outcome: str  # finished | diverged | failed
+    outcome: str  # finished | diverged | failed | skipped (claimed by another process)
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
@@ -52,6 +53,7 @@ class SweepResult:
     sweep_id: str
     skipped: int
     outcomes: list[PairOutcome]
+    status: str = "FINISHED"  # of the parent run; RUNNING while another process still works on it
 
     @property
     def failed(self) -> list[PairOutcome]:
@@ -68,6 +70,9 @@ class _Task:
     tags: dict[str, str]
     max_grad_norm: float
     diagnostics_every: int
+    tracking_uri: str
+    experiment_id: str
+    run_name: str
 
 
 @dataclass
@@ -98,23 +103,24 @@ def run_sweep(
 
 
 def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print) -> SweepPlan:
-    """Check every arm parses, find (unless ``fresh``) or create the parent run, and list the pending pairs.
-
-    On resume, children left RUNNING by a killed process are closed as KILLED.
-    """
+    """Check every arm parses, join the sweep's live parent run or resume (unless ``fresh``) or create
+    one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
     for arm in spec.arms:  # every arm must parse before any run starts
         check_args([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
 
-    store = SweepStore(uri)
+    store = SweepStore(uri)  # closes runs whose process is gone
     sweep_id = spec.sweep_id
-    parent_id = None if fresh else store.find_parent(spec.name, sweep_id)
-    done: set[tuple[str, int]] = set()
-    if parent_id is not None:
-        children = store.children(store.client.get_run(parent_id))
-        closed = store.close_stale(children)
-        done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
-        echo(f"resuming sweep {sweep_id}: {len(done)} of {len(spec.pairs())} pairs done, {closed} stale runs closed")
+    experiment_id = ensure_experiment(store.client, spec.name, uri)
+    store.close_stale(experiment_id)  # runs of killed processes, even ones that died after this process started
+    parent_id, joined = _parent_run(store, spec, experiment_id, fresh)
+    children = store.children(store.client.get_run(parent_id))
+    done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
+    elsewhere = {(c.arm, c.seed) for c in children if c.live}
+    if joined:
+        echo(f"joining sweep {sweep_id}, running in another process: {len(elsewhere)} pairs running there")
+    elif done or children:
+        echo(f"resuming sweep {sweep_id}: {len(done)} of {len(spec.pairs())} pairs done")
     parent = TrackingLogger(
         experiment_name=spec.name,
         tracking_uri=uri,
@@ -123,28 +129,56 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         run_id=parent_id,
     )
     with _failed_on_error(parent):
-        if parent_id is None:
+        if not children and not joined:
             _describe_sweep(parent, spec)
         parent.flush()
         tasks = [
             _Task(
                 arm=arm.key,
                 seed=seed,
-                args=[*QUIET_TRAINER, *spec.fit_args(arm, seed), *where, "--tracking.run_name", _run_name(arm, seed)],
-                tags={
-                    PARENT_TAG: parent.run_id,
-                    SWEEP_TAG: sweep_id,
-                    "arm": arm.key,
-                    "arm_settings": arm.settings_json,
-                    "seed": str(seed),
-                },
+                args=[*QUIET_TRAINER, *spec.fit_args(arm, seed), *where],
+                tags={SWEEP_TAG: sweep_id, "arm": arm.key, "arm_settings": arm.settings_json, "seed": str(seed)},
                 max_grad_norm=spec.max_grad_norm,
                 diagnostics_every=spec.diagnostics_every,
+                tracking_uri=uri,
+                experiment_id=experiment_id,
+                run_name=_run_name(arm, seed),
             )
             for arm, seed in spec.pairs()
-            if (arm.key, seed) not in done
+            if (arm.key, seed) not in done | elsewhere
         ]
+        for task in tasks:
+            task.tags[PARENT_TAG] = parent.run_id
     return SweepPlan(spec, store, parent, skipped=len(done), tasks=tasks)
+
+
+def _parent_run(store: SweepStore, spec: SweepSpec, experiment_id: str, fresh: bool) -> tuple[str, bool]:
+    """(The parent run to record into, whether another live process runs it.)
+
+    A sweep a live process is running is joined; else the newest parent is resumed; else (or with
+    ``fresh``) a new one is claimed, so two processes starting the same sweep at once share one parent.
+    """
+    if not fresh:
+        live = store.live_parents(spec.name, spec.sweep_id)
+        if live:
+            return live[0].info.run_id, True
+        newest = store.find_parent(spec.name, spec.sweep_id)
+        if newest is not None:
+            return newest, False
+    tags = {KIND_TAG: "sweep", SWEEP_TAG: spec.sweep_id}
+    if fresh:
+        return store.start_run(experiment_id, spec.sweep_id, tags), False
+
+    def rivals(mine: str | None) -> list[Child]:
+        return [as_child(run) for run in store.live_parents(spec.name, spec.sweep_id) if run.info.run_id != mine]
+
+    mine, _ = claim(lambda: store.start_run(experiment_id, spec.sweep_id, tags), rivals, store.client.delete_run)
+    if mine is not None:
+        return mine, False
+    live = store.live_parents(spec.name, spec.sweep_id)
+    if not live:
+        raise UserError(f"sweep {spec.sweep_id}: could not start or join its parent run; run the command again")
+    return live[0].info.run_id, True
 
 
 def run_pairs(plan: SweepPlan, workers: int = 1, echo: Callable[[str], None] = print) -> list[PairOutcome]:
@@ -154,7 +188,10 @@ def run_pairs(plan: SweepPlan, workers: int = 1, echo: Callable[[str], None] = p
 
 
 def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[str], None] = print) -> SweepResult:
-    """Log the summary table on the parent and end it: FINISHED once every pair has a FINISHED child."""
+    """Log the summary table on the parent and end it: FINISHED once every pair has a FINISHED child.
+
+    While another process still runs pairs of the sweep, the parent stays open: the last one ends it.
+    """
     spec, parent, store = plan.spec, plan.parent, plan.store
     with _failed_on_error(parent):
         children = store.children(store.client.get_run(parent.run_id))
@@ -162,9 +199,17 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
         parent.log_text(table, "summary.md")
         finished = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
         complete = finished >= {(arm.key, seed) for arm, seed in spec.pairs()}
-    parent.finalize("success" if complete else "failed")
+        elsewhere = [c for c in children if c.live]
     echo(table)
-    return SweepResult(parent.run_id, spec.sweep_id, skipped=plan.skipped, outcomes=outcomes)
+    result = SweepResult(parent.run_id, spec.sweep_id, skipped=plan.skipped, outcomes=outcomes)
+    if elsewhere and not complete:
+        parent.flush()
+        echo(f"{len(elsewhere)} pairs still running in another process ({elsewhere[0].owner}); it ends the sweep")
+        result.status = "RUNNING"
+        return result
+    parent.finalize("success" if complete else "failed")
+    result.status = parent.status or "FAILED"
+    return result
 
 
 def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
@@ -222,39 +267,31 @@ def _run_tasks_quietly(tasks: list[_Task], workers: int, echo: Callable[[str], N
     def report(outcome: PairOutcome) -> None:
         outcomes.append(outcome)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
-        detail = outcome.error if outcome.outcome == "failed" else shown
+        detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
         echo(f"[{len(outcomes)}/{len(tasks)}] {outcome.arm} seed {outcome.seed}: {outcome.outcome} {detail}")
 
     if workers == 1 or len(tasks) <= 1:
         for task in tasks:
             report(_run_task(task))
         return outcomes
-    context = multiprocessing.get_context("spawn")
-    devices = context.Queue()
     gpus = _gpu_count()
-    for worker in range(workers):
-        devices.put(worker % gpus if gpus else None)
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(devices, workers)
-    ) as pool:
-        futures = [pool.submit(_run_task, task) for task in tasks]
-        try:
-            for future in as_completed(futures):
-                report(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
+
+    def died(task: _Task, how: str) -> PairOutcome:
+        SweepStore(task.tracking_uri).close_stale(task.experiment_id)  # its run, left RUNNING
+        return PairOutcome(task.arm, task.seed, "failed", error=how)
+
+    supervise(tasks, settings, _run_task, report, died, _init_worker)
     return outcomes
 
 
 _worker_device: int | None = None
 
 
-def _init_worker(devices, workers: int) -> None:
+def _init_worker(setting: tuple[int | None, int]) -> None:
     """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads."""
     global _worker_device
-    _worker_device = devices.get()
+    _worker_device, workers = setting
     quiet_third_party()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -263,6 +300,7 @@ def _init_worker(devices, workers: int) -> None:
 
 
 def _run_task(task: _Task) -> PairOutcome:
+    """Claim the pair, then fit it in the claimed run (or report it taken by another process)."""
     args, device = list(task.args), "cpu"
     if _worker_device is not None:
         args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
@@ -272,7 +310,12 @@ def _run_task(task: _Task) -> PairOutcome:
         callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every))
     callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
     try:
-        result = run_configured("fit", args, tags={**task.tags, "device": device}, callbacks=callbacks)
+        store = SweepStore(task.tracking_uri)
+        tags = {**task.tags, "device": device}
+        run_id, taken = store.claim_pair(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags)
+        if run_id is None:
+            return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
+        result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
     except Exception as exc:  # a failing arm is reported; the sweep goes on
         return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
     assert result is not None

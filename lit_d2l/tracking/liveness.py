@@ -62,7 +62,12 @@ def owner_tags() -> dict[str, str]:
 
 def stale_reason(run: Run, now: float | None = None) -> str | None:
     """Why a RUNNING run's process is gone, or None if it may be alive (or its owner is unknown)."""
-    owner = Owner.parse(run.data.tags.get(OWNER_TAG, ""))
+    return owner_gone(run.data.tags, run.info.start_time or 0, now)
+
+
+def owner_gone(tags: dict[str, str], start_time_ms: int, now: float | None = None) -> str | None:
+    """:func:`stale_reason` from a run's tags and start time."""
+    owner = Owner.parse(tags.get(OWNER_TAG, ""))
     if owner is None:  # not started by lit-d2l: nothing to go on
         return None
     if owner.host == socket.gethostname():
@@ -73,8 +78,8 @@ def stale_reason(run: Run, now: float | None = None) -> str | None:
             return f"its process ({owner.describe()}) is gone; the pid now belongs to another process"
         return None
     limit = float(os.environ.get("LIT_D2L_STALE_AFTER_S", STALE_AFTER_S))
-    beat = run.data.tags.get(HEARTBEAT_TAG)
-    last = float(beat) if beat and beat.isdigit() else run.info.start_time / 1000
+    beat = tags.get(HEARTBEAT_TAG)
+    last = float(beat) if beat and beat.isdigit() else start_time_ms / 1000
     age = (now or time.time()) - last
     if age > limit:
         return f"no heartbeat from {owner.describe()} for {age:.0f} s (limit {limit:.0f} s)"

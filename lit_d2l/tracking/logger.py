@@ -19,6 +19,7 @@ import torch
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import Tensor
 
@@ -227,13 +228,7 @@ class TrackingLogger(Logger):
         check_store(self.tracking_uri)
         close_stale_once(self.tracking_uri)
         client = MlflowClient(self.tracking_uri)
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            self._experiment_id = client.create_experiment(
-                self.experiment_name, artifact_location=artifact_root(self.tracking_uri)
-            )
-        else:
-            self._experiment_id = experiment.experiment_id
+        self._experiment_id = ensure_experiment(client, self.experiment_name, self.tracking_uri)
         if self._resume_run_id is not None:
             self._continue_run(client, self._resume_run_id)
         else:
@@ -258,6 +253,20 @@ class TrackingLogger(Logger):
             client.set_tag(run_id, key, value)
         self._client, self._run_id = client, run_id
         self.status = "RUNNING"
+
+
+def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created (artifacts beside a SQLite store) if it does not exist yet."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(tracking_uri))
+    except MlflowException:  # another process created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def _read_values(pending: list[tuple[str, float | Tensor, int, int]]) -> list[tuple[str, float, int, int]]:

@@ -1,8 +1,17 @@
-"""Reading sweeps back from MLflow: the parent run, its children, and stale runs to close."""
+"""Sweeps in MLflow: the parent run, its children, and claims that run each arm × seed exactly once.
+
+MLflow has no compare-and-set, so a claim is made by creating a run and then reading: a process
+that sees another live claim on the same pair (or parent) backs off and deletes its own. Of two
+processes claiming at once at least one sees the other, so two can never both hold a pair; if
+both back off, both retry after a random pause.
+"""
 
 from __future__ import annotations
 
+import random
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
+from lit_d2l.tracking.liveness import close_stale_once, close_stale_runs, owner_gone, owner_tags
 from lit_d2l.tracking.store import check_store, resolve_tracking_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -29,6 +39,16 @@ class Child:
     outcome: str
     metrics: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
+    start_time: int = 0
+
+    @property
+    def live(self) -> bool:
+        """RUNNING in a process that is still there."""
+        return self.status == "RUNNING" and owner_gone(self.tags, self.start_time) is None
+
+    @property
+    def owner(self) -> str:
+        return self.tags.get("lit_d2l.owner", "an unknown process")
 
 
 class SweepStore:
@@ -37,6 +57,7 @@ class SweepStore:
     def __init__(self, tracking_uri: str | None = None) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         check_store(self.tracking_uri)
+        close_stale_once(self.tracking_uri)
         self.client = MlflowClient(self.tracking_uri)
 
     def find_parent(self, experiment: str, sweep_id: str) -> str | None:
@@ -77,29 +98,54 @@ class SweepStore:
         return runs[0]
 
     def children(self, parent: Run) -> list[Child]:
-        runs = self.client.search_runs(
-            [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'"
-        )
-        return [
-            Child(
-                run_id=run.info.run_id,
-                arm=run.data.tags.get("arm", ""),
-                seed=int(run.data.tags.get("seed", 0)),
-                status=run.info.status,
-                outcome=run.data.tags.get("outcome", "finished" if run.info.status == "FINISHED" else "failed"),
-                metrics=dict(run.data.metrics),
-                tags=dict(run.data.tags),
-            )
-            for run in runs
-        ]
+        return self.children_of(parent.info.run_id, parent.info.experiment_id)
 
-    def close_stale(self, children: list[Child]) -> int:
-        """Runs left RUNNING by a killed process are KILLED; returns how many."""
-        stale = [c for c in children if c.status == "RUNNING"]
-        for child in stale:
-            self.client.set_terminated(child.run_id, "KILLED")
-            child.status = "KILLED"
-        return len(stale)
+    def close_stale(self, experiment_id: str) -> int:
+        """Runs of the experiment left RUNNING by a process that is gone are KILLED; returns how many."""
+        return len(close_stale_runs(self.client, [experiment_id]))
+
+    def live_parents(self, experiment: str, sweep_id: str) -> list[Run]:
+        """Parent runs of ``sweep_id`` that a live process is running, oldest first."""
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        runs = self.client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = 'sweep' "
+            "and attributes.status = 'RUNNING'",
+            order_by=["attributes.start_time ASC"],
+        )
+        return [run for run in runs if owner_gone(run.data.tags, run.info.start_time or 0) is None]
+
+    def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+        """A new RUNNING run owned by this process."""
+        tags = {"mlflow.source.name": "lit-d2l", **tags, **owner_tags()}
+        return self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    def claim_pair(
+        self, parent_id: str, experiment_id: str, run_name: str, tags: dict[str, str]
+    ) -> tuple[str | None, str]:
+        """Claim one arm × seed (``tags`` hold ``arm`` and ``seed``): (the new child run id, "") when this
+        process holds it, else (None, why not: FINISHED or running elsewhere)."""
+        pair = (tags["arm"], int(tags["seed"]))
+
+        def rivals(mine: str | None) -> list[Child]:
+            children = self.children_of(parent_id, experiment_id)
+            return [
+                c
+                for c in children
+                if (c.arm, c.seed) == pair and c.run_id != mine and (c.live or c.status == "FINISHED")
+            ]
+
+        return claim(
+            lambda: self.start_run(experiment_id, run_name, {**tags, PARENT_TAG: parent_id}),
+            rivals,
+            self.client.delete_run,
+        )
+
+    def children_of(self, parent_id: str, experiment_id: str) -> list[Child]:
+        runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
+        return [as_child(run) for run in runs]
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
@@ -109,3 +155,45 @@ class SweepStore:
 
     def download(self, run_id: str, path: str) -> Path:
         return Path(self.client.download_artifacts(run_id, path, tempfile.mkdtemp()))
+
+
+def as_child(run: Run) -> Child:
+    return Child(
+        run_id=run.info.run_id,
+        arm=run.data.tags.get("arm", ""),
+        seed=int(run.data.tags.get("seed", 0)),
+        status=run.info.status,
+        outcome=run.data.tags.get("outcome", "finished" if run.info.status == "FINISHED" else "failed"),
+        metrics=dict(run.data.metrics),
+        tags=dict(run.data.tags),
+        start_time=run.info.start_time or 0,
+    )
+
+
+def claim(
+    create: Callable[[], str],
+    rivals: Callable[[str | None], list[Child]],
+    delete: Callable[[str], None],
+    attempts: int = 6,
+) -> tuple[str | None, str]:
+    """Create a run that holds something (a pair) unless a rival holds it; see the module docstring.
+
+    ``rivals(mine)`` lists the other runs holding it (FINISHED, or RUNNING in a live process).
+    Returns (the run created, "") or (None, why not).
+    """
+    for attempt in range(attempts):
+        if held := _held(rivals(None)):
+            return None, held
+        mine = create()
+        if not rivals(mine):
+            return mine, ""
+        delete(mine)  # a rival claimed at the same time: back off, then look again
+        time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+    return None, _held(rivals(None)) or f"still contended after {attempts} attempts"
+
+
+def _held(rivals: list[Child]) -> str:
+    finished = [c for c in rivals if c.status == "FINISHED"]
+    if finished:
+        return f"already FINISHED in run {finished[0].run_id}"
+    return f"running in run {rivals[0].run_id} ({rivals[0].owner})" if rivals else ""
