@@ -29,6 +29,7 @@ class Child:
     outcome: str
     metrics: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
+    start_time: int = 0  # ms since the epoch, as MLflow records it
 
 
 class SweepStore:
@@ -89,6 +90,7 @@ class SweepStore:
                 outcome=run.data.tags.get("outcome", "finished" if run.info.status == "FINISHED" else "failed"),
                 metrics=dict(run.data.metrics),
                 tags=dict(run.data.tags),
+                start_time=run.info.start_time or 0,
             )
             for run in runs
         ]
