@@ -1,7 +1,7 @@
 """Sweep specs: a base config, a grid and/or explicit arms, seeds and the metrics to summarise.
 
 ```yaml
-name: overfitting                 # MLflow experiment of the sweep
+name: overfitting                 # MLflow experiment and reports/ folder: letters, digits, - _ .
 base: ../polynomial.yaml          # a `lit-d2l fit` config, relative to this file
 grid:                             # dotted keys -> values; every combination is an arm
   data.degree: [2, 4, 20]
@@ -11,7 +11,7 @@ arms:                             # optional explicit arms, combined with every 
 overrides: {trainer.max_epochs: 400}   # applied to every arm
 seeds: [0, 1, 2]                  # each arm runs once per seed (seed_everything and data.seed)
 metrics: [train/loss_epoch, val/loss]  # summarised as mean ± std over seeds
-axes: [data.degree, data.num_train]    # plotted along (default: the grid keys)
+axes: [data.degree, data.num_train]    # swept keys to plot along (default: the grid keys)
 diagnostics_every: 0              # > 0: per-layer gradient/weight/activation stats every N steps
 max_grad_norm: 1.0e6              # divergence bound
 stability_demo: false             # log D2L 5.4's numerical-stability figures on the parent run
