@@ -21,6 +21,8 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from lit_d2l.ablation.spec import canonical
+from lit_d2l.errors import UserError
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
 #: What each standard metric is, printed under the table so J and L are never mistaken for each other.
@@ -38,10 +40,10 @@ def summary_table(children: list[Child], metrics: list[str]) -> str:
     When runs logged ``train/loss_data`` (a penalty was on), it is shown beside ``train/loss_epoch``
     (J), and a legend says which loss is which.
     """
+    kept, duplicates = one_run_per_pair(children)
     by_arm: dict[str, list[Child]] = defaultdict(list)
-    for child in children:
-        if child.status == "FINISHED":
-            by_arm[child.arm].append(child)
+    for child in kept:
+        by_arm[child.arm].append(child)
     penalised = any("train/loss_data" in c.metrics for runs in by_arm.values() for c in runs)
     if penalised and "train/loss_epoch" in metrics and "train/loss_data" not in metrics:
         at = metrics.index("train/loss_epoch") + 1
@@ -59,7 +61,25 @@ def summary_table(children: list[Child], metrics: list[str]) -> str:
     legend = [f"- `{metric}`: {METRIC_MEANINGS[metric]}" for metric in metrics if metric in METRIC_MEANINGS]
     if penalised or len(legend) > 1:
         lines += ["", *legend]
+    if duplicates:
+        lines += [
+            "",
+            f"{duplicates} duplicate FINISHED run(s) of an arm × seed ignored (the earliest-started one counts).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def one_run_per_pair(children: list[Child]) -> tuple[list[Child], int]:
+    """One FINISHED child per arm × seed (the earliest-started), and how many duplicates were left out.
+
+    Two processes resuming one sweep at once can both finish a pair; counting both would weigh
+    that seed twice in the mean and report more seeds than the spec has.
+    """
+    finished = sorted((c for c in children if c.status == "FINISHED"), key=lambda c: (c.start_time, c.run_id))
+    kept: dict[tuple[str, int], Child] = {}
+    for child in finished:
+        kept.setdefault((child.arm, child.seed), child)
+    return list(kept.values()), len(finished) - len(kept)
 
 
 def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None) -> Path:
@@ -70,10 +90,10 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     metrics: list[str] = json.loads(params.get("sweep.metrics", '["val/loss"]'))
     axes: list[str] = json.loads(params.get("sweep.axes", "[]"))
     sweep_id = parent.data.tags.get("lit_d2l.sweep_id", parent.info.run_id)
-    out_dir = Path(out_dir or Path("reports") / sweep_id)
+    out_dir = Path(out_dir) if out_dir is not None else report_dir(Path("reports"), sweep_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     children = store.children(parent)
-    finished = [c for c in children if c.status == "FINISHED"]
+    finished, _ = one_run_per_pair(children)
 
     sections = [f"# Sweep {sweep_id}", "", f"Parent run `{parent.info.run_id}`; {len(finished)} finished runs.", ""]
     sections += [summary_table(children, metrics)]
@@ -96,22 +116,47 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     return out_dir / "report.md"
 
 
-def _plot_along_axis(children: list[Child], axis: str, metrics: list[str], out_dir: Path) -> Path | None:
-    """Each metric against ``axis``, one line per setting of every other swept key (seeds averaged)."""
-    points: dict[tuple, dict[Any, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+def report_dir(root: Path, sweep_id: str) -> Path:
+    """``root/<sweep id>``, with the id made a plain folder name: the store's tag never leads outside ``root``."""
+    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", sweep_id).lstrip(".") or "sweep"
+    path = root / folder
+    if path.parent.resolve() != root.resolve():
+        raise UserError(f"report folder {path} would be outside {root}; give --out")
+    return path
+
+
+def group_along_axis(children: list[Child], axis: str, metrics: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """For each setting of the other swept keys (a label), the values of ``axis`` in order, each with its
+    ``{label: value_text, metric: [values over seeds]}``. Values of any JSON type group by their canonical text.
+    """
+    points: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    others: dict[str, list[tuple[str, Any]]] = {}
+    values: dict[str, Any] = {}
     for child in children:
         if child.outcome == "diverged":
             continue
         settings = _settings(child)
         if axis not in settings:
             continue
-        group = tuple((k, v) for k, v in settings.items() if k != axis)
+        rest = [(k, v) for k, v in settings.items() if k != axis]
+        group, x = canonical(rest), canonical(settings[axis])
+        others[group], values[x] = rest, settings[axis]
         for metric in metrics:
             if metric in child.metrics:
-                points[group][settings[axis]][metric].append(child.metrics[metric])
-    if not points:
+                points[group][x][metric].append(child.metrics[metric])
+    result = []
+    for group in sorted(points, key=lambda g: tuple(_sortable(v) for _, v in others[g])):
+        label = ",".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in others[group])
+        xs = sorted(points[group], key=lambda x: _sortable(values[x]))
+        result.append((label, {_label(values[x]): points[group][x] for x in xs}))
+    return result
+
+
+def _plot_along_axis(children: list[Child], axis: str, metrics: list[str], out_dir: Path) -> Path | None:
+    """Each metric against ``axis``, one line per setting of every other swept key (seeds averaged)."""
+    ordered = group_along_axis(children, axis, metrics)
+    if not ordered:
         return None
-    ordered = sorted(points.items(), key=lambda item: tuple(_sortable(value) for _, value in item[0]))
     # Up to 6 settings share one panel (colour = setting, line style = metric); more get a panel each.
     panels = [ordered] if len(ordered) <= 6 else [[item] for item in ordered]
     columns = min(len(panels), 5)
@@ -122,13 +167,12 @@ def _plot_along_axis(children: list[Child], axis: str, metrics: list[str], out_d
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax, panel in zip(axes.flat, panels, strict=False):
-        for index, (group, by_value) in enumerate(panel):
-            xs = sorted(by_value, key=_sortable)
-            setting = ",".join(f"{k.split('.')[-1]}={v}" for k, v in group)
+        for index, (setting, by_value) in enumerate(panel):
+            xs = list(by_value)
             for style, metric in zip(["--", "-", ":", "-."], metrics, strict=False):
                 ys = [statistics.fmean(by_value[x][metric]) if by_value[x][metric] else math.nan for x in xs]
                 label = metric if len(panels) > 1 else f"{metric} {setting}"
-                ax.plot([str(x) for x in xs], ys, style, marker="o", color=colors[index % len(colors)], label=label)
+                ax.plot(xs, ys, style, marker="o", color=colors[index % len(colors)], label=label)
         if len(panels) > 1:
             ax.set_title(setting, fontsize=7)
         ax.set_yscale("log")
@@ -136,7 +180,7 @@ def _plot_along_axis(children: list[Child], axis: str, metrics: list[str], out_d
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=6 if len(panels) > 1 else 7, ncol=1 if len(panels) > 1 else 2)
     fig.suptitle(f"final metrics along {axis} (mean over seeds; diverged runs left out)")
-    return _save(fig, out_dir / f"along_{axis.replace('.', '_')}.png")
+    return _save(fig, out_dir / f"along_{re.sub(r'[^A-Za-z0-9_-]', '_', axis)}.png")
 
 
 def _first_seed_runs(children: list[Child]) -> list[Child]:
@@ -209,7 +253,19 @@ def _settings(child: Child) -> dict[str, Any]:
 
 
 def _sortable(value: Any) -> tuple:
-    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+    """Numbers numerically, then text, then lists (shorter first, then element by element), then mappings."""
+    if isinstance(value, (int, float)):
+        return (0, value, "", ())
+    if isinstance(value, list):
+        return (2, len(value), "", tuple(_sortable(v) for v in value))
+    if isinstance(value, dict):
+        return (3, 0, canonical(value), ())
+    return (1, 0, str(value), ())
+
+
+def _label(value: Any) -> str:
+    """A value as the arm key shows it: ``0.01``, ``relu``, ``[16, 16]``."""
+    return value if isinstance(value, str) else canonical(value)
 
 
 def _arm_sort_key(arm: str) -> tuple:

@@ -1,7 +1,7 @@
 """Sweep specs: a base config, a grid and/or explicit arms, seeds and the metrics to summarise.
 
 ```yaml
-name: overfitting                 # MLflow experiment of the sweep
+name: overfitting                 # MLflow experiment and reports/ folder: letters, digits, - _ .
 base: ../polynomial.yaml          # a `lit-d2l fit` config, relative to this file
 grid:                             # dotted keys -> values; every combination is an arm
   data.degree: [2, 4, 20]
@@ -11,7 +11,7 @@ arms:                             # optional explicit arms, combined with every 
 overrides: {trainer.max_epochs: 400}   # applied to every arm
 seeds: [0, 1, 2]                  # each arm runs once per seed (seed_everything and data.seed)
 metrics: [train/loss_epoch, val/loss]  # summarised as mean ± std over seeds
-axes: [data.degree, data.num_train]    # plotted along (default: the grid keys)
+axes: [data.degree, data.num_train]    # swept keys to plot along (default: the grid keys)
 diagnostics_every: 0              # > 0: per-layer gradient/weight/activation stats every N steps
 max_grad_norm: 1.0e6              # divergence bound
 stability_demo: false             # log D2L 5.4's numerical-stability figures on the parent run
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ _KNOWN_KEYS = {
     "stability_demo",
 }
 SEED_KEYS = ("seed_everything", "data.seed")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+# What an arm may set: the run's own config, never where it is recorded (tracking.*) or another --config.
+_SETTING_KEY = re.compile(
+    r"(model|data|trainer|optimizer|lr_scheduler)(\.[A-Za-z_][A-Za-z0-9_]*)+|optimizer|lr_scheduler|test_after_fit"
+)
+_MAX_SEED = 2**32 - 1  # seed_everything's bound (numpy's uint32)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     require(not unknown, f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(_KNOWN_KEYS))}")
     for required in ("name", "base"):
         require(required in raw, f"{path}: missing {required!r}")
+    name = _check_name(path, raw["name"])
     base = (path.parent / str(raw["base"])).resolve()
     require(base.is_file(), f"{path}: base config {raw['base']!r} not found (looked at {base})")
 
@@ -127,37 +135,114 @@ def load_spec(path: str | Path) -> SweepSpec:
         )
     for arm in explicit:
         require(isinstance(arm, dict) and arm, f"{path}: each arm must be a non-empty mapping, got {arm!r}")
-
-    seeds = raw.get("seeds", [0])
-    require(
-        isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds),
-        f"{path}: seeds must be a non-empty list of integers, got {seeds!r}",
-    )
-    metrics = raw.get("metrics", ["train/loss_epoch", "val/loss"])
-    require(isinstance(metrics, list) and all(isinstance(m, str) for m in metrics), f"{path}: metrics: list of names")
     overrides = raw.get("overrides") or {}
     require(isinstance(overrides, dict), f"{path}: overrides must map dotted keys to values")
+    for where, keys in [("grid", grid), *(("arms", arm) for arm in explicit), ("overrides", overrides)]:
+        for key in keys:
+            _check_setting_key(path, where, key)
+    both = sorted({k for arm in explicit for k in arm} & set(grid))
+    require(not both, f"{path}: {', '.join(both)} is both in grid and in arms; sweep each key in one place")
+
+    seeds = _check_seeds(path, raw.get("seeds", [0]))
+    metrics = raw.get("metrics", ["train/loss_epoch", "val/loss"])
+    require(
+        isinstance(metrics, list) and metrics and all(isinstance(m, str) and m for m in metrics),
+        f"{path}: metrics must be a non-empty list of metric names, got {metrics!r}",
+    )
 
     grid_points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())] or [{}]
     arms = [Arm(tuple({**extra, **point}.items())) for extra in (explicit or [{}]) for point in grid_points]
-    require(len({a.key for a in arms}) == len(arms), f"{path}: two arms have the same settings")
-    axes = raw.get("axes") or list(grid) or sorted({k for a in explicit for k in a})
+    distinct = {frozenset((k, canonical(v)) for k, v in a.settings) for a in arms}
+    require(len(distinct) == len(arms) == len({a.key for a in arms}), f"{path}: two arms have the same settings")
+    in_arms = sorted({k for a in explicit for k in a})
+    swept = [*grid, *in_arms]
+    axes = raw.get("axes") or list(grid) or in_arms
+    require(
+        isinstance(axes, list) and all(isinstance(a, str) and a in swept for a in axes),
+        f"{path}: axes must be a list of swept keys ({', '.join(swept)}), got {axes!r}",
+    )
+    diagnostics_every, max_grad_norm, stability_demo = _check_flags(path, raw)
+    return SweepSpec(
+        path=path.resolve(),
+        name=name,
+        base=base,
+        arms=arms,
+        seeds=list(seeds),
+        metrics=list(metrics),
+        axes=list(dict.fromkeys(axes)),
+        overrides=dict(overrides),
+        diagnostics_every=diagnostics_every,
+        max_grad_norm=max_grad_norm,
+        stability_demo=stability_demo,
+    )
+
+
+def canonical(value: Any) -> str:
+    """One string per value, equal for equal values (lists and mappings too): for grouping and comparing."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _check_name(path: Path, name: Any) -> str:
+    """The sweep name names an MLflow experiment and a folder under ``reports/``: letters, digits, ``-_.``."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        name = str(name)
+    require(
+        isinstance(name, str) and _SAFE_NAME.fullmatch(name) is not None,
+        f"{path}: name {name!r} is not a safe name: use up to 100 letters, digits, '-', '_' or '.',"
+        " not starting with '.' (it names a folder under reports/)",
+    )
+    return name
+
+
+def _check_setting_key(path: Path, where: str, key: Any) -> None:
+    """Arms and overrides set config keys such as ``model.lr``; seeds come from ``seeds:``."""
+    require(
+        isinstance(key, str) and _SETTING_KEY.fullmatch(key) is not None,
+        f"{path}: {where}: {key!r} is not a dotted config key such as model.lr, data.batch_size or"
+        " trainer.max_epochs (sections: model, data, trainer, optimizer, lr_scheduler; or test_after_fit)",
+    )
+    require(key not in SEED_KEYS, f"{path}: {where}: {key} is set from seeds:, list the seeds there instead")
+
+
+def _check_seeds(path: Path, seeds: Any) -> list[int]:
+    """A non-empty list of distinct integers that ``seed_everything`` accepts."""
+    require(
+        isinstance(seeds, list)
+        and len(seeds) > 0
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= _MAX_SEED for s in seeds),
+        f"{path}: seeds must be a non-empty list of integers from 0 to {_MAX_SEED}, got {seeds!r}",
+    )
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    require(not repeated, f"{path}: seeds must be distinct; repeated: {', '.join(map(str, repeated))}")
+    return list(seeds)
+
+
+def _check_flags(path: Path, raw: dict[str, Any]) -> tuple[int, float, bool]:
+    """``diagnostics_every`` an integer >= 0, ``max_grad_norm`` a number > 0, ``stability_demo`` true/false."""
+    every = _number(raw.get("diagnostics_every", 0), int)
+    require(
+        every is not None and every >= 0,
+        f"{path}: diagnostics_every must be an integer >= 0 (0 = off), got {raw.get('diagnostics_every')!r}",
+    )
+    bound = _number(raw.get("max_grad_norm", 1e6), float)
+    require(
+        bound is not None and bound > 0, f"{path}: max_grad_norm must be a number > 0, got {raw.get('max_grad_norm')!r}"
+    )
+    demo = raw.get("stability_demo", False)
+    require(isinstance(demo, bool), f"{path}: stability_demo must be true or false, got {demo!r}")
+    assert every is not None and bound is not None
+    return int(every), float(bound), demo
+
+
+def _number(value: Any, kind: type) -> Any:
+    """``value`` as ``kind``, or None; YAML 1.1 reads ``1.0e4`` (no exponent sign) as a string, so strings count."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
     try:
-        return SweepSpec(
-            path=path.resolve(),
-            name=str(raw["name"]),
-            base=base,
-            arms=arms,
-            seeds=list(seeds),
-            metrics=list(metrics),
-            axes=list(axes),
-            overrides=dict(overrides),
-            diagnostics_every=int(raw.get("diagnostics_every", 0)),
-            max_grad_norm=float(raw.get("max_grad_norm", 1e6)),
-            stability_demo=bool(raw.get("stability_demo", False)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if kind is float or number == float(value) else None
 
 
 def _text(value: Any) -> str:
@@ -166,4 +251,4 @@ def _text(value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    return json.dumps(value)
+    return json.dumps(value, sort_keys=isinstance(value, dict))

@@ -39,7 +39,7 @@ class Child:
     outcome: str
     metrics: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
-    start_time: int = 0
+    start_time: int = 0  # ms since the epoch, as MLflow records it
 
     @property
     def live(self) -> bool:
