@@ -13,9 +13,11 @@ from lit_d2l.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.noise import quiet_third_party
 
 USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
+       lit-d2l fit --resume RUN_ID [--section.key VALUE ...]
        lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
        lit-d2l ablate SPEC.yaml [--dry-run] [--workers N] [--resume | --fresh]
        lit-d2l report SWEEP [--out DIR]
+       lit-d2l runs [--stale] [--experiment NAME] [--limit N]
        lit-d2l ui [--port PORT] [--tracking-uri URI]
        lit-d2l plot-activations [--out FILE.png] [--names relu sigmoid tanh] [--log]
 
@@ -25,12 +27,13 @@ USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.ke
   cv         K-fold cross-validation: K fits as child runs of one MLflow parent run
   ablate     run an ablation sweep: every arm x seed as a child of one MLflow parent run
   report     markdown table and plots of a sweep, logged on its parent run
+  runs       the newest runs; --stale: those closed because their process was gone
   ui         open the MLflow dashboard on this machine's store
   plot-activations  activation functions and their derivatives over [-8, 8] as a PNG
 """
 
 
-COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "ui", "plot-activations")
+COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,6 +65,10 @@ def run(argv: list[str]) -> int:
         from lit_d2l.tracking.ui import serve
 
         return serve(rest)
+    if command == "runs":
+        from lit_d2l.tracking.runs import runs_command
+
+        return runs_command(rest)
     if command == "plot-activations":
         from lit_d2l.plots import plot_activations_command
 
@@ -82,6 +89,4 @@ def run(argv: list[str]) -> int:
         from lit_d2l.runner import run_lightning
 
         return run_lightning(argv)
-    raise UserError(
-        f"unknown command {command!r}; choose one of: fit, validate, test, cv, ablate, report, ui, plot-activations"
-    )
+    raise UserError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
