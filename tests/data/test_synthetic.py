@@ -6,8 +6,8 @@ import torch
 from lit_d2l.cli import main
 from lit_d2l.data import GaussianClusters, HighDimLinearData, PolynomialData, SyntheticRegressionData
 from lit_d2l.errors import ConfigError
-from tests.conftest import linear_fit_args
-from tests.test_cli import assert_one_error_line
+from tests.conftest import LINEAR_CONFIG, linear_fit_args
+from tests.test_cli import QUIET, assert_one_error_line
 
 
 def test_shapes_and_split_sizes() -> None:
@@ -158,4 +158,14 @@ def test_bad_data_settings_through_the_cli_record_nothing(override, tracking_uri
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", *linear_fit_args(tracking_uri, experiment, *override)])
     assert_one_error_line(exit_info.value.code, capsys.readouterr().err, r"^lit-d2l: error: data\.(w|b|noise|num_val) ")
+    assert client.get_experiment_by_name(experiment) is None
+
+
+def test_testing_on_an_empty_test_split_records_no_run(tracking_uri, client, experiment, capsys) -> None:
+    argv = ["test", "--config", str(LINEAR_CONFIG), "--data.num_test", "0"]
+    argv += ["--tracking.uri", tracking_uri, "--tracking.experiment", experiment, *QUIET]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    pattern = r"the test split is empty; give data\.num_test a positive size"
+    assert_one_error_line(exit_info.value.code, capsys.readouterr().err, pattern)
     assert client.get_experiment_by_name(experiment) is None
