@@ -80,6 +80,16 @@ class InMemoryDataModule(L.LightningDataModule):
             self._splits = splits
         return self._splits
 
+    def prepare_data(self) -> None:
+        """Build the splits, and check those this stage uses are not empty, before anything is recorded.
+
+        Lightning calls this hook first (on rank 0 of each node); the MLflow run is created on the way
+        to the setup hooks, so a corrupt file or an empty split raised here leaves no run behind.
+        """
+        splits = self.splits
+        for split in self._stage_splits():
+            require(len(splits[split][0]) > 0, _empty_split_message(split))
+
     def setup(self, stage: str | None = None) -> None:
         _ = self.splits
 
@@ -95,7 +105,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def batches(self, split: str, shuffle: bool = False) -> TensorBatches | DataLoader:
         """Minibatches of one split, sharded for this process's DDP rank."""
         tensors = self.splits[split]
-        require(len(tensors[0]) > 0, f"the {split} split is empty; give data.num_{split} a positive size")
+        require(len(tensors[0]) > 0, _empty_split_message(split))
         if self.loader == "dataloader":
             # Lightning adds a DistributedSampler under DDP and reseeds it every epoch.
             return DataLoader(_Examples(tensors, self), batch_size=self.batch_size, shuffle=shuffle)
@@ -142,6 +152,29 @@ class InMemoryDataModule(L.LightningDataModule):
         """Per-batch preprocessing (e.g. scaling); identity by default."""
         return batch
 
+    def require_split_sizes(self, num_train: int, num_val: int, num_test: int) -> None:
+        """Refuse sizes that leave the training or validation split empty (the test split may be: only
+        testing uses it). Under K-fold, train and val are pooled and must hold at least K examples."""
+        require(num_train > 0, f"data.num_train must be > 0, got {num_train}")
+        require(num_val >= 0 and num_test >= 0, "data.num_val and data.num_test must be >= 0")
+        if self.num_folds > 1:
+            require(
+                num_train + num_val >= self.num_folds,
+                f"data.num_train + data.num_val ({num_train + num_val}) must be >= data.num_folds ({self.num_folds})",
+            )
+        else:
+            require(num_val > 0, f"data.num_val must be > 0 (the validation split), got {num_val}")
+
+    def _stage_splits(self) -> tuple[str, ...]:
+        """The splits the attached Trainer's current stage reads (none outside a Trainer)."""
+        trainer = self.trainer
+        stage = trainer.state.fn if trainer is not None else None
+        if stage == "fit":
+            return ("train",) if trainer.limit_val_batches == 0 else ("train", "val")
+        if stage == "validate":
+            return ("val",)
+        return ("test",) if stage == "test" else ()
+
     def _fold_splits(self, splits: dict[str, Split]) -> dict[str, Split]:
         pool = tuple(torch.cat(parts) for parts in zip(splits["train"], splits["val"], strict=True))
         train, val = kfold_indices(len(pool[0]), self.num_folds, self.fold, self.data_seed)
@@ -156,6 +189,10 @@ def consecutive_splits(tensors: Split, num_train: int, num_val: int) -> dict[str
         "val": tuple(t[ends[0] : ends[1]] for t in tensors),
         "test": tuple(t[ends[1] :] for t in tensors),
     }
+
+
+def _empty_split_message(split: str) -> str:
+    return f"the {split} split is empty; give data.num_{split} a positive size"
 
 
 class _Examples(Dataset):

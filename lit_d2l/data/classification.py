@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -26,7 +27,8 @@ class GaussianClusters(InMemoryDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
         require(num_inputs > 0 and num_classes > 1, "data.num_inputs must be > 0 and data.num_classes > 1")
-        require(num_train > 0 and num_val >= 0 and num_test >= 0, "data.num_train must be > 0, num_val/num_test >= 0")
+        self.require_split_sizes(num_train, num_val, num_test)
+        require(math.isfinite(separation), f"data.separation must be a finite number, got {separation}")
         self.num_inputs, self.num_outputs = num_inputs, num_classes
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.separation = separation

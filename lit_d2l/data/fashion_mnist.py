@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,11 @@ from matplotlib.figure import Figure
 
 from lit_d2l.data.base import InMemoryDataModule, Split
 from lit_d2l.data.batches import Batch
-from lit_d2l.data.download import DownloadError, download, is_valid
+from lit_d2l.data.download import DEFAULT_DEADLINE_S, DownloadError, DownloadTimeout, download, is_valid
 from lit_d2l.data.figures import show_images
 from lit_d2l.data.idx import read_images_and_labels
 from lit_d2l.data.splits import holdout_indices
-from lit_d2l.errors import UserError
+from lit_d2l.errors import UserError, require
 
 BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FILES = {
@@ -52,13 +54,21 @@ class FashionMNIST(InMemoryDataModule):
         val_size: int | float = 5000,
         base_url: str = BASE_URL,
         download: bool = True,
+        download_timeout: float = DEFAULT_DEADLINE_S,
         **kwargs: Any,  # seed, num_folds, fold, loader: see InMemoryDataModule
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
+        require_val_size(val_size)
+        require_http_url(base_url)
+        require(
+            math.isfinite(download_timeout) and download_timeout > 0,
+            f"data.download_timeout must be a number of seconds > 0 (per file), got {download_timeout}",
+        )
         self.data_dir = Path(data_dir or os.environ.get("LIT_D2L_DATA_DIR") or DEFAULT_DATA_DIR)
         self.val_size = val_size
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.download = download
+        self.download_timeout = download_timeout
         self.class_names = CLASS_NAMES
         self._verified = False  # the four files' MD5s checked by this instance (reading 30 MB once, not twice)
 
@@ -66,23 +76,31 @@ class FashionMNIST(InMemoryDataModule):
     num_outputs = len(CLASS_NAMES)
 
     def prepare_data(self) -> None:
-        """Fetch whatever is missing or invalid (rank 0 only); with all four files valid, no network is used."""
-        missing = self._missing_files()
-        if not missing:
-            self._verified = True
+        """Fetch whatever is missing or invalid (rank 0 only; with all four files valid, no network is
+        used), then read them: a corrupt file fails here, before the run is recorded."""
+        self.fetch()
+        super().prepare_data()
+
+    def fetch(self) -> None:
+        """Download the files that are missing or fail their MD5, once per instance."""
+        if self._verified:
             return
-        if not self.download:
+        missing = self._missing_files()
+        if missing and not self.download:
             raise UserError(self._place_files_message("download is off (data.download=false)"))
         for name, md5 in missing:
             try:
-                download(self.base_url + name, self.data_dir / name, md5)
+                download(self.base_url + name, self.data_dir / name, md5, deadline_s=self.download_timeout)
+            except DownloadTimeout as exc:
+                hint = f"or raise data.download_timeout (now {self.download_timeout:g} s per file)"
+                raise UserError(f"{exc}. {self._place_files_message('download too slow')}, {hint}") from None
             except DownloadError as exc:
                 raise UserError(f"{exc}. {self._place_files_message('offline?')}") from None
         self._verified = True  # each download was checked against its MD5 before it was kept
 
     def build_splits(self) -> dict[str, Split]:
         if self.trainer is None:  # used directly; under a Trainer, Lightning calls prepare_data on rank 0 first
-            self.prepare_data()
+            self.fetch()
         elif not self._verified and self._missing_files():  # other DDP ranks check what rank 0 fetched
             raise UserError(self._place_files_message("rank 0 could not fetch them"))
         paths = {key: self.data_dir / name for key, (name, _) in FILES.items()}
@@ -109,3 +127,33 @@ class FashionMNIST(InMemoryDataModule):
     def _place_files_message(self, why: str) -> str:
         names = ", ".join(name for name, _ in FILES.values())
         return f"Fashion-MNIST is not complete in {self.data_dir} ({why}): place {names} there, or set data.base_url"
+
+
+def require_http_url(url: str) -> None:
+    """``data.base_url`` must be an http(s) URL with a host: the files are fetched from ``url + name``."""
+    problem = None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        elif not parts.hostname:
+            problem = "no host"
+        elif any(c.isspace() or not c.isprintable() for c in url):
+            problem = "spaces or control characters"
+    require(
+        problem is None,
+        f"data.base_url must be an http:// or https:// URL with a host, like {BASE_URL}; got {url!r} ({problem}). "
+        "For files you already have, set data.data_dir to their directory",
+    )
+
+
+def require_val_size(val_size: int | float) -> None:
+    """``data.val_size``: a count > 0 or a fraction in (0, 1) of the 60,000 training images."""
+    require(
+        0 < val_size < 1 if isinstance(val_size, float) else val_size > 0,
+        f"data.val_size must be a count > 0 or a fraction in (0, 1) of the training images, got {val_size}",
+    )

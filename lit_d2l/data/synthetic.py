@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -25,9 +26,10 @@ class SyntheticRegressionData(InMemoryDataModule):
     ) -> None:
         super().__init__(**kwargs)
         require(len(w) > 0, "data.w must have at least one weight, e.g. --data.w '[2, -3.4]'")
-        require(num_train > 0, f"data.num_train must be > 0, got {num_train}")
-        require(num_val >= 0 and num_test >= 0, "data.num_val and data.num_test must be >= 0")
-        require(noise >= 0, f"data.noise must be >= 0, got {noise}")
+        require(all(map(math.isfinite, w)), f"data.w must be finite numbers, got {w}")
+        require(math.isfinite(b), f"data.b must be a finite number, got {b}")
+        self.require_split_sizes(num_train, num_val, num_test)
+        require_noise(noise)
         self.w = torch.tensor(w, dtype=torch.float32)
         self.b = float(b)
         self.noise = noise
@@ -105,9 +107,10 @@ class PolynomialData(InMemoryDataModule):
         # D2L uses batch min(10, n): a batch larger than the training set is the whole set.
         super().__init__(batch_size=max(1, min(batch_size, num_train)), **kwargs)
         require(1 <= degree <= max_degree, f"data.degree must be in [1, max_degree={max_degree}], got {degree}")
-        require(num_train > 0, f"data.num_train must be > 0, got {num_train}")
-        require(num_val >= 0 and num_test >= 0, "data.num_val and data.num_test must be >= 0")
-        require(noise >= 0, f"data.noise must be >= 0, got {noise}")
+        self.require_split_sizes(num_train, num_val, num_test)
+        require_noise(noise)
+        require(all(map(math.isfinite, true_w)), f"data.true_w must be finite numbers, got {true_w}")
+        require(math.isfinite(true_b), f"data.true_b must be a finite number, got {true_b}")
         require(
             features in ("factorial", "raw"),
             f"data.features must be 'factorial' (xⁱ/i!) or 'raw' (xⁱ), got {features!r}",
@@ -151,3 +154,8 @@ class PolynomialData(InMemoryDataModule):
         y = features @ self.w.double() + self.b + noise
         X, y = features[:, : self.degree].float(), y.float().reshape(-1, 1)
         return consecutive_splits((X, y), self.num_train, self.num_val)
+
+
+def require_noise(noise: float) -> None:
+    """The noise's standard deviation σ: finite and >= 0."""
+    require(math.isfinite(noise) and noise >= 0, f"data.noise must be a finite number >= 0, got {noise}")

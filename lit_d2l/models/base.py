@@ -7,6 +7,7 @@ option (``--optimizer``, ``--lr_scheduler``) applies to them as the Lightning do
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 import lightning as L
@@ -54,10 +55,14 @@ class D2LModule(L.LightningModule):
         init_seed: int | None = None,
     ) -> None:
         super().__init__()
-        require(lr > 0, f"model.lr must be > 0, got {lr}")
+        # NaN fails every comparison; infinity (YAML .inf, or 1e309) is caught by isfinite.
+        require(lr > 0 and math.isfinite(lr), f"model.lr must be > 0 and finite, got {lr}")
         require(0 <= momentum < 1, f"model.momentum must be in [0, 1), got {momentum}")
-        require(weight_decay >= 0, f"model.weight_decay must be >= 0, got {weight_decay}")
-        require(l2 >= 0, f"model.l2 must be >= 0, got {l2}")
+        require(
+            weight_decay >= 0 and math.isfinite(weight_decay),
+            f"model.weight_decay must be >= 0 and finite, got {weight_decay}",
+        )
+        require(l2 >= 0 and math.isfinite(l2), f"model.l2 must be >= 0 and finite, got {l2}")
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,3 +80,49 @@ def serve(directory: Path) -> Iterator[FileServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def stalling_server(behaviour: str, interval_s: float = 0.2, give_up_s: float = 10.0) -> Iterator[str]:
+    """A server on 127.0.0.1 that does not finish an answer; yields its base URL.
+
+    ``silent``: accepts connections and sends nothing. ``trickle``: sends the headers of a 1 MB
+    file, then one byte every ``interval_s``. ``trickle-headers``: sends its header lines one
+    byte every ``interval_s``, never reaching the body. After ``give_up_s`` it hangs up, so a
+    client without a deadline fails a test instead of hanging it.
+    """
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+
+    def answer(conn: socket.socket) -> None:
+        end = time.monotonic() + give_up_s
+        with conn:
+            if behaviour == "trickle":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            pending = b"HTTP/1.1 200 OK\r\nX-Slow: " if behaviour == "trickle-headers" else b""
+            while not stop.wait(interval_s) and time.monotonic() < end:
+                if behaviour == "silent":
+                    continue
+                byte, pending = (pending[:1], pending[1:]) if pending else (b"x", b"")
+                try:
+                    conn.sendall(byte)
+                except OSError:  # the client gave up
+                    return
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

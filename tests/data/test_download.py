@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from lit_d2l.data import FashionMNIST, fashion_mnist
-from lit_d2l.data.download import DownloadError, download
-from lit_d2l.errors import UserError
-from tests.data.fashion_files import make_fashion_files, serve
+from lit_d2l.data.download import DownloadError, DownloadTimeout, download
+from lit_d2l.errors import ConfigError, UserError
+from tests.data.fashion_files import make_fashion_files, serve, stalling_server
 
 NAME = "train-labels-idx1-ubyte.gz"
+DEADLINE_S = 2.0
+MARGIN_S = 1.0  # start-up of the request and the thread that ends it
 
 
 @pytest.fixture
@@ -103,3 +107,89 @@ def test_sample_figure_titles_images_with_class_names(mirror, tmp_path: Path) ->
     figure = data.sample_figure(count=8)
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
     assert len(titles) == 8 and set(titles) <= set(fashion_mnist.CLASS_NAMES)
+
+
+@pytest.mark.parametrize("behaviour", ["silent", "trickle", "trickle-headers"])
+def test_a_stalling_mirror_fails_within_the_deadline(behaviour: str, tmp_path: Path) -> None:
+    with stalling_server(behaviour) as url:
+        start = time.monotonic()
+        with pytest.raises(DownloadTimeout) as error:
+            download(url + NAME, tmp_path / "data" / NAME, "0" * 32, deadline_s=DEADLINE_S)
+        elapsed = time.monotonic() - start
+    assert DEADLINE_S - 0.05 <= elapsed < DEADLINE_S + MARGIN_S, f"{behaviour}: failed after {elapsed:.2f} s"
+    message = str(error.value)
+    assert url + NAME in message and "within the 2 s deadline" in message and "\n" not in message
+    assert leftovers(tmp_path / "data") == [], "no part file left behind"
+
+
+def test_the_datamodule_passes_its_download_timeout_and_names_it(tmp_path: Path) -> None:
+    with stalling_server("trickle") as url:
+        data = FashionMNIST(data_dir=str(tmp_path / "d"), base_url=url, download_timeout=1.0)
+        start = time.monotonic()
+        with pytest.raises(UserError, match=r"raise data\.download_timeout \(now 1 s per file\)"):
+            data.prepare_data()
+        assert time.monotonic() - start < 1.0 + MARGIN_S
+
+
+def test_stale_part_files_of_the_file_are_removed_fresh_ones_kept(mirror, tmp_path: Path) -> None:
+    server, checksums = mirror
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    stale, fresh = data_dir / f".{NAME}.killed.part", data_dir / f".{NAME}.running.part"
+    other = data_dir / ".t10k-labels-idx1-ubyte.gz.killed.part"
+    for part in (stale, fresh, other):
+        part.write_bytes(b"half a file")
+    an_hour_ago = time.time() - 3600
+    for part in (stale, other):
+        os.utime(part, (an_hour_ago, an_hour_ago))
+    download(server.url + NAME, data_dir / NAME, checksums[NAME], deadline_s=600)
+    assert leftovers(data_dir) == sorted([fresh.name, other.name, NAME]), "only the file's own stale part goes"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_downloaded_file_has_the_mode_of_any_new_file(umask: int, mirror, tmp_path: Path) -> None:
+    server, checksums = mirror
+    previous = os.umask(umask)
+    try:
+        download(server.url + NAME, tmp_path / NAME, checksums[NAME])
+    finally:
+        os.umask(previous)
+    assert (tmp_path / NAME).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [
+        ("not-a-url", "no scheme"),
+        ("file:///srv/fashion/", "scheme 'file'"),
+        ("ftp://mirror.example/fashion/", "scheme 'ftp'"),
+        ("data:text/plain,hello", "scheme 'data'"),
+        ("http://", "no host"),
+        ("https:///fashion/", "no host"),
+        ("http://host:port/", "Port could not be cast"),
+        ("http://mirror.example/fash ion/", "spaces or control characters"),
+    ],
+)
+def test_base_url_must_be_http_with_a_host(base_url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=r"data\.base_url must be an http:// or https:// URL with a host") as error:
+        FashionMNIST(base_url=base_url)
+    assert problem in str(error.value) and "\n" not in str(error.value)
+    assert (
+        FashionMNIST(base_url="https://mirror.example:8443/fashion").base_url == "https://mirror.example:8443/fashion/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"val_size": 0}, "data.val_size must be a count > 0 or a fraction in"),
+        ({"val_size": 1.0}, "data.val_size must be"),
+        ({"val_size": -0.5}, "data.val_size must be"),
+        ({"download_timeout": 0.0}, "data.download_timeout must be a number of seconds > 0"),
+        ({"download_timeout": float("inf")}, "data.download_timeout must be"),
+        ({"download_timeout": float("nan")}, "data.download_timeout must be"),
+    ],
+)
+def test_bad_split_and_timeout_settings_are_config_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FashionMNIST(**kwargs)

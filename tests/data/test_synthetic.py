@@ -1,8 +1,13 @@
+import math
+
 import pytest
 import torch
 
-from lit_d2l.data import PolynomialData, SyntheticRegressionData
+from lit_d2l.cli import main
+from lit_d2l.data import GaussianClusters, HighDimLinearData, PolynomialData, SyntheticRegressionData
 from lit_d2l.errors import ConfigError
+from tests.conftest import LINEAR_CONFIG, linear_fit_args
+from tests.test_cli import QUIET, assert_one_error_line
 
 
 def test_shapes_and_split_sizes() -> None:
@@ -51,18 +56,38 @@ def test_train_batches_cover_the_training_set_once_per_epoch() -> None:
         ({"num_train": 0}, "num_train must be > 0"),
         ({"batch_size": 0}, "batch_size must be > 0"),
         ({"w": []}, "at least one weight"),
-        ({"noise": -1.0}, "noise must be >= 0"),
+        ({"noise": -1.0}, "noise must be a finite number >= 0"),
+        ({"noise": math.nan}, "noise must be a finite number >= 0, got nan"),
+        ({"noise": math.inf}, "noise must be a finite number >= 0, got inf"),
+        ({"w": [2.0, math.nan]}, r"data.w must be finite numbers, got \[2.0, nan\]"),
+        ({"w": [math.inf]}, "data.w must be finite numbers"),
+        ({"b": math.inf}, "data.b must be a finite number, got inf"),
+        ({"b": -math.inf}, "data.b must be a finite number, got -inf"),
+        ({"b": math.nan}, "data.b must be a finite number, got nan"),
+        ({"num_val": 0}, r"data.num_val must be > 0 \(the validation split\), got 0"),
+        ({"num_val": -1}, "data.num_val and data.num_test must be >= 0"),
+        ({"num_test": -1}, "data.num_val and data.num_test must be >= 0"),
+        ({"num_train": 3, "num_val": 1, "num_folds": 5}, r"num_train \+ data.num_val \(4\) must be >= data.num_folds"),
     ],
 )
 def test_bad_settings_are_config_errors(kwargs: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as error:
         SyntheticRegressionData(**kwargs)
+    assert "\n" not in str(error.value)
 
 
-def test_an_empty_split_has_no_batches_and_says_how_to_fix_it() -> None:
-    data = SyntheticRegressionData(num_test=0)
-    with pytest.raises(ConfigError, match="num_test"):
-        data.test_dataloader()
+@pytest.mark.parametrize("cls", [HighDimLinearData, GaussianClusters])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"num_val": 0}, "num_val must be > 0"), ({"num_train": 0}, "num_train")]
+)
+def test_every_synthetic_dataset_refuses_empty_splits(cls, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cls(**kwargs)
+
+
+def test_no_validation_examples_is_fine_under_k_fold() -> None:
+    data = SyntheticRegressionData(num_train=10, num_val=0, num_folds=5, fold=4)
+    assert len(data.splits["train"][0]) == 8 and len(data.splits["val"][0]) == 2
 
 
 def test_polynomial_defaults_are_the_second_editions_scaled_powers() -> None:
@@ -106,10 +131,41 @@ def test_polynomial_true_params_are_those_of_the_features_seen() -> None:
         ({"first_power": -1}, "data.first_power must be >= 0"),
         ({"true_w": [1.0] * 5, "max_degree": 4}, "data.true_w has 5 weights .* raise data.max_degree"),
         ({"true_b": 5.0}, r"data.true_b must be 0 when data.first_power is 0 .* data.first_power 1"),
-        ({"noise": -0.1}, "data.noise must be >= 0"),
+        ({"noise": -0.1}, "data.noise must be a finite number >= 0"),
+        ({"noise": math.nan}, "data.noise must be a finite number >= 0"),
+        ({"true_w": [1.0, math.inf]}, "data.true_w must be finite numbers"),
+        ({"true_b": math.nan, "first_power": 1}, "data.true_b must be a finite number"),
+        ({"num_val": 0}, "data.num_val must be > 0"),
         ({"degree": 21}, r"data.degree must be in \[1, max_degree=20\]"),
     ],
 )
 def test_bad_polynomial_settings_are_config_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PolynomialData(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        ["--data.w", "[.nan]"],
+        ["--data.b", ".inf"],
+        ["--data.noise=-.inf"],
+        ["--data.noise", ".nan"],
+        ["--data.num_val", "0"],
+    ],
+)
+def test_bad_data_settings_through_the_cli_record_nothing(override, tracking_uri, client, experiment, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *linear_fit_args(tracking_uri, experiment, *override)])
+    assert_one_error_line(exit_info.value.code, capsys.readouterr().err, r"^lit-d2l: error: data\.(w|b|noise|num_val) ")
+    assert client.get_experiment_by_name(experiment) is None
+
+
+def test_testing_on_an_empty_test_split_records_no_run(tracking_uri, client, experiment, capsys) -> None:
+    argv = ["test", "--config", str(LINEAR_CONFIG), "--data.num_test", "0"]
+    argv += ["--tracking.uri", tracking_uri, "--tracking.experiment", experiment, *QUIET]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    pattern = r"the test split is empty; give data\.num_test a positive size"
+    assert_one_error_line(exit_info.value.code, capsys.readouterr().err, pattern)
+    assert client.get_experiment_by_name(experiment) is None
