@@ -163,3 +163,11 @@ def test_processes_starting_on_one_new_store_at_once_all_succeed(tmp_path: Path)
     for i in range(3):
         runs = client.search_runs([client.get_experiment_by_name(f"race-{i}").experiment_id])
         assert [run.info.status for run in runs] == ["FINISHED"]
+
+
+def test_mlflow_makes_a_relative_artifact_location_absolute(client: MlflowClient, experiment, tmp_path, monkeypatch):
+    """Why artifact_root() is absolute and a moved project's old runs point at the old place: MLflow 3
+    resolves a relative location against the working directory when it stores it (a canary for a change)."""
+    monkeypatch.chdir(tmp_path)
+    created = client.get_experiment(client.create_experiment(experiment, artifact_location="mlruns/artifacts"))
+    assert created.artifact_location == str(tmp_path / "mlruns" / "artifacts")
