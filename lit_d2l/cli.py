@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("lit-d2l: interrupted", file=sys.stderr)
         code = 130
+    except Exception as exc:
+        from lit_d2l.tracking.write_errors import storage_error
+
+        error = storage_error(exc)
+        if error is None:
+            raise
+        print(f"lit-d2l: error: {error}", file=sys.stderr)
+        code = 2
     sys.exit(code)
 
 

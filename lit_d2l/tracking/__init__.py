@@ -2,5 +2,6 @@
 
 from lit_d2l.tracking.logger import TrackingLogger
 from lit_d2l.tracking.store import DEFAULT_TRACKING_URI, check_store, resolve_tracking_uri
+from lit_d2l.tracking.write_errors import storage_error
 
-__all__ = ["DEFAULT_TRACKING_URI", "TrackingLogger", "check_store", "resolve_tracking_uri"]
+__all__ = ["DEFAULT_TRACKING_URI", "TrackingLogger", "check_store", "resolve_tracking_uri", "storage_error"]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
+import errno
+import functools
 import os
-import signal
+import socket
 import subprocess
 import sys
-import time
 
 from lit_d2l.errors import UserError
+from lit_d2l.guard import die_with_parent, guarded, stop_process_group
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
+
+__all__ = ["check_port", "serve", "stop_process_group"]
 
 
 def serve(argv: list[str]) -> int:
@@ -24,6 +27,7 @@ def serve(argv: list[str]) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
         raise UserError(f"{uri} is already a tracking server: open it in a browser instead of running lit-d2l ui")
+    check_port(args.host, args.port)
     check_store(uri)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]
@@ -31,30 +35,28 @@ def serve(argv: list[str]) -> int:
     if root:
         command += ["--default-artifact-root", root]
     print(f"MLflow dashboard for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    # Its own process group, so that stopping lit-d2l (Ctrl-C or SIGTERM) stops the server's workers too.
-    server = subprocess.Popen(command, start_new_session=True)
+    # The server runs under a guard in a session of its own: stopping lit-d2l (Ctrl-C or SIGTERM) stops
+    # the guard's group, and the guard stops the server's (workers, job consumers), also when lit-d2l
+    # is killed outright.
+    server = subprocess.Popen(
+        guarded(command), start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid())
+    )
     try:
         return server.wait()
     except KeyboardInterrupt:
-        stop_process_group(server)
+        stop_process_group(server, grace_s=15.0)
         return 0
 
 
-def stop_process_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM the process's whole group (MLflow's server starts workers and job consumers),
-    then SIGKILL whatever is still there after ``grace_s``."""
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`UserError` unless ``host:port`` can be listened on (as uvicorn does, with SO_REUSEADDR)."""
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        process.poll()  # reap the leader, or it stays in the group as a zombie
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(f"port {port} is in use; pick another with --port") from None
+        raise UserError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --host or --port"
+        ) from None

@@ -1,0 +1,80 @@
+"""Storage failures in the middle of a run (disk full, file too large, read-only store) as one clear error.
+
+MLflow and SQLAlchemy wrap the operating system's error two or three times over; the original
+(an ``OSError`` or SQLite's message) is found by walking the exception's causes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterator
+
+from lit_d2l.errors import TrackingError
+from lit_d2l.tracking.store import checked_database
+
+_FIX = "free space or point --tracking.uri elsewhere"
+_FULL_ERRNOS = {errno.ENOSPC: "disk full", errno.EFBIG: "file too large", errno.EDQUOT: "disk quota exceeded"}
+_DENIED_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM}
+# SQLite's messages (sqlite3 error strings, kept by SQLAlchemy and MLflow in their own messages).
+_SQLITE_MESSAGES = {
+    "database or disk is full": ("disk full", _FIX),
+    "disk I/O error": ("write failed (disk I/O error: disk full, file size limit or failing disk)", _FIX),
+    "attempt to write a readonly database": (
+        "read-only database",
+        "give yourself write access (chmod u+rw) or point --tracking.uri elsewhere",
+    ),
+    "database disk image is malformed": ("corrupt database", "restore it from a backup or move it aside"),
+}
+
+
+def storage_error(exc: BaseException) -> TrackingError | None:
+    """The one-line :class:`TrackingError` for a write that failed for lack of space or permission, else None."""
+    for link in _chain(exc):
+        if isinstance(link, OSError) and link.errno is not None:
+            path = link.filename or checked_database() or "the tracking store"
+            if link.errno in _FULL_ERRNOS:
+                return TrackingError(f"{_FULL_ERRNOS[link.errno]} ({link.strerror}) writing {path}; {_FIX}")
+            if link.errno in _DENIED_ERRNOS and _in_store(link.filename):
+                return TrackingError(
+                    f"cannot write {path} ({link.strerror}); fix its permissions or point --tracking.uri elsewhere"
+                )
+        message = str(link)
+        for pattern, (what, fix) in _SQLITE_MESSAGES.items():
+            if pattern in message:
+                return TrackingError(f"{what} writing {checked_database() or 'the tracking database'}; {fix}")
+    return None
+
+
+def quiet_storage_tracebacks() -> None:
+    """Drop MLflow's logged traceback of a failed write that :func:`storage_error` reports in one line
+    (installed once, by :func:`~lit_d2l.tracking.store.check_store`)."""
+    logging.getLogger("mlflow.store.db.utils").addFilter(_drop_storage_tracebacks)
+
+
+def _drop_storage_tracebacks(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return exc is None or storage_error(exc) is None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes and contexts, each once."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        link = pending.pop(0)
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        pending += [nested for nested in (link.__cause__, link.__context__) if nested is not None]
+
+
+def _in_store(filename: str | bytes | None) -> bool:
+    """Whether ``filename`` is inside the directory of the SQLite store this process checked."""
+    db = checked_database()
+    if db is None or not filename:
+        return False
+    store = os.path.realpath(db.parent)
+    return os.path.realpath(os.fsdecode(filename)).startswith(store + os.sep)

@@ -1,0 +1,173 @@
+"""A tracking store that cannot be used fails fast in one line: broken files, no permission, disk full, races."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import lit_d2l.runner  # noqa: F401  (imported up front, so the timings below are the check's, not the imports')
+from tests.conftest import LINEAR_CONFIG, REPO
+from tests.test_cli import QUIET, assert_one_error_line, run_main
+
+FIT = ["fit", "--config", str(LINEAR_CONFIG), *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
+
+
+def fit_fails_fast(uri: str, pattern: str, capsys) -> None:
+    start = time.monotonic()
+    code, _, err = run_main([*FIT, "--tracking.uri", uri], capsys)
+    assert_one_error_line(code, err, pattern)
+    assert time.monotonic() - start < 5, "no stall before saying so"
+
+
+def test_a_database_path_that_is_a_directory(tmp_path: Path, capsys) -> None:
+    (tmp_path / "mlflow.db").mkdir()
+    fit_fails_fast(f"sqlite:///{tmp_path}/mlflow.db", r"database .*/mlflow\.db is a directory; move it aside", capsys)
+
+
+def test_a_database_of_random_bytes(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(os.urandom(200_000))
+    before = db.read_bytes()
+    fit_fails_fast(f"sqlite:///{db}", r"mlflow\.db is not a SQLite database .*; move it aside", capsys)
+    assert db.read_bytes() == before, "nothing was written into it"
+
+
+def test_a_truncated_database(tracking_uri: str, tmp_path: Path, capsys) -> None:
+    whole = Path(tracking_uri.removeprefix("sqlite:///")).read_bytes()
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(whole[: len(whole) // 2])
+    fit_fails_fast(f"sqlite:///{db}", r"mlflow\.db is truncated \(\d+ of \d+ bytes\); restore it from a backup", capsys)
+
+
+def test_a_database_with_a_broken_schema_page(tracking_uri: str, tmp_path: Path, capsys) -> None:
+    whole = bytearray(Path(tracking_uri.removeprefix("sqlite:///")).read_bytes())
+    whole[100:4096] = os.urandom(3996)  # page 1 after the header: the root of sqlite_master
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(bytes(whole))
+    fit_fails_fast(f"sqlite:///{db}", r"mlflow\.db is corrupt \(.*\); restore it from a backup", capsys)
+
+
+# -- permissions: we may be root, for whom chmod changes nothing, so the CLI runs without privileges --------
+
+
+def drop_privileges() -> None:
+    """For ``preexec_fn``: as root, exec without capabilities (root is then bound by file modes like any
+    owner), or else as nobody; as anyone else, nothing."""
+    if os.geteuid() != 0:
+        return
+    noroot = 0x0F  # SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | ..._LOCKED
+    if ctypes.CDLL(None, use_errno=True).prctl(28, noroot, 0, 0, 0) != 0:  # PR_SET_SECUREBITS
+        os.setgid(65534)
+        os.setuid(65534)
+
+
+def unprivileged(argv: list[str], cwd: Path, preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(cwd)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        argv, cwd=cwd, env=env, preexec_fn=preexec or drop_privileges, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def shared_dir(tmp_path: Path) -> Path:
+    """A directory the unprivileged child can use."""
+    tmp_path.chmod(0o777)
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    probe.chmod(0o444)
+    check = unprivileged([sys.executable, "-c", f"open({str(probe)!r}, 'r+b')"], tmp_path)
+    if check.returncode == 0 or "PermissionError" not in check.stderr:
+        pytest.skip(f"cannot run without privileges here: {check.stderr[-300:]}")
+    probe.unlink()
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_a_read_only_database_and_a_read_only_artifacts_directory(tracking_uri: str, shared_dir: Path) -> None:
+    store = shared_dir / "store"
+    store.mkdir(mode=0o777)
+    db = store / "mlflow.db"
+    shutil.copy(tracking_uri.removeprefix("sqlite:///"), db)
+    db.chmod(0o444)
+    (store / "artifacts").mkdir(mode=0o777)
+    fit = [sys.executable, "-m", "lit_d2l", *FIT, "--tracking.uri", f"sqlite:///{db}"]
+    start = time.monotonic()
+    result = unprivileged(fit, shared_dir)
+    pattern = r"cannot open the tracking database .*mlflow\.db .*chmod u\+rw"
+    assert_one_error_line(result.returncode, result.stderr, pattern)
+    print(f"read-only database: {time.monotonic() - start:.1f} s to the error")
+
+    db.chmod(0o666)
+    (store / "artifacts").chmod(0o555)
+    before = db.read_bytes()
+    result = unprivileged(fit, shared_dir)
+    assert_one_error_line(result.returncode, result.stderr, r"store/artifacts is not a writable directory")
+    assert db.read_bytes() == before, "no run was created"
+
+
+# -- disk full in the middle of a run --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_disk_full_during_a_run_is_one_line(tracking_uri: str, tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    shutil.copy(tracking_uri.removeprefix("sqlite:///"), db)
+    limit = db.stat().st_size + 4096  # room for the run to start, not for its values
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    fit = [sys.executable, "-m", "lit_d2l", *FIT, "--tracking.uri", f"sqlite:///{db}"]
+    result = unprivileged(fit, tmp_path, preexec=small_disk)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("lit-d2l: error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "writing " + str(db) in errors[0] and "free space or point --tracking.uri elsewhere" in errors[0]
+
+
+# -- a new store, created by several processes at once ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_processes_starting_on_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    fits = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lit_d2l", *FIT, "--tracking.uri", uri, "--tracking.experiment", f"race-{i}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    errors = [fit.communicate(timeout=400)[1] for fit in fits]
+    assert [fit.returncode for fit in fits] == [0, 0, 0], [err[-1500:] for err in errors]
+    client = MlflowClient(uri)
+    for i in range(3):
+        runs = client.search_runs([client.get_experiment_by_name(f"race-{i}").experiment_id])
+        assert [run.info.status for run in runs] == ["FINISHED"]
+
+
+def test_mlflow_makes_a_relative_artifact_location_absolute(client: MlflowClient, experiment, tmp_path, monkeypatch):
+    """Why artifact_root() is absolute and a moved project's old runs point at the old place: MLflow 3
+    resolves a relative location against the working directory when it stores it (a canary for a change)."""
+    monkeypatch.chdir(tmp_path)
+    created = client.get_experiment(client.create_experiment(experiment, artifact_location="mlruns/artifacts"))
+    assert created.artifact_location == str(tmp_path / "mlruns" / "artifacts")

@@ -1,0 +1,95 @@
+"""`lit-d2l ui`: a busy port is one line; a killed `lit-d2l ui` takes MLflow's whole server with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_cli import assert_one_error_line, free_port, run_main
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path, capsys) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run_main(["ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"], capsys)
+    assert_one_error_line(code, err, rf"port {port} is in use; pick another with --port")
+    assert "MLflow dashboard" not in out
+    assert not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the server's death with its parent is Linux's prctl")
+def test_a_killed_lit_d2l_ui_frees_its_port(tracking_uri: str, tmp_path: Path) -> None:
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "lit_d2l", "ui", "--port", str(port), "--tracking-uri", tracking_uri],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                break
+        except OSError:
+            assert ui.poll() is None and time.monotonic() < deadline, "the dashboard did not come up"
+            time.sleep(0.5)
+    server_groups = {os.getpgid(pid) for pid in _descendants(ui.pid)}
+    ui.send_signal(signal.SIGKILL)
+    ui.wait()
+    deadline = time.monotonic() + 5
+    while not port_is_free(port):
+        assert time.monotonic() < deadline, f"port {port} still held 5 s after lit-d2l ui was killed"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 15
+    while any(_group_alive(group) for group in server_groups):
+        assert time.monotonic() < deadline, "server processes (workers, job consumers) outlived lit-d2l ui"
+        time.sleep(0.2)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, pending = [], list(children.get(pid, []))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending += children.get(child, [])
+    return found
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
