@@ -25,13 +25,18 @@ def guarded(command: list[str]) -> list[str]:
     return [sys.executable, "-m", "lit_d2l.guard", *command]
 
 
+def parent_death_signal(signum: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send this process ``signum`` when its parent dies; True where it will (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    return False
+
+
 def die_with_parent(parent: int) -> None:
     """For ``preexec_fn``: SIGTERM this process when ``parent`` dies (Linux only; elsewhere nothing)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # it died before the request took effect
+    if parent_death_signal() and os.getppid() != parent:  # it died before the request took effect
         os._exit(1)
 
 

@@ -261,6 +261,8 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
     metrics: dict[str, float] = {}
     diverged: Diverged | None = None
     checkpoint = {"ckpt_path": cli.config.ckpt_path, "weights_only": True}
+    if command == "fit" and cli.config.test_after_fit and getattr(data, "num_test", None) == 0:
+        raise ConfigError("test_after_fit needs a test split: set data.num_test > 0, or test_after_fit false")
     try:
         if command == "fit":
             trainer.fit(model, datamodule=data, **checkpoint)

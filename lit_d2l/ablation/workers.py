@@ -10,11 +10,9 @@ A SIGTERM stops a worker's fit at a step boundary, so its run ends KILLED, not R
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -23,9 +21,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from lit_d2l.guard import parent_death_signal
 from lit_d2l.interrupts import stop_signals_handled
-
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -137,10 +134,7 @@ def _worker_main(
 def die_with_parent(parent: int, grace_s: float = 4.0) -> None:
     """SIGTERM this process when ``parent`` exits (its fit stops at the next step, its run ends KILLED);
     exit for good ``grace_s`` later."""
-    kernel_signals = False
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            kernel_signals = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) == 0
+    kernel_signals = parent_death_signal()
 
     def watch() -> None:
         while os.getppid() == parent:

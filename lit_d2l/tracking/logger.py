@@ -148,7 +148,8 @@ class TrackingLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """Flush and end the run: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-        if self._run_id is None and not self._has_pending():
+        if self._run_id is None and (status not in ("success", "finished") or not self._has_pending()):
+            self._metrics, self._params, self._tags = [], [], []  # failed before it began: record nothing
             return
         exception = sys.exc_info()[1]
         try:
