@@ -19,7 +19,7 @@ import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_d2l import interrupts
 from lit_d2l.callbacks import Diverged, GracefulStop
@@ -244,6 +244,8 @@ def _construct(
         raise
     except UserError:
         raise
+    except MisconfigurationException as exc:  # Lightning refusing a setting, e.g. trainer.max_epochs -5
+        raise ConfigError(_misconfiguration_line(exc)) from None
     except ArgumentError as exc:
         raise ConfigError(argument_error_line(str(exc), command)) from None
     except Exception as exc:
@@ -282,9 +284,11 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
             logger.finalize("failed")  # KILLED
             stop.run_id = logger.version
         raise stop from None
-    except UserError:  # bad input found late (e.g. a data file): record nothing
+    except (UserError, MisconfigurationException) as exc:  # bad input found late: record nothing
         if logger is not None:
             logger.abandon()
+        if isinstance(exc, MisconfigurationException):
+            raise ConfigError(_misconfiguration_line(exc)) from None
         raise
     except RuntimeError as exc:
         if logger is not None:
@@ -313,6 +317,11 @@ def _interrupted(trainer: L.Trainer) -> interrupts.Interrupted:
     stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
     checkpoint = str(stop.checkpoint) if stop is not None and stop.checkpoint else None
     return interrupts.Interrupted(interrupts.take_requested() or signal.SIGTERM, trainer.global_step, checkpoint)
+
+
+def _misconfiguration_line(exc: MisconfigurationException) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{first} (Lightning refused the settings: check the --trainer.* and --model.* options)"
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -46,6 +46,7 @@ def assert_one_error_line(code: int, err: str, pattern: str) -> None:
     [
         (["--model.bogus", "1"], r"model: Option 'bogus' is not accepted"),
         (["--trainer.max_epochs", "many"], r"trainer\.max_epochs: Expected a <class 'int'>"),
+        (["--trainer.max_epochs", "-5"], r"`max_epochs` must be a non-negative integer or -1. You passed in -5"),
         (["--model.lr", "0"], r"model\.lr must be > 0"),
         (["--model.lr", "-0.5"], r"model\.lr must be > 0"),
         (["--data.num_train", "0"], r"data\.num_train must be > 0"),
@@ -58,6 +59,16 @@ def test_bad_settings_end_in_one_line_and_leave_no_run(override, pattern, tracki
     code, _, err = run_main(argv, capsys)
     assert_one_error_line(code, err, pattern)
     assert client.get_experiment_by_name(experiment) is None, "nothing was recorded for a run that never started"
+
+
+def test_a_setting_lightning_refuses_once_the_fit_starts_records_nothing(tracking_uri, client, experiment, capsys):
+    argv = ["fit", "--config", str(LINEAR_CONFIG.parent / "init_classification.yaml"), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, "--model", "lit_d2l.models.MLPScratch"]
+    argv += ["--model.num_hiddens", "8", "--trainer.gradient_clip_val", "1.0"]  # manual optimisation cannot clip
+    code, _, err = run_main(argv, capsys)
+    assert_one_error_line(code, err, r"gradient clipping is not supported for manual optimization")
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is None or not client.search_runs([exp.experiment_id]), "the run it began was discarded"
 
 
 def test_an_unwritable_store_directory_is_one_line(tmp_path: Path, capsys) -> None:

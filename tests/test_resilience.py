@@ -171,3 +171,25 @@ def test_sigkill_of_a_sweep_takes_its_workers_along_and_resume_runs_each_pair_on
     for pair, statuses in pairs.items():
         assert statuses.count("FINISHED") == 1 and "RUNNING" not in statuses, (pair, statuses)
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_a_worker_killed_alone_fails_only_its_own_arm(tmp_path, tracking_uri, client, experiment):
+    path = spec_file(
+        tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 300}\n"
+    )
+    sweep = lit_d2l("ablate", str(path), "--tracking-uri", tracking_uri, "--workers", "2", "--no-report")
+    wait_for(lambda: len(running_runs(client, experiment)) >= 3, "both workers training", process=sweep)
+    workers = [
+        pid for pid in children_of(sweep.pid) if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 1 and "Traceback" not in err, err
+    assert "failed its worker process was killed by SIGKILL" in out
+
+    exp = client.get_experiment_by_name(experiment)
+    (parent,) = client.search_runs([exp.experiment_id], f"tags.`{KIND_TAG}` = 'sweep'")
+    pairs = children_by_pair(tracking_uri, parent.info.run_id)
+    statuses = sorted(s for each in pairs.values() for s in each)
+    assert statuses == ["FINISHED", "FINISHED", "FINISHED", "KILLED"], pairs
+    assert parent.info.status == "FAILED"  # not every pair has a FINISHED run; a rerun completes it

@@ -12,6 +12,7 @@ import sys
 
 from lit_d2l.errors import UserError
 from lit_d2l.guard import die_with_parent, guarded, stop_process_group
+from lit_d2l.tracking.liveness import close_stale_once
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
 
 __all__ = ["check_port", "serve", "stop_process_group"]
@@ -29,6 +30,7 @@ def serve(argv: list[str]) -> int:
         raise UserError(f"{uri} is already a tracking server: open it in a browser instead of running lit-d2l ui")
     check_port(args.host, args.port)
     check_store(uri)
+    close_stale_once(uri)  # the dashboard shows runs of killed processes as KILLED, not RUNNING
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]
     root = artifact_root(uri)
