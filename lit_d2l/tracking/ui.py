@@ -12,6 +12,7 @@ import sys
 
 from lit_d2l.errors import UserError
 from lit_d2l.guard import die_with_parent, guarded, stop_process_group
+from lit_d2l.interrupts import Interrupted
 from lit_d2l.tracking.liveness import close_stale_once
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
 
@@ -45,7 +46,7 @@ def serve(argv: list[str]) -> int:
     )
     try:
         return server.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C, SIGTERM, SIGHUP: the way to stop the dashboard
         stop_process_group(server, grace_s=15.0)
         return 0
 
