@@ -93,7 +93,10 @@ class D2LCLI(LightningCLI):
         extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
         if self.config_init.get("lr_scheduler") is not None:  # its learning rate, logged every epoch
             extra.append(LearningRateMonitor(logging_interval="epoch"))
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *extra]
+        # Given as a keyword, callbacks replace the config's trainer.callbacks: keep those too.
+        configured = self.config_init.trainer.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        kwargs["callbacks"] = [*configured, *(kwargs.get("callbacks") or []), *extra]
         if self.config_init.trainer.get("logger") in (None, True):
             settings = self.config_init.tracking
             self.logger = TrackingLogger(

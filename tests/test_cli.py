@@ -168,3 +168,14 @@ def test_every_shipped_config_parses(config: str) -> None:
     from lit_d2l.runner import check_args
 
     check_args(["--config", str(LINEAR_CONFIG.parent / config)])
+
+
+@pytest.mark.parametrize("scheduler", [[], ["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1"]])
+def test_callbacks_from_the_config_are_kept_beside_lit_d2ls(scheduler, tracking_uri, experiment) -> None:
+    from lit_d2l.runner import build
+
+    args = ["--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    args += ["--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping", "--trainer.callbacks.monitor=val/loss"]
+    names = [type(c).__name__ for c in build("fit", [*args, *QUIET, *scheduler]).trainer.callbacks]
+    assert "EarlyStopping" in names and "GracefulStop" in names
+    assert ("LearningRateMonitor" in names) == bool(scheduler)
