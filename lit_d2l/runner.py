@@ -8,7 +8,9 @@ with extra overrides.
 from __future__ import annotations
 
 import re
+import secrets
 import signal
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,12 +104,20 @@ class D2LCLI(LightningCLI):
             self.logger = TrackingLogger(
                 experiment_name=settings.experiment,
                 tracking_uri=settings.uri,
-                run_name=settings.run_name,
+                run_name=settings.run_name or default_run_name(self.config.get("config"), self.model),
                 tags=settings.tags,
                 run_id=settings.run_id,
             )
             kwargs["logger"] = self.logger
         return super().instantiate_trainer(**kwargs)
+
+
+def default_run_name(config_files: Any, model: Any) -> str:
+    """``<config>-<Model>-<MMDD-HHMMSS>-<4 hex>``: says what ran, and never comes from a seeded generator
+    (MLflow's own names do, so every run with one seed got the same name)."""
+    files = list(config_files or [])
+    stem = Path(str(files[-1])).stem if files else "run"
+    return f"{stem}-{type(model).__name__}-{time.strftime('%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:

@@ -256,18 +256,25 @@ class TrackingLogger(Logger):
         self.status = "RUNNING"
 
 
+#: MLflow 3's UI opens an experiment of this kind on its runs table, not on the GenAI overview.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
-    """The id of experiment ``name``, created (artifacts beside a SQLite store) if it does not exist yet."""
+    """The id of experiment ``name``, created (artifacts beside a SQLite store) if it does not exist yet,
+    and marked as model training (:data:`EXPERIMENT_TAGS`)."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_root(tracking_uri))
-    except MlflowException:  # another process created it first
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_root(tracking_uri), tags=EXPERIMENT_TAGS)
+        except MlflowException:  # another process created it first
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    for key, value in EXPERIMENT_TAGS.items():  # experiments made by older lit-d2l versions or by hand
+        if experiment.tags.get(key) is None:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
 
 
 def _read_values(pending: list[tuple[str, float | Tensor, int, int]]) -> list[tuple[str, float, int, int]]:
