@@ -2,11 +2,49 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
+#: Lines Lightning prints on every Trainer: adverts, the TPU line, and "Seed set to N" (the seeds are params).
+_DROPPED = ("💡 Tip:", "TPU available:", "Seed set to ")
+#: Lines worth reading once per command, not once per fold or arm.
+_ONCE = ("GPU available:",)
+
+
+class _LightningNoise(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(_DROPPED):
+            return False
+        once = next((prefix for prefix in _ONCE if message.startswith(prefix)), None)
+        if once is None:
+            return True
+        if once in self.seen:
+            return False
+        self.seen.add(once)
+        return True
+
+
+_NOISE = _LightningNoise()
+# Filters act on records a logger creates itself: these are the loggers the lines come from.
+_SOURCES = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.fabric.utilities.seed",
+)
+
 
 def quiet_third_party() -> None:
-    """A deprecation inside Lightning itself, printed on every run; MLflow's progress bar per artifact download."""
+    """Lightning's adverts, TPU and seed lines, repeated GPU lines and a deprecation inside Lightning itself;
+    MLflow's progress bar per artifact download."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    for name in _SOURCES:
+        logger = logging.getLogger(name)
+        if _NOISE not in logger.filters:
+            logger.addFilter(_NOISE)
