@@ -142,8 +142,12 @@ def keying(all_settings: list[dict[str, Any]], leave_out: str | None = None) -> 
     """Colour by every varying key when they make few combinations; else colour by the key with the most
     values (with keys that only some arms set, e.g. ``init_std``) and give each setting of the others a panel."""
     keys: list[str] = []
-    for settings in all_settings:
-        keys += [k for k in settings if k not in keys and k != leave_out]
+    for settings in all_settings:  # in the arms' order: a key only some arms set goes after its predecessor
+        previous = None
+        for k in settings:
+            if k not in keys and k != leave_out:
+                keys.insert(keys.index(previous) + 1 if previous else 0, k)
+            previous = k if k in keys else previous
     values = {k: {label(s[k]) for s in all_settings if k in s} for k in keys}
     everywhere = [k for k in keys if all(k in s for s in all_settings)]
     varying = [k for k in keys if len(values[k]) > 1 or k not in everywhere]
