@@ -1,0 +1,215 @@
+"""The report's figures, one per question: final metrics along a swept axis, loss curves, gradient norms per layer.
+
+Each metric gets its own panel and y label, with one y range shared by its panels; lines are coloured
+by a swept key and the other keys split the figure into panels (see :func:`figure_axes.keying`).
+Non-finite values never set a range: they are marked on the edge (see :mod:`figure_axes`).
+Figures are plain :class:`~matplotlib.figure.Figure` objects, outside pyplot: no backend switch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from lit_d2l.ablation.arm_values import first_seed_runs, label, settings, short, sortable
+from lit_d2l.ablation.figure_axes import TOP, Keying, draw, finite, keying, mark, panel_grid, scale_for
+from lit_d2l.tracking.sweeps import Child
+
+#: ``history(run_id, metric)`` → ``[(step, value), ...]``, as :meth:`SweepStore.history` reads it.
+History = Callable[[str, str], list[tuple[int, float]]]
+
+
+def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> Figure | None:
+    """Each metric's final value against ``axis``: a line through the mean over seeds, a dot per seed."""
+    runs = [(settings(c), c) for c in children if axis in settings(c)]
+    if not runs:
+        return None
+    key = keying([s for s, _ in runs], leave_out=axis)
+    ticks = {label(v): v for v in sorted((s[axis] for s, _ in runs), key=sortable)}
+    at = {name: i for i, name in enumerate(ticks)}
+    # (facet, colour) → x → metric → [(value, diverged)]
+    points: dict[tuple[str, str], dict[int, dict[str, list]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    for s, child in runs:
+        for metric in metrics:
+            value = child.metrics.get(metric, math.nan)
+            if metric in child.metrics or child.outcome == "diverged":
+                points[key.facet_label(s), key.colour_label(s)][at[label(s[axis])]][metric].append(
+                    (value, child.outcome == "diverged")
+                )
+    scales = {
+        m: scale_for(v for group in points.values() for by in group.values() for v, bad in by[m] if not bad)
+        for m in metrics
+    }
+    fig, panels = _panels(key, metrics, width=2.9)
+    marks: set[str] = set()
+    for (facet, name), by_x in points.items():
+        colour, shift = key.colours[name], _shift(key, name)
+        for metric in metrics:
+            ax = panels[facet, metric]
+            xs = sorted(x for x in by_x if by_x[x][metric])
+            good = {x: [v for v, bad in by_x[x][metric] if not bad and finite(v)] for x in xs}
+            means = [statistics.fmean(good[x]) if good[x] else math.nan for x in xs]
+            shifted = [x + shift for x in xs]
+            marks |= draw(ax, shifted, means, colour, scales[metric], marker="o", markersize=4, linewidth=1.4)
+            for x in xs:
+                if good[x] and len(good[x]) < len(by_x[x][metric]):  # some seeds diverged, not all
+                    marks |= mark(ax, [x + shift], colour, TOP)
+                if len(good[x]) > 1:
+                    draw(ax, [x + shift] * len(good[x]), good[x], colour, scales[metric], linestyle="none",
+                         marker="o", markersize=3, alpha=0.35)  # fmt: skip
+    for (facet, metric), ax in panels.items():
+        scales[metric].apply(ax)
+        ax.set_xticks(range(len(ticks)), list(ticks), rotation=30 if sum(map(len, ticks)) > 24 else 0, fontsize=7)
+        ax.set_xlim(-0.5, len(ticks) - 0.5)
+        _label_panel(ax, facet, metric, short(axis))
+    seeds = Line2D([], [], color="0.3", marker="o", markersize=3, alpha=0.4, linestyle="none", label="one seed")
+    key.add_key(fig, list(panels.values()), marks, [seeds])
+    _title(fig, f"Final {', '.join(metrics)} along {short(axis)} (line: mean over seeds)")
+    return fig
+
+
+def curves_figure(children: list[Child], history: History) -> Figure | None:
+    """The training data loss L (``train/loss_data`` when a penalty was on; arms with λ = 0 log only
+    ``train/loss_epoch``, which is L there) and ``val/loss`` against the step, each arm's lowest seed.
+    A diverged curve stops at its first non-finite value (or its last one), where × marks the step."""
+    runs = first_seed_runs(children)
+    penalised = any("train/loss_data" in c.metrics for c in runs)
+    train = "train/loss_data" if penalised else "train/loss_epoch"
+    losses = [m for m in (train, "val/loss") if any(m in c.metrics for c in runs)]
+    if not losses:
+        return None
+    key = keying([settings(c) for c in runs])
+    series: dict[tuple[str, str], tuple[list[int], list[float], int | None]] = {}
+    for child in runs:
+        for metric in losses:
+            stored = metric if metric in child.metrics or metric != "train/loss_data" else "train/loss_epoch"
+            series[child.run_id, metric] = _until_divergence(child, sorted(history(child.run_id, stored)))
+    scales = {m: scale_for(v for (_, metric), (_, ys, _) in series.items() if metric == m for v in ys) for m in losses}
+    fig, panels = _panels(key, losses, width=3.3)
+    marks: set[str] = set()
+    for child in runs:
+        s = settings(child)
+        colour = key.colours[key.colour_label(s)]
+        for metric in losses:
+            ax = panels[key.facet_label(s), metric]
+            steps, values, diverged_at = series[child.run_id, metric]
+            marks |= draw(ax, steps, values, colour, scales[metric], linewidth=1.2)
+            if diverged_at is not None:
+                marks |= mark(ax, [diverged_at], colour, TOP)
+                what = "diverged" if child.outcome == "diverged" else "non-finite"
+                _note(ax, f"× {key.colour_label(s)}: {what} at step {diverged_at}", colour)
+    for (facet, metric), ax in panels.items():
+        scales[metric].apply(ax)
+        _label_panel(ax, facet, f"{metric} (L)" if metric == "train/loss_data" else metric, "step")
+    key.add_key(fig, list(panels.values()), marks)
+    seeds = "lowest seed" if len({c.seed for c in runs}) == 1 else "lowest seed of each arm"
+    _title(fig, f"Loss curves: training ({train}) and validation loss of each arm ({seeds})")
+    return fig
+
+
+def grad_norms_figure(children: list[Child], history: History) -> Figure | None:
+    """The gradient norm of each layer's weight at the first logged step (D2L 5.4), each arm's lowest seed."""
+    runs = first_seed_runs([c for c in children if any(k.startswith("grad_norm/") for k in c.metrics)])
+    if not runs:
+        return None
+    norms = {}
+    for child in runs:
+        layers = sorted((k for k in child.metrics if k.startswith("grad_norm/")), key=_natural_order)
+        norms[child.run_id] = [min(history(child.run_id, k), default=(0, math.nan))[1] for k in layers]
+    key = keying([settings(c) for c in runs])
+    scale = scale_for(v for values in norms.values() for v in values)
+    fig, panels = _panels(key, ["grad"], width=3.6)
+    marks: set[str] = set()
+    for child in runs:
+        s = settings(child)
+        values = norms[child.run_id]
+        ax = panels[key.facet_label(s), "grad"]
+        marks |= draw(ax, list(range(1, len(values) + 1)), values, key.colours[key.colour_label(s)], scale, marker=".")
+    for (facet, _), ax in panels.items():
+        scale.apply(ax)
+        _label_panel(ax, facet, "‖∂L/∂W‖ at step 0", "layer (input → output)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    key.add_key(fig, list(panels.values()), marks)
+    _title(fig, "Gradient norm of each layer's weight at initialisation (lowest seed of each arm)")
+    return fig
+
+
+def save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def file_name(axis: str) -> str:
+    """``along_model_l2.png`` for ``model.l2``."""
+    return f"along_{re.sub(r'[^A-Za-z0-9_-]', '_', axis)}.png"
+
+
+def _panels(key: Keying, metrics: list[str], width: float) -> tuple[Figure, dict[tuple[str, str], Axes]]:
+    """A panel per facet × metric, a facet's metrics side by side; facets fill rows of up to 6 panels."""
+    facets = key.facets or [""]
+    rows, across = panel_grid(len(facets), len(metrics))
+    columns = across * len(metrics)
+    legend = 2.6 if len(key.colours) <= 10 else 1.6
+    fig = Figure(figsize=(max(width * columns + legend, 10.0), 2.5 * rows + 0.9), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False)
+    panels = {}
+    for index, facet in enumerate(facets):
+        for offset, metric in enumerate(metrics):
+            panels[facet, metric] = grid[index // across][(index % across) * len(metrics) + offset]
+    for ax in grid.flat[len(panels) :]:
+        ax.axis("off")
+    return fig, panels
+
+
+def _label_panel(ax: Axes, facet: str, ylabel: str, xlabel: str) -> None:
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    if facet:
+        ax.set_title(facet, fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _title(fig: Figure, text: str) -> None:
+    """The figure's title, from the left edge: clear of the legend on the right."""
+    fig.suptitle(text, x=0.01, ha="left", fontsize=10)
+
+
+def _note(ax: Axes, text: str, colour: Any) -> None:
+    """A line of text in the panel's top-left corner, below the ones already there."""
+    ax.text(0.02, 0.95 - 0.075 * len(ax.texts), text, color=colour, fontsize=6, va="top", transform=ax.transAxes)
+
+
+def _shift(key: Keying, name: str) -> float:
+    """A small x offset per colour, so that points and edge marks of different colours stay apart."""
+    names = list(key.colours)
+    return 0.25 * ((names.index(name) + 0.5) / len(names) - 0.5) if len(names) > 1 else 0.0
+
+
+def _until_divergence(child: Child, points: list[tuple[int, float]]) -> tuple[list[int], list[float], int | None]:
+    """The history up to its first non-finite value, and the step at which the run diverged (None if it did not)."""
+    cut = next((i for i, (_, v) in enumerate(points) if not finite(v)), None)
+    if cut is not None:
+        return [s for s, _ in points[:cut]], [v for _, v in points[:cut]], points[cut][0]
+    steps, values = [s for s, _ in points], [v for _, v in points]
+    if child.outcome != "diverged":
+        return steps, values, None
+    tagged: Any = child.tags.get("diverged_at_step")
+    return steps, values, int(tagged) if tagged is not None and tagged.lstrip("-").isdigit() else (steps or [0])[-1]
+
+
+def _natural_order(name: str) -> list[int | str]:
+    """``net.3.weight`` before ``net.11.weight``: digits compare as numbers (layers in forward order)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
