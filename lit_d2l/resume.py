@@ -51,13 +51,37 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
             f"run {run_id} saved no checkpoint to resume from (it stopped before its first step, or its "
             f"checkpoints were deleted); start it again with lit-d2l fit"
         )
-    if not any(arg == "--config" or arg.startswith("--config=") for arg in args):
-        config = config_of(uri, run_id, CONFIG_ARTIFACT)
-        if config is None:
-            raise UserError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact: give its config with --config")
-        args = ["--config", str(config), *args]
+    args = _with_run_config(uri, run_id, args)
     where = ["--tracking.uri", uri, "--tracking.experiment", run.experiment, "--tracking.run_id", run_id]
     return [*args, "--ckpt_path", str(checkpoint), *where], run.params
+
+
+def evaluate_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The ``validate``/``test`` arguments that evaluate run ``run_id``'s newest checkpoint, recorded in that run."""
+    uri_arg, _ = pop_option(args, "--tracking.uri")
+    uri = resolve_tracking_uri(uri_arg)
+    run = stored_run(uri, run_id)
+    if run.status == "RUNNING":
+        raise UserError(f"run {run_id} is still running ({owner_of(run) or 'an unknown process'}); wait for it to end")
+    checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
+    if checkpoint is None:
+        raise UserError(
+            f"run {run_id} saved no checkpoint (trainer.enable_checkpointing was off, or its files were deleted); "
+            "give --ckpt_path FILE instead"
+        )
+    args = _with_run_config(uri, run_id, args)
+    where = ["--tracking.uri", uri, "--tracking.experiment", run.experiment, "--tracking.run_id", run_id]
+    return [*args, "--ckpt_path", str(checkpoint), *where], run.params
+
+
+def _with_run_config(uri: str, run_id: str, args: list[str]) -> list[str]:
+    """``args`` with the run's own config.yaml first, unless they give a --config."""
+    if any(arg == "--config" or arg.startswith("--config=") for arg in args):
+        return args
+    config = config_of(uri, run_id, CONFIG_ARTIFACT)
+    if config is None:
+        raise UserError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact: give its config with --config")
+    return ["--config", str(config), *args]
 
 
 def _check_resumable(run: StoredRun) -> None:

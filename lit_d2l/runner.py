@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from lit_d2l import interrupts
 from lit_d2l.callbacks import Diverged, GracefulStop
 from lit_d2l.errors import ConfigError, UserError
-from lit_d2l.resume import check_same_settings, pop_option, resume_args
+from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings
@@ -120,6 +120,14 @@ def default_run_name(config_files: Any, model: Any) -> str:
     return f"{stem}-{type(model).__name__}-{time.strftime('%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def _has_option(args: list[str], name: str) -> bool:
+    return any(arg == name or arg.startswith(name + "=") for arg in args)
+
+
+def _is_help(args: list[str]) -> bool:
+    return any(arg in ("-h", "--help", "--print_config") or arg.startswith("--print_config=") for arg in args)
+
+
 def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:
     """Build the optimizer and scheduler once, on a stand-in parameter, and take two steps: bad settings
     (a negative learning rate, a step size of 0) fail now, in one line, before any run is recorded."""
@@ -165,11 +173,23 @@ def run_lightning(argv: list[str]) -> int:
     """``lit-d2l fit|validate|test ...``: run, print the outcome, return the exit status."""
     command, args = argv[0], argv[1:]
     run_id, args = pop_option(args, "--resume")
+    trained_in, args = pop_option(args, "--run")
     recorded: dict[str, str] | None = None
     if run_id is not None:
         if command != "fit":
             raise ConfigError(f"--resume continues a fit: use lit-d2l fit --resume {run_id}")
         args, recorded = resume_args(run_id, args)
+    elif trained_in is not None:
+        if command == "fit":
+            raise ConfigError(
+                f"--run RUN_ID names the weights to validate or test; to continue a fit: --resume {trained_in}"
+            )
+        args, recorded = evaluate_args(trained_in, args)
+    elif command != "fit" and not _has_option(args, "--ckpt_path") and not _is_help(args):
+        raise ConfigError(
+            f"lit-d2l {command} needs trained weights: give --run RUN_ID (the newest checkpoint of that fit) "
+            "or --ckpt_path FILE; without them it would evaluate an untrained model"
+        )
     cli = build(command, args)
     if cli is None:
         return 0

@@ -71,3 +71,28 @@ def test_bad_checkpoints_are_refused_in_one_line(checkpoint, tmp_path, tracking_
         capsys, client, experiment, tracking_uri, "--ckpt_path", str(checkpoint), "--data.w", "[1.0, 2.0, 3.0]"
     )
     assert "does not fit this model" in err
+
+
+@pytest.mark.parametrize("command", ["test", "validate"])
+def test_evaluating_without_weights_is_one_line_and_records_nothing(command, tracking_uri, client, experiment, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, *linear_fit_args(tracking_uri, experiment)])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"lit-d2l: error: lit-d2l {command} needs trained weights: give --run RUN_ID")
+    assert client.get_experiment_by_name(experiment) is None
+
+
+@pytest.mark.slow
+def test_test_run_evaluates_that_runs_newest_checkpoint_into_the_same_run(tracking_uri, client, experiment, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *linear_fit_args(tracking_uri, experiment, "--trainer.max_epochs=2", "--test_after_fit=false")])
+    exp = client.get_experiment_by_name(experiment)
+    (run,) = client.search_runs([exp.experiment_id])
+    assert "test/loss" not in run.data.metrics
+    with pytest.raises(SystemExit) as exit_:
+        main(["test", "--run", run.info.run_id, "--tracking.uri", tracking_uri])
+    assert exit_.value.code == 0, capsys.readouterr().err
+    again = client.get_run(run.info.run_id)
+    assert again.info.status == "FINISHED" and "test/loss" in again.data.metrics
+    assert len(client.search_runs([exp.experiment_id])) == 1

@@ -31,7 +31,9 @@ from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ensure_experiment
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child, claim
 
+# Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+QUIET_TRAINER += ["--trainer.enable_checkpointing", "false"]
 
 
 @dataclass

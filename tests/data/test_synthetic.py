@@ -161,8 +161,10 @@ def test_bad_data_settings_through_the_cli_record_nothing(override, tracking_uri
     assert client.get_experiment_by_name(experiment) is None
 
 
-def test_testing_on_an_empty_test_split_records_no_run(tracking_uri, client, experiment, capsys) -> None:
-    argv = ["test", "--config", str(LINEAR_CONFIG), "--data.num_test", "0"]
+def test_testing_on_an_empty_test_split_records_no_run(tmp_path, tracking_uri, client, experiment, capsys) -> None:
+    stub = tmp_path / "weights.ckpt"  # weights are checked first; the empty split must still be found
+    torch.save({"state_dict": {}}, stub)
+    argv = ["test", "--config", str(LINEAR_CONFIG), "--data.num_test", "0", "--ckpt_path", str(stub)]
     argv += ["--tracking.uri", tracking_uri, "--tracking.experiment", experiment, *QUIET]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
