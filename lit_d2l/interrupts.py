@@ -45,6 +45,8 @@ class _State:
     graceful = 0  # fits currently able to stop at a step boundary
     requested: int | None = None  # the signal waiting to be acted on
     forwarded = False  # a SIGTERM we sent ourselves, so that Lightning stops at the step boundary
+    shield = 0  # writes that must not be cut short (a run's buffered metrics going to the store)
+    held: int | None = None  # a signal that arrived during them
 
 
 def requested() -> int | None:
@@ -74,9 +76,25 @@ def raise_if_requested() -> None:
         raise Interrupted(signum)
 
 
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """A block a stop signal must not cut short (e.g. writing a run's metrics): the signal takes effect after it."""
+    _State.shield += 1
+    try:
+        yield
+    finally:
+        _State.shield -= 1
+        if _State.shield == 0 and _State.held is not None:
+            signum, _State.held = _State.held, None
+            _handle(signum, None)
+
+
 def _handle(signum: int, frame: Any) -> None:
     """During a fit, note the signal and make sure Lightning sees a SIGTERM (it stops the loop at the next
-    step boundary, on every DDP rank); anywhere else, or at a second signal, stop now."""
+    step boundary, on every DDP rank); anywhere else, or at a second signal, stop now (after any shielded write)."""
+    if _State.shield:
+        _State.held = _State.held or signum
+        return
     if _State.graceful:
         if _State.requested is None:
             _State.requested = signum

@@ -7,7 +7,7 @@ import os
 import warnings
 
 #: Lines Lightning prints on every Trainer: adverts, the TPU line, and "Seed set to N" (the seeds are params).
-_DROPPED = ("💡 Tip:", "TPU available:", "Seed set to ")
+_DROPPED = ("💡 Tip:", "TPU available:", "Seed set to ", "Received SIGTERM")
 #: Lines worth reading once per command, not once per fold or arm.
 _ONCE = ("GPU available:",)
 
@@ -33,6 +33,7 @@ class _LightningNoise(logging.Filter):
 _NOISE = _LightningNoise()
 # Filters act on records a logger creates itself: these are the loggers the lines come from.
 _SOURCES = (
+    "lightning.pytorch.trainer.connectors.signal_connector",
     "lightning.pytorch.utilities.rank_zero",
     "lightning.fabric.utilities.rank_zero",
     "lightning.fabric.utilities.seed",

@@ -175,6 +175,8 @@ def run_lightning(argv: list[str]) -> int:
     run_id, args = pop_option(args, "--resume")
     trained_in, args = pop_option(args, "--run")
     recorded: dict[str, str] | None = None
+    if (run_id or trained_in) and _has_option(args, "--ckpt_path"):
+        raise ConfigError("--resume and --run take the run's own newest checkpoint: drop --ckpt_path")
     if run_id is not None:
         if command != "fit":
             raise ConfigError(f"--resume continues a fit: use lit-d2l fit --resume {run_id}")
@@ -241,12 +243,16 @@ class _Parsed(Exception):
 
 
 class _ParseOnly(D2LCLI):
-    def before_instantiate_classes(self) -> None:
+    """Parses, checks the store and optimizer, and builds the model and DataModule (their constructors
+    check their settings); stops before the Trainer, so nothing runs and nothing is recorded."""
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         raise _Parsed
 
 
 def check_args(args: list[str]) -> None:
-    """Validate ``fit`` arguments (keys, types, files) without building or running anything."""
+    """Validate ``fit`` arguments (keys, types, files, the values the model and data accept) without
+    training or recording anything."""
     try:
         _construct(_ParseOnly, "fit", args, None)
     except _Parsed:

@@ -90,3 +90,23 @@ def test_resume_refuses_a_finished_run_and_changed_settings(tracking_uri, client
 
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def test_a_signal_during_a_write_to_the_store_takes_effect_after_it(tracking_uri, client, experiment):
+    from lit_d2l.tracking import TrackingLogger
+
+    logger = TrackingLogger(experiment_name=experiment, tracking_uri=tracking_uri)
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.flush()
+    real = logger.experiment.log_batch
+
+    def interrupted_write(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. a second SIGTERM while a stopping run writes its metrics
+        return real(*args, **kwargs)
+
+    logger.experiment.log_batch = interrupted_write
+    logger.log_metrics({"train/loss": 2.0}, step=1)
+    with stop_signals_handled(), pytest.raises(Interrupted):
+        logger.finalize("failed")
+    assert _history(client, logger.version, "train/loss") == [(0, 1.0), (1, 2.0)]
+    assert client.get_run(logger.version).info.status == "FAILED"  # ended, as finalize("failed") asked

@@ -201,7 +201,7 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
         parent.log_text(table, "summary.md")
         finished = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
         complete = finished >= {(arm.key, seed) for arm, seed in spec.pairs()}
-        elsewhere = [c for c in children if c.live]
+        elsewhere = [c for c in children if c.live and not c.owned_here]
     echo(table)
     result = SweepResult(parent.run_id, spec.sweep_id, skipped=plan.skipped, outcomes=outcomes)
     if elsewhere and not complete:
@@ -317,7 +317,11 @@ def _run_task(task: _Task) -> PairOutcome:
         run_id, taken = store.claim_pair(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags)
         if run_id is None:
             return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
-        result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
+        try:
+            result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
+        except BaseException:
+            store.end_if_running(run_id, "FAILED")  # e.g. the arm's settings failed before its fit began
+            raise
     except Exception as exc:  # a failing arm is reported; the sweep goes on
         return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
     assert result is not None

@@ -31,8 +31,14 @@ class GracefulStop(L.Callback):
         interrupts.enter_graceful()
         self._active = True
         set_tags = getattr(trainer.logger, "set_tags", None)
-        if callable(set_tags):  # where --resume finds this run's checkpoints
+        if callable(set_tags):  # where --resume finds this run's checkpoints: stored now, a SIGKILL may follow
             set_tags({CHECKPOINT_DIR_TAG: str(checkpoint_dir(trainer).resolve())})
+            _flush(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Every value logged up to a checkpoint is stored with it: a fit resumed from it after a SIGKILL
+        # leaves no hole in the run's metric history.
+        _flush(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         # Only where Lightning installed no SIGTERM handler of its own (e.g. on Windows).
@@ -57,6 +63,12 @@ class GracefulStop(L.Callback):
         if self._active:
             self._active = False
             interrupts.leave_graceful()
+
+
+def _flush(trainer: L.Trainer) -> None:
+    flush = getattr(trainer.logger, "flush", None)
+    if callable(flush):
+        flush()
 
 
 def checkpoint_dir(trainer: L.Trainer) -> Path:

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import Tensor
 
+from lit_d2l.interrupts import shielded
 from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
 
@@ -152,10 +153,11 @@ class TrackingLogger(Logger):
             self._metrics, self._params, self._tags = [], [], []  # failed before it began: record nothing
             return
         exception = sys.exc_info()[1]
-        try:
-            self.flush()
-        finally:  # even when a write fails, the run must not stay RUNNING
-            self.end_run(_run_status(status, exception))
+        with shielded():  # a second Ctrl-C or SIGTERM now would lose what is still buffered
+            try:
+                self.flush()
+            finally:  # even when a write fails, the run must not stay RUNNING
+                self.end_run(_run_status(status, exception))
 
     # -- lit-d2l additions --------------------------------------------------------------------
 
@@ -177,6 +179,10 @@ class TrackingLogger(Logger):
     @rank_zero_only
     def flush(self) -> None:
         """Write everything queued with ``log_batch``, in as few calls as MLflow's per-call limits allow."""
+        with shielded():  # a stop signal takes effect once the values taken off the buffer are stored
+            self._flush()
+
+    def _flush(self) -> None:
         self._last_flush = time.monotonic()
         if not self._has_pending():
             return

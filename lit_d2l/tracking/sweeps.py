@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
-from lit_d2l.tracking.liveness import close_stale_once, close_stale_runs, owner_gone, owner_tags
+from lit_d2l.tracking.liveness import close_stale_once, close_stale_runs, owner_gone, owner_tags, this_process
 from lit_d2l.tracking.store import check_store, resolve_tracking_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -49,6 +49,11 @@ class Child:
     @property
     def owner(self) -> str:
         return self.tags.get("lit_d2l.owner", "an unknown process")
+
+    @property
+    def owned_here(self) -> bool:
+        """Started by this process (so not running elsewhere, whatever its status says)."""
+        return self.tags.get("lit_d2l.owner") == str(this_process())
 
 
 class SweepStore:
@@ -103,6 +108,11 @@ class SweepStore:
     def close_stale(self, experiment_id: str) -> int:
         """Runs of the experiment left RUNNING by a process that is gone are KILLED; returns how many."""
         return len(close_stale_runs(self.client, [experiment_id]))
+
+    def end_if_running(self, run_id: str, status: str) -> None:
+        """End a run this process started, unless its fit already ended it."""
+        if self.client.get_run(run_id).info.status == "RUNNING":
+            self.client.set_terminated(run_id, status)
 
     def live_parents(self, experiment: str, sweep_id: str) -> list[Run]:
         """Parent runs of ``sweep_id`` that a live process is running, oldest first."""

@@ -89,13 +89,27 @@ def test_a_diverging_arm_is_tagged_and_the_sweep_goes_on(tmp_path, tracking_uri,
 def test_workers_run_arms_in_parallel_and_a_failing_arm_does_not_stop_the_others(
     tmp_path, tracking_uri, client, experiment
 ) -> None:
-    path = spec_file(tmp_path, experiment, "grid: {data.num_train: [0, 20, 30]}\n")
+    # Lightning refuses max_epochs -5 only when that arm's Trainer is built, after the sweep started.
+    path = spec_file(tmp_path, experiment, "grid: {trainer.max_epochs: [-5, 2, 3]}\n")
     result = run_sweep(load_spec(path), workers=2, tracking_uri=tracking_uri, echo=lambda _: None)
     outcomes = {o.arm: o for o in result.outcomes}
-    assert outcomes["data.num_train=0"].outcome == "failed"
-    assert "num_train must be > 0" in outcomes["data.num_train=0"].error
-    assert outcomes["data.num_train=20"].outcome == outcomes["data.num_train=30"].outcome == "finished"
+    assert outcomes["trainer.max_epochs=-5"].outcome == "failed"
+    assert "max_epochs" in outcomes["trainer.max_epochs=-5"].error
+    assert outcomes["trainer.max_epochs=2"].outcome == outcomes["trainer.max_epochs=3"].outcome == "finished"
     assert client.get_run(result.parent_run_id).info.status == "FAILED", "not every pair has a finished run"
+    statuses = sorted(c.status for c in SweepStore(tracking_uri).children(client.get_run(result.parent_run_id)))
+    assert statuses == ["FAILED", "FINISHED", "FINISHED"], "the failed arm's run is closed, not left RUNNING"
+
+
+def test_an_arm_value_the_model_refuses_stops_the_sweep_before_anything_runs(
+    tmp_path, tracking_uri, client, experiment
+) -> None:
+    from lit_d2l.errors import ConfigError
+
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, -1.0]}\n")
+    with pytest.raises(ConfigError, match=r"model\.l2 must be >= 0"):
+        run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
+    assert client.get_experiment_by_name(experiment) is None
 
 
 @pytest.mark.slow
