@@ -77,9 +77,10 @@ def test_metrics_are_written_in_batches_not_one_call_per_value(tracking_uri: str
     monkeypatch.setattr(MlflowClient, "log_batch", counting_log_batch)
     monkeypatch.setattr(MlflowClient, "log_metric", forbidden_log_metric)
     run_configured("fit", linear_fit_args(tracking_uri, experiment))
-    # ~400 values (96 steps x 2 + epochs + test) and ~80 params: a handful of writes, not hundreds.
+    # ~400 values (96 steps x 2 + epochs + test) and ~80 params: a handful of writes, not hundreds
+    # (one at the start, one with each of the 3 epoch checkpoints, the rest at the end).
     assert calls["log_metric"] == 0
-    assert 1 <= calls["log_batch"] <= 6, calls
+    assert 1 <= calls["log_batch"] <= 10, calls
 
 
 def test_print_config_runs_nothing(tracking_uri: str, client: MlflowClient, experiment: str, capsys) -> None:
