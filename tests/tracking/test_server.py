@@ -58,15 +58,12 @@ def test_fit_against_a_tracking_server(server_uri: str, experiment: str) -> None
 @pytest.mark.slow
 def test_lit_d2l_ui_serves_the_projects_store(tmp_path: Path, experiment: str) -> None:
     """`lit-d2l ui` in a project directory shows that directory's runs."""
-    args = ["--config", str(LINEAR_CONFIG), "--tracking.experiment", experiment, *QUIET, "--trainer.max_epochs", "1"]
     import os
 
-    previous = Path.cwd()
-    os.chdir(tmp_path)
-    try:
-        result = run_configured("fit", [*args, "--tracking.uri", "sqlite:///mlruns/mlflow.db"])
-    finally:
-        os.chdir(previous)
+    # The project's default store, named by its absolute path here: MLflow caches stores by URI within a
+    # process, so a relative URI would reach whichever directory an earlier test used it in.
+    args = ["--config", str(LINEAR_CONFIG), "--tracking.experiment", experiment, *QUIET, "--trainer.max_epochs", "1"]
+    result = run_configured("fit", [*args, "--tracking.uri", f"sqlite:///{tmp_path}/mlruns/mlflow.db"])
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     ui = subprocess.Popen(
