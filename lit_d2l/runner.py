@@ -12,6 +12,8 @@ import secrets
 import signal
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,7 +265,7 @@ def _construct(
     cli_class: type[D2LCLI], command: str, args: list[str], callbacks: list[L.Callback] | None
 ) -> D2LCLI | None:
     try:
-        with warnings.catch_warnings():
+        with config_errors(command), warnings.catch_warnings():
             # We pass args on purpose: sys.argv still holds the subcommand.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             cli = cli_class(
@@ -281,7 +283,15 @@ def _construct(
         if exc.code in (0, None):  # --help / --print_config
             return None
         raise
-    except UserError:
+    return cli
+
+
+@contextmanager
+def config_errors(command: str) -> Iterator[None]:
+    """Bad settings found while parsing or building, as one-line :class:`ConfigError` s."""
+    try:
+        yield
+    except (UserError, SystemExit):
         raise
     except MisconfigurationException as exc:  # Lightning refusing a setting, e.g. trainer.max_epochs -5
         raise ConfigError(_misconfiguration_line(exc)) from None
@@ -293,7 +303,6 @@ def _construct(
         if cause is None:
             raise
         raise cause from None
-    return cli
 
 
 def execute(cli: D2LCLI, command: str) -> RunResult:

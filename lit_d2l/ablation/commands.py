@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lit_d2l.ablation.report import build_report
-from lit_d2l.ablation.runner import dry_run, run_sweep
+from lit_d2l.ablation.runner import PACK_MODES, dry_run, run_sweep
 from lit_d2l.ablation.spec import load_spec
 
 
@@ -20,12 +20,27 @@ def ablate_command(argv: list[str]) -> int:
         "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
     )
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    parser.add_argument(
+        "--pack",
+        choices=PACK_MODES,
+        default="auto",
+        help="auto: arms differing only in seed, lr, momentum, weight decay, L2, dropout or init train side by side"
+        " in one vectorized fit, each still its own MLflow run; off: every arm x seed alone (default: auto)",
+    )
+    parser.add_argument("--pack-size", type=int, default=0, help="at most N runs per pack (default 0: memory decides)")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec)
     if args.dry_run:
-        dry_run(spec)
+        dry_run(spec, pack=args.pack, pack_size=args.pack_size, workers=args.workers)
         return 0
-    result = run_sweep(spec, workers=args.workers, fresh=args.fresh and not args.resume, tracking_uri=args.tracking_uri)
+    result = run_sweep(
+        spec,
+        workers=args.workers,
+        fresh=args.fresh and not args.resume,
+        tracking_uri=args.tracking_uri,
+        pack=args.pack,
+        pack_size=args.pack_size,
+    )
     if not args.no_report:
         path = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
         print(f"report: {path}")

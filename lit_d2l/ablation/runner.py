@@ -16,17 +16,21 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from lit_d2l.ablation.packed import run_pack
 from lit_d2l.ablation.report import summary_table
-from lit_d2l.ablation.spec import Arm, SweepSpec
+from lit_d2l.ablation.spec import SEED_KEYS, Arm, SweepSpec
 from lit_d2l.ablation.stability import stability_figures
 from lit_d2l.ablation.workers import supervise
 from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
 from lit_d2l.errors import UserError
+from lit_d2l.fit_parser import parse_fit
 from lit_d2l.noise import quiet_third_party
-from lit_d2l.runner import check_args, run_configured
+from lit_d2l.packing.plan import Pack, plan_packs
+from lit_d2l.runner import run_configured
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ensure_experiment
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child, claim
@@ -34,6 +38,7 @@ from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, Swee
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 QUIET_TRAINER += ["--trainer.enable_checkpointing", "false"]
+PACK_MODES = ("auto", "off")
 
 
 @dataclass
@@ -75,6 +80,7 @@ class _Task:
     tracking_uri: str
     experiment_id: str
     run_name: str
+    settings: dict[str, Any] = field(default_factory=dict)  # the arm's swept settings and its seed
 
 
 @dataclass
@@ -94,22 +100,40 @@ def run_sweep(
     fresh: bool = False,
     tracking_uri: str | None = None,
     echo: Callable[[str], None] = print,
+    pack: str = "auto",
+    pack_size: int = 0,
 ) -> SweepResult:
-    """Run (or resume) the sweep; returns when every pending pair has run."""
+    """Run (or resume) the sweep; returns when every pending pair has run.
+
+    ``pack="auto"`` trains arms that differ only in packable settings side by side in one vectorized
+    fit (:mod:`lit_d2l.packing`), at most ``pack_size`` per pack when > 0; ``"off"`` fits every pair alone.
+    """
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if pack not in PACK_MODES:
+        raise UserError(f"--pack must be one of {', '.join(PACK_MODES)}, got {pack!r}")
+    if pack_size < 0:
+        raise UserError(f"--pack-size must be >= 0 (0: as many as fit in memory), got {pack_size}")
     plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
     with _failed_on_error(plan.parent):
-        outcomes = run_pairs(plan, workers, echo)
+        units = pack_tasks(plan.tasks, pack, pack_size, workers)
+        outcomes = run_pairs(plan, workers, echo, units)
     return record_sweep(plan, outcomes, echo)
+
+
+def pack_tasks(tasks: list[_Task], pack: str = "auto", pack_size: int = 0, workers: int = 1) -> list[Pack]:
+    """The units of work: packs of pairs that train together, or (``pack="off"``) one pair each."""
+    if pack == "off":
+        return [Pack([task], "--pack off") for task in tasks]
+    return plan_packs(tasks, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers)
 
 
 def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print) -> SweepPlan:
     """Check every arm parses, join the sweep's live parent run or resume (unless ``fresh``) or create
     one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
-    for arm in spec.arms:  # every arm must parse before any run starts
-        check_args([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
+    for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
+        parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
 
     store = SweepStore(uri)  # closes runs whose process is gone
     sweep_id = spec.sweep_id
@@ -145,6 +169,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
                 tracking_uri=uri,
                 experiment_id=experiment_id,
                 run_name=_run_name(arm, seed),
+                settings={**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
             )
             for arm, seed in spec.pairs()
             if (arm.key, seed) not in done | elsewhere
@@ -183,10 +208,14 @@ def _parent_run(store: SweepStore, spec: SweepSpec, experiment_id: str, fresh: b
     return live[0].info.run_id, True
 
 
-def run_pairs(plan: SweepPlan, workers: int = 1, echo: Callable[[str], None] = print) -> list[PairOutcome]:
-    """Run the plan's pending pairs, in ``workers`` processes; one line per finished pair goes to ``echo``."""
+def run_pairs(
+    plan: SweepPlan, workers: int = 1, echo: Callable[[str], None] = print, units: list[Pack] | None = None
+) -> list[PairOutcome]:
+    """Run the plan's pending pairs (as ``units``: packs, by default one pair each) in ``workers``
+    processes; one line per finished pair goes to ``echo``."""
+    units = units if units is not None else [Pack([task]) for task in plan.tasks]
     with _quiet_lightning():
-        return _run_tasks_quietly(plan.tasks, workers, echo)
+        return _run_tasks_quietly(units, len(plan.tasks), workers, echo)
 
 
 def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[str], None] = print) -> SweepResult:
@@ -241,12 +270,43 @@ def _failed_on_error(parent: TrackingLogger) -> Iterator[None]:
         raise
 
 
-def dry_run(spec: SweepSpec, echo: Callable[[str], None] = print) -> None:
-    """List the arms and the runs a sweep would make, without running or recording anything."""
+def dry_run(
+    spec: SweepSpec, echo: Callable[[str], None] = print, pack: str = "auto", pack_size: int = 0, workers: int = 1
+) -> None:
+    """List the arms, the runs a sweep would make and the packs they would train in, without running or
+    recording anything."""
     echo(f"sweep {spec.sweep_id}: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(spec.pairs())} runs")
     echo(f"base config: {spec.base}")
     for arm in spec.arms:
         echo(f"  {arm.key}")
+    tasks = [
+        _Task(
+            arm.key,
+            seed,
+            spec.fit_args(arm, seed),
+            {},
+            0.0,
+            0,
+            "",
+            "",
+            "",
+            {**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
+        )
+        for arm, seed in spec.pairs()
+    ]
+    packs = pack_tasks(tasks, pack, pack_size, workers)
+    packed = [p for p in packs if p.packed]
+    echo(
+        f"packs (--pack {pack}): {len(packed)} packs of {sum(len(p.units) for p in packed)} runs, "
+        f"{len(packs) - len(packed)} runs alone"
+    )
+    for number, unit in enumerate(packs, start=1):
+        arms = sorted({task.arm for task in unit.units}, key=[a.key for a in spec.arms].index)
+        seeds = sorted({task.seed for task in unit.units})
+        why = f" (alone: {unit.reason})" if not unit.packed and unit.reason else ""
+        echo(f"  pack {number}: {len(unit.units)} runs = {len(arms)} arms x seeds {seeds}{why}")
+        for key in arms:
+            echo(f"    {key}")
 
 
 @contextmanager
@@ -263,28 +323,41 @@ def _quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _run_tasks_quietly(tasks: list[_Task], workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
+def _run_tasks_quietly(units: list[Pack], total: int, workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
     outcomes: list[PairOutcome] = []
 
-    def report(outcome: PairOutcome) -> None:
-        outcomes.append(outcome)
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
-        detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
-        echo(f"[{len(outcomes)}/{len(tasks)}] {outcome.arm} seed {outcome.seed}: {outcome.outcome} {detail}")
+    def report(results: list[PairOutcome]) -> None:
+        for outcome in results:
+            outcomes.append(outcome)
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
+            detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
+            echo(f"[{len(outcomes)}/{total}] {outcome.arm} seed {outcome.seed}: {outcome.outcome} {detail}")
 
-    if workers == 1 or len(tasks) <= 1:
-        for task in tasks:
-            report(_run_task(task))
+    work = [unit.units for unit in units]
+    if workers == 1 or len(work) <= 1:
+        for unit in work:
+            report(_run_unit(unit))
         return outcomes
     gpus = _gpu_count()
     settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
 
-    def died(task: _Task, how: str) -> PairOutcome:
-        SweepStore(task.tracking_uri).close_stale(task.experiment_id)  # its run, left RUNNING
-        return PairOutcome(task.arm, task.seed, "failed", error=how)
+    def died(unit: list[_Task], how: str) -> list[PairOutcome]:
+        SweepStore(unit[0].tracking_uri).close_stale(unit[0].experiment_id)  # its runs, left RUNNING
+        return [PairOutcome(task.arm, task.seed, "failed", error=how) for task in unit]
 
-    supervise(tasks, settings, _run_task, report, died, _init_worker)
+    supervise(work, settings, _run_unit, report, died, _init_worker)
     return outcomes
+
+
+def _run_unit(unit: list[_Task]) -> list[PairOutcome]:
+    """One unit of work: a pair alone, or a pack of pairs in one vectorized fit."""
+    if len(unit) == 1:
+        return [_run_task(unit[0])]
+    return run_pack(unit, _outcome, _worker_device)
+
+
+def _outcome(task: _Task, kind: str, **details: Any) -> PairOutcome:
+    return PairOutcome(task.arm, task.seed, kind, **details)
 
 
 _worker_device: int | None = None

@@ -232,6 +232,10 @@ class D2LModule(L.LightningModule):
             raise ConfigError(f"{type(self).__name__} needs model.{name}: set it, or use a DataModule that provides it")
         return getattr(datamodule, name)
 
+    def end_of_fit_metrics(self, datamodule: Any) -> dict[str, float]:
+        """Metrics a model logs once its fit ends (e.g. the linear models' distance to the closed form)."""
+        return {}
+
     def describe(self) -> dict[str, str]:
         """Human-readable results (e.g. ``{"learned w": "[2.0, -3.4]"}``), printed by the CLI at the end."""
         return {}
@@ -240,11 +244,16 @@ class D2LModule(L.LightningModule):
 Model = TypeVar("Model", bound=D2LModule)
 
 
-def built(model: Model) -> Model:
-    """``model`` with its layers created, for use outside a Trainer.
+def built(model: Model, datamodule: Any = None) -> Model:
+    """``model`` with its layers created, for use outside a Trainer; shapes left as None are read from
+    ``datamodule`` when one is given.
 
     ``net = built(MLP(num_inputs=784, num_outputs=10))``; a Trainer calls ``configure_model`` itself.
     """
+    if datamodule is not None:
+        for name in model.shape_args:
+            if getattr(model, name) is None and hasattr(datamodule, name):
+                setattr(model, name, getattr(datamodule, name))
     model.configure_model()
     return model
 

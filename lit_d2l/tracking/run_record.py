@@ -29,13 +29,20 @@ class RunRecorder(SaveConfigCallback):
         logger = trainer.logger
         if not isinstance(logger, TrackingLogger):
             return
-        logger.log_text(self.parser.dump(self.config, skip_none=False), CONFIG_ARTIFACT)
-        logger.log_hyperparams(config_params(self.config.as_dict()))
-        logger.log_hyperparams({"seeds": random_seeds(pl_module, trainer.datamodule)})
-        logger.set_tags(run_tags(pl_module, trainer.datamodule))
-        sample_figure = getattr(trainer.datamodule, "sample_figure", None)
-        if callable(sample_figure):  # e.g. D2L's grid of labelled Fashion-MNIST images
-            logger.log_figure(sample_figure(), SAMPLES_ARTIFACT)
+        record_run(
+            logger, self.parser.dump(self.config, skip_none=False), self.config.as_dict(), pl_module, trainer.datamodule
+        )
+
+
+def record_run(logger: TrackingLogger, config_text: str, config: dict[str, Any], model: Any, datamodule: Any) -> None:
+    """What every run records about itself: the config (artifact and params), its seeds and identifying tags."""
+    logger.log_text(config_text, CONFIG_ARTIFACT)
+    logger.log_hyperparams(config_params(config))
+    logger.log_hyperparams({"seeds": random_seeds(model, datamodule)})
+    logger.set_tags(run_tags(model, datamodule))
+    sample_figure = getattr(datamodule, "sample_figure", None)
+    if callable(sample_figure):  # e.g. D2L's grid of labelled Fashion-MNIST images
+        logger.log_figure(sample_figure(), SAMPLES_ARTIFACT)
 
 
 def config_params(config: dict[str, Any]) -> dict[str, Any]:

@@ -153,6 +153,41 @@ class SweepStore:
             self.client.delete_run,
         )
 
+    def claim_pairs(
+        self, parent_id: str, experiment_id: str, requests: list[tuple[str, dict[str, str]]]
+    ) -> list[tuple[str | None, str]]:
+        """Claim many pairs (``(run_name, tags)`` each) at once, as :meth:`claim_pair` claims one, with two
+        reads of the sweep in all; a pair that turns out contended is claimed again on its own."""
+
+        def pair(tags: dict[str, str]) -> tuple[str, int]:
+            return tags["arm"], int(tags["seed"])
+
+        def holders(children: list[Child], key: tuple[str, int], mine: str | None) -> list[Child]:
+            return [
+                c
+                for c in children
+                if (c.arm, c.seed) == key and c.run_id != mine and (c.live or c.status == "FINISHED")
+            ]
+
+        before = self.children_of(parent_id, experiment_id)
+        results: list[tuple[str | None, str]] = [(None, "")] * len(requests)
+        created: dict[int, str] = {}
+        for index, (name, tags) in enumerate(requests):
+            held = _held(holders(before, pair(tags), None))
+            if held:
+                results[index] = (None, held)
+            else:
+                created[index] = self.start_run(experiment_id, name, {**tags, PARENT_TAG: parent_id})
+        after = self.children_of(parent_id, experiment_id)
+        for index, run_id in created.items():
+            name, tags = requests[index]
+            if holders(after, pair(tags), run_id):  # a rival claimed it meanwhile: the careful way, alone
+                self.client.delete_run(run_id)
+                results[index] = self.claim_pair(parent_id, experiment_id, name, tags)
+            else:
+                results[index] = (run_id, "")
+        return results
+
     def children_of(self, parent_id: str, experiment_id: str) -> list[Child]:
         runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
         return [as_child(run) for run in runs]

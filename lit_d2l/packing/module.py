@@ -1,0 +1,359 @@
+"""K models of one architecture trained side by side as one LightningModule (vectorized with ``torch.func``).
+
+Every parameter of the pack is the arms' parameters stacked along a leading arm axis; one training
+step evaluates every arm's objective J_k = L_k + λ_k/2·Σ‖W_k‖² on its own minibatch with
+``vmap(functional_call(...))`` and back-propagates their sum, whose gradient with respect to arm k's
+slice is exactly ∂J_k/∂θ_k (the arms share nothing). :class:`~lit_d2l.packing.optim.PackedSGD` then
+takes each arm's own SGD step. Metrics are logged per arm as ``arm<k>/<name>``, at the steps and with
+the ``epoch`` Lightning gives a single model's ``self.log`` values, and
+:class:`~lit_d2l.packing.loggers.ArmLoggers` writes them to each arm's own MLflow run. They go to the
+logger's public ``log_metrics`` rather than through ``self.log``: Lightning's result collection
+costs about a millisecond per ``self.log`` call once it holds K × 4 keys (measured: 9.4 s of a
+22.5 s fit of 18 arms), which would make the pack slower than the arms alone.
+
+An arm whose loss or gradient norm becomes non-finite, or whose gradient norm exceeds
+``max_grad_norm``, is recorded as diverged at that step (before its update, as
+:class:`~lit_d2l.callbacks.DivergenceGuard` does alone) and frozen; the others go on unaffected.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from torchmetrics import Metric
+
+from lit_d2l.models.base import Classifier, D2LModule
+from lit_d2l.models.mlp import DropoutScratch
+from lit_d2l.packing.loggers import arm_prefix
+from lit_d2l.packing.optim import PackedSGD
+
+_DROPOUTS = (nn.Dropout, DropoutScratch)
+
+
+class ArmDropout(nn.Module):
+    """Dropout whose probability is a buffer, so each arm of a pack drops with its own p (D2L 5.6.2).
+
+    Under ``vmap(..., randomness="different")`` every arm draws its own mask.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("p", torch.zeros(()))
+
+    def forward(self, X: Tensor) -> Tensor:
+        if not self.training:
+            return X
+        mask = (torch.rand_like(X) >= self.p).to(X.dtype)
+        return mask * X / (1.0 - self.p)
+
+
+class PackedModule(L.LightningModule):
+    """The arms of a pack (built, identical in architecture) trained as one module."""
+
+    def __init__(self, arms: Sequence[D2LModule], max_grad_norm: float = math.inf, diagnostics_every: int = 0) -> None:
+        super().__init__()
+        first = arms[0]
+        self.num_arms = len(arms)
+        self.max_grad_norm = max_grad_norm
+        self.diagnostics_every = diagnostics_every
+        self.is_classifier = isinstance(first, Classifier)
+        self.weight_names = list(first.weights())
+        template, dropout_paths = _template(first)
+        self._template = (template,)  # a tuple: not a registered submodule, so its meta tensors stay out
+        params, _ = stack_module_state(list(arms))
+        self.param_names = list(params)
+        self.packed = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in params.items()})
+        buffers = {name: torch.stack([dict(a.named_buffers())[name] for a in arms]) for name in _buffer_names(first)}
+        for path in dropout_paths:
+            buffers[f"{path}.p"] = torch.tensor([_module(a, path).p for a in arms], dtype=torch.float32)
+        self.buffer_names = list(buffers)
+        for name, value in buffers.items():
+            self.register_buffer(f"arm_buffer_{_key(name)}", value)
+        for setting in ("lr", "momentum", "weight_decay", "l2"):
+            values = [float(getattr(a, setting)) for a in arms]
+            self.register_buffer(f"arm_{setting}", torch.tensor(values, dtype=torch.float32))
+        self.penalised = [bool(a.l2) for a in arms]
+        self.register_buffer("active", torch.ones(self.num_arms, dtype=torch.bool))
+        self.diverged: dict[int, tuple[int, str]] = {}  # arm -> (step, reason)
+        self.on_diverged: Callable[[int, int, str], None] | None = None
+        self._sums: dict[str, Tensor] = {}
+        self._pending_stats: Tensor | None = None
+        self.last: list[dict[str, Tensor]] = [{} for _ in arms]  # each arm's latest value of every metric
+        # The arms' own models and DataModules (tuples: not submodules): their end-of-fit results.
+        self.arm_models: tuple[D2LModule, ...] = ()
+        self.arm_data: tuple[Any, ...] = ()
+        self._linear_paths = [name for name, m in template.named_modules() if isinstance(m, nn.Linear)]
+
+    # -- the vectorized model -------------------------------------------------------------------
+
+    @property
+    def template(self) -> D2LModule:
+        return self._template[0]
+
+    def stacked(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(parameters, buffers) of every arm, keyed by the single model's names, arm axis first."""
+        params = {name: self.packed[_key(name)] for name in self.param_names}
+        buffers = {name: getattr(self, f"arm_buffer_{_key(name)}") for name in self.buffer_names}
+        return params, buffers
+
+    def arm_outputs(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Every arm's model on its own inputs: ``[K, B, ...]``."""
+        template = self.template
+        template.train(self.training)
+
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], *batch: Tensor) -> Tensor:
+            return functional_call(template, (params, buffers), batch)
+
+        return vmap(one, randomness="different")(*self.stacked(), *inputs)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.arm_outputs(inputs)
+
+    def arm_objectives(self, batch: Sequence[Tensor], activations: bool = False) -> tuple[Tensor, ...]:
+        """(J, L) per arm, ``[K]`` each, on one ``[K, B, ...]`` batch; with ``activations``, also the mean
+        and std of every ``nn.Linear`` output per arm, ``[K, layers, 2]``."""
+        template = self.template
+        template.train(self.training)
+        weight_names = self.weight_names
+
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], l2: Tensor, *arm_batch: Tensor):
+            stats: list[Tensor] = []
+            hooks = [_record_stats(m, stats) for m in _linear_modules(template)] if activations else []
+            try:
+                output = functional_call(template, (params, buffers), tuple(arm_batch[:-1]))
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            data_loss = template.loss(output, arm_batch[-1])
+            penalty = l2 / 2 * sum((params[name] ** 2).sum() for name in weight_names)
+            objective = data_loss + penalty if weight_names else data_loss
+            if activations:
+                return objective, data_loss, torch.stack(stats)
+            return objective, data_loss
+
+        return vmap(one, randomness="different")(*self.stacked(), self.arm_l2, *batch)
+
+    # -- training -------------------------------------------------------------------------------
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        diagnose = self.diagnostics_every > 0 and self.global_step % self.diagnostics_every == 0
+        objective, data_loss, *stats = self.arm_objectives(batch, activations=diagnose)
+        self._pending_stats = stats[0].detach() if stats else None
+        objective_now, data_now = objective.detach(), data_loss.detach()
+        self._accumulate("train", objective_now, torch.ones_like(objective_now))
+        self._accumulate("train_data", data_now, torch.ones_like(data_now))
+        if self._logs_this_step():
+            self.log_arms({"train/loss": objective_now})
+        # Diverged arms add nothing (their NaN would not reach the others' gradients anyway).
+        return torch.where(self.active, objective, torch.zeros_like(objective)).sum()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        params, _ = self.stacked()
+        grads = [p.grad.detach().flatten(1) for p in params.values() if p.grad is not None]
+        if not grads:
+            return
+        norms = torch.linalg.vector_norm(torch.cat(grads, dim=1), dim=1)
+        if self._pending_stats is not None:
+            self._log_diagnostics(params)
+        bad = self.active & (~torch.isfinite(norms) | (norms > self.max_grad_norm))
+        for arm in torch.nonzero(bad).flatten().tolist():
+            value = norms[arm].item()
+            reason = f"gradient norm {value:.3g} (bound {self.max_grad_norm:.3g})"
+            self._diverge(arm, reason)
+
+    def _diverge(self, arm: int, reason: str) -> None:
+        self.active[arm] = False
+        self.diverged[arm] = (self.global_step, reason)
+        if self.on_diverged is not None:
+            self.on_diverged(arm, self.global_step, reason)
+        if not bool(self.active.any()):
+            self.trainer.should_stop = True
+
+    def _log_diagnostics(self, params: dict[str, Tensor]) -> None:
+        """Per arm, what :class:`~lit_d2l.callbacks.LayerDiagnostics` logs for a single model."""
+        stats, self._pending_stats = self._pending_stats, None
+        assert stats is not None
+        values: dict[str, Tensor] = {}
+        for name in self.weight_names:
+            weight = params[name]
+            if weight.grad is not None:
+                values[f"grad_norm/{name}"] = weight.grad.detach().flatten(1).norm(dim=1)
+            values[f"weight_norm/{name}"] = weight.detach().flatten(1).norm(dim=1)
+        for index, path in enumerate(self._linear_paths):
+            values[f"act_mean/{path}"], values[f"act_std/{path}"] = stats[:, index, 0], stats[:, index, 1]
+        self.log_arms(values, epoch=False)
+
+    def on_train_epoch_end(self) -> None:
+        params, _ = self.stacked()
+        values = {f"weight_norm/{name}": params[name].detach().flatten(1).norm(dim=1) for name in self.weight_names}
+        train, data = self._mean("train"), self._mean("train_data")
+        if train is not None:
+            values["train/loss_epoch"] = train
+        step = self._epoch_end_step()
+        self.log_arms(values, step=step)
+        if data is not None:  # L alone, for the arms with a penalty (as a single model logs it)
+            penalised = [a for a in self._open_arms() if self.penalised[a]]
+            self.log_arms({"train/loss_data": data}, arms=penalised, step=step)
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def _evaluate(self, split: str, batch: tuple[Tensor, ...]) -> None:
+        *inputs, y = batch
+        outputs = self.arm_outputs(inputs)
+        template = self.template
+        losses = vmap(template.loss)(outputs, y)
+        count = torch.full_like(losses, y.shape[1])
+        self._accumulate(f"{split}_loss", losses * count, count)
+        if self.is_classifier:
+            correct = (outputs.argmax(dim=-1) == y).sum(dim=1).to(losses.dtype)
+            self._accumulate(f"{split}_acc", correct, count)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_evaluation("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_evaluation("test")
+
+    def _log_evaluation(self, split: str) -> None:
+        loss, acc = self._mean(f"{split}_loss"), self._mean(f"{split}_acc")
+        values = {f"{split}/loss": loss, f"{split}/acc": acc}
+        if not self.trainer.sanity_checking:  # Lightning records nothing of the sanity check
+            self.log_arms(
+                {name: value for name, value in values.items() if value is not None}, step=self._epoch_end_step()
+            )
+
+    # -- logging --------------------------------------------------------------------------------
+
+    def log_arms(
+        self, values: dict[str, Tensor], arms: Sequence[int] | None = None, epoch: bool = True, step: int | None = None
+    ) -> None:
+        """Log one value per arm (``values[name][k]``) for every open arm, at ``step`` (default: this step), as
+        ``self.log`` would for one model (with Lightning's ``epoch``); the last values are kept in :attr:`last`."""
+        arms = self._open_arms() if arms is None else arms
+        metrics: dict[str, Tensor | int] = {}
+        for arm in arms:
+            for name, value in values.items():
+                metrics[f"{arm_prefix(arm)}{name}"] = self.last[arm][name] = value[arm]
+        if epoch:
+            metrics["epoch"] = self.current_epoch
+        if self.logger is not None and arms:
+            self.logger.log_metrics(metrics, step=self.global_step if step is None else step)
+
+    def _epoch_end_step(self) -> int:
+        """The step Lightning records epoch-end and validation values at: during a fit, that of the last
+        training step (one less than the steps taken); in a test after the fit, the steps taken."""
+        if self.trainer.state.fn == "fit":
+            return max(0, self.global_step - 1)
+        return self.global_step
+
+    # -- optimisation ---------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> PackedSGD:
+        params, _ = self.stacked()
+        weights = [params[name] for name in self.weight_names]
+        biases = [p for name, p in params.items() if name not in self.weight_names]
+        momentum = bool((self.arm_momentum != 0).any())
+        groups = [
+            {"params": weights, "decay": True, "momentum": momentum},
+            {"params": biases, "decay": False, "momentum": momentum},
+        ]
+        return PackedSGD([g for g in groups if g["params"]], self._settings)
+
+    def _settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, self.active
+
+    # -- per-arm results ------------------------------------------------------------------------
+
+    def unpack_into(self, arms: Sequence[D2LModule]) -> None:
+        """Copy each arm's trained slice back into its own model (for its end-of-fit results)."""
+        params, _ = self.stacked()
+        with torch.no_grad():
+            for index, arm in enumerate(arms):
+                own = dict(arm.named_parameters())
+                for name, value in params.items():
+                    own[name].copy_(value[index].to(own[name].device))
+
+    def on_fit_end(self) -> None:
+        """Each arm's end-of-fit metrics (e.g. the linear models' distance to the closed form), from its own model."""
+        if not self.arm_models:
+            return
+        self.unpack_into(self.arm_models)
+        for arm in self._open_arms():
+            values = self.arm_models[arm].end_of_fit_metrics(self.arm_data[arm])
+            if values:
+                self.log_arms({key: torch.full((self.num_arms,), value) for key, value in values.items()}, [arm], False)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _open_arms(self) -> list[int]:
+        return [arm for arm in range(self.num_arms) if arm not in self.diverged]
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning writes this step's values (every ``log_every_n_steps`` steps), as for one model."""
+        every = self.trainer.log_every_n_steps
+        return every > 0 and ((self.global_step + 1) % every == 0 or self.trainer.should_stop)
+
+    def _accumulate(self, name: str, total: Tensor, count: Tensor) -> None:
+        if name in self._sums:
+            self._sums[name] = self._sums[name] + total
+            self._sums[f"{name}#count"] = self._sums[f"{name}#count"] + count
+        else:
+            self._sums[name], self._sums[f"{name}#count"] = total.clone(), count.clone()
+
+    def _mean(self, name: str) -> Tensor | None:
+        """The epoch's mean of ``name`` per arm, then reset (None when nothing was accumulated)."""
+        total, count = self._sums.pop(name, None), self._sums.pop(f"{name}#count", None)
+        return None if total is None or count is None else total / count
+
+
+def _template(model: D2LModule) -> tuple[D2LModule, list[str]]:
+    """A copy of the first arm on the meta device (structure only), its dropouts made per-arm."""
+    template = copy.deepcopy(model).to("meta")
+    for name, child in list(template.named_children()):  # metrics take no part in the forward pass: every
+        if isinstance(child, Metric):  # module left out is one fewer for functional_call to walk, every step
+            delattr(template, name)
+    paths = [name for name, module in template.named_modules() if isinstance(module, _DROPOUTS)]
+    for path in paths:
+        parent, _, child = path.rpartition(".")
+        setattr(_module(template, parent) if parent else template, child, ArmDropout().to("meta"))
+    return template, paths
+
+
+def _module(model: nn.Module, path: str) -> Any:
+    return model.get_submodule(path)
+
+
+def _buffer_names(model: nn.Module) -> list[str]:
+    """Buffers the forward pass uses (torchmetrics' states are not part of the model)."""
+    return [name for name, _ in model.named_buffers()]
+
+
+def _linear_modules(model: nn.Module) -> list[nn.Linear]:
+    return [module for module in model.modules() if isinstance(module, nn.Linear)]
+
+
+def _record_stats(module: nn.Module, stats: list[Tensor]) -> torch.utils.hooks.RemovableHandle:
+    def record(_: nn.Module, __: Any, output: Tensor) -> None:
+        output = output.detach().float()
+        std = output.std() if output.numel() > 1 else torch.zeros((), device=output.device)
+        stats.append(torch.stack([output.mean(), std]))
+
+    return module.register_forward_hook(record)
+
+
+def _key(name: str) -> str:
+    """A parameter name as a ParameterDict key (dots are not allowed there)."""
+    return name.replace(".", "__")

@@ -1,0 +1,181 @@
+"""Which arms of a sweep train together: packs of arms that differ only in settings a pack can vary.
+
+A pack's arms share the architecture, the data's shapes and every Trainer setting; each keeps its own
+seed, initialisation, learning rate, momentum, weight decay, L2 penalty and dropout probability
+(``PACKABLE_KEYS``). Arms that differ in anything else (depth, width, activation, degree, num_train,
+max_epochs, ...) go to separate packs. Packs are cut to fit a memory budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from lit_d2l.fit_parser import ParsedFit, parse_fit
+from lit_d2l.models import (
+    MLP,
+    LinearRegression,
+    LinearRegressionScratch,
+    SoftmaxRegression,
+    SoftmaxRegressionScratch,
+    built,
+)
+
+#: Settings two arms of one pack may differ in.
+PACKABLE_KEYS = frozenset(
+    {
+        "seed_everything",
+        "data.seed",
+        "data.shuffle_seed",
+        "data.noise",
+        "model.lr",
+        "model.momentum",
+        "model.weight_decay",
+        "model.l2",
+        "model.dropout",
+        "model.init",
+        "model.init_std",
+        "model.init_value",
+        "model.bias_init",
+        "model.sigma",
+        "model.init_seed",
+    }
+)
+#: Models a pack can train: their training step is D2LModule's, their optimizer minibatch SGD.
+PACKABLE_MODELS = (LinearRegression, LinearRegressionScratch, SoftmaxRegression, SoftmaxRegressionScratch, MLP)
+_SIMPLE_TRAINER = {
+    "strategy": ("auto",),
+    "num_nodes": (1,),
+    "accumulate_grad_batches": (1,),
+    "gradient_clip_val": (None, 0, 0.0),
+    "precision": (None, 32, "32", "32-true", "bf16-mixed"),
+}
+
+Unit = TypeVar("Unit")
+
+
+@dataclass
+class Pack:
+    """Arms (any objects; for the sweep runner, its tasks) that train as one fit; ``reason`` says why a
+    single arm does not pack."""
+
+    units: list[Any]
+    reason: str = ""
+
+    @property
+    def packed(self) -> bool:
+        return len(self.units) > 1
+
+
+def signature(settings: dict[str, Any]) -> str:
+    """What must be equal for two arms to share a pack: every setting a pack cannot vary, and which
+    hidden layers have dropout at all (a layer without dropout has no Dropout module)."""
+    fixed = {key: value for key, value in settings.items() if key not in PACKABLE_KEYS}
+    if "model.dropout" in settings:
+        dropout = settings["model.dropout"]
+        fixed["model.dropout>0"] = [p > 0 for p in dropout] if isinstance(dropout, list) else dropout > 0
+    return json.dumps(fixed, sort_keys=True, default=str)
+
+
+def why_not_packable(parsed: ParsedFit) -> str | None:
+    """None when a pack can train this configuration exactly as a single fit would; else the reason."""
+    model, data, config = parsed.model, parsed.datamodule, parsed.config
+    if type(model) not in PACKABLE_MODELS:
+        return f"{type(model).__name__} is not one of the packable models"
+    if config.get("optimizer") is not None or config.get("lr_scheduler") is not None:
+        return "a configured --optimizer / --lr_scheduler"
+    if getattr(data, "loader", None) != "tensor":
+        return "data.loader is not 'tensor'"
+    trainer = parsed.trainer_kwargs
+    for key, allowed in _SIMPLE_TRAINER.items():
+        if trainer.get(key, allowed[0]) not in allowed:
+            return f"trainer.{key} = {trainer.get(key)!r}"
+    devices = trainer.get("devices", "auto")
+    if devices not in ("auto", 1, "1") and not (isinstance(devices, list) and len(devices) == 1):
+        return f"trainer.devices = {devices!r} (a pack runs on one device)"
+    if trainer.get("callbacks"):
+        return "trainer.callbacks are configured"
+    return None
+
+
+def arm_bytes(parsed: ParsedFit) -> int:
+    """A generous estimate of one arm's memory in a pack: parameters four times over (values, gradients,
+    momentum, update), its own copy of the data, and a batch's activations."""
+    model, data = built(parsed.model, parsed.datamodule), parsed.datamodule
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    widths = sum(p.shape[0] for p in model.parameters() if p.ndim > 1)
+    activations = data.batch_size * widths * 4 * 3
+    return 4 * params + _data_bytes(data) + activations
+
+
+def _data_bytes(data: Any) -> int:
+    """The bytes of a DataModule's splits, estimated from its sizes without generating or downloading them."""
+    examples = sum(getattr(data, f"num_{split}", 0) or 0 for split in ("train", "val", "test"))
+    if not examples and hasattr(data, "val_size"):  # Fashion-MNIST: 60,000 + 10,000 images
+        examples = 70_000
+    return examples * ((getattr(data, "num_inputs", 0) or 0) + 1) * 4
+
+
+def memory_budget() -> int:
+    """Bytes a pack may use: half the free memory of the GPU in use, else a quarter of the available RAM."""
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return free // 2
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024 // 4
+    except (OSError, KeyError, ValueError):
+        return 2 * 1024**3
+
+
+def plan_packs(
+    units: Sequence[Unit],
+    settings: Callable[[Unit], dict[str, Any]],
+    args: Callable[[Unit], list[str]],
+    max_arms: int = 0,
+    budget: int | None = None,
+    workers: int = 1,
+) -> list[Pack]:
+    """Group ``units`` (one per arm × seed) into packs, in order of first appearance.
+
+    ``settings(unit)`` gives an arm's swept settings, ``args(unit)`` its ``fit`` arguments (parsed once
+    per group, to check the model packs and to size the pack). ``max_arms`` > 0 caps a pack's size.
+    With several workers, large packs are split so that every worker gets one.
+    """
+    groups: dict[str, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(signature(settings(unit)), []).append(unit)
+    budget = memory_budget() if budget is None else budget
+    packs: list[Pack] = []
+    for members in groups.values():
+        if len(members) == 1:
+            packs.append(Pack(members, "the only arm with its settings"))
+            continue
+        parsed = parse_fit(args(members[0]))
+        reason = why_not_packable(parsed)
+        if reason is not None:
+            packs.extend(Pack([member], reason) for member in members)
+            continue
+        size = max(1, min(len(members), budget // max(1, arm_bytes(parsed))))
+        if max_arms > 0:
+            size = min(size, max_arms)
+        packs.extend(Pack(members[start : start + size]) for start in range(0, len(members), size))
+    return _spread(packs, workers)
+
+
+def _spread(packs: list[Pack], workers: int) -> list[Pack]:
+    """Halve the largest pack until there is one per worker (or every pack is a single arm)."""
+    packs = list(packs)
+    while workers > 1 and len(packs) < workers:
+        largest = max(range(len(packs)), key=lambda i: len(packs[i].units))
+        units = packs[largest].units
+        if len(units) < 2:
+            break
+        half = (len(units) + 1) // 2
+        packs[largest : largest + 1] = [Pack(units[:half]), Pack(units[half:])]
+    return packs
