@@ -155,10 +155,10 @@ class D2LModule(L.LightningModule):
             self.log(f"weight_norm/{name}", weight.detach().norm(), sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self.val_loss.update(self.loss(self(*batch[:-1]), batch[-1]), weight=len(batch[-1]))
+        add_batch_mean(self.val_loss, self.loss(self(*batch[:-1]), batch[-1]), len(batch[-1]))
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self.test_loss.update(self.loss(self(*batch[:-1]), batch[-1]), weight=len(batch[-1]))
+        add_batch_mean(self.test_loss, self.loss(self(*batch[:-1]), batch[-1]), len(batch[-1]))
 
     def on_validation_epoch_end(self) -> None:
         self.log_epoch_metric("val/loss", self.val_loss, prog_bar=True)
@@ -241,6 +241,16 @@ class D2LModule(L.LightningModule):
         return {}
 
 
+def add_batch_mean(metric: MeanMetric, batch_mean: Tensor, count: int) -> None:
+    """Add a minibatch's mean loss to an epoch mean as ``count`` examples, so the epoch's value is the mean
+    over every example of the split, whatever the size of the last batch.
+
+    The value is repeated rather than passed as ``weight``: torchmetrics (1.9) drops the weight of a
+    ``MeanMetric`` built with ``nan_strategy="disable"``, which would average the batch means instead.
+    """
+    metric.update(batch_mean.detach().reshape(()).expand(count))
+
+
 Model = TypeVar("Model", bound=D2LModule)
 
 
@@ -283,13 +293,13 @@ class Classifier(D2LModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         X, y = batch
         logits = self(X)
-        self.val_loss.update(self.loss(logits, y), weight=len(y))
+        add_batch_mean(self.val_loss, self.loss(logits, y), len(y))
         self.val_acc.update(logits, y)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         X, y = batch
         logits = self(X)
-        self.test_loss.update(self.loss(logits, y), weight=len(y))
+        add_batch_mean(self.test_loss, self.loss(logits, y), len(y))
         self.test_acc.update(logits, y)
 
     def on_validation_epoch_end(self) -> None:

@@ -85,6 +85,7 @@ class PackedModule(L.LightningModule):
         self.on_diverged: Callable[[int, int, str], None] | None = None
         self._sums: dict[str, Tensor] = {}
         self._pending_stats: Tensor | None = None
+        self._step_values: tuple[int, dict[str, Tensor]] | None = None
         self.last: list[dict[str, Tensor]] = [{} for _ in arms]  # each arm's latest value of every metric
         # The arms' own models and DataModules (tuples: not submodules): their end-of-fit results.
         self.arm_models: tuple[D2LModule, ...] = ()
@@ -149,10 +150,16 @@ class PackedModule(L.LightningModule):
         objective_now, data_now = objective.detach(), data_loss.detach()
         self._accumulate("train", objective_now, torch.ones_like(objective_now))
         self._accumulate("train_data", data_now, torch.ones_like(data_now))
-        if self._logs_this_step():
-            self.log_arms({"train/loss": objective_now})
+        if self._logs_this_step():  # written once the step is done: an arm diverging now records nothing of it
+            self._step_values = (self.global_step, {"train/loss": objective_now})
         # Diverged arms add nothing (their NaN would not reach the others' gradients anyway).
         return torch.where(self.active, objective, torch.zeros_like(objective)).sum()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._step_values is not None:
+            step, values = self._step_values
+            self._step_values = None
+            self.log_arms(values, step=step)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         params, _ = self.stacked()

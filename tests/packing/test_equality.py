@@ -1,0 +1,124 @@
+"""A packed arm follows the trajectory it follows alone: same per-step losses, same final parameters.
+
+For each model family a pack of three arms with different learning rates, penalties, momentum,
+initialisation and seeds is trained once, and each arm again alone through ``lit-d2l fit``'s own
+path; float32 agreement to 1e-5 is required (issue 13).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from lit_d2l.packing.fit import build_arm, fit_pack
+from lit_d2l.runner import build
+from tests.conftest import REPO
+from tests.packing.memory_logger import MemoryLogger
+
+QUIET = ["--trainer.logger", "false", "--trainer.enable_checkpointing", "false"]
+QUIET += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+LINEAR = [str(REPO / "experiments" / "linear_regression.yaml"), "--data.num_train", "96", "--data.num_val", "64"]
+LINEAR += ["--data.num_test", "0", "--test_after_fit", "false"]
+CLUSTERS = [str(REPO / "experiments" / "init_classification.yaml"), "--data.num_train", "192", "--data.num_val", "64"]
+
+
+def seeded(seed: int) -> list[str]:
+    return ["--seed_everything", str(seed), "--data.seed", str(seed)]
+
+
+FAMILIES = {
+    "LinearRegressionScratch": (
+        LINEAR,
+        [
+            ["--model.lr", "0.03", "--model.l2", "0", "--model.sigma", "0.01", *seeded(0)],
+            ["--model.lr", "0.01", "--model.l2", "0.1", "--model.sigma", "0.1", *seeded(1)],
+            ["--model.lr", "0.05", "--model.l2", "1.0", "--model.sigma", "1.0", *seeded(2)],
+        ],
+    ),
+    "LinearRegression": (
+        [*LINEAR, "--model", "lit_d2l.models.LinearRegression"],
+        [
+            ["--model.lr", "0.03", "--model.momentum", "0", *seeded(0)],
+            ["--model.lr", "0.01", "--model.momentum", "0.9", "--model.weight_decay", "0.01", *seeded(1)],
+            ["--model.lr", "0.02", "--model.l2", "0.5", "--model.momentum", "0.5", *seeded(2)],
+        ],
+    ),
+    "SoftmaxRegressionScratch": (
+        [*CLUSTERS, "--model", "lit_d2l.models.SoftmaxRegressionScratch"],
+        [
+            ["--model.lr", "0.1", "--model.sigma", "0.01", *seeded(0)],
+            ["--model.lr", "0.3", "--model.l2", "0.01", "--model.sigma", "0.1", *seeded(1)],
+            ["--model.lr", "0.05", "--model.l2", "0.1", *seeded(2)],
+        ],
+    ),
+    "SoftmaxRegression": (
+        [*CLUSTERS, "--model", "lit_d2l.models.SoftmaxRegression"],
+        [
+            ["--model.lr", "0.1", *seeded(0)],
+            ["--model.lr", "0.05", "--model.momentum", "0.9", "--model.sigma", "0.1", *seeded(1)],
+            ["--model.lr", "0.2", "--model.weight_decay", "0.01", "--model.l2", "0.01", *seeded(2)],
+        ],
+    ),
+    "MLP": (
+        [*CLUSTERS, "--model.depth", "2"],
+        [
+            ["--model.lr", "0.1", "--model.init", "normal", "--model.init_std", "0.1", *seeded(0)],
+            ["--model.lr", "0.05", "--model.momentum", "0.9", "--model.init", "xavier_normal", *seeded(1)],
+            [
+                "--model.lr",
+                "0.2",
+                "--model.l2",
+                "0.001",
+                "--model.init",
+                "kaiming",
+                "--model.weight_decay",
+                "0.01",
+                *seeded(2),
+            ],
+        ],
+    ),
+}
+
+
+class StepLosses(L.Callback):
+    """Every training step's loss of a single fit."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(float(loss))
+
+
+def fit_args(base: list[str], arm: list[str]) -> list[str]:
+    return ["--config", *base, *arm, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", *QUIET]
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
+    base, arms_settings = FAMILIES[family]
+    arms = [build_arm(fit_args(base, settings)) for settings in arms_settings]
+    for arm in arms:
+        arm.logger = MemoryLogger()
+    assert {type(arm.model).__name__ for arm in arms} == {family}
+    results = fit_pack(arms)
+    assert [r.outcome for r in results] == ["finished"] * 3
+    for arm, settings in zip(arms, arms_settings, strict=True):
+        steps = StepLosses()
+        cli = build("fit", fit_args(base, settings), callbacks=[steps])
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        packed_losses = arm.logger.metrics["train/loss"]
+        assert sorted(packed_losses) == list(range(len(steps.losses)))
+        torch.testing.assert_close(
+            torch.tensor([packed_losses[step] for step in range(len(steps.losses))]),
+            torch.tensor(steps.losses),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+        alone = dict(cli.model.named_parameters())
+        for name, value in arm.model.named_parameters():
+            torch.testing.assert_close(value, alone[name], rtol=1e-5, atol=1e-5)
+        assert arm.logger.metrics["val/loss"]  # and every epoch metric was recorded
+        assert arm.logger.metrics["train/loss_epoch"]

@@ -1,0 +1,51 @@
+"""PackedSGD takes, for every arm, the step torch's SGD (or MinibatchSGD) takes for that arm alone."""
+
+from __future__ import annotations
+
+import torch
+
+from lit_d2l.models.sgd import MinibatchSGD
+from lit_d2l.packing.optim import PackedSGD
+
+
+def test_each_arm_steps_as_sgd_with_its_own_lr_momentum_and_weight_decay() -> None:
+    torch.manual_seed(0)
+    lr, momentum, decay = torch.tensor([0.1, 0.03, 0.5]), torch.tensor([0.0, 0.9, 0.5]), torch.tensor([0.0, 0.1, 1e-3])
+    weights, biases = torch.randn(3, 4, 5), torch.randn(3, 5)
+    packed_w, packed_b = torch.nn.Parameter(weights.clone()), torch.nn.Parameter(biases.clone())
+    active = torch.ones(3, dtype=torch.bool)
+    groups = [{"params": [packed_w], "decay": True}, {"params": [packed_b], "decay": False}]
+    packed = PackedSGD(groups, lambda: (lr, momentum, decay, active))
+    alone = []
+    for k in range(3):
+        w, b = torch.nn.Parameter(weights[k].clone()), torch.nn.Parameter(biases[k].clone())
+        groups_k = [{"params": [w], "weight_decay": float(decay[k])}, {"params": [b], "weight_decay": 0.0}]
+        alone.append((w, b, torch.optim.SGD(groups_k, lr=float(lr[k]), momentum=float(momentum[k]))))
+    for _ in range(5):
+        grad_w, grad_b = torch.randn(3, 4, 5), torch.randn(3, 5)
+        packed_w.grad, packed_b.grad = grad_w.clone(), grad_b.clone()
+        packed.step()
+        for k, (w, b, sgd) in enumerate(alone):
+            w.grad, b.grad = grad_w[k].clone(), grad_b[k].clone()
+            sgd.step()
+    for k, (w, b, _) in enumerate(alone):
+        torch.testing.assert_close(packed_w[k], w, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(packed_b[k], b, rtol=1e-6, atol=1e-7)
+
+
+def test_without_momentum_it_is_minibatch_sgd_and_an_inactive_arm_never_moves() -> None:
+    start = torch.randn(2, 3)
+    packed_p = torch.nn.Parameter(start.clone())
+    active = torch.tensor([True, False])
+    lr = torch.tensor([0.2, 0.2])
+    zeros = torch.zeros(2)
+    packed = PackedSGD([{"params": [packed_p], "decay": False, "momentum": False}], lambda: (lr, zeros, zeros, active))
+    alone = torch.nn.Parameter(start[0].clone())
+    sgd = MinibatchSGD([alone], lr=0.2)
+    grad = torch.tensor([[1.0, -2.0, 0.5], [float("nan"), float("inf"), 1.0]])
+    packed_p.grad, alone.grad = grad.clone(), grad[0].clone()
+    packed.step()
+    sgd.step()
+    torch.testing.assert_close(packed_p[0], alone)
+    assert torch.equal(packed_p[1], start[1])  # frozen, NaN and inf gradient notwithstanding
+    assert not packed.state[packed_p]  # no momentum buffer when no arm uses momentum

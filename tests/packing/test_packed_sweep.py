@@ -1,0 +1,109 @@
+"""A sweep records the same MLflow data whether its arms ran packed or one by one (issue 13)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.ablation.report import build_report
+from lit_d2l.ablation.runner import dry_run, run_sweep
+from lit_d2l.ablation.spec import load_spec
+from tests.conftest import REPO
+
+SPEC = """base: {base}
+arms:
+  - {{model.init: normal, model.init_std: 0.01}}
+  - {{model.init: normal, model.init_std: 3.0}}
+  - {{model.init: xavier_normal, model.momentum: 0.9}}
+  - {{model.init: kaiming, model.l2: 0.01}}
+grid:
+  model.depth: [1, 3]
+seeds: [0, 1]
+overrides:
+  trainer.max_epochs: 2
+  trainer.log_every_n_steps: 2
+  data.num_train: 128
+  data.num_val: 64
+diagnostics_every: 3
+max_grad_norm: 200.0
+"""
+IGNORED_PARAMS = {"tracking.experiment", "tracking.run_id"}
+
+
+def write_spec(folder: Path, name: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(f"name: {name}\n" + SPEC.format(base=REPO / "experiments" / "init_classification.yaml"))
+    return path
+
+
+def recorded(client: MlflowClient, experiment: str) -> dict[tuple[str, str], dict]:
+    """Every child run of the experiment's sweep: status, params, tags, metric histories, artifacts."""
+    exp = client.get_experiment_by_name(experiment)
+    runs = {}
+    for run in client.search_runs([exp.experiment_id], "tags.arm != ''", max_results=1000):
+        tags = {k: v for k, v in run.data.tags.items() if not k.startswith(("mlflow.", "lit_d2l."))}
+        runs[(run.data.tags["arm"], run.data.tags["seed"])] = {
+            "status": run.info.status,
+            "params": {k: v for k, v in run.data.params.items() if k not in IGNORED_PARAMS},
+            "tags": tags,
+            "history": {
+                key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+                for key in run.data.metrics
+            },
+            "artifacts": sorted(a.path for a in client.list_artifacts(run.info.run_id)),
+        }
+    return runs
+
+
+def same_values(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
+    if [step for step, _ in a] != [step for step, _ in b]:
+        return False
+    return all(
+        (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6)
+        for (_, x), (_, y) in zip(a, b, strict=True)
+    )
+
+
+def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri, client, experiment) -> None:
+    packed_spec, alone_spec = (
+        load_spec(write_spec(tmp_path, experiment)),
+        load_spec(write_spec(tmp_path, f"{experiment}-alone")),
+    )
+    packed = run_sweep(packed_spec, tracking_uri=tracking_uri, echo=lambda _: None)
+    alone = run_sweep(alone_spec, tracking_uri=tracking_uri, echo=lambda _: None, pack="off")
+    with_packs, without = recorded(client, packed_spec.name), recorded(client, alone_spec.name)
+    assert len(with_packs) == 16 and with_packs.keys() == without.keys()
+    outcomes = {run["tags"].get("outcome", "finished") for run in with_packs.values()}
+    assert outcomes == {"finished", "diverged"}  # the N(0, 3²) start explodes, the others train
+    for pair, run in with_packs.items():
+        other = without[pair]
+        for field in ("status", "params", "tags", "artifacts"):
+            assert run[field] == other[field], (pair, field)
+        assert run["history"].keys() == other["history"].keys(), pair
+        for key, values in run["history"].items():
+            assert same_values(values, other["history"][key]), (pair, key, values[:3], other["history"][key][:3])
+    assert {"act_mean/net.1", "grad_norm/net.1.weight", "val/acc", "epoch"} <= set(
+        with_packs[next(iter(with_packs))]["history"]
+    )
+    assert [o.outcome for o in packed.outcomes].count("diverged") == [o.outcome for o in alone.outcomes].count(
+        "diverged"
+    )
+
+    reports = [
+        build_report(result.parent_run_id, out_dir=tmp_path / name, tracking_uri=tracking_uri).read_text()
+        for result, name in ((packed, "packed"), (alone, "alone"))
+    ]
+    table = [line for line in reports[0].splitlines() if line.startswith("| model.")]
+    assert table and table == [line for line in reports[1].splitlines() if line.startswith("| model.")]
+
+
+def test_dry_run_lists_the_packs(tmp_path, experiment) -> None:
+    lines: list[str] = []
+    dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lines.append)
+    assert "packs (--pack auto): 2 packs of 16 runs, 0 runs alone" in lines
+    assert "  pack 1: 8 runs = 4 arms x seeds [0, 1]" in lines
+    lines.clear()
+    dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lines.append, pack="off")
+    assert "packs (--pack off): 0 packs of 0 runs, 16 runs alone" in lines
