@@ -1,11 +1,18 @@
-"""Arms per minute of the overfitting suite: lit-d2l's sweep runner vs. the same arms as bare PyTorch loops.
+"""Arms per minute of two D2L ablation suites: bare PyTorch loops, lit-d2l's runner one arm at a time,
+and lit-d2l's runner with packed arms (issue 13), all in one process on the same arms and data.
 
-Both run the same arms (polynomial degree x training-set size, D2L 2nd ed. §4.4 settings: lr 0.01,
-batch min(10, n), validation every 20 epochs) on the same data and batches, one after another
-in this process; the runner also records every arm in MLflow (a fresh SQLite store). By default a
-reduced grid (n up to 100, one seed) keeps the run to a few minutes. Prints one JSON object last.
+- **regularization** (``experiments/ablations/regularization.yaml``): weight decay λ ∈ {0, ..., 10} on
+  HighDimLinearData (d = 200, 20 examples, batch 1, 100 epochs = 2,000 steps, val every 5 epochs):
+  LinearRegressionScratch, squared loss + λ/2‖w‖², minibatch SGD.
+- **initialization** (``experiments/ablations/initialization.yaml``): 5 init schemes x 3 activations x
+  depth {2, 10, 30} MLPs on GaussianClusters (2,000 examples, batch 64, 5 epochs), per-layer
+  diagnostics every 20 steps.
 
-    python benchmarks/ablation_throughput.py [--epochs 400] [--num-train 2 10 100] [--workers 1]
+The bare loops draw the same minibatches (the DataModules' own in-memory iterator), take the same
+SGD step and evaluate on the same schedule, recording nothing. Both runner columns record every arm
+in MLflow (a fresh SQLite store each). Prints one JSON object last.
+
+    python benchmarks/ablation_throughput.py [--suites regularization initialization] [--seeds 0]
 """
 
 from __future__ import annotations
@@ -19,83 +26,97 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from lit_d2l.ablation.runner import run_sweep
 from lit_d2l.ablation.spec import load_spec
-from lit_d2l.data import PolynomialData
+from lit_d2l.fit_parser import parse_fit
+from lit_d2l.models import built
 
 REPO = Path(__file__).resolve().parents[1]
-DEGREES = (2, 4, 20)
+SUITES = {name: REPO / "experiments" / "ablations" / f"{name}.yaml" for name in ("regularization", "initialization")}
 
 
-def bare_arm(degree: int, num_train: int, epochs: int, seed: int = 0) -> float:
-    """One arm as a plain PyTorch loop; returns its final validation loss."""
-    torch.manual_seed(seed)
-    data = PolynomialData(degree=degree, num_train=num_train, seed=seed)
+def bare_arm(args: list[str]) -> float:
+    """One arm as a plain PyTorch loop (model and data built from its config); returns its last val loss."""
+    parsed = parse_fit(args)
+    data, trainer = parsed.datamodule, parsed.trainer_kwargs
+    model = built(parsed.model, data)
+    net = model.net if hasattr(model, "net") else model
+    params = list(model.parameters())
+    weights = [p for p in params if p.ndim > 1]
+    l2 = float(model.l2)
+    optimizer = torch.optim.SGD(params, lr=model.lr, momentum=model.momentum)
     train, val = data.batches("train", shuffle=True), data.batches("val")
-    model = nn.Linear(degree, 1, bias=False)
-    nn.init.normal_(model.weight, 0.0, 0.01)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    losses, val_loss = [], float("nan")
-    for epoch in range(epochs):
+    every = trainer.get("check_val_every_n_epoch") or 1
+    val_loss = float("nan")
+    for epoch in range(trainer["max_epochs"]):
         train.sampler.set_epoch(epoch)
-        for X, y in train:
-            loss = nn.functional.mse_loss(model(X), y)
+        for *inputs, y in train:
+            loss = model.loss(net(*inputs), y)
+            if l2:
+                loss = loss + l2 / 2 * sum((w**2).sum() for w in weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(loss.detach())
-        if (epoch + 1) % 20 == 0:
+        if (epoch + 1) % every == 0:
             with torch.no_grad():
-                val_loss = torch.stack([nn.functional.mse_loss(model(X), y) for X, y in val]).mean().item()
+                total = sum(model.loss(net(*inputs), y) * len(y) for *inputs, y in val)
+                val_loss = float(total / len(data.splits["val"][0]))
     return val_loss
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=400)
-    parser.add_argument("--num-train", type=int, nargs="+", default=[2, 10, 100])
-    parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args()
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    arms = [(d, n) for d in DEGREES for n in args.num_train]
-
+def measure(suite: str, seeds: list[int] | None, tmp: Path) -> dict:
+    spec = load_spec(SUITES[suite])
+    if seeds is not None:
+        spec.seeds = seeds
+    pairs = spec.pairs()
+    quiet = ["--trainer.logger", "false"]
     start = time.perf_counter()
-    bare_val = {f"data.degree={d};data.num_train={n}": bare_arm(d, n, args.epochs) for d, n in arms}
+    bare = [bare_arm([*spec.fit_args(arm, seed), *quiet]) for arm, seed in pairs]
     bare_s = time.perf_counter() - start
 
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path = Path(tmp) / "throughput.yaml"
-        spec_path.write_text(
-            f"name: throughput\nbase: {REPO / 'experiments' / 'polynomial.yaml'}\n"
-            f"grid: {{data.degree: {list(DEGREES)}, data.num_train: {args.num_train}}}\n"
-            f"overrides: {{trainer.max_epochs: {args.epochs}}}\nseeds: [0]\n"
-        )
-        uri = f"sqlite:///{tmp}/mlflow.db"
+    timings = {}
+    for mode in ("off", "auto"):
+        uri = f"sqlite:///{tmp}/{suite}-{mode}.db"
         from lit_d2l.tracking.sweeps import SweepStore
 
         SweepStore(uri).client.search_experiments()  # create the store outside the timing
         start = time.perf_counter()
-        result = run_sweep(load_spec(spec_path), workers=args.workers, tracking_uri=uri, echo=lambda _: None)
-        runner_s = time.perf_counter() - start
-    runner_val = {o.arm: o.metrics.get("val/loss") for o in result.outcomes}
+        result = run_sweep(spec, tracking_uri=uri, echo=lambda _: None, pack=mode)
+        timings[mode] = time.perf_counter() - start
+        assert not result.failed, [o.error for o in result.failed]
+    per_min = {name: round(len(pairs) / seconds * 60, 1) for name, seconds in timings.items()}
+    bare_per_min = round(len(pairs) / bare_s * 60, 1)
+    return {
+        "runs": len(pairs),
+        "bare_s": round(bare_s, 2),
+        "unpacked_s": round(timings["off"], 2),
+        "packed_s": round(timings["auto"], 2),
+        "bare_runs_per_min": bare_per_min,
+        "unpacked_runs_per_min": per_min["off"],
+        "packed_runs_per_min": per_min["auto"],
+        "packed_vs_unpacked": round(timings["off"] / timings["auto"], 2),
+        "packed_vs_bare": round(bare_s / timings["auto"], 2),
+        "bare_mean_final_val_loss": round(sum(v for v in bare if v == v) / max(1, sum(v == v for v in bare)), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", nargs="+", choices=list(SUITES), default=list(SUITES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the spec's seeds")
+    args = parser.parse_args()
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {suite: measure(suite, args.seeds, Path(tmp)) for suite in args.suites}
     print(
         json.dumps(
             {
                 "benchmark": "ablation_throughput",
-                "arms": len(arms),
-                "epochs": args.epochs,
-                "num_train": args.num_train,
-                "workers": args.workers,
-                "runner_s": round(runner_s, 2),
-                "bare_s": round(bare_s, 2),
-                "runner_arms_per_min": round(len(arms) / runner_s * 60, 2),
-                "bare_arms_per_min": round(len(arms) / bare_s * 60, 2),
-                "runner_vs_bare_time": round(runner_s / bare_s, 3),
-                "val_loss_runner": {k: round(v, 4) for k, v in runner_val.items() if v is not None},
-                "val_loss_bare": {k: round(v, 4) for k, v in bare_val.items()},
+                "torch_threads": torch.get_num_threads(),
+                "suites": results,
+                "targets": {"packed_vs_unpacked": 5, "packed_vs_bare": 1},
             }
         )
     )

@@ -177,7 +177,10 @@ def test_a_worker_killed_alone_fails_only_its_own_arm(tmp_path, tracking_uri, cl
     path = spec_file(
         tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 300}\n"
     )
-    sweep = lit_d2l("ablate", str(path), "--tracking-uri", tracking_uri, "--workers", "2", "--no-report")
+    # Unpacked, so that each worker holds one pair (a packed worker holds, and fails, its whole pack).
+    sweep = lit_d2l(
+        "ablate", str(path), "--tracking-uri", tracking_uri, "--workers", "2", "--no-report", "--pack", "off"
+    )
     wait_for(lambda: len(running_runs(client, experiment)) >= 3, "both workers training", process=sweep)
     workers = [
         pid for pid in children_of(sweep.pid) if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()

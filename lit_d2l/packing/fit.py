@@ -25,6 +25,9 @@ from lit_d2l.packing.module import PackedModule
 from lit_d2l.tracking.logger import TrackingLogger
 from lit_d2l.tracking.run_record import record_run
 
+#: Examples (over all arms) in one evaluation batch of a pack; each arm gets at least its batch_size.
+EVAL_EXAMPLES = 8192
+
 
 @dataclass
 class PackedArm:
@@ -93,8 +96,12 @@ class PackedData(L.LightningDataModule):
         return self._stacked[split]
 
     def _batches(self, split: str, shuffle: bool = False) -> PackedBatches:
-        seeds = self.shuffle_seeds if shuffle else None
-        return PackedBatches(self.stacked(split), self.batch_size, seeds, transform=self.transform)
+        if shuffle:  # training: each arm's own minibatches, exactly as alone
+            return PackedBatches(self.stacked(split), self.batch_size, self.shuffle_seeds, transform=self.transform)
+        # Evaluation computes a mean over every example, which no batch size changes (beyond rounding):
+        # larger batches do the same work in fewer steps.
+        size = max(self.batch_size, EVAL_EXAMPLES // len(self.arm_data))
+        return PackedBatches(self.stacked(split), size, transform=self.transform)
 
     def train_dataloader(self) -> PackedBatches:
         return self._batches("train", shuffle=True)

@@ -96,7 +96,9 @@ def fit_args(base: list[str], arm: list[str]) -> list[str]:
     return ["--config", *base, *arm, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", *QUIET]
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize(
+    "family", [pytest.param(name, marks=[] if name == "MLP" else [pytest.mark.slow]) for name in FAMILIES]
+)
 def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
     base, arms_settings = FAMILIES[family]
     arms = [build_arm(fit_args(base, settings)) for settings in arms_settings]
@@ -122,3 +124,19 @@ def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
             torch.testing.assert_close(value, alone[name], rtol=1e-5, atol=1e-5)
         assert arm.logger.metrics["val/loss"]  # and every epoch metric was recorded
         assert arm.logger.metrics["train/loss_epoch"]
+
+
+def test_a_pack_trains_in_bfloat16_when_asked() -> None:
+    base, arms_settings = FAMILIES["MLP"]
+    arms = [
+        build_arm([*fit_args(base, settings), "--trainer.precision", "bf16-mixed"]) for settings in arms_settings[:2]
+    ]
+    for arm in arms:
+        arm.logger = MemoryLogger()
+    results = fit_pack(arms)
+    assert [r.outcome for r in results] == ["finished", "finished"]
+    first, last = (
+        arms[0].logger.metrics["train/loss"][step] for step in (0, max(arms[0].logger.metrics["train/loss"]))
+    )
+    assert last < first  # it learns
+    assert all(p.dtype == torch.float32 for p in arms[0].model.parameters())  # mixed: weights stay float32

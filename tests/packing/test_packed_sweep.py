@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.ablation.report import build_report
@@ -66,6 +67,7 @@ def same_values(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri, client, experiment) -> None:
     packed_spec, alone_spec = (
         load_spec(write_spec(tmp_path, experiment)),
