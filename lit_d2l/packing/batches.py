@@ -30,6 +30,17 @@ def stack_arms(per_arm: Sequence[Sequence[Tensor]]) -> tuple[Tensor, ...]:
     return tuple(stacked)
 
 
+def _gather(tensor: Tensor, index: Tensor, offsets: Tensor) -> Tensor:
+    """Rows ``index[k]`` of arm k's examples, ``[K, B, ...]``, with one ``index_select`` (about 10x faster
+    on the CPU than advanced indexing with an arm index)."""
+    arms, size = index.shape
+    if tensor.stride(0) == 0:  # one copy shared by every arm (expanded)
+        rows = tensor[0].index_select(0, index.reshape(-1))
+    else:
+        rows = tensor.reshape(-1, *tensor.shape[2:]).index_select(0, (index + offsets).reshape(-1))
+    return rows.reshape(arms, size, *tensor.shape[2:])
+
+
 class _ArmSamplers:
     """What Lightning's fit loop looks for on a loader (``sampler.set_epoch``), for every arm at once."""
 
@@ -75,13 +86,13 @@ class PackedBatches:
         shuffled = self.sampler.samplers[0].shuffle
         device = self.tensors[0].device
         orders = self.sampler.orders().to(device) if shuffled else None
-        arms = torch.arange(self.num_arms, device=device).unsqueeze(1)
+        offsets = torch.arange(self.num_arms, device=device).unsqueeze(1) * self.num_examples
         for start in range(0, self.num_examples, self.batch_size):
             if orders is None:  # the same rows for every arm: a view
                 batch = tuple(t[:, start : start + self.batch_size] for t in self.tensors)
             else:
                 index = orders[:, start : start + self.batch_size]
-                batch = tuple(t[arms, index] for t in self.tensors)
+                batch = tuple(_gather(t, index, offsets) for t in self.tensors)
             yield self._transformed(batch) if self.transform else batch
 
     def _transformed(self, batch: Batch) -> Batch:

@@ -92,7 +92,7 @@ class PackedData(L.LightningDataModule):
             require(len(per_arm[0][0]) > 0, f"the {split} split is empty; give data.num_{split} a positive size")
             tensors = stack_arms(per_arm)
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-            self._stacked[split] = tuple(t.to(device) for t in tensors)
+            self._stacked[split] = tuple(_to_device(t, device) for t in tensors)
         return self._stacked[split]
 
     def _batches(self, split: str, shuffle: bool = False) -> PackedBatches:
@@ -161,3 +161,10 @@ def fit_pack(
         else:
             results.append(ArmResult("finished", metrics))
     return results
+
+
+def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """An arm-stacked tensor on ``device``; data shared by every arm (expanded) stays one copy there."""
+    if tensor.stride(0) == 0:
+        return tensor[0].to(device).unsqueeze(0).expand(tensor.shape)
+    return tensor.to(device)
