@@ -1,0 +1,54 @@
+"""Which arms share a pack: only those differing in packable settings, within the memory budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lit_d2l.packing.plan import plan_packs, signature
+from tests.conftest import REPO
+
+INIT = str(REPO / "experiments" / "init_classification.yaml")
+SCRATCH = str(REPO / "experiments" / "linear_regression.yaml")
+
+
+def arms(*settings: dict[str, Any], config: str = INIT) -> list[dict[str, Any]]:
+    return [{"settings": s, "args": ["--config", config, *(f"--{k}={v}" for k, v in s.items())]} for s in settings]
+
+
+def plan(units: list[dict[str, Any]], **kwargs: Any) -> list[list[dict[str, Any]]]:
+    packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], **kwargs)
+    return [[units.index(u) for u in pack.units] for pack in packs]
+
+
+def test_packable_settings_share_a_pack_and_shapes_do_not() -> None:
+    units = arms(
+        {"model.lr": 0.1, "seed_everything": 0, "model.depth": 2},
+        {"model.lr": 0.3, "seed_everything": 1, "model.depth": 2, "model.init": "kaiming"},
+        {"model.lr": 0.1, "seed_everything": 0, "model.depth": 3},  # deeper: another architecture
+        {"model.lr": 0.1, "seed_everything": 0, "model.depth": 2, "model.activation": "tanh"},
+        {"model.lr": 0.2, "seed_everything": 2, "model.depth": 2, "model.l2": 0.01, "model.momentum": 0.9},
+    )
+    assert plan(units, budget=10**12) == [[0, 1, 4], [2], [3]]
+
+
+def test_dropout_on_and_off_are_different_architectures() -> None:
+    assert signature({"model.dropout": 0.2}) == signature({"model.dropout": 0.5})
+    assert signature({"model.dropout": 0.0}) != signature({"model.dropout": 0.5})
+
+
+def test_the_memory_budget_and_pack_size_cut_packs_and_workers_each_get_one() -> None:
+    units = arms(*({"model.lr": 0.1, "seed_everything": seed} for seed in range(6)))
+    assert plan(units, budget=10**12) == [[0, 1, 2, 3, 4, 5]]
+    assert plan(units, budget=10**12, max_arms=4) == [[0, 1, 2, 3], [4, 5]]
+    assert plan(units, budget=10**12, workers=2) == [[0, 1, 2], [3, 4, 5]]
+    # ~300 kB an arm (2,500 examples x 21 floats of data, 2k parameters x 4, a batch of activations).
+    assert plan(units, budget=700_000) == [[0, 1], [2, 3], [4, 5]]
+    assert plan(units, budget=1) == [[0], [1], [2], [3], [4], [5]]
+
+
+def test_a_model_a_pack_cannot_train_runs_alone_with_the_reason() -> None:
+    units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)), config=SCRATCH)
+    units += arms(*({"model.lr": lr, "optimizer": "Adam"} for lr in (0.1, 0.2)))
+    packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
+    assert [len(p.units) for p in packs] == [2, 1, 1]
+    assert "optimizer" in packs[1].reason
