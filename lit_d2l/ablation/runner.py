@@ -304,7 +304,8 @@ def dry_run(
         arms = sorted({task.arm for task in unit.units}, key=[a.key for a in spec.arms].index)
         seeds = sorted({task.seed for task in unit.units})
         why = f" (alone: {unit.reason})" if not unit.packed and unit.reason else ""
-        echo(f"  pack {number}: {len(unit.units)} runs = {len(arms)} arms x seeds {seeds}{why}")
+        arms_text = f"{len(arms)} arm{'s' if len(arms) != 1 else ''}"
+        echo(f"  pack {number}: {len(unit.units)} runs = {arms_text} x seeds {seeds}{why}")
         for key in arms:
             echo(f"    {key}")
 

@@ -80,6 +80,7 @@ class PackedModule(L.LightningModule):
             values = [float(getattr(a, setting)) for a in arms]
             self.register_buffer(f"arm_{setting}", torch.tensor(values, dtype=torch.float32))
         self.penalised = [bool(a.l2) for a in arms]
+        self.any_penalty = any(self.penalised)  # else the penalty's terms are not even computed
         self.register_buffer("active", torch.ones(self.num_arms, dtype=torch.bool))
         self.diverged: dict[int, tuple[int, str]] = {}  # arm -> (step, reason)
         self.on_diverged: Callable[[int, int, str], None] | None = None
@@ -122,7 +123,7 @@ class PackedModule(L.LightningModule):
         and std of every ``nn.Linear`` output per arm, ``[K, layers, 2]``."""
         template = self.template
         template.train(self.training)
-        weight_names = self.weight_names
+        weight_names = self.weight_names if self.any_penalty else []
 
         def one(params: dict[str, Tensor], buffers: dict[str, Tensor], l2: Tensor, *arm_batch: Tensor):
             stats: list[Tensor] = []
@@ -133,8 +134,10 @@ class PackedModule(L.LightningModule):
                 for hook in hooks:
                     hook.remove()
             data_loss = template.loss(output, arm_batch[-1])
-            penalty = l2 / 2 * sum((params[name] ** 2).sum() for name in weight_names)
-            objective = data_loss + penalty if weight_names else data_loss
+            objective = data_loss
+            if weight_names:  # J = L + λ/2·Σ‖W‖², exactly L where λ = 0 (as a single model adds no term)
+                penalty = l2 / 2 * sum((params[name] ** 2).sum() for name in weight_names)
+                objective = torch.where(l2 > 0, data_loss + penalty, data_loss)
             if activations:
                 return objective, data_loss, torch.stack(stats)
             return objective, data_loss
@@ -163,10 +166,10 @@ class PackedModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         params, _ = self.stacked()
-        grads = [p.grad.detach().flatten(1) for p in params.values() if p.grad is not None]
-        if not grads:
+        squares = [p.grad.detach().flatten(1).pow(2).sum(dim=1) for p in params.values() if p.grad is not None]
+        if not squares:
             return
-        norms = torch.linalg.vector_norm(torch.cat(grads, dim=1), dim=1)
+        norms = torch.stack(squares).sum(dim=0).sqrt()  # each arm's total gradient norm
         if self._pending_stats is not None:
             self._log_diagnostics(params)
         bad = self.active & (~torch.isfinite(norms) | (norms > self.max_grad_norm))
@@ -273,14 +276,16 @@ class PackedModule(L.LightningModule):
         weights = [params[name] for name in self.weight_names]
         biases = [p for name, p in params.items() if name not in self.weight_names]
         momentum = bool((self.arm_momentum != 0).any())
+        decay = bool((self.arm_weight_decay != 0).any())
         groups = [
-            {"params": weights, "decay": True, "momentum": momentum},
+            {"params": weights, "decay": decay, "momentum": momentum},
             {"params": biases, "decay": False, "momentum": momentum},
         ]
         return PackedSGD([g for g in groups if g["params"]], self._settings)
 
-    def _settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, self.active
+    def _settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        active = None if not self.diverged else self.active  # None: every arm steps, nothing to mask
+        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, active
 
     # -- per-arm results ------------------------------------------------------------------------
 

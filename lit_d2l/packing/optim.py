@@ -18,11 +18,13 @@ class PackedSGD(torch.optim.Optimizer):
         d = grad + wd_k · θ   (weights only)        b ← m_k · b + d        θ ← θ − lr_k · b
 
     ``settings()`` returns the current (lr, momentum, weight_decay, active) vectors; an inactive
-    (diverged) arm is left exactly as it is, whatever its gradient holds. A group with
+    (diverged) arm is left exactly as it is, whatever its gradient holds (``active`` None: all step). A group with
     ``"momentum": False`` (no arm uses momentum) keeps no momentum buffer.
     """
 
-    def __init__(self, groups: Iterable[dict[str, Any]], settings: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor]]):
+    def __init__(
+        self, groups: Iterable[dict[str, Any]], settings: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor | None]]
+    ) -> None:
         super().__init__(list(groups), {"decay": False})
         self.settings = settings
 
@@ -38,8 +40,8 @@ class PackedSGD(torch.optim.Optimizer):
                 if param.grad is None:
                     continue
                 shape = (-1,) + (1,) * (param.ndim - 1)
-                keep = active.view(shape)
-                direction = torch.where(keep, param.grad, 0.0)
+                keep = None if active is None else active.view(shape)
+                direction = param.grad if keep is None else torch.where(keep, param.grad, 0.0)
                 if group["decay"]:
                     direction = direction + weight_decay.view(shape) * param
                 state = self.state[param]
@@ -47,5 +49,6 @@ class PackedSGD(torch.optim.Optimizer):
                     buffer = state.setdefault("momentum_buffer", torch.zeros_like(param))
                     buffer.mul_(momentum.view(shape)).add_(direction)
                     direction = buffer
-                param.sub_(torch.where(keep, lr.view(shape) * direction, 0.0))
+                update = lr.view(shape) * direction
+                param.sub_(update if keep is None else torch.where(keep, update, 0.0))
         return loss
