@@ -124,6 +124,7 @@ def fit_pack(
     diagnostics_every: int = 0,
     trainer_overrides: dict[str, Any] | None = None,
     test_after_fit: bool = False,
+    callbacks: Sequence[L.Callback] = (),
 ) -> list[ArmResult]:
     """Train ``arms`` (same architecture and Trainer settings) as one fit; each arm's values go to its
     own run (``arm.logger``), which ends FINISHED (also when it diverged), or FAILED / KILLED with the fit."""
@@ -144,7 +145,7 @@ def fit_pack(
     kwargs |= trainer_overrides or {}
     if arms[0].parsed.seed is not None:  # the global stream (dropout masks), as the first arm's fit seeds it
         L.seed_everything(arms[0].parsed.seed, verbose=False)
-    trainer = L.Trainer(**kwargs, logger=loggers if loggers.arms else False, callbacks=[])
+    trainer = L.Trainer(**kwargs, logger=loggers if loggers.arms else False, callbacks=list(callbacks))
     try:
         trainer.fit(module, datamodule=data)
         if test_after_fit:
