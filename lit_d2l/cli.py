@@ -11,7 +11,7 @@ import sys
 from lit_d2l.errors import UserError
 from lit_d2l.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.noise import quiet_third_party
-from lit_d2l.usage import command_help, full_help_args, top_help, wants_help
+from lit_d2l.usage import CV_HELP, command_help, full_help_args, top_help, wants_help
 
 COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations")
 
@@ -70,6 +70,9 @@ def run(argv: list[str]) -> int:
 
         return report_command(rest)
     if command == "cv":
+        if wants_help(rest):
+            print(CV_HELP)
+            return 0
         from lit_d2l.crossval import main as cross_validate
 
         return cross_validate(rest)

@@ -67,6 +67,17 @@ _OPTIONS = """options:
   --help full              LightningCLI's full help: every option, the Trainer's ~40 included"""
 
 
+CV_HELP = """usage: lit-d2l cv --config CONFIG.yaml [--folds K] [--section.key VALUE ...]
+
+K-fold cross-validation (D2L 5.7): fold k of K validates and the other K-1 train. Each fold is an
+ordinary fit, recorded as a child of one MLflow parent run, which gets the mean and standard
+deviation of every val/ metric over the folds.
+
+options:
+  --folds K                how many folds (default 5)
+  --section.key VALUE      any option of lit-d2l fit (lit-d2l fit --help lists them)"""
+
+
 def top_help() -> str:
     """``lit-d2l --help``: the commands, then the models and DataModules, one line each."""
     return "\n\n".join(

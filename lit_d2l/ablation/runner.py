@@ -26,6 +26,7 @@ from lit_d2l.ablation.workers import supervise
 from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
 from lit_d2l.errors import UserError
 from lit_d2l.noise import quiet_third_party
+from lit_d2l.progress import Progress
 from lit_d2l.runner import check_args, run_configured
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ensure_experiment
@@ -265,12 +266,13 @@ def _quiet_lightning() -> Iterator[None]:
 
 def _run_tasks_quietly(tasks: list[_Task], workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
     outcomes: list[PairOutcome] = []
+    progress = Progress("arm", len(tasks), echo)
 
     def report(outcome: PairOutcome) -> None:
         outcomes.append(outcome)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
         detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
-        echo(f"[{len(outcomes)}/{len(tasks)}] {outcome.arm} seed {outcome.seed}: {outcome.outcome} {detail}")
+        progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "")
 
     if workers == 1 or len(tasks) <= 1:
         for task in tasks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,6 +159,11 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     assert exit_info.value.code == 0
     sweep_id = load_spec(path).sweep_id
     assert f"sweep {sweep_id}: parent run" in out and (tmp_path / "reports" / sweep_id / "report.md").is_file()
+    arms = [line for line in out.splitlines() if line.startswith("arm ")]
+    assert [line.split(":")[0] for line in arms] == ["arm 1/2 model.l2=0.0 seed 0", "arm 2/2 model.l2=3.0 seed 0"]
+    assert all(re.search(r": finished val/loss=\S+ \(elapsed \d+:\d\d, ETA \d+:\d\d\)$", line) for line in arms)
+    assert re.search(rf"sweep {sweep_id}: 2 arm runs in \d+:\d\d: 2 finished, 0 diverged, 0 failed, 0 skipped\n", out)
+    assert f"(FINISHED); view it with: lit-d2l report {sweep_id} (report.html), or lit-d2l ui" in out
     with pytest.raises(SystemExit) as exit_info:
         main(["report", sweep_id, "--out", str(tmp_path / "again"), "--tracking-uri", tracking_uri])
     assert exit_info.value.code == 0
