@@ -16,6 +16,7 @@ from tests.conftest import LINEAR_CONFIG
 from tests.test_cli import QUIET
 
 
+@pytest.mark.slow  # the fast suite has the same structure with 3 folds through the CLI, below
 def test_five_folds_are_finished_children_of_a_parent_with_mean_and_std(
     tracking_uri: str, client: MlflowClient, experiment: str
 ) -> None:
@@ -66,7 +67,7 @@ def lightning_info() -> Iterator[Records]:
 
 
 def test_cv_command_prints_progress_per_fold_the_summary_and_one_model_summary(
-    tracking_uri: str, experiment: str, capsys, lightning_info: Records
+    tracking_uri: str, client: MlflowClient, experiment: str, capsys, lightning_info: Records
 ) -> None:
     from lit_d2l.cli import main
 
@@ -86,6 +87,19 @@ def test_cv_command_prints_progress_per_fold_the_summary_and_one_model_summary(
         r"3 folds in \d+:\d\d: 3 finished, 0 diverged, 0 failed, 0 skipped; MLflow parent run (\w+)", out
     )
     assert parent and "view it with: lit-d2l ui" in out
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.group(1)]
+    assert len(runs) == 4 and len(children) == 3 and all(child.info.status == "FINISHED" for child in children)
+    assert sorted((c.data.tags["fold"], c.data.params["data.fold"]) for c in children) == [
+        ("0", "0"),
+        ("1", "1"),
+        ("2", "2"),
+    ]
+    losses = [child.data.metrics["val/loss"] for child in children]
+    summary = client.get_run(parent.group(1)).data.metrics
+    assert summary["val/loss_mean"] == pytest.approx(statistics.fmean(losses))
+    assert summary["val/loss_std"] == pytest.approx(statistics.pstdev(losses)) and summary["val/loss_std"] > 0
     summaries = [message for message in lightning_info.messages if "Total params" in message]
     assert len(summaries) == 1, "Lightning's model summary once per cv, not once per fold"
     assert logging.getLogger("lightning.pytorch").level == logging.INFO, "the level is restored"
