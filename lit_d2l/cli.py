@@ -11,27 +11,7 @@ import sys
 from lit_d2l.errors import UserError
 from lit_d2l.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.noise import quiet_third_party
-
-USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
-       lit-d2l fit --resume RUN_ID [--section.key VALUE ...]
-       lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
-       lit-d2l ablate SPEC.yaml [--dry-run] [--workers N] [--resume | --fresh]
-       lit-d2l report SWEEP [--out DIR]
-       lit-d2l runs [--stale] [--experiment NAME] [--limit N]
-       lit-d2l ui [--port PORT] [--tracking-uri URI]
-       lit-d2l plot-activations [--out FILE.png] [--names relu sigmoid tanh] [--log]
-
-  fit        train a model (add --print_config to see every setting)
-  validate   evaluate on the validation split
-  test       evaluate on the test split
-  cv         K-fold cross-validation: K fits as child runs of one MLflow parent run
-  ablate     run an ablation sweep: every arm x seed as a child of one MLflow parent run
-  report     markdown table and plots of a sweep, logged on its parent run
-  runs       the newest runs; --stale: those closed because their process was gone
-  ui         open the MLflow dashboard on this machine's store
-  plot-activations  activation functions and their derivatives over [-8, 8] as a PNG
-"""
-
+from lit_d2l.usage import CV_HELP, command_help, full_help_args, top_help, wants_help
 
 COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations")
 
@@ -66,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str]) -> int:
     """Run one command; return its exit status. Raises :class:`UserError` for bad input."""
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(top_help())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "ui":
@@ -90,10 +70,19 @@ def run(argv: list[str]) -> int:
 
         return report_command(rest)
     if command == "cv":
+        if wants_help(rest):
+            print(CV_HELP)
+            return 0
         from lit_d2l.crossval import main as cross_validate
 
         return cross_validate(rest)
     if command in ("fit", "validate", "test"):
+        if wants_help(rest):  # the short help, without importing Lightning; --help full: LightningCLI's
+            full = full_help_args(rest)
+            if full is None:
+                print(command_help(command))
+                return 0
+            argv = [command, *full]
         from lit_d2l.runner import run_lightning
 
         return run_lightning(argv)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from lit_d2l.errors import ConfigError
+from lit_d2l.noise import lightning_info_off
+from lit_d2l.progress import Progress
 from lit_d2l.runner import RunResult, build, execute
 from lit_d2l.tracking import TrackingLogger
 from lit_d2l.tracking.logger import closing
@@ -24,6 +28,7 @@ class CrossValidation:
     parent_run_id: str
     folds: list[RunResult]
     summary: dict[str, float]
+    totals: str = ""  # "5 folds in 0:12: 5 finished, 0 diverged, 0 failed, 0 skipped"
 
 
 def main(argv: list[str]) -> int:
@@ -31,41 +36,37 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--folds", type=int, default=5)
     known, rest = parser.parse_known_args(argv)
     result = cross_validate(rest, known.folds)
-    for index, fold in enumerate(result.folds):
-        shown = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(fold.metrics.items()) if k.startswith("val/"))
-        print(f"fold {index}: {shown} (run {fold.run_id})")
     for key in sorted(k for k in result.summary if k.endswith("_mean")):
         base = key.removesuffix("_mean")
         print(f"{base}: {result.summary[key]:.4g} ± {result.summary[base + '_std']:.2g} over {len(result.folds)} folds")
-    print(f"MLflow parent run {result.parent_run_id}; view it with: lit-d2l ui")
+    print(f"{result.totals}; MLflow parent run {result.parent_run_id}, view it with: lit-d2l ui")
     return 0
 
 
-def cross_validate(args: list[str], num_folds: int) -> CrossValidation:
-    """Fit fold 0..K-1 of the config in ``args``; summarise the validation metrics on a parent run."""
+def cross_validate(args: list[str], num_folds: int, echo: Callable[[str], None] = print) -> CrossValidation:
+    """Fit fold 0..K-1 of the config in ``args``, a ``fold k/K`` line each; summarise the validation
+    metrics on a parent run."""
     if num_folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {num_folds}")
     parent: TrackingLogger | None = None
     folds: list[RunResult] = []
+    progress = Progress("fold", num_folds, echo)
     try:
         for fold in range(num_folds):
-            fold_args = [
-                *args,
-                "--data.num_folds",
-                str(num_folds),
-                "--data.fold",
-                str(fold),
-                "--test_after_fit",
-                "false",
-            ]
-            cli = build("fit", fold_args)
-            if cli is None or cli.logger is None:
-                raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
-            if parent is None:
-                parent = _parent_run(cli.logger, num_folds)
-            cli.logger.run_name = f"{parent.run_name}-fold{fold}"
-            cli.logger.set_tags({PARENT_TAG: parent.run_id, "fold": str(fold), "cv.folds": str(num_folds)})
-            folds.append(execute(cli, "fit"))
+            fold_args = [*args, "--data.num_folds", str(num_folds), "--data.fold", str(fold)]
+            fold_args += ["--test_after_fit", "false"]
+            # Every fold fits the same model: Lightning's model summary and other notes once, for fold 0.
+            with nullcontext() if fold == 0 else lightning_info_off():
+                cli = build("fit", fold_args)
+                if cli is None or cli.logger is None:
+                    raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
+                if parent is None:
+                    parent = _parent_run(cli.logger, num_folds)
+                cli.logger.run_name = f"{parent.run_name}-fold{fold}"
+                cli.logger.set_tags({PARENT_TAG: parent.run_id, "fold": str(fold), "cv.folds": str(num_folds)})
+                folds.append(execute(cli, "fit"))
+            shown = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(folds[-1].metrics.items()) if k.startswith("val/"))
+            progress.report(f"(data.fold {fold})", folds[-1].outcome, f"{shown} (run {folds[-1].run_id})")
         summary = summarise([fold.metrics for fold in folds])
     except BaseException:
         if parent is not None:
@@ -73,7 +74,7 @@ def cross_validate(args: list[str], num_folds: int) -> CrossValidation:
         raise
     with closing(parent) as run:
         run.log_metrics(summary, step=0)
-    return CrossValidation(parent_run_id=parent.run_id, folds=folds, summary=summary)
+    return CrossValidation(parent_run_id=parent.run_id, folds=folds, summary=summary, totals=progress.summary())
 
 
 def summarise(fold_metrics: list[dict[str, float]]) -> dict[str, float]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Lines Lightning prints on every Trainer: adverts, the TPU line, and "Seed set to N" (the seeds are params).
 _DROPPED = ("💡 Tip:", "TPU available:", "Seed set to ", "Received SIGTERM")
@@ -49,3 +51,17 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if _NOISE not in logger.filters:
             logger.addFilter(_NOISE)
+
+
+@contextmanager
+def lightning_info_off() -> Iterator[None]:
+    """Lightning's INFO lines (model summary, "`Trainer.fit` stopped: ...") off inside the block, for the
+    second and later fits of one command; its warnings still show."""
+    saved = {name: logging.getLogger(name).level for name in ("lightning.pytorch", "lightning.fabric")}
+    for name in saved:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from lit_d2l.models.activations import CONCISE
@@ -25,15 +25,14 @@ def plot_activations_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     figure = plot_activations(args.names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a failure never leaves half a PNG.
-    fd, partial = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".png")
-    os.close(fd)
+    # Written beside the target and renamed, so a failure never leaves half a PNG. Created by savefig like
+    # any new file (0666 less the umask): a mkstemp file would stay 0600 after the rename.
+    partial = args.out.parent / f".{args.out.name}.{secrets.token_hex(8)}.part"
     try:
-        figure.savefig(partial, dpi=120)
+        figure.savefig(partial, dpi=120, format="png")
         os.replace(partial, args.out)
     finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+        partial.unlink(missing_ok=True)
     print(f"wrote {args.out}")
     if args.log:
         logger = TrackingLogger(args.experiment, tracking_uri=args.tracking_uri, run_name="activations")

@@ -25,13 +25,18 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from lit_d2l import interrupts
+# Imported for their classes: jsonargparse resolves a short class name (--model MLP, --data.help
+# FashionMNIST) among the subclasses imported so far.
+import lit_d2l.data
+import lit_d2l.models  # noqa: F401
+from lit_d2l import catalog, interrupts
 from lit_d2l.callbacks import Diverged, GracefulStop
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings
+from lit_d2l.usage import CKPT_PATH_HELP, TEST_AFTER_FIT_HELP
 
 SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -69,10 +74,8 @@ class D2LCLI(LightningCLI):
             torch.optim.lr_scheduler.LRScheduler, "lr_scheduler", skip={"optimizer"}, **options
         )
         parser.add_class_arguments(TrackingSettings, "tracking")
-        parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to resume or evaluate")
-        parser.add_argument(
-            "--test_after_fit", type=bool, default=False, help="after fit, also test, in the same MLflow run"
-        )
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help=CKPT_PATH_HELP)
+        parser.add_argument("--test_after_fit", type=bool, default=False, help=TEST_AFTER_FIT_HELP)
 
     def before_instantiate_classes(self) -> None:
         self.logger: TrackingLogger | None = None
@@ -402,22 +405,32 @@ _GENERIC_PARSER_LINES = (
 
 def argument_error_line(message: str, command: str) -> str:
     """jsonargparse's multi-line report reduced to the key and the specific reasons, on one line."""
-    key = re.search(r'Parser key "([^"]+)"', message)
-    lines = (re.sub(r'^Parser key "[^"]+":', "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
+    # 'Parser key "model": ...', or '--data.help: ...' from a --*.help action
+    key = re.search(r'Parser key "([^"]+)"', message) or re.match(r"--([\w.]+): ", message)
+    prefix = r'^(Parser key "[^"]+"|--[\w.]+):'
+    lines = (re.sub(prefix, "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
     reasons = [line for line in lines if line and not line.startswith(_GENERIC_PARSER_LINES)]
     text = "; ".join(dict.fromkeys(reasons)) or "invalid arguments"
-    if key and key.group(1) in _CLASS_HINTS and "Expected a path" in text:  # an unknown class name
-        text = f"{text}; expected {_CLASS_HINTS[key.group(1)]}"
+    if key and _class_hint(key.group(1)) and "Expected a" in text and "path" in text:  # an unknown class name
+        text = f"{text}; expected {_class_hint(key.group(1))}"
     if key:
         text = f"{key.group(1)}: {text}"
     return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
 
 
-_CLASS_HINTS = {
-    "optimizer": "a torch.optim optimizer such as SGD, Adam or AdamW, or a full class path",
-    "lr_scheduler": "a torch.optim.lr_scheduler class such as StepLR or CosineAnnealingLR, or a full class path "
-    "(torch.optim.lr_scheduler.ReduceLROnPlateau)",
-}
+def _class_hint(key: str) -> str | None:
+    """What a class-valued key takes, for the error line about a class that does not exist."""
+    if key in ("model", "model.help"):
+        names = ", ".join(entry.name for entry in catalog.models())
+        return f"one of {names}, or a class path such as my_models.MyNet (lit-d2l fit --help lists them)"
+    if key in ("data", "data.help"):
+        names = ", ".join(entry.name for entry in catalog.datamodules())
+        return f"one of {names}, or a class path (lit-d2l fit --help lists them)"
+    return {
+        "optimizer": "a torch.optim optimizer such as SGD, Adam or AdamW, or a full class path",
+        "lr_scheduler": "a torch.optim.lr_scheduler class such as StepLR or CosineAnnealingLR, or a full class "
+        "path (torch.optim.lr_scheduler.ReduceLROnPlateau)",
+    }.get(key)
 
 
 def _user_error_in(exc: BaseException) -> UserError | None:

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# The tests train tiny models: one torch thread each beats a pool whose threads wait on one another,
+# most of all on a busy machine (tests/models/test_mlp.py: 27 s with 2 threads, 4 s with 1, on 2 cores).
+# Set before torch loads, so the processes the tests start inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import alembic
 import lightning as L
+import mlflow
 import pytest
+import sqlalchemy
+import torch
 from mlflow.tracking import MlflowClient
 
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -19,11 +32,28 @@ LINEAR_CONFIG = REPO / "experiments" / "linear_regression.yaml"
 
 
 @pytest.fixture(scope="session")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> str:
     store = tmp_path_factory.mktemp("mlruns") / "mlflow.db"
+    template = _empty_store(pytestconfig)
+    if template is not None and template.is_file():
+        shutil.copyfile(template, store)
     uri = f"sqlite:///{store}"
-    MlflowClient(uri).search_experiments()  # create the schema once
+    MlflowClient(uri).search_experiments()  # creates the schema, unless the copy has it
+    if template is not None and not template.is_file():
+        partial = template.with_suffix(f".{os.getpid()}.part")
+        shutil.copyfile(store, partial)
+        os.replace(partial, template)
     return uri
+
+
+def _empty_store(config: pytest.Config) -> Path | None:
+    """Where pytest's cache keeps a new store's database: MLflow's schema migrations take seconds, once per
+    MLflow, SQLAlchemy and alembic version (and working directory, which the Default experiment records)."""
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    if cache is None:
+        return None
+    versions = f"{mlflow.__version__} {sqlalchemy.__version__} {alembic.__version__} {os.getcwd()}"
+    return cache.mkdir("mlflow-schema") / f"{hashlib.sha256(versions.encode()).hexdigest()[:16]}.db"
 
 
 @pytest.fixture

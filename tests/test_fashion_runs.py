@@ -23,7 +23,18 @@ def fashion_dir(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path / "fmnist"
 
 
-@pytest.mark.parametrize("config", ["softmax_regression.yaml", "mlp.yaml", "mlp_dropout.yaml", "lenet.yaml"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "softmax_regression.yaml",
+        "mlp.yaml",
+        pytest.param("mlp_dropout.yaml", marks=SLOW),
+        pytest.param("lenet.yaml", marks=SLOW),
+    ],
+)
 def test_fashion_configs_record_accuracy_and_sample_images(
     config: str, fashion_dir: Path, tracking_uri: str, client: MlflowClient, experiment: str
 ) -> None:
@@ -53,6 +64,7 @@ def test_plot_activations_writes_a_png_and_logs_it(tmp_path: Path, tracking_uri:
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["activations.png"]
 
 
+@pytest.mark.slow
 def test_reduced_dropout_suite_on_generated_files(fashion_dir: Path, tmp_path: Path, tracking_uri, client, experiment):
     from lit_d2l.ablation.runner import run_sweep
     from lit_d2l.ablation.spec import load_spec

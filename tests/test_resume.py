@@ -39,7 +39,7 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, flo
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGHUP, marks=pytest.mark.slow)])
 def test_a_signalled_fit_resumes_in_the_same_run_with_every_step_once(tracking_uri, client, experiment, signum):
     args = linear_fit_args(tracking_uri, experiment, *EPOCHS)
     whole = build("fit", args)

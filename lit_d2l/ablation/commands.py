@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import time
+from collections import Counter
 
 from lit_d2l.ablation.report import build_report
 from lit_d2l.ablation.runner import PACK_MODES, dry_run, run_sweep
 from lit_d2l.ablation.spec import load_spec
+from lit_d2l.progress import clock_time, tally
 
 
 def ablate_command(argv: list[str]) -> int:
@@ -33,6 +36,7 @@ def ablate_command(argv: list[str]) -> int:
     if args.dry_run:
         dry_run(spec, pack=args.pack, pack_size=args.pack_size, workers=args.workers)
         return 0
+    start = time.monotonic()
     result = run_sweep(
         spec,
         workers=args.workers,
@@ -41,10 +45,17 @@ def ablate_command(argv: list[str]) -> int:
         pack=args.pack,
         pack_size=args.pack_size,
     )
+    took = clock_time(time.monotonic() - start)
     if not args.no_report:
         path = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
         print(f"report: {path}")
-    print(f"sweep {result.sweep_id}: parent run {result.parent_run_id} ({len(result.failed)} failed arm runs)")
+    counts = Counter(outcome.outcome for outcome in result.outcomes)
+    before = f"; {result.skipped} done before" if result.skipped else ""
+    print(f"sweep {result.sweep_id}: {len(result.outcomes)} arm runs in {took}: {tally(counts)}{before}")
+    print(
+        f"sweep {result.sweep_id}: parent run {result.parent_run_id} ({result.status}); "
+        f"view it with: lit-d2l report {result.sweep_id} (report.html), or lit-d2l ui"
+    )
     return 1 if result.failed else 0
 
 

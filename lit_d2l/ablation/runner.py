@@ -30,6 +30,7 @@ from lit_d2l.errors import UserError
 from lit_d2l.fit_parser import parse_fit
 from lit_d2l.noise import quiet_third_party
 from lit_d2l.packing.plan import Pack, plan_packs
+from lit_d2l.progress import Progress
 from lit_d2l.runner import run_configured
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ensure_experiment
@@ -326,13 +327,14 @@ def _quiet_lightning() -> Iterator[None]:
 
 def _run_tasks_quietly(units: list[Pack], total: int, workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
     outcomes: list[PairOutcome] = []
+    progress = Progress("arm", total, echo)
 
     def report(results: list[PairOutcome]) -> None:
         for outcome in results:
             outcomes.append(outcome)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
             detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
-            echo(f"[{len(outcomes)}/{total}] {outcome.arm} seed {outcome.seed}: {outcome.outcome} {detail}")
+            progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "")
 
     work = [unit.units for unit in units]
     if workers == 1 or len(work) <= 1:

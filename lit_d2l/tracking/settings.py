@@ -12,7 +12,7 @@ class TrackingSettings:
     Args:
         experiment: MLflow experiment name.
         uri: tracking store; default $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.
-        run_name: MLflow run name; MLflow picks one when unset.
+        run_name: MLflow run name; default <config>-<Model>-<MMDD-HHMMSS>-<4 hex>.
         tags: extra run tags.
         run_id: record into this existing run instead of a new one (set by ``--resume`` and sweeps).
     """

@@ -99,8 +99,24 @@ class SweepStore:
             else []
         )
         if not runs:
-            raise UserError(f"no sweep {sweep!r} in {self.tracking_uri}: give a sweep id or a parent run id")
+            raise UserError(f"no sweep {sweep!r} in {self.tracking_uri}; {self._known_sweeps(experiments)}")
         return runs[0]
+
+    def _known_sweeps(self, experiments: list[str], most: int = 5) -> str:
+        """The newest sweep ids of the store, for an error about one that is not there."""
+        runs = (
+            self.client.search_runs(
+                experiments, f"tags.`{KIND_TAG}` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1000
+            )
+            if experiments
+            else []
+        )
+        ids = list(dict.fromkeys(run.data.tags.get(SWEEP_TAG, run.info.run_id) for run in runs))
+        if not ids:
+            return "it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first"
+        shown = ", ".join(ids[:most])
+        count = f" (newest {most} of {len(ids)}{'+' if len(runs) == 1000 else ''})" if len(ids) > most else ""
+        return f"sweeps there{count}: {shown}; give a sweep id or a parent run id"
 
     def children(self, parent: Run) -> list[Child]:
         return self.children_of(parent.info.run_id, parent.info.experiment_id)

@@ -16,7 +16,9 @@ from lit_d2l.interrupts import Interrupted
 from lit_d2l.tracking.liveness import close_stale_once
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
 
-__all__ = ["check_port", "serve", "stop_process_group"]
+__all__ = ["MODEL_TRAINING_HINT", "check_port", "serve", "stop_process_group"]
+
+MODEL_TRAINING_HINT = 'runs, metrics and reports: pick "Model training" at the top of the sidebar (once per browser)'
 
 
 def serve(argv: list[str]) -> int:
@@ -38,6 +40,9 @@ def serve(argv: list[str]) -> int:
     if root:
         command += ["--default-artifact-root", root]
     print(f"MLflow dashboard for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    # MLflow 3.17's sidebar chooses GenAI or Model training for every experiment (the experiment's
+    # mlflow.experimentKind tag no longer decides); the browser remembers the choice.
+    print(MODEL_TRAINING_HINT, flush=True)
     # The server runs under a guard in a session of its own: stopping lit-d2l (Ctrl-C or SIGTERM) stops
     # the guard's group, and the guard stops the server's (workers, job consumers), also when lit-d2l
     # is killed outright.

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -67,10 +69,18 @@ def test_the_html_report_embeds_every_figure_the_table_and_the_legend(tmp_path, 
         client.set_terminated(run)
     client.set_terminated(parent)
 
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        report = build_report(parent, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
+    umask = os.umask(0o002)  # a group-shared project: every file lit-d2l writes is 0664, as any new file
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            report = build_report(parent, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
+    finally:
+        os.umask(umask)
     no_plot_warnings(record)
+    stored = Path(urlparse(client.get_run(parent).info.artifact_uri).path) / "report"
+    written = [*(tmp_path / "report").iterdir(), *stored.iterdir()]
+    modes = {str(f): oct(f.stat().st_mode & 0o777) for f in written}
+    assert len(modes) == 10 and set(modes.values()) == {"0o664"}, modes
     page = check_report(tmp_path / "report", report)
     assert {p.name for p in (tmp_path / "report").glob("*.png")} == {
         "along_model_l2.png",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ def children_by_pair(tracking_uri: str, parent_run_id: str) -> dict[tuple[str, i
     return pairs
 
 
+@pytest.mark.slow  # the fast suite has test_ablate_and_report_commands: one seed, through the CLI
 def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: MlflowClient, experiment) -> None:
     path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\n")
     result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
@@ -86,6 +88,7 @@ def test_a_diverging_arm_is_tagged_and_the_sweep_goes_on(tmp_path, tracking_uri,
     assert f"| model.lr=1000.0 | 1 | 1 (step {diverged.tags['diverged_at_step']}) |" in text
 
 
+@pytest.mark.slow
 def test_workers_run_arms_in_parallel_and_a_failing_arm_does_not_stop_the_others(
     tmp_path, tracking_uri, client, experiment
 ) -> None:
@@ -158,6 +161,33 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     assert exit_info.value.code == 0
     sweep_id = load_spec(path).sweep_id
     assert f"sweep {sweep_id}: parent run" in out and (tmp_path / "reports" / sweep_id / "report.md").is_file()
+    arms = [line for line in out.splitlines() if line.startswith("arm ")]
+    assert [line.split(":")[0] for line in arms] == ["arm 1/2 model.l2=0.0 seed 0", "arm 2/2 model.l2=3.0 seed 0"]
+    assert all(re.search(r": finished val/loss=\S+ \(elapsed \d+:\d\d, ETA \d+:\d\d\)$", line) for line in arms)
+    assert re.search(rf"sweep {sweep_id}: 2 arm runs in \d+:\d\d: 2 finished, 0 diverged, 0 failed, 0 skipped\n", out)
+    assert f"(FINISHED); view it with: lit-d2l report {sweep_id} (report.html), or lit-d2l ui" in out
+    parent_id = re.search(rf"sweep {sweep_id}: parent run (\w+) ", out).group(1)
+    assert children_by_pair(tracking_uri, parent_id) == {
+        ("model.l2=0.0", 0): ["FINISHED"],
+        ("model.l2=3.0", 0): ["FINISHED"],
+    }
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["lit_d2l.sweep_id"] == sweep_id
+    runs = {run.data.tags["arm"]: run for run in client.search_runs([parent.info.experiment_id], "tags.seed = '0'")}
+    assert runs["model.l2=3.0"].data.params["model.l2"] == "3.0" and runs["model.l2=3.0"].data.tags["device"] == "cpu"
+    penalised, plain = runs["model.l2=3.0"].data.metrics, runs["model.l2=0.0"].data.metrics
+    # D2L 2nd ed. §3.7 in miniature: the penalty trades training fit for validation loss and smaller weights.
+    assert penalised["val/loss"] < plain["val/loss"] and penalised["weight_norm/w"] < plain["weight_norm/w"]
+    assert penalised["train/loss_epoch"] > plain["train/loss_epoch"] > 0
+    assert {a.path for a in client.list_artifacts(parent_id)} >= {"sweep.yaml", "summary.md", "report"}
+    assert "report/report.html" in {a.path for a in client.list_artifacts(parent_id, "report")}
+
+    with pytest.raises(SystemExit) as exit_info:  # run again: it resumes, and there is nothing left to run
+        main(["ablate", str(path), "--tracking-uri", tracking_uri, "--no-report"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and f"resuming sweep {sweep_id}: 2 of 2 pairs done" in out
+    assert "arm 1/" not in out and re.search(r": 0 arm runs in \d+:\d\d: 0 finished, .*; 2 done before\n", out)
+    assert f"parent run {parent_id} (FINISHED)" in out
     with pytest.raises(SystemExit) as exit_info:
         main(["report", sweep_id, "--out", str(tmp_path / "again"), "--tracking-uri", tracking_uri])
     assert exit_info.value.code == 0

@@ -16,7 +16,8 @@ def fit(model: L.LightningModule, data: SyntheticRegressionData, epochs: int, tr
 
 
 @pytest.mark.parametrize("model_class", [LinearRegressionScratch, LinearRegression])
-@pytest.mark.parametrize(("w", "b"), [([2.0, -3.4], 4.2), ([1.5, -2.0, 0.7], -1.0)])
+# Three inputs: also tests/tracking/test_run_record.py (the scratch model, through the config) in the fast suite.
+@pytest.mark.parametrize(("w", "b"), [([2.0, -3.4], 4.2), pytest.param([1.5, -2.0, 0.7], -1.0, marks=pytest.mark.slow)])
 def test_both_linear_models_recover_the_generating_parameters(model_class, w, b, quiet_trainer) -> None:
     seed(0)
     data = SyntheticRegressionData(w=w, b=b)

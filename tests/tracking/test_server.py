@@ -43,8 +43,9 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.slow
-def test_fit_against_a_tracking_server(server_uri: str, experiment: str) -> None:
+def test_fit_against_a_tracking_server(server_uri: str, experiment: str, tmp_path: Path) -> None:
     args = ["--config", str(LINEAR_CONFIG), "--tracking.uri", server_uri, "--tracking.experiment", experiment, *QUIET]
+    args += ["--trainer.default_root_dir", str(tmp_path)]  # checkpoints of a server's runs: not in the checkout
     result = run_configured("fit", args)
     client = MlflowClient(server_uri)
     run = only_run(client, experiment)

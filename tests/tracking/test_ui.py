@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lit_d2l.tracking import ui
 from tests.conftest import REPO
 from tests.test_cli import assert_one_error_line, free_port, run_main
 
@@ -36,6 +37,22 @@ def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path, capsys) 
     assert_one_error_line(code, err, rf"port {port} is in use; pick another with --port")
     assert "MLflow dashboard" not in out
     assert not (tmp_path / "m.db").exists()
+
+
+def test_the_dashboard_says_where_the_runs_are(tracking_uri: str, monkeypatch, capsys) -> None:
+    started: list[list[str]] = []
+
+    class Server:
+        def __init__(self, command: list[str], **kwargs) -> None:
+            started.append(command)
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(ui.subprocess, "Popen", Server)
+    code, out, _ = run_main(["ui", "--port", str(free_port()), "--tracking-uri", tracking_uri], capsys)
+    assert code == 0 and len(started) == 1 and "mlflow" in started[0] and tracking_uri in started[0]
+    assert out.splitlines()[1] == ui.MODEL_TRAINING_HINT and "Model training" in ui.MODEL_TRAINING_HINT
 
 
 @pytest.mark.slow

@@ -45,12 +45,13 @@ def test_storage_failures_are_recognised_through_their_wrappers(inner: BaseExcep
         assert f"writing {inner.filename}; free space or point --tracking.uri elsewhere" in str(error)
 
 
-def test_other_errors_are_not_storage_errors(tmp_path: Path) -> None:
+def test_other_errors_are_not_storage_errors(tracking_uri: str) -> None:
     assert storage_error(wrapped(ValueError("bad value"))) is None
-    check_store(f"sqlite:///{tmp_path}/store/mlflow.db")
+    check_store(tracking_uri)  # the session's store (a new one costs seconds of schema migrations)
     elsewhere = OSError(errno.EACCES, "Permission denied", "/etc/shadow")  # a permission error outside the store
     assert storage_error(wrapped(elsewhere)) is None
-    inside = OSError(errno.EACCES, "Permission denied", str(tmp_path / "store" / "artifacts" / "x"))
+    store = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    inside = OSError(errno.EACCES, "Permission denied", str(store / "artifacts" / "x"))
     assert "cannot write" in str(storage_error(wrapped(inside)))
 
 

@@ -1,0 +1,60 @@
+"""Progress of K folds or N sweep arms: one line per finished unit, with elapsed time and an ETA."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+#: The outcomes a summary always counts, in this order (others follow as they occur).
+OUTCOMES = ("finished", "diverged", "failed", "skipped")
+
+
+class Progress:
+    """``report`` prints ``<unit> i/N <label>: <outcome> <detail> (elapsed m:ss, ETA m:ss)``.
+
+    The ETA assumes the remaining units take as long on average as the finished ones (with workers,
+    the observed rate already includes their parallelism).
+    """
+
+    def __init__(
+        self, unit: str, total: int, echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.unit, self.total, self.echo, self.clock = unit, total, echo, clock
+        self.start = clock()
+        self.counts: Counter[str] = Counter()
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def report(self, label: str, outcome: str, detail: str = "") -> None:
+        """One unit ended with ``outcome`` (finished, diverged, failed, skipped)."""
+        self.counts[outcome] += 1
+        elapsed, done = self.elapsed, self.done
+        eta = elapsed / done * max(self.total - done, 0)
+        name = f"{self.unit} {done}/{self.total}" + (f" {label}" if label else "")
+        text = f"{outcome} {detail}".rstrip()
+        self.echo(f"{name}: {text} (elapsed {clock_time(elapsed)}, ETA {clock_time(eta)})")
+
+    def summary(self) -> str:
+        """``12 arms in 1:05: 10 finished, 1 diverged, 1 failed, 0 skipped``."""
+        return f"{self.done} {self.unit}s in {clock_time(self.elapsed)}: {tally(self.counts)}"
+
+
+def tally(counts: Counter[str]) -> str:
+    """Every outcome of :data:`OUTCOMES` with its count (zeros included), then any other outcome."""
+    kinds = [*OUTCOMES, *sorted(set(counts) - set(OUTCOMES))]
+    return ", ".join(f"{counts[kind]} {kind}" for kind in kinds)
+
+
+def clock_time(seconds: float) -> str:
+    """``m:ss`` below an hour, else ``h:mm:ss``."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
