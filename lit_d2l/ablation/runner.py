@@ -28,7 +28,7 @@ from lit_d2l.ablation.workers import supervise
 from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
 from lit_d2l.errors import UserError
 from lit_d2l.fit_parser import parse_fit
-from lit_d2l.noise import quiet_third_party
+from lit_d2l.noise import lightning_info_off, quiet_third_party
 from lit_d2l.packing.plan import Pack, plan_packs
 from lit_d2l.progress import Progress
 from lit_d2l.runner import run_configured
@@ -215,7 +215,7 @@ def run_pairs(
     """Run the plan's pending pairs (as ``units``: packs, by default one pair each) in ``workers``
     processes; one line per finished pair goes to ``echo``."""
     units = units if units is not None else [Pack([task]) for task in plan.tasks]
-    with _quiet_lightning():
+    with lightning_info_off():  # one line per arm instead of Lightning's banner per Trainer
         return _run_tasks_quietly(units, len(plan.tasks), workers, echo)
 
 
@@ -309,20 +309,6 @@ def dry_run(
         echo(f"  pack {number}: {len(unit.units)} runs = {arms_text} x seeds {seeds}{why}")
         for key in arms:
             echo(f"    {key}")
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """One line per arm instead of Lightning's banner per Trainer."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def _run_tasks_quietly(units: list[Pack], total: int, workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
