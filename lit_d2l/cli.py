@@ -20,6 +20,7 @@ USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.ke
        lit-d2l runs [--stale] [--experiment NAME] [--limit N]
        lit-d2l ui [--port PORT] [--tracking-uri URI]
        lit-d2l plot-activations [--out FILE.png] [--names relu sigmoid tanh] [--log]
+       lit-d2l graph --config CONFIG.yaml [--out DIR] [--section.key VALUE ...]
 
   fit        train a model (add --print_config to see every setting)
   validate   evaluate on the validation split
@@ -30,10 +31,11 @@ USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.ke
   runs       the newest runs; --stale: those closed because their process was gone
   ui         open the MLflow dashboard on this machine's store
   plot-activations  activation functions and their derivatives over [-8, 8] as a PNG
+  graph      the computation graph of J = L + s for one training step, as graph.svg and graph.png
 """
 
 
-COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations")
+COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations", "graph")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,6 +83,10 @@ def run(argv: list[str]) -> int:
         from lit_d2l.plots import plot_activations_command
 
         return plot_activations_command(rest)
+    if command == "graph":
+        from lit_d2l.graph.command import graph_command
+
+        return graph_command(rest)
     if command == "ablate":
         from lit_d2l.ablation.commands import ablate_command
 

@@ -24,7 +24,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instant
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_d2l import interrupts
-from lit_d2l.callbacks import Diverged, GracefulStop
+from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, MemoryMeter
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
@@ -71,6 +71,9 @@ class D2LCLI(LightningCLI):
         parser.add_argument(
             "--test_after_fit", type=bool, default=False, help="after fit, also test, in the same MLflow run"
         )
+        parser.add_argument(
+            "--log_graph", type=bool, default=True, help="log graph.svg/graph.png, J's computation graph, at step 0"
+        )
 
     def before_instantiate_classes(self) -> None:
         self.logger: TrackingLogger | None = None
@@ -93,6 +96,9 @@ class D2LCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
+        extra.append(MemoryMeter())  # memory/saved_for_backward_bytes, from a side pass at step 0
+        if self.config_init.get("log_graph", True):
+            extra.append(ComputationGraphArtifact())
         if self.config_init.get("lr_scheduler") is not None:  # its learning rate, logged every epoch
             extra.append(LearningRateMonitor(logging_interval="epoch"))
         # Given as a keyword, callbacks replace the config's trainer.callbacks: keep those too.
