@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Lines Lightning prints on every Trainer: adverts, the TPU line, and "Seed set to N" (the seeds are params).
 _DROPPED = ("💡 Tip:", "TPU available:", "Seed set to ", "Received SIGTERM")
@@ -49,3 +51,15 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if _NOISE not in logger.filters:
             logger.addFilter(_NOISE)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's info lines (banners, "max_steps reached") off for the block: warnings still show."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -6,7 +6,9 @@ backward while prediction frees each at once. Logged once per fit:
 - ``memory/saved_for_backward_bytes``: what autograd saves for backward in one training step on the
   first batch (each distinct storage once; inference saves 0);
 - ``memory/saved_for_backward_bytes_per_example``: how much more one more example in the batch costs
-  (measured on the batch and on its first half; the count is linear in the batch size);
+  (measured on the batch and on its first half; the count is linear in the batch size), and
+  ``memory/saved_for_backward_bytes_fixed``: the part that does not grow with the batch (the weights
+  saved to carry gradients back to the layer below, or for the penalty);
 - on CUDA, ``memory/cuda_peak_train_step_bytes`` and ``memory/cuda_peak_inference_step_bytes``: the
   peak memory above what was allocated before, of a forward + backward vs a forward under no_grad.
 """
@@ -57,6 +59,7 @@ def step_memory(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, float]
         half = tuple(t[: size // 2] for t in batch)
         slope = (saved - training_step_bytes(model, half)) / (size - size // 2)
         metrics["memory/saved_for_backward_bytes_per_example"] = float(slope)
+        metrics["memory/saved_for_backward_bytes_fixed"] = float(saved - slope * size)
     return metrics
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from lit_d2l.callbacks.graph import ComputationGraphArtifact
 from lit_d2l.errors import UserError
+from lit_d2l.noise import quiet_lightning
 from lit_d2l.runner import build
 
 #: One training step, recorded nowhere: the graph needs a real batch of the config's data, nothing more.
@@ -31,16 +31,11 @@ def graph_command(argv: list[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     configs = [arg for path in args.config for arg in ("--config", path)]
     drawer = ComputationGraphArtifact(out_dir=args.out)
-    lightning_log = logging.getLogger("lightning.pytorch")
-    level = lightning_log.level
-    lightning_log.setLevel(logging.WARNING)  # no banner, no "max_steps=1 reached"
-    try:
+    with quiet_lightning():  # no banner, no "max_steps=1 reached"
         cli = build("fit", [*configs, *overrides, *ONE_STEP], callbacks=[drawer])
         if cli is None:
             return 0
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    finally:
-        lightning_log.setLevel(level)
     if drawer.graph is None:
         raise UserError(f"{type(cli.model).__name__} is not a lit-d2l model (D2LModule): it has no objective to draw")
     print("\n".join(drawer.graph.describe()))
