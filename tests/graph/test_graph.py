@@ -35,7 +35,8 @@ def test_mlp_scratch_with_a_penalty_draws_d2ls_figure() -> None:
 def test_an_mlp_gets_d2ls_layer_names_and_without_a_penalty_j_is_l() -> None:
     model = built(MLP(hidden_sizes=[6, 6], dropout=0.5, num_inputs=12, num_outputs=3))
     graph = computation_graph(model, batch())
-    assert graph.names() == {"x", "W1", "b1", "z1", "h1", "h'1", "W2", "b2", "z2", "h2", "h'2", "W3", "b3", "o", "y", "L"}
+    layers = {"z1", "h1", "h'1", "z2", "h2", "h'2"}  # linear, activation, dropout per hidden layer
+    assert graph.names() == {"x", "W1", "b1", "W2", "b2", "W3", "b3", *layers, "o", "y", "L"}
     assert graph.nodes["L"].label == "$L = J$"
     assert graph.nodes["op:h'1"].note == "dropout"
     order = list(graph.nodes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from lit_d2l.callbacks.memory import step_memory, training_step_bytes
@@ -20,7 +22,7 @@ def test_saved_bytes_are_positive_in_training_zero_in_inference_and_linear_in_th
     with torch.no_grad():
         assert saved(16) == 0
     steps = [saved(n) for n in (16, 32, 48, 64)]
-    assert len({b - a for a, b in zip(steps, steps[1:], strict=False)}) == 1, steps  # equal steps: linear
+    assert len({b - a for a, b in itertools.pairwise(steps)}) == 1, steps  # equal steps: linear
     assert steps[1] - steps[0] >= 16 * (20 + 32 + 32) * 4, "at least each layer's float32 input per example"
 
 
@@ -30,8 +32,9 @@ def test_the_meter_counts_what_autograd_would_save_even_for_hand_written_backpro
     assert training_step_bytes(model, batch) > 0
     assert not any(p.requires_grad for p in model.parameters())
     metrics = step_memory(model, batch)
-    fixed, per_example = metrics["memory/saved_for_backward_bytes_fixed"], metrics[
-        "memory/saved_for_backward_bytes_per_example"
-    ]
+    fixed, per_example = (
+        metrics["memory/saved_for_backward_bytes_fixed"],
+        metrics["memory/saved_for_backward_bytes_per_example"],
+    )
     assert metrics["memory/saved_for_backward_bytes"] == fixed + 16 * per_example
     assert fixed > 0, "W2 (for ∂J/∂h) and the weights of the penalty are saved once, whatever the batch"
