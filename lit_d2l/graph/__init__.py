@@ -33,7 +33,7 @@ def save_figure(figure: Figure, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / name for name in FILES]
     for path in paths:
-        figure.savefig(path, dpi=100)
+        figure.savefig(path)
     return paths
 
 

@@ -42,15 +42,16 @@ def computation_graph(model: nn.Module, batch: tuple[Tensor, ...]) -> Computatio
         else:
             output = model(X, *inputs[1:])
             variables = {**_layer_names(recorded), "o": output}
+        d2l_names = named is not None or all(name[:1] in "zho" for name in variables)
         parts = objective_of(model, variables["o"], y)
         tensors = {**variables, "L": parts.L, **({"s": parts.s, "J": parts.J} if parts.s is not None else {})}
-        return _trace(model, X, y, tensors)
+        return _trace(model, X, y, tensors, d2l_names)
 
 
-def _trace(model: nn.Module, X: Tensor, y: Tensor, tensors: dict[str, Tensor]) -> ComputationGraph:
+def _trace(model: nn.Module, X: Tensor, y: Tensor, tensors: dict[str, Tensor], d2l_names: bool) -> ComputationGraph:
     """Walk back from J, one operator per stretch of autograd nodes between two named tensors."""
     marked = {t.grad_fn: name for name, t in tensors.items() if t.grad_fn is not None}
-    parameter_names = _parameter_names(model)
+    parameter_names = _parameter_names(model) if d2l_names else dict(model.named_parameters())
     parameters = {id(p): name for name, p in parameter_names.items()}
     graph = ComputationGraph()
     sink = "J" if "J" in tensors else "L"
@@ -70,8 +71,8 @@ def _trace(model: nn.Module, X: Tensor, y: Tensor, tensors: dict[str, Tensor]) -
         op = f"op:{name}"
         symbol, note = operator_label(name, ops, getattr(model, "activation", None))
         graph.add(Node(op, "operator", symbol, note))
-        for source in sources:
-            source_name = marked.get(source) or _leaf_name(source, parameters, X)
+        names = [marked.get(source) or _leaf_name(source, parameters, X) for source in sources]
+        for source, source_name in sorted(zip(sources, names, strict=True), key=_inputs_first):
             if source_name not in tensor_of:
                 tensor_of[source_name] = source.variable
             graph.connect(source_name, op)
@@ -103,6 +104,14 @@ def _operator(grad_fn: Any, marked: dict[Any, str]) -> tuple[list[str], list[Any
             else:
                 stack.append(parent)
     return ops[::-1], sources[::-1]
+
+
+def _inputs_first(item: tuple[Any, str]) -> int:
+    """Sort an operator's inputs: data and variables, then weights, then biases."""
+    source, name = item
+    if not hasattr(source, "variable") or name == "x":
+        return 0
+    return 1 if source.variable.ndim > 1 else 2
 
 
 def _leaf_name(node: Any, parameters: dict[int, str], X: Tensor) -> str:
@@ -150,7 +159,7 @@ def _layer_names(recorded: list[tuple[str, nn.Module, Tensor]]) -> dict[str, Ten
     """D2L's names for an MLP's layer outputs (z1, h1, h'1, ... or z, h with one hidden layer); the
     PyTorch module names for any other architecture."""
     if not all(isinstance(m, (nn.Linear, nn.Flatten, *ACTIVATIONS, *DROPOUTS)) for _, m, _ in recorded):
-        return {name: output for name, _, output in recorded}
+        return {name: output for name, module, output in recorded if not isinstance(module, nn.Flatten)}
     linears = sum(isinstance(m, nn.Linear) for _, m, _ in recorded)
     hidden = linears - 1
     names: dict[str, Tensor] = {}
@@ -173,21 +182,17 @@ def _layer_names(recorded: list[tuple[str, nn.Module, Tensor]]) -> dict[str, Ten
 
 
 def _in_forward_order(graph: ComputationGraph) -> ComputationGraph:
-    """The same graph with its nodes in a topological order, inputs first."""
-    indegree = {node: 0 for node in graph.nodes}
-    for _, target in graph.edges:
-        indegree[target] += 1
-    ready = [node for node, count in indegree.items() if count == 0]
-    order = []
-    while ready:
-        node = ready.pop(0)
-        order.append(node)
-        for target in graph.outputs_of(node):
-            indegree[target] -= 1
-            if indegree[target] == 0:
-                ready.append(target)
+    """The same graph with its nodes in forward order: farthest from the objective first (a topological order,
+    since every edge leads one step closer to it)."""
+    distance: dict[str, int] = {}
+
+    def to_sink(node: str) -> int:
+        if node not in distance:
+            distance[node] = max((to_sink(target) + 1 for target in graph.outputs_of(node)), default=0)
+        return distance[node]
+
     ordered = ComputationGraph(title=graph.title, subtitle=graph.subtitle)
-    for node in order:
+    for node in sorted(graph.nodes, key=lambda node: -to_sink(node)):
         ordered.add(graph.nodes[node])
     ordered.edges = list(graph.edges)
     return ordered

@@ -32,7 +32,7 @@ def draw_graph(graph: ComputationGraph) -> Figure:
     width = (max(cols) - min(cols)) * DX + 2 * DX
     height = (max(rows) - min(rows)) * DY + 2.4
     width = max(width, 10.0, 0.065 * len(graph.subtitle))  # room for the title, the legend and the subtitle
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), dpi=min(100, 8000 / width))  # a deep network's PNG stays ≤ 8000 px wide
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(min(cols) * DX - DX, min(cols) * DX - DX + width)
     ax.set_ylim(min(rows) * DY - 1.3, max(rows) * DY + 1.1)
