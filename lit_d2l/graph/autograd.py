@@ -37,12 +37,15 @@ def computation_graph(model: nn.Module, batch: tuple[Tensor, ...]) -> Computatio
         X.requires_grad_(True)
     with autograd_probe(model), _module_outputs(model) as recorded:
         named = getattr(model, "named_variables", None)
+        layers = None
         if callable(named):
             variables = dict(named(X, *inputs[1:]))
         else:
             output = model(X, *inputs[1:])
-            variables = {**_layer_names(recorded), "o": output}
-        d2l_names = named is not None or all(name[:1] in "zho" for name in variables)
+            layers = _layer_names(recorded)
+            modules = {name: out for name, module, out in recorded if not isinstance(module, nn.Flatten)}
+            variables = {**(modules if layers is None else layers), "o": output}
+        d2l_names = callable(named) or layers is not None
         parts = objective_of(model, variables["o"], y)
         tensors = {**variables, "L": parts.L, **({"s": parts.s, "J": parts.J} if parts.s is not None else {})}
         return _trace(model, X, y, tensors, d2l_names)
@@ -155,11 +158,11 @@ def _module_outputs(model: nn.Module) -> Iterator[list[tuple[str, nn.Module, Ten
             handle.remove()
 
 
-def _layer_names(recorded: list[tuple[str, nn.Module, Tensor]]) -> dict[str, Tensor]:
-    """D2L's names for an MLP's layer outputs (z1, h1, h'1, ... or z, h with one hidden layer); the
-    PyTorch module names for any other architecture."""
+def _layer_names(recorded: list[tuple[str, nn.Module, Tensor]]) -> dict[str, Tensor] | None:
+    """D2L's names for an MLP's layer outputs (z1, h1, h'1, ... or z, h with one hidden layer); None for any
+    other architecture (its layers keep their PyTorch names)."""
     if not all(isinstance(m, (nn.Linear, nn.Flatten, *ACTIVATIONS, *DROPOUTS)) for _, m, _ in recorded):
-        return {name: output for name, module, output in recorded if not isinstance(module, nn.Flatten)}
+        return None
     linears = sum(isinstance(m, nn.Linear) for _, m, _ in recorded)
     hidden = linears - 1
     names: dict[str, Tensor] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lit_d2l.graph import computation_graph, graph_figure, save_figure
-from lit_d2l.models import MLP, MLPScratch, built
+from lit_d2l.models import MLP, LeNet, MLPScratch, built
 
 
 def batch(n: int = 8, inputs: int = 12, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,3 +64,10 @@ def test_the_figure_is_written_as_svg_and_png(tmp_path) -> None:
     assert [p.name for p in paths] == ["graph.svg", "graph.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[1].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_other_architectures_keep_their_pytorch_names() -> None:
+    graph = computation_graph(built(LeNet(num_outputs=10)), (torch.randn(2, 1, 28, 28), torch.tensor([3, 7])))
+    assert {"x", "net.0.weight", "net.0", "net.11.weight", "o", "y", "L"} <= graph.names()
+    assert "W1" not in graph.names() and "net.6" not in graph.names(), "no D2L names, no node for a flatten"
+    assert graph.nodes["net.0.weight"].kind == "parameter" and graph.nodes["net.0"].kind == "variable"
