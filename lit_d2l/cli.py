@@ -13,7 +13,7 @@ from lit_d2l.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.noise import quiet_third_party
 from lit_d2l.usage import CV_HELP, command_help, full_help_args, top_help, wants_help
 
-COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations")
+COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations", "graph")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,6 +61,10 @@ def run(argv: list[str]) -> int:
         from lit_d2l.plots import plot_activations_command
 
         return plot_activations_command(rest)
+    if command == "graph":
+        from lit_d2l.graph.command import graph_command
+
+        return graph_command(rest)
     if command == "ablate":
         from lit_d2l.ablation.commands import ablate_command
 

@@ -30,7 +30,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 import lit_d2l.data
 import lit_d2l.models  # noqa: F401
 from lit_d2l import catalog, interrupts
-from lit_d2l.callbacks import Diverged, GracefulStop
+from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, MemoryMeter
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
@@ -76,6 +76,9 @@ class D2LCLI(LightningCLI):
         parser.add_class_arguments(TrackingSettings, "tracking")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help=CKPT_PATH_HELP)
         parser.add_argument("--test_after_fit", type=bool, default=False, help=TEST_AFTER_FIT_HELP)
+        parser.add_argument(
+            "--log_graph", type=bool, default=True, help="log graph.svg/graph.png, J's computation graph, at step 0"
+        )
 
     def before_instantiate_classes(self) -> None:
         self.logger: TrackingLogger | None = None
@@ -98,6 +101,9 @@ class D2LCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
+        extra.append(MemoryMeter())  # memory/saved_for_backward_bytes, from a side pass at step 0
+        if self.config_init.get("log_graph", True):
+            extra.append(ComputationGraphArtifact())
         if self.config_init.get("lr_scheduler") is not None:  # its learning rate, logged every epoch
             extra.append(LearningRateMonitor(logging_interval="epoch"))
         # Given as a keyword, callbacks replace the config's trainer.callbacks: keep those too.

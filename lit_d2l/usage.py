@@ -12,11 +12,12 @@ from lit_d2l import catalog
 COMMANDS_USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
        lit-d2l fit --resume RUN_ID [--section.key VALUE ...]
        lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
-       lit-d2l ablate SPEC.yaml [--dry-run] [--workers N] [--resume | --fresh]
-       lit-d2l report SWEEP [--out DIR]
+       lit-d2l ablate SPEC.yaml [--dry-run] [--workers N] [--pack auto|off] [--resume | --fresh]
+       lit-d2l report SWEEP [--out DIR] [--select METRIC [--test]]
        lit-d2l runs [--stale] [--experiment NAME] [--limit N]
        lit-d2l ui [--port PORT] [--tracking-uri URI]
        lit-d2l plot-activations [--out FILE.png] [--names relu sigmoid tanh] [--log]
+       lit-d2l graph --config CONFIG.yaml [--out DIR] [--section.key VALUE ...]
 
 commands:
   fit        train a model (lit-d2l fit --help: its options, the models and the DataModules)
@@ -27,7 +28,8 @@ commands:
   report     HTML and markdown report of a sweep (tables, figures), logged on its parent run
   runs       the newest runs; --stale: those closed because their process was gone
   ui         open the MLflow dashboard on this machine's store
-  plot-activations  activation functions and their derivatives over [-8, 8] as a PNG"""
+  plot-activations  activation functions and their derivatives over [-8, 8] as a PNG
+  graph      the computation graph of J = L + s for one training step, as graph.svg and graph.png"""
 
 #: The keys of :class:`~lit_d2l.tracking.settings.TrackingSettings` (not imported: lit_d2l.tracking loads MLflow).
 TRACKING_KEYS = ("experiment", "uri", "run_name", "tags", "run_id")

@@ -121,7 +121,7 @@ def test_readme_main_command_trains_and_records_a_finished_run(tmp_path: Path) -
     run = client.get_run(match.group(1))
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "artifacts").as_uri())
-    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml", "graph.png", "graph.svg"]
     assert {"train/loss", "val/loss", "test/loss", "param_err/w"} <= set(run.data.metrics)
 
 

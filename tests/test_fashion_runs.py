@@ -48,7 +48,7 @@ def test_fashion_configs_record_accuracy_and_sample_images(
         assert 0.0 <= run.data.metrics[key] <= 1.0
     assert any(key.startswith("weight_norm/") for key in run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert artifacts == {"config.yaml", "data_samples.png"}
+    assert artifacts == {"config.yaml", "data_samples.png", "graph.svg", "graph.png"}
 
 
 def test_plot_activations_writes_a_png_and_logs_it(tmp_path: Path, tracking_uri: str, client, experiment, capsys):

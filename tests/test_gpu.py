@@ -107,3 +107,12 @@ def test_ablation_workers_train_on_the_gpu(tmp_path: Path, tracking_uri: str, cl
         assert run.data.tags["device"] == "cuda:0"
         assert run.data.metrics["val/acc"] > 0.5
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_a_training_step_peaks_above_an_inference_step(tracking_uri: str, client: MlflowClient, experiment: str):
+    """D2L 5.3.3 on the GPU: the memory metrics of the first step, training against inference."""
+    _fit(["--config", str(CLUSTERS), *GPU, "--trainer.max_epochs", "1"], tracking_uri, experiment)
+    metrics = only_run(client, experiment).data.metrics
+    train, inference = metrics["memory/cuda_peak_train_step_bytes"], metrics["memory/cuda_peak_inference_step_bytes"]
+    assert train > inference > 0
+    assert metrics["memory/saved_for_backward_bytes"] > 0

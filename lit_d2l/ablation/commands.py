@@ -8,6 +8,7 @@ from collections import Counter
 
 from lit_d2l.ablation.report import build_report
 from lit_d2l.ablation.runner import PACK_MODES, dry_run, run_sweep
+from lit_d2l.ablation.selection import direction, select_command
 from lit_d2l.ablation.spec import load_spec
 from lit_d2l.progress import clock_time, tally
 
@@ -64,8 +65,17 @@ def report_command(argv: list[str]) -> int:
     parser.add_argument("sweep", help="sweep id (printed by lit-d2l ablate) or parent run id")
     parser.add_argument("--out", default=None, help="folder to write (default reports/<sweep id>)")
     parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--select", metavar="METRIC", help="name the arm with the best mean over seeds of METRIC")
+    parser.add_argument("--mode", choices=("min", "max"), help="better METRIC is lower or higher (default: by name)")
+    parser.add_argument("--test", action="store_true", help="with --select: test that arm once, on the parent run")
     args = parser.parse_args(argv)
+    if args.test and not args.select:
+        parser.error("--test needs --select METRIC (e.g. --select val/loss)")
+    if args.select:
+        direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
     path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)
     print(path.read_text())
     print(f"report: {path} (also logged on the parent run under report/)")
+    if args.select:
+        return select_command(args.sweep, args.select, args.mode, args.test, args.tracking_uri)
     return 0

@@ -18,17 +18,21 @@ from typing import Any
 
 from lit_d2l.ablation import figures
 from lit_d2l.ablation.arm_values import arm_sort_key, label, settings, short, sortable
+from lit_d2l.ablation.memory_figure import memory_figure
 from lit_d2l.ablation.report_html import html_report
 from lit_d2l.ablation.spec import canonical
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
+SYMMETRY = "distinct_units"
 #: What each standard metric is, printed under the table so J and L are never mistaken for each other.
 METRIC_MEANINGS = {
     "train/loss_epoch": "J = L + λ/2·Σ‖W‖², the objective SGD minimises, on the training set (epoch mean)",
     "train/loss_data": "L alone on the training set (epoch mean): compare this one with val/loss",
     "val/loss": "L on the validation set",
     "test/loss": "L on the test set",
+    SYMMETRY: "distinct hidden units per hidden layer at the end of training (fewest – most over layers and seeds): "
+    "1 means every unit of a layer is the same (symmetry, D2L 5.4.3)",
 }
 
 
@@ -70,6 +74,7 @@ def summarise(children: list[Child], metrics: list[str]) -> Summary:
     if penalised and "train/loss_epoch" in metrics and "train/loss_data" not in metrics:
         at = metrics.index("train/loss_epoch") + 1
         metrics = [*metrics[:at], "train/loss_data", *metrics[at:]]
+    symmetry = any(k.startswith(f"{SYMMETRY}/") for runs in by_arm.values() for c in runs for k in c.metrics)
     rows = []
     for arm in sorted(by_arm, key=arm_sort_key):
         runs = by_arm[arm]
@@ -78,7 +83,10 @@ def summarise(children: list[Child], metrics: list[str]) -> Summary:
         for metric in metrics:
             values = [c.metrics[metric] for c in runs if c.outcome != "diverged" and metric in c.metrics]
             cells.append(_mean_std(values))
+        if symmetry:
+            cells.append(_range([v for c in runs for k, v in c.metrics.items() if k.startswith(f"{SYMMETRY}/")]))
         rows.append(cells)
+    metrics = [*metrics, SYMMETRY] if symmetry else metrics
     legend = [(metric, METRIC_MEANINGS[metric]) for metric in metrics if metric in METRIC_MEANINGS]
     notes = []
     if duplicates:
@@ -127,6 +135,7 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     drawn += [
         ("Loss curves per arm", figures.curves_figure(finished, store.history), "curves.png"),
         ("Gradient norm per layer at step 0", figures.grad_norms_figure(finished, store.history), "grad_norms.png"),
+        ("Memory saved for backward, by depth and batch size", memory_figure(finished), "memory.png"),
     ]
     saved = [(caption, figures.save(fig, out_dir / name)) for caption, fig, name in drawn if fig is not None]
 
@@ -186,6 +195,13 @@ def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.4g}"
     return f"{statistics.fmean(values):.4g} ± {statistics.pstdev(values):.2g}"
+
+
+def _range(values: list[float]) -> str:
+    if not values:
+        return "–"
+    low, high = int(min(values)), int(max(values))
+    return str(low) if low == high else f"{low} – {high}"
 
 
 def _diverged_cell(diverged: list[Child]) -> str:

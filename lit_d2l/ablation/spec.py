@@ -49,7 +49,7 @@ SEED_KEYS = ("seed_everything", "data.seed")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 # What an arm may set: the run's own config, never where it is recorded (tracking.*) or another --config.
 _SETTING_KEY = re.compile(
-    r"(model|data|trainer|optimizer|lr_scheduler)(\.[A-Za-z_][A-Za-z0-9_]*)+|optimizer|lr_scheduler|test_after_fit"
+    r"(model|data|trainer|optimizer|lr_scheduler)(\.[A-Za-z_][A-Za-z0-9_]*)+|optimizer|lr_scheduler|test_after_fit|log_graph"
 )
 _MAX_SEED = 2**32 - 1  # seed_everything's bound (numpy's uint32)
 

@@ -1,7 +1,18 @@
-"""Callbacks: divergence guard, per-layer diagnostics, graceful stop on a signal."""
+"""Callbacks: divergence guard, layer diagnostics, graceful stop, graph and memory at step 0, train accuracy."""
 
 from lit_d2l.callbacks.diagnostics import LayerDiagnostics
 from lit_d2l.callbacks.divergence import Diverged, DivergenceGuard
 from lit_d2l.callbacks.graceful_stop import GracefulStop
+from lit_d2l.callbacks.graph import ComputationGraphArtifact
+from lit_d2l.callbacks.memory import MemoryMeter
+from lit_d2l.callbacks.train_accuracy import TrainAccuracy
 
-__all__ = ["Diverged", "DivergenceGuard", "GracefulStop", "LayerDiagnostics"]
+__all__ = [
+    "ComputationGraphArtifact",
+    "Diverged",
+    "DivergenceGuard",
+    "GracefulStop",
+    "LayerDiagnostics",
+    "MemoryMeter",
+    "TrainAccuracy",
+]

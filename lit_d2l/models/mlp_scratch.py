@@ -61,6 +61,11 @@ class MLPScratch(Classifier):
         h = self.phi(z)
         return x, z, h, h @ self.W2.T + self.b2
 
+    def named_variables(self, X: Tensor) -> dict[str, Tensor]:
+        """The forward pass's intermediate variables by D2L's names (5.3.1), for the computation graph."""
+        _, z, h, o = self.propagate(X)
+        return {"z": z, "h": h, "o": o}
+
     def gradients(self, X: Tensor, y: Tensor) -> dict[str, Tensor]:
         """∂J/∂θ for every parameter, by the chain rule written out (no autograd)."""
         x, z, h, o = self.propagate(X)

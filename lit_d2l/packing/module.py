@@ -29,6 +29,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchmetrics import Metric
 
+from lit_d2l.callbacks.diagnostics import distinct_units
+from lit_d2l.callbacks.memory import step_memory
+from lit_d2l.graph import FILES as GRAPH_FILES
+from lit_d2l.graph import graph_figure
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
@@ -91,6 +95,7 @@ class PackedModule(L.LightningModule):
         # The arms' own models and DataModules (tuples: not submodules): their end-of-fit results.
         self.arm_models: tuple[D2LModule, ...] = ()
         self.arm_data: tuple[Any, ...] = ()
+        self.log_graph = False  # log each arm's graph.svg/graph.png at the first step, as a single fit does
         self._linear_paths = [name for name, m in template.named_modules() if isinstance(m, nn.Linear)]
 
     # -- the vectorized model -------------------------------------------------------------------
@@ -157,6 +162,24 @@ class PackedModule(L.LightningModule):
             self._step_values = (self.global_step, {"train/loss": objective_now})
         # Diverged arms add nothing (their NaN would not reach the others' gradients anyway).
         return torch.where(self.active, objective, torch.zeros_like(objective)).sum()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """At a fit's first step, what a single fit records then, per arm, from its own model and batch:
+        the memory a training step keeps for backward (:class:`~lit_d2l.callbacks.MemoryMeter`), and
+        the objective's graph (:class:`~lit_d2l.callbacks.ComputationGraphArtifact`) when asked."""
+        if self.global_step != 0 or batch_idx != 0 or not self.arm_models:
+            return
+        memory: dict[str, list[float]] = {}
+        for arm in self._open_arms():
+            own = tuple(t[arm].cpu() for t in batch)
+            for key, value in step_memory(self.arm_models[arm], own).items():
+                memory.setdefault(key, [0.0] * self.num_arms)[arm] = value
+        self.log_arms({key: torch.tensor(values) for key, values in memory.items()}, epoch=False)
+        if self.log_graph and self.logger is not None:
+            _, figure = graph_figure(self.arm_models[0], tuple(t[0].cpu() for t in batch))
+            for arm in self._open_arms():  # one architecture: the same figure for every arm
+                for name in GRAPH_FILES:
+                    self.logger.arm(arm).log_figure(figure, name)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._step_values is not None:
@@ -305,6 +328,10 @@ class PackedModule(L.LightningModule):
         self.unpack_into(self.arm_models)
         for arm in self._open_arms():
             values = self.arm_models[arm].end_of_fit_metrics(self.arm_data[arm])
+            if self.diagnostics_every > 0:  # as LayerDiagnostics at a single fit's end: symmetry (D2L 5.4.3)
+                values |= {
+                    f"distinct_units/{name}": float(n) for name, n in distinct_units(self.arm_models[arm]).items()
+                }
             if values:
                 self.log_arms({key: torch.full((self.num_arms,), value) for key, value in values.items()}, [arm], False)
 

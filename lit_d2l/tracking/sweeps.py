@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlflow.entities import Run
+from mlflow.entities import Metric, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -26,6 +26,8 @@ from lit_d2l.tracking.store import check_store, resolve_tracking_uri
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "lit_d2l.sweep_id"
 KIND_TAG = "lit_d2l.kind"
+#: The kind of the run that tests a sweep's selected arm (``lit-d2l report --select METRIC --test``).
+TEST_KIND = "selection-test"
 
 
 @dataclass
@@ -205,6 +207,36 @@ class SweepStore:
         return results
 
     def children_of(self, parent_id: str, experiment_id: str) -> list[Child]:
+        """The arm × seed runs of a sweep (not the run that tested its selected arm)."""
+        return [c for c in self._nested(parent_id, experiment_id) if c.tags.get(KIND_TAG) != TEST_KIND]
+
+    def selection_tests(self, parent_id: str, experiment_id: str) -> list[Child]:
+        """The runs that tested the sweep's selected arm (at most one FINISHED)."""
+        return [c for c in self._nested(parent_id, experiment_id) if c.tags.get(KIND_TAG) == TEST_KIND]
+
+    def claim_selection_test(
+        self, parent_id: str, experiment_id: str, run_name: str, tags: dict[str, str]
+    ) -> tuple[str | None, str]:
+        """Claim the sweep's one test: (the new run id, "") or (None, why not: done, or running elsewhere)."""
+
+        def rivals(mine: str | None) -> list[Child]:
+            tests = self.selection_tests(parent_id, experiment_id)
+            return [c for c in tests if c.run_id != mine and (c.live or c.status == "FINISHED")]
+
+        tags = {**tags, KIND_TAG: TEST_KIND, PARENT_TAG: parent_id}
+        return claim(lambda: self.start_run(experiment_id, run_name, tags), rivals, self.client.delete_run)
+
+    def record(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], text: tuple[str, str]) -> None:
+        """Log metrics (at step 0), tags and one text artifact ``(text, file name)`` on a run."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(key, value, now, 0) for key, value in metrics.items()],
+            tags=[RunTag(key, value) for key, value in tags.items()],
+        )
+        self.client.log_text(run_id, *text)
+
+    def _nested(self, parent_id: str, experiment_id: str) -> list[Child]:
         runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
         return [as_child(run) for run in runs]
 

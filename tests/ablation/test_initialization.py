@@ -58,3 +58,28 @@ stability_demo: true
     assert unit.outcome == "diverged" or unit.metrics["val/acc"] < 0.5
     parent_metrics = client.get_run(result.parent_run_id).data.metrics
     assert parent_metrics["stability/scalar_chain_w5_depth30"] == pytest.approx(9.31e20, rel=0.01)
+
+
+@pytest.mark.slow
+def test_constant_init_leaves_one_distinct_unit_per_layer_random_init_all(tmp_path, tracking_uri, experiment) -> None:
+    """D2L 5.4.3 on a reduced initialization suite: symmetry is never broken by training."""
+    body = """
+arms:
+  - {model.init: constant, model.init_value: 0.05}
+  - {model.init: kaiming}
+grid: {model.activation: [relu], model.depth: [3]}
+overrides: {trainer.max_epochs: 1, data.num_train: 256, data.num_val: 64, log_graph: false}
+metrics: [val/acc]
+diagnostics_every: 10
+"""
+    path = spec_file(tmp_path, experiment, body, base="init_classification.yaml")
+    result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
+    store = SweepStore(tracking_uri)
+    children = {c.arm.split(";")[0]: c for c in store.children(store.client.get_run(result.parent_run_id))}
+    layers = ["net.1", "net.3", "net.5"]  # the three hidden layers; net.7 is the output
+    constant, kaiming = children["model.init=constant"], children["model.init=kaiming"]
+    assert {k: v for k, v in constant.metrics.items() if k.startswith("distinct_units/")} == {
+        f"distinct_units/{layer}": 1.0 for layer in layers
+    }
+    assert all(kaiming.metrics[f"distinct_units/{layer}"] == 64 for layer in layers), "hidden_sizes [64]"
+    assert constant.metrics["memory/saved_for_backward_bytes"] == kaiming.metrics["memory/saved_for_backward_bytes"]

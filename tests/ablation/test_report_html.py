@@ -117,6 +117,8 @@ def test_a_tiny_initialisation_sweep_reports_its_diverged_arm_in_html(tmp_path, 
         "along_model_depth.png",
         "curves.png",
         "grad_norms.png",
+        "memory.png",  # saved for backward by depth and batch size (D2L 5.3.3)
     }
     assert "<td>model.init=normal;model.init_std=1.0;model.depth=10</td><td>1</td><td>1 (step" in page
+    assert "<th>distinct_units</th>" in page  # symmetry (D2L 5.4.3), from the diagnostics at the end of each fit
     assert "<th>val/acc</th>" in page

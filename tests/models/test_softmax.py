@@ -44,3 +44,15 @@ def test_initial_weights_follow_d2l() -> None:
     model = built(SoftmaxRegressionScratch(num_inputs=784, num_outputs=10))
     assert model.W.std().item() == pytest.approx(0.01, rel=0.05)
     assert torch.equal(model.b, torch.zeros(10))
+
+
+def test_the_cross_entropy_gradient_is_softmax_minus_one_hot() -> None:
+    """∂ℓ/∂o = softmax(o) − y for one example (D2L 4.1.2.3); the mean over n examples divides it by n."""
+    logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 4, 2, 2, 1, 3])
+    (grad,) = torch.autograd.grad(cross_entropy(logits, y), logits)
+    expected = (softmax(logits.detach()) - torch.nn.functional.one_hot(y, 5).double()) / len(y)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+    big = (logits.detach() * 300).requires_grad_(True)  # the stable form's gradient survives huge logits too
+    (grad,) = torch.autograd.grad(cross_entropy(big, y), big)
+    torch.testing.assert_close(grad, (softmax(big.detach()) - torch.nn.functional.one_hot(y, 5).double()) / 6)

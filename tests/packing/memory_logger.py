@@ -15,10 +15,14 @@ class MemoryLogger:
         self.tags: dict[str, Any] = {}
         self.status: str | None = "RUNNING"
         self.finalized: list[str] = []
+        self.figures: list[str] = []
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         for key, value in metrics.items():
             self.metrics.setdefault(key, {})[step or 0] = float(value)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.figures.append(artifact_file)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.tags.update(tags)

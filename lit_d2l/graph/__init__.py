@@ -1,0 +1,40 @@
+"""The objective's computation graph, from the autograd graph of one training step (D2L 5.3.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from lit_d2l.graph.autograd import computation_graph
+from lit_d2l.graph.drawing import draw_graph
+from lit_d2l.graph.model import ComputationGraph, Node
+
+#: The artifact files, in the run and in ``lit-d2l graph --out``.
+FILES = ("graph.svg", "graph.png")
+
+
+def graph_figure(model: nn.Module, batch: tuple[Tensor, ...]) -> tuple[ComputationGraph, Figure]:
+    """The graph of J for one minibatch, titled with the model and its penalty, and its figure."""
+    graph = computation_graph(model, batch)
+    penalty = f"J = L + s, s = λ/2 Σ‖W‖² with λ = {getattr(model, 'l2', 0.0):g}"
+    objective = penalty if "s" in graph.nodes else "J = L (no penalty: λ = 0)"
+    graph.title = f"{type(model).__name__}: the computation graph of one training step (D2L 5.3)"
+    graph.subtitle = (
+        f"{objective}. Forward propagation follows the arrows; backpropagation runs them in reverse, "
+        "from J back to every parameter."
+    )
+    return graph, draw_graph(graph)
+
+
+def save_figure(figure: Figure, folder: Path) -> list[Path]:
+    """``graph.svg`` and ``graph.png`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in FILES]
+    for path in paths:
+        figure.savefig(path)
+    return paths
+
+
+__all__ = ["FILES", "ComputationGraph", "Node", "computation_graph", "draw_graph", "graph_figure", "save_figure"]
