@@ -171,7 +171,7 @@ class PackedModule(L.LightningModule):
             return
         memory: dict[str, list[float]] = {}
         for arm in self._open_arms():
-            own = tuple(t[arm].cpu() for t in batch)
+            own = tuple(t[arm].cpu().clone() for t in batch)  # its own storage: bytes are counted per storage
             for key, value in step_memory(self.arm_models[arm], own).items():
                 memory.setdefault(key, [0.0] * self.num_arms)[arm] = value
         self.log_arms({key: torch.tensor(values) for key, values in memory.items()}, epoch=False)
