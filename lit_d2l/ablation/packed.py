@@ -53,9 +53,11 @@ def run_pack(
                     trainer_overrides=overrides,
                     test_after_fit=bool(arms[0].parsed.config.get("test_after_fit")),
                 )
-            except Exception as exc:  # the whole pack failed (its runs ended FAILED); the sweep goes on
+            except Exception as exc:  # the whole pack failed (its runs end FAILED); the sweep goes on
                 interrupts.raise_if_requested()
                 for index, arm in group:
+                    if arm.logger is not None and arm.logger.status == "RUNNING":
+                        arm.logger.finalize("failed")
                     results[index] = outcome(
                         tasks[index], "failed", run_id=_run_id(arm), error=f"{type(exc).__name__}: {exc}", device=device
                     )

@@ -111,15 +111,23 @@ def run_sweep(
     """
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    if pack not in PACK_MODES:
-        raise UserError(f"--pack must be one of {', '.join(PACK_MODES)}, got {pack!r}")
-    if pack_size < 0:
-        raise UserError(f"--pack-size must be >= 0 (0: as many as fit in memory), got {pack_size}")
+    check_pack_options(pack, pack_size)
     plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
     with _failed_on_error(plan.parent):
         units = pack_tasks(plan.tasks, pack, pack_size, workers)
         outcomes = run_pairs(plan, workers, echo, units)
     return record_sweep(plan, outcomes, echo)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def check_pack_options(pack: str, pack_size: int) -> None:
+    if pack not in PACK_MODES:
+        raise UserError(f"--pack must be one of {', '.join(PACK_MODES)}, got {pack!r}")
+    if pack_size < 0:
+        raise UserError(f"--pack-size must be >= 0 (0: as many as fit in memory), got {pack_size}")
 
 
 def pack_tasks(tasks: list[_Task], pack: str = "auto", pack_size: int = 0, workers: int = 1) -> list[Pack]:
@@ -280,6 +288,9 @@ def dry_run(
     echo(f"base config: {spec.base}")
     for arm in spec.arms:
         echo(f"  {arm.key}")
+    check_pack_options(pack, pack_size)
+    for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised
+        parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), "--trainer.logger", "false"])
     tasks = [
         _Task(
             arm.key,
@@ -297,18 +308,26 @@ def dry_run(
     ]
     packs = pack_tasks(tasks, pack, pack_size, workers)
     packed = [p for p in packs if p.packed]
+    alone = [p for p in packs if not p.packed]
     echo(
-        f"packs (--pack {pack}): {len(packed)} packs of {sum(len(p.units) for p in packed)} runs, "
-        f"{len(packs) - len(packed)} runs alone"
+        f"--pack {pack}: {_count(len(packed), 'pack')} of {_count(sum(len(p.units) for p in packed), 'run')}, "
+        f"{_count(len(alone), 'run')} alone"
     )
-    for number, unit in enumerate(packs, start=1):
-        arms = sorted({task.arm for task in unit.units}, key=[a.key for a in spec.arms].index)
+    order = [a.key for a in spec.arms]
+    for number, unit in enumerate(packed, start=1):
+        arms = sorted({task.arm for task in unit.units}, key=order.index)
         seeds = sorted({task.seed for task in unit.units})
-        why = f" (alone: {unit.reason})" if not unit.packed and unit.reason else ""
-        arms_text = f"{len(arms)} arm{'s' if len(arms) != 1 else ''}"
-        echo(f"  pack {number}: {len(unit.units)} runs = {arms_text} x seeds {seeds}{why}")
-        for key in arms:
-            echo(f"    {key}")
+        if len(unit.units) == len(arms) * len(seeds):  # whole arms: every seed of each
+            echo(f"  pack {number}: {_count(len(unit.units), 'run')} = {_count(len(arms), 'arm')} x seeds {seeds}")
+            for key in arms:
+                echo(f"    {key}")
+        else:
+            echo(f"  pack {number}: {_count(len(unit.units), 'run')}")
+            for task in unit.units:
+                echo(f"    {task.arm} seed {task.seed}")
+    for unit in alone:
+        task = unit.units[0]
+        echo(f"  alone: {task.arm} seed {task.seed}" + (f" ({unit.reason})" if unit.reason else ""))
 
 
 def _run_tasks_quietly(units: list[Pack], total: int, workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:

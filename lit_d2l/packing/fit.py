@@ -128,6 +128,11 @@ def fit_pack(
 ) -> list[ArmResult]:
     """Train ``arms`` (same architecture and Trainer settings) as one fit; each arm's values go to its
     own run (``arm.logger``), which ends FINISHED (also when it diverged), or FAILED / KILLED with the fit."""
+    if test_after_fit:  # refused before training, not after it
+        require(
+            all(len(arm.datamodule.splits["test"][0]) > 0 for arm in arms),
+            "test_after_fit needs a test split: set data.num_test > 0, or test_after_fit false",
+        )
     loggers = ArmLoggers([arm.logger for arm in arms if arm.logger is not None])
     require(len(loggers.arms) in (0, len(arms)), "every arm of a pack needs a logger, or none does")
     module = PackedModule([arm.model for arm in arms], max_grad_norm, diagnostics_every)

@@ -91,6 +91,7 @@ class PackedModule(L.LightningModule):
         self._sums: dict[str, Tensor] = {}
         self._pending_stats: Tensor | None = None
         self._step_values: tuple[int, dict[str, Tensor]] | None = None
+        self._step_objective: Tensor | None = None  # this step's J per arm (a non-finite J diverges too)
         self.last: list[dict[str, Tensor]] = [{} for _ in arms]  # each arm's latest value of every metric
         # The arms' own models and DataModules (tuples: not submodules): their end-of-fit results.
         self.arm_models: tuple[D2LModule, ...] = ()
@@ -156,6 +157,7 @@ class PackedModule(L.LightningModule):
         objective, data_loss, *stats = self.arm_objectives(batch, activations=diagnose)
         self._pending_stats = stats[0].detach() if stats else None
         objective_now, data_now = objective.detach(), data_loss.detach()
+        self._step_objective = objective_now
         self._accumulate("train", objective_now, torch.ones_like(objective_now))
         self._accumulate("train_data", data_now, torch.ones_like(data_now))
         if self._logs_this_step():  # written once the step is done: an arm diverging now records nothing of it
@@ -195,7 +197,8 @@ class PackedModule(L.LightningModule):
         norms = torch.stack(squares).sum(dim=0).sqrt()  # each arm's total gradient norm
         if self._pending_stats is not None:
             self._log_diagnostics(params)
-        bad = self.active & (~torch.isfinite(norms) | (norms > self.max_grad_norm))
+        finite_loss = torch.isfinite(self._step_objective) if self._step_objective is not None else True
+        bad = self.active & (~torch.isfinite(norms) | (norms > self.max_grad_norm) | ~finite_loss)
         for arm in torch.nonzero(bad).flatten().tolist():
             value = norms[arm].item()
             reason = f"gradient norm {value:.3g} (bound {self.max_grad_norm:.3g})"

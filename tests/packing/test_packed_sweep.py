@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from lit_d2l.ablation.report import build_report
 from lit_d2l.ablation.runner import dry_run, run_sweep
 from lit_d2l.ablation.spec import load_spec
+from lit_d2l.errors import ConfigError, UserError
 from tests.conftest import REPO
 
 SPEC = """base: {base}
@@ -102,10 +103,17 @@ def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri,
 
 
 def test_dry_run_lists_the_packs(tmp_path, experiment) -> None:
+    bad = write_spec(tmp_path, f"{experiment}-bad")
+    bad.write_text(bad.read_text().replace("model.depth: [1, 3]", "model.depth: [1, 3]\n  model.lr: [0.1, -1.0]"))
+    with pytest.raises(ConfigError, match=r"model\.lr must be > 0"):  # every arm is checked, as a run would
+        dry_run(load_spec(bad), echo=lambda _: None)
+    with pytest.raises(UserError, match=r"--pack-size must be >= 0"):
+        dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lambda _: None, pack_size=-1)
     lines: list[str] = []
     dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lines.append)
-    assert "packs (--pack auto): 2 packs of 16 runs, 0 runs alone" in lines
+    assert "--pack auto: 2 packs of 16 runs, 0 runs alone" in lines
     assert "  pack 1: 8 runs = 4 arms x seeds [0, 1]" in lines
     lines.clear()
     dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lines.append, pack="off")
-    assert "packs (--pack off): 0 packs of 0 runs, 16 runs alone" in lines
+    assert "--pack off: 0 packs of 0 runs, 16 runs alone" in lines
+    assert "  alone: model.init=normal;model.init_std=0.01;model.depth=1 seed 0 (--pack off)" in lines
