@@ -66,6 +66,7 @@ def lightning_info() -> Iterator[Records]:
     logger.setLevel(level)
 
 
+@pytest.mark.slow
 def test_cv_command_prints_progress_per_fold_the_summary_and_one_model_summary(
     tracking_uri: str, client: MlflowClient, experiment: str, capsys, lightning_info: Records
 ) -> None:

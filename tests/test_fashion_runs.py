@@ -26,6 +26,7 @@ def fashion_dir(tmp_path: Path, monkeypatch) -> Path:
 SLOW = pytest.mark.slow
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
     [

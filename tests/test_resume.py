@@ -66,6 +66,7 @@ def test_a_signalled_fit_resumes_in_the_same_run_with_every_step_once(tracking_u
         assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_finished_run_and_changed_settings(tracking_uri, client, experiment, capsys):
     args = linear_fit_args(tracking_uri, experiment, *EPOCHS)
     with stop_signals_handled(), pytest.raises(Interrupted) as stopped:

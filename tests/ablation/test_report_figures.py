@@ -106,6 +106,7 @@ def wild_runs() -> tuple[list[Child], FakeHistory]:
     return children, history
 
 
+@pytest.mark.slow
 def test_non_finite_values_stay_off_the_axes_and_every_finite_value_is_inside(tmp_path: Path) -> None:
     children, history = wild_runs()
     figures = {
@@ -187,6 +188,7 @@ def test_the_curves_are_losses_each_on_its_own_axis(tmp_path: Path) -> None:
     assert legend.get_title().get_text() == "l2" and [t.get_text() for t in legend.get_texts()] == ["0.0", "3.0"]
 
 
+@pytest.mark.slow
 def test_45_arms_get_a_panel_per_activation_and_depth_coloured_by_init(tmp_path: Path) -> None:
     inits = [{"model.init": "normal", "model.init_std": 0.01}, {"model.init": "normal", "model.init_std": 1.0}]
     inits += [{"model.init": name} for name in ("xavier_normal", "kaiming", "constant")]

@@ -42,6 +42,7 @@ def no_plot_warnings(record: list[warnings.WarningMessage]) -> None:
     assert not bad, [str(w.message) for w in bad]
 
 
+@pytest.mark.slow
 def test_the_html_report_embeds_every_figure_the_table_and_the_legend(tmp_path, tracking_uri, experiment) -> None:
     client = MlflowClient(tracking_uri)
     tags = {KIND_TAG: "sweep", SWEEP_TAG: f"{experiment}-0001"}

@@ -178,6 +178,7 @@ def test_bad_arm_values_fail_before_any_run_starts(tmp_path, grid, pattern, trac
     assert client.get_experiment_by_name("never-started") is None
 
 
+@pytest.mark.slow
 def test_dry_run_lists_arms_and_records_nothing(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["ablate", str(ABLATIONS / "initialization.yaml"), "--dry-run"])

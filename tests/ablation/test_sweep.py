@@ -74,6 +74,7 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
     assert again.parent_run_id == result.parent_run_id and again.skipped == 4 and again.outcomes == []
 
 
+@pytest.mark.slow
 def test_a_diverging_arm_is_tagged_and_the_sweep_goes_on(tmp_path, tracking_uri, client, experiment) -> None:
     path = spec_file(tmp_path, experiment, "grid: {model.lr: [0.01, 1000.0]}\nmax_grad_norm: 1.0e4\n")
     result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
@@ -150,6 +151,7 @@ def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_p
     assert store.client.get_run(parent_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, capsys, monkeypatch) -> None:
     from lit_d2l.cli import main
 

@@ -109,6 +109,7 @@ def test_sample_figure_titles_images_with_class_names(mirror, tmp_path: Path) ->
     assert len(titles) == 8 and set(titles) <= set(fashion_mnist.CLASS_NAMES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("behaviour", ["silent", "trickle", "trickle-headers"])
 def test_a_stalling_mirror_fails_within_the_deadline(behaviour: str, tmp_path: Path) -> None:
     with stalling_server(behaviour) as url:
@@ -122,6 +123,7 @@ def test_a_stalling_mirror_fails_within_the_deadline(behaviour: str, tmp_path: P
     assert leftovers(tmp_path / "data") == [], "no part file left behind"
 
 
+@pytest.mark.slow
 def test_the_datamodule_passes_its_download_timeout_and_names_it(tmp_path: Path) -> None:
     with stalling_server("trickle") as url:
         data = FashionMNIST(data_dir=str(tmp_path / "d"), base_url=url, download_timeout=1.0)

@@ -111,6 +111,7 @@ def test_bad_fashion_settings_record_no_run(
     assert client.get_experiment_by_name(experiment) is None
 
 
+@pytest.mark.slow
 def test_a_silent_mirror_ends_the_command_within_its_timeout(tmp_path: Path, tracking_uri, client, experiment, capsys):
     with stalling_server("silent") as url:
         start = time.monotonic()

@@ -102,6 +102,7 @@ def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri,
     assert table and table == [line for line in reports[1].splitlines() if line.startswith("| model.")]
 
 
+@pytest.mark.slow
 def test_dry_run_lists_the_packs(tmp_path, experiment) -> None:
     bad = write_spec(tmp_path, f"{experiment}-bad")
     bad.write_text(bad.read_text().replace("model.depth: [1, 3]", "model.depth: [1, 3]\n  model.lr: [0.1, -1.0]"))

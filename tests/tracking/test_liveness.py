@@ -76,6 +76,7 @@ def test_the_heartbeat_refreshes_its_tag(tracking_uri, client: MlflowClient, exp
     assert abs(int(client.get_run(run_id).data.tags[HEARTBEAT_TAG]) - time.time()) < 5
 
 
+@pytest.mark.slow
 def test_claimers_racing_for_one_pair_never_both_hold_it(tracking_uri, client: MlflowClient, experiment):
     exp = client.create_experiment(experiment)
     parent = client.create_run(exp).info.run_id

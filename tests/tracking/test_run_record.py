@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -53,6 +54,7 @@ def test_fit_records_params_metrics_config_and_status(tracking_uri: str, client:
     assert config["seed_everything"] == 42
 
 
+@pytest.mark.slow
 def test_given_weights_are_learned_within_a_hundredth(tracking_uri: str, client: MlflowClient, experiment: str) -> None:
     extra = ["--data.w", "[1.5, -2.0, 0.7]", "--data.b", "-1.0", "--trainer.max_epochs", "10"]
     result = run_configured("fit", linear_fit_args(tracking_uri, experiment, *extra))
