@@ -126,6 +126,7 @@ def test_cross_validation_under_ddp_makes_one_parent_and_a_ddp_fit_per_fold(tmp_
             assert fold.data.metrics[key] == pytest.approx(expected.data.metrics[key], abs=TOLERANCE), key
 
 
+@pytest.mark.slow
 def test_a_global_batch_the_processes_do_not_divide_is_refused_in_one_line(tmp_path, tracking_uri, experiment):
     args = [*LINEAR, *QUIET, "--data.batch_size", "33", "--tracking.uri", tracking_uri]
     done = lit_d2l("fit", *args, "--tracking.experiment", experiment, *two_processes("ddp"), cwd=tmp_path)
