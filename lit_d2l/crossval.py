@@ -12,6 +12,8 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
 from lit_d2l.errors import ConfigError
 from lit_d2l.noise import lightning_info_off
 from lit_d2l.progress import Progress
@@ -36,6 +38,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--folds", type=int, default=5)
     known, rest = parser.parse_known_args(argv)
     result = cross_validate(rest, known.folds)
+    if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
+        return 0
     for key in sorted(k for k in result.summary if k.endswith("_mean")):
         base = key.removesuffix("_mean")
         print(f"{base}: {result.summary[key]:.4g} ± {result.summary[base + '_std']:.2g} over {len(result.folds)} folds")
@@ -45,12 +49,16 @@ def main(argv: list[str]) -> int:
 
 def cross_validate(args: list[str], num_folds: int, echo: Callable[[str], None] = print) -> CrossValidation:
     """Fit fold 0..K-1 of the config in ``args``, a ``fold k/K`` line each; summarise the validation
-    metrics on a parent run."""
+    metrics on a parent run.
+
+    Under DDP every process runs this loop (``ddp`` reruns the command in each), and each fold is one
+    DDP fit; only rank 0 creates, tags and ends the runs, and prints.
+    """
     if num_folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {num_folds}")
     parent: TrackingLogger | None = None
     folds: list[RunResult] = []
-    progress = Progress("fold", num_folds, echo)
+    progress = Progress("fold", num_folds, echo if is_rank_zero() else _silent)
     try:
         for fold in range(num_folds):
             fold_args = [*args, "--data.num_folds", str(num_folds), "--data.fold", str(fold)]
@@ -63,7 +71,8 @@ def cross_validate(args: list[str], num_folds: int, echo: Callable[[str], None] 
                 if parent is None:
                     parent = _parent_run(cli.logger, num_folds)
                 cli.logger.run_name = f"{parent.run_name}-fold{fold}"
-                cli.logger.set_tags({PARENT_TAG: parent.run_id, "fold": str(fold), "cv.folds": str(num_folds)})
+                parent_id = parent.run_id if is_rank_zero() else ""
+                cli.logger.set_tags({PARENT_TAG: parent_id, "fold": str(fold), "cv.folds": str(num_folds)})
                 folds.append(execute(cli, "fit"))
             shown = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(folds[-1].metrics.items()) if k.startswith("val/"))
             progress.report(f"(data.fold {fold})", folds[-1].outcome, f"{shown} (run {folds[-1].run_id})")
@@ -74,7 +83,8 @@ def cross_validate(args: list[str], num_folds: int, echo: Callable[[str], None] 
         raise
     with closing(parent) as run:
         run.log_metrics(summary, step=0)
-    return CrossValidation(parent_run_id=parent.run_id, folds=folds, summary=summary, totals=progress.summary())
+    parent_id = parent.run_id if is_rank_zero() else ""
+    return CrossValidation(parent_run_id=parent_id, folds=folds, summary=summary, totals=progress.summary())
 
 
 def summarise(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
@@ -97,5 +107,15 @@ def _parent_run(child: TrackingLogger, num_folds: int) -> TrackingLogger:
         tags={"cv.folds": str(num_folds), KIND_TAG: "cross-validation"},
     )
     parent.log_hyperparams({"cv.folds": num_folds})
-    _ = parent.run_id
+    if is_rank_zero():
+        _ = parent.run_id
     return parent
+
+
+def is_rank_zero() -> bool:
+    """True in the process that records runs: the only one, or DDP's global rank 0."""
+    return rank_zero_only.rank == 0
+
+
+def _silent(_: str) -> None:
+    """Progress lines of a DDP rank other than 0 go nowhere."""

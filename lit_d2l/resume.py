@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.tracking.logger import flatten
@@ -44,7 +46,8 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
     uri_arg, _ = pop_option(args, "--tracking.uri")
     uri = resolve_tracking_uri(uri_arg)
     run = stored_run(uri, run_id)
-    _check_resumable(run)
+    if rank_zero_only.rank == 0:  # under srun/torchrun every rank resumes; rank 0's start marks the run RUNNING
+        _check_resumable(run)
     checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
     if checkpoint is None:
         raise UserError(

@@ -32,6 +32,7 @@ import lit_d2l.models  # noqa: F401
 from lit_d2l import catalog, interrupts
 from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, MemoryMeter
 from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
@@ -322,6 +323,8 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
     checkpoint = {"ckpt_path": cli.config.ckpt_path, "weights_only": True}
     if command == "fit" and cli.config.test_after_fit and getattr(data, "num_test", None) == 0:
         raise ConfigError("test_after_fit needs a test split: set data.num_test > 0, or test_after_fit false")
+    if trainer.world_size > 1:
+        _before_processes_start(model, data, trainer.world_size, logger)
     try:
         if command == "fit":
             trainer.fit(model, datamodule=data, **checkpoint)
@@ -363,10 +366,28 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         if logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
             logger.finalize("failed")
         raise
+    if logger is not None:  # ends a run this process created for spawned workers; else already ended
+        logger.finalize("success")
     result = _result(cli, metrics | _scalars(trainer.callback_metrics))
     if diverged is not None:
         result.outcome, result.diverged_at_step = "diverged", diverged.step
     return result
+
+
+def _before_processes_start(model: Any, data: Any, world_size: int, logger: TrackingLogger | None) -> None:
+    """Check the global batch divides among the processes, build the model here and create the run.
+
+    Under ``ddp_spawn`` the workers get copies of this process's model and logger: the layers must
+    exist here for the trained weights to come back (Lightning loads them non-strictly), and the
+    run must exist for the workers to log into it rather than each make its own.
+    """
+    if hasattr(data, "rank_batch_size"):
+        data.rank_batch_size(world_size)  # one line before anything is recorded, not one per worker
+    check_distributable(model)
+    if isinstance(model, D2LModule):
+        built(model, data)
+    if logger is not None:
+        logger.start()
 
 
 def _interrupted(trainer: L.Trainer) -> interrupts.Interrupted:

@@ -145,24 +145,6 @@ def test_sigterm_stops_training_and_marks_the_run_killed(tmp_path: Path) -> None
     assert only_run(client, "sigterm").info.status == "KILLED"
 
 
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes_trains_one_run_on_disjoint_shards(tmp_path: Path) -> None:
-    """Real multi-process DDP (gloo): each rank gets half the data, so an epoch is half the steps."""
-    args = ["fit", "--config", str(LINEAR_CONFIG), "--trainer.strategy", "ddp", "--trainer.devices", "2"]
-    process = cli(*args, "--trainer.max_epochs", "20", *QUIET, cwd=tmp_path)
-    out, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err[-3000:]
-    assert out.count("MLflow run") == 1, "only rank 0 reports"
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    run = only_run(client, "linear-regression")
-    assert run.info.status == "FINISHED"
-    steps_per_epoch = -(-(1000 // 2) // 32)  # 500 examples per rank, batch 32
-    logged = len(client.get_metric_history(run.info.run_id, "train/loss"))
-    assert logged == 20 * steps_per_epoch // 2, "every log_every_n_steps = 2 steps of one rank's count"
-    assert run.data.metrics["param_err/w"] < 0.01
-    assert run.data.metrics["param_err/b"] < 0.01
-
-
 @pytest.mark.parametrize("config", sorted(p.name for p in (LINEAR_CONFIG.parent).glob("*.yaml")))
 def test_every_shipped_config_parses(config: str) -> None:
     from lit_d2l.runner import check_args

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -33,7 +34,7 @@ class InMemoryDataModule(L.LightningDataModule):
     the subclass's own included, is recorded in ``hparams``.
 
     Args:
-        batch_size: examples per minibatch.
+        batch_size: examples per minibatch: the global batch, which DDP's W processes share, B / W each.
         seed: the data's seed: generation, splits and folds draw from a stream derived from it
             (:mod:`lit_d2l.seeding`), independent of the model's initialisation.
         shuffle_seed: pins the minibatch order; by default it is derived from seed_everything
@@ -103,26 +104,41 @@ class InMemoryDataModule(L.LightningDataModule):
         return self.batches("test")
 
     def batches(self, split: str, shuffle: bool = False) -> TensorBatches | DataLoader:
-        """Minibatches of one split, sharded for this process's DDP rank."""
+        """Minibatches of one split, sharded for this process's DDP rank: ``batch_size`` / W examples each,
+        so the W ranks' batches of one step make up one global batch of ``batch_size`` (see
+        :mod:`lit_d2l.data.batches`)."""
         tensors = self.splits[split]
         require(len(tensors[0]) > 0, _empty_split_message(split))
-        if self.loader == "dataloader":
-            # Lightning adds a DistributedSampler under DDP and reseeds it every epoch.
-            return DataLoader(_Examples(tensors, self), batch_size=self.batch_size, shuffle=shuffle)
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        batch_size = self.rank_batch_size(world_size)
+        if world_size > 1:
+            _check_shardable(split, len(tensors[0]), world_size, training=shuffle)
+        if self.loader == "dataloader":
+            # Lightning adds a DistributedSampler under DDP and reseeds it every epoch.
+            return DataLoader(_Examples(tensors, self), batch_size=batch_size, shuffle=shuffle)
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
         if device.type != "cpu":  # hold the split on the accelerator once, instead of copying every batch
             tensors = tuple(t.to(device) for t in tensors)
         return TensorBatches(
             tensors,
-            self.batch_size,
+            batch_size,
             shuffle=shuffle,
             seed=self.shuffle_seed,
             rank=rank,
             world_size=world_size,
             transform=self.transform_batch,
+            pad=shuffle,  # training shards are padded to equal length; evaluation counts each example once
         )
+
+    def rank_batch_size(self, world_size: int) -> int:
+        """One process's share of the global ``batch_size`` when ``world_size`` processes train together."""
+        require(
+            self.batch_size % world_size == 0,
+            f"data.batch_size {self.batch_size} is the global batch, shared by {world_size} processes "
+            f"(trainer.devices x trainer.num_nodes): make it a multiple of {world_size}",
+        )
+        return self.batch_size // world_size
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Batches sliced from tensors already on ``device`` (the default loader) pass straight through."""
@@ -189,6 +205,21 @@ def consecutive_splits(tensors: Split, num_train: int, num_val: int) -> dict[str
         "val": tuple(t[ends[0] : ends[1]] for t in tensors),
         "test": tuple(t[ends[1] :] for t in tensors),
     }
+
+
+def _check_shardable(split: str, size: int, world_size: int, training: bool) -> None:
+    """Every rank needs an example of each split; a training split W does not divide is padded (warned)."""
+    require(
+        size >= world_size,
+        f"the {split} split has {size} examples, fewer than the {world_size} DDP processes: "
+        "make it larger, or use fewer devices",
+    )
+    if training and size % world_size:
+        rank_zero_warn(
+            f"the {split} split's {size} examples are not a multiple of the {world_size} DDP processes: "
+            f"the last step of every epoch repeats {world_size - size % world_size} of them, so this fit "
+            "is not exactly the one-process fit (a training split that is a multiple of the world size is)"
+        )
 
 
 def _empty_split_message(split: str) -> str:

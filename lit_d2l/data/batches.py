@@ -4,9 +4,15 @@ A per-sample ``Dataset`` + ``DataLoader`` calls Python once per example and coll
 index tensor per batch selects rows of the whole split at once.
 
 Sharding rule: every epoch draws one permutation, the same on every rank (seeded by seed and
-epoch). It is padded by wrapping around to a multiple of the world size, and rank r takes
-positions r, r + W, r + 2W, ... So shards are disjoint up to the at most W - 1 padded repeats,
-equal in size, and together cover every example. ``drop_last`` then drops a shard's final
+epoch), and rank r takes positions r, r + W, r + 2W, ... With a per-rank batch of B = G / W (G the
+global batch), step k of rank r then reads positions kG + r, kG + r + W, ... < (k + 1)G, so the W
+ranks' batches of step k together are exactly one process's batch k of size G: DDP's averaged
+gradient is that batch's mean gradient whenever the ranks' batches are equally large.
+
+Training shards (``pad=True``) are padded by wrapping around to a multiple of W, so every rank
+takes the same number of steps (DDP needs that); when W does not divide the split, the last step
+repeats at most W - 1 examples. Evaluation shards (``pad=False``) are not padded: each example is
+counted exactly once, and ranks may differ by one example. ``drop_last`` drops a shard's final
 incomplete batch.
 """
 
@@ -25,7 +31,13 @@ class EpochSampler:
     """One rank's indices for the current epoch; Lightning calls ``set_epoch`` before each epoch."""
 
     def __init__(
-        self, num_examples: int, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        num_examples: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -34,13 +46,16 @@ class EpochSampler:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.pad = pad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(self.num_examples / self.world_size)
+        if self.pad:
+            return math.ceil(self.num_examples / self.world_size)
+        return len(range(self.rank, self.num_examples, self.world_size))
 
     def indices(self) -> Tensor:
         """This rank's shard of this epoch's (shuffled) order."""
@@ -49,14 +64,17 @@ class EpochSampler:
             order = torch.randperm(self.num_examples, generator=generator)
         else:
             order = torch.arange(self.num_examples)
-        total = len(self) * self.world_size
-        if total > self.num_examples:  # wrap around, repeating the first examples of this order
+        total = math.ceil(self.num_examples / self.world_size) * self.world_size
+        if self.pad and total > self.num_examples:  # wrap around, repeating the first examples of this order
             order = order.repeat(math.ceil(total / self.num_examples))[:total]
         return order[self.rank :: self.world_size]
 
 
 class TensorBatches:
-    """Iterable of minibatches over equally long tensors; ``transform`` runs once per batch."""
+    """Iterable of minibatches over equally long tensors; ``transform`` runs once per batch.
+
+    ``batch_size`` is this rank's batch; ``pad`` as in :class:`EpochSampler` (False for evaluation).
+    """
 
     def __init__(
         self,
@@ -68,6 +86,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         transform: Callable[[Batch], Batch] | None = None,
+        pad: bool = True,
     ) -> None:
         lengths = {len(t) for t in tensors}
         if len(lengths) != 1:
@@ -79,7 +98,7 @@ class TensorBatches:
         self.drop_last = drop_last
         self.transform = transform
         # Named like DataLoader's attributes: Lightning's fit loop finds `sampler` and calls set_epoch.
-        self.sampler = EpochSampler(lengths.pop(), shuffle, seed, rank, world_size)
+        self.sampler = EpochSampler(lengths.pop(), shuffle, seed, rank, world_size, pad)
         self.batch_sampler = None
         self._served = 0  # batches handed out in the current epoch
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches) to skip once, after a restore

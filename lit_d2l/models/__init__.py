@@ -1,6 +1,6 @@
 """LightningModules for the model families of Dive into Deep Learning."""
 
-from lit_d2l.models.base import Classifier, D2LModule, built
+from lit_d2l.models.base import Classifier, D2LModule, built, check_distributable
 from lit_d2l.models.lenet import LeNet
 from lit_d2l.models.linear import LinearRegression, LinearRegressionScratch, closed_form_solution
 from lit_d2l.models.mlp import MLP, DropoutScratch
@@ -21,5 +21,6 @@ __all__ = [
     "SoftmaxRegression",
     "SoftmaxRegressionScratch",
     "built",
+    "check_distributable",
     "closed_form_solution",
 ]

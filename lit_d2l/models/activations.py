@@ -9,11 +9,29 @@ from torch import Tensor, nn
 
 from lit_d2l.errors import require
 
+
+# Named functions, not lambdas: a model holding them must pickle (ddp_spawn sends it to its workers).
+def relu(z: Tensor) -> Tensor:
+    return torch.clamp(z, min=0)
+
+
+def relu_prime(z: Tensor) -> Tensor:
+    return (z > 0).to(z.dtype)
+
+
+def sigmoid_prime(z: Tensor) -> Tensor:
+    return torch.sigmoid(z) * (1 - torch.sigmoid(z))
+
+
+def tanh_prime(z: Tensor) -> Tensor:
+    return 1 - torch.tanh(z) ** 2
+
+
 # name -> (function, derivative), written out for the from-scratch models.
 SCRATCH: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
-    "relu": (lambda z: torch.clamp(z, min=0), lambda z: (z > 0).to(z.dtype)),
-    "sigmoid": (torch.sigmoid, lambda z: torch.sigmoid(z) * (1 - torch.sigmoid(z))),
-    "tanh": (torch.tanh, lambda z: 1 - torch.tanh(z) ** 2),
+    "relu": (relu, relu_prime),
+    "sigmoid": (torch.sigmoid, sigmoid_prime),
+    "tanh": (torch.tanh, tanh_prime),
 }
 
 CONCISE: dict[str, Callable[[], nn.Module]] = {

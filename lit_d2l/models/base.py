@@ -309,3 +309,10 @@ class Classifier(D2LModule):
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         self.log_epoch_metric("test/acc", self.test_acc)
+
+
+def check_distributable(model: Any) -> None:
+    """Refuse, in one line, a model that cannot train on several processes (its ``ddp_refusal`` says why)."""
+    reason = getattr(model, "ddp_refusal", None)
+    if reason:
+        raise ConfigError(f"{type(model).__name__} cannot train on several processes: {reason}")

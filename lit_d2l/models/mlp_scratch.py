@@ -46,10 +46,27 @@ class MLPScratch(Classifier):
 
     def build(self) -> None:
         # Parameters (so they are saved and moved), but autograd never tracks them.
-        self.W1 = nn.Parameter(torch.randn(self.num_hiddens, self.num_inputs) * self.sigma, requires_grad=False)
-        self.b1 = nn.Parameter(torch.zeros(self.num_hiddens), requires_grad=False)
-        self.W2 = nn.Parameter(torch.randn(self.num_outputs, self.num_hiddens) * self.sigma, requires_grad=False)
-        self.b2 = nn.Parameter(torch.zeros(self.num_outputs), requires_grad=False)
+        trainable = self.world_size() > 1  # see setup
+        self.W1 = nn.Parameter(torch.randn(self.num_hiddens, self.num_inputs) * self.sigma, requires_grad=trainable)
+        self.b1 = nn.Parameter(torch.zeros(self.num_hiddens), requires_grad=trainable)
+        self.W2 = nn.Parameter(torch.randn(self.num_outputs, self.num_hiddens) * self.sigma, requires_grad=trainable)
+        self.b2 = nn.Parameter(torch.zeros(self.num_outputs), requires_grad=trainable)
+
+    def setup(self, stage: str) -> None:
+        """Under DDP the parameters are marked as requiring gradients, because DDP wraps only a module
+        that has such parameters; autograd still never runs on them (training computes under no_grad,
+        so DDP's own gradient hooks never fire) and :meth:`training_step` averages the hand-computed
+        gradients over the processes itself."""
+        if self.world_size() > 1:
+            for parameter in self.parameters():
+                parameter.requires_grad_(True)
+
+    def world_size(self) -> int:
+        """Processes training together (1 outside a Trainer)."""
+        try:
+            return self.trainer.world_size
+        except RuntimeError:  # not attached to a Trainer
+            return 1
 
     def forward(self, X: Tensor) -> Tensor:
         return self.propagate(X)[-1]
@@ -88,6 +105,8 @@ class MLPScratch(Classifier):
             data_loss = cross_entropy(self(X), y)
             objective = self.with_penalty(data_loss)  # J = L + λ/2 (‖W1‖² + ‖W2‖²)
             for name, grad in self.gradients(X, y).items():
+                if self.world_size() > 1:  # each rank's batch mean → the global batch's (equal shares)
+                    grad = self.trainer.strategy.reduce(grad, reduce_op="mean")
                 getattr(self, name).grad = grad
         optimizer.step()  # MinibatchSGD: θ ← θ − η·grad, written out
         optimizer.zero_grad()

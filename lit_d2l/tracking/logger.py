@@ -70,6 +70,13 @@ class TrackingLogger(Logger):
         self._last_flush = time.monotonic()
         self._last_epoch: float | None = None
         self.status: str | None = None
+        self._copy_in_worker = False  # unpickled in a spawned DDP worker: the creating process ends the run
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a spawned DDP worker (``ddp_spawn``) gets: the run to log into, without the client or heartbeat."""
+        state = dict(self.__dict__)
+        state.update(_client=None, _heartbeat=None, _copy_in_worker=True)
+        return state
 
     # -- Lightning's Logger interface -------------------------------------------------------
 
@@ -95,6 +102,8 @@ class TrackingLogger(Logger):
         """The MLflow client, with the run created on first use."""
         if self._run_id is None:
             self._start_run()
+        elif self._client is None:  # a copy in a spawned worker logs into the run its parent created
+            self._client = MlflowClient(self.tracking_uri)
         assert self._client is not None
         return self._client
 
@@ -205,9 +214,16 @@ class TrackingLogger(Logger):
         return bool(self._metrics or self._params or self._tags)
 
     @rank_zero_only
+    def start(self) -> None:
+        """Create the run now and write what is queued, before a multi-process fit starts its processes
+        (so a worker spawned by ``ddp_spawn`` logs into this run, and this process ends it)."""
+        _ = self.run_id
+        self.flush()
+
+    @rank_zero_only
     def end_run(self, status: str) -> None:
         """Set the run's terminal status (FINISHED, FAILED or KILLED); safe to call again."""
-        if self._run_id is None or self.status == status:
+        if self._run_id is None or self.status == status or self._copy_in_worker:
             return
         assert self._client is not None
         if self._heartbeat is not None:
@@ -218,7 +234,7 @@ class TrackingLogger(Logger):
     @rank_zero_only
     def abandon(self) -> None:
         """Undo this run after bad input: a run it created is deleted; a resumed run gets its old status back."""
-        if self._run_id is None:
+        if self._run_id is None or self._copy_in_worker:
             return
         assert self._client is not None
         if self._heartbeat is not None:

@@ -20,6 +20,31 @@ def test_ddp_shards_are_equal_disjoint_up_to_padding_and_covering(world_size: in
     assert len(torch.unique(everything)) == num_examples
 
 
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+@pytest.mark.parametrize("num_examples", [24, 60])  # multiples of W: no padding; 60 ends on a partial batch
+def test_the_ranks_batches_of_a_step_are_one_process_batch_of_the_global_size(world_size, num_examples) -> None:
+    """DDP parity: with per-rank batch G / W, step k's batches over all ranks are the one-process batch k."""
+    X = torch.arange(num_examples)
+    global_batch = 4 * world_size
+    one = list(TensorBatches((X,), global_batch, shuffle=True, seed=7))
+    shard = TensorBatches
+    ranks = [list(shard((X,), 4, shuffle=True, seed=7, rank=r, world_size=world_size)) for r in range(world_size)]
+    assert {len(batches) for batches in ranks} == {len(one)}
+    for k, (batch,) in enumerate(one):
+        union = torch.cat([ranks[r][k][0] for r in range(world_size)])
+        assert sorted(union.tolist()) == sorted(batch.tolist())
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("num_examples", [7, 10, 101])
+def test_evaluation_shards_count_every_example_exactly_once(world_size: int, num_examples: int) -> None:
+    shards = []
+    for rank in range(world_size):
+        batches = TensorBatches((torch.arange(num_examples),), 4, rank=rank, world_size=world_size, pad=False)
+        shards += [i for (b,) in batches for i in b.tolist()]
+    assert sorted(shards) == list(range(num_examples))
+
+
 def test_each_epoch_draws_a_new_permutation_the_same_on_every_call() -> None:
     sampler = EpochSampler(100, shuffle=True, seed=0)
     sampler.set_epoch(0)
