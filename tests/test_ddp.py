@@ -33,12 +33,13 @@ SIZES = ["--data.num_train", "200", "--data.num_val", "101", "--data.batch_size"
 LINEAR = ["--config", str(LINEAR_CONFIG), "--test_after_fit", "false", *SIZES]
 CLASSIFIER = ["--config", str(CLASSIFICATION), "--data.num_inputs", "8", "--data.num_classes", "4", *SIZES]
 
-# SoftmaxRegression (concise) trains through the same autograd + torch.optim.SGD path as LinearRegression
-# and MLP, so it is left out to keep the suite's time down.
+# Each family under both strategies: ddp (the command rerun in every process) and ddp_spawn (workers forked
+# from this process's model).
 CASES = {
     "linear-scratch-ddp": (LINEAR, "ddp"),
     "linear-concise-ddp_spawn": ([*LINEAR, "--model", "lit_d2l.models.LinearRegression"], "ddp_spawn"),
     "softmax-scratch-ddp": ([*CLASSIFIER, "--model", "lit_d2l.models.SoftmaxRegressionScratch"], "ddp"),
+    "softmax-concise-ddp_spawn": ([*CLASSIFIER, "--model", "SoftmaxRegression"], "ddp_spawn"),
     "mlp-ddp": ([*CLASSIFIER, "--model.hidden_sizes", "[16]"], "ddp"),
     "mlp-scratch-ddp_spawn": ([*CLASSIFIER, "--model", "MLPScratch", "--model.num_hiddens", "16"], "ddp_spawn"),
 }
