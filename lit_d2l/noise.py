@@ -53,6 +53,13 @@ def quiet_third_party() -> None:
             logger.addFilter(_NOISE)
 
 
+def worker_quiet() -> None:
+    """In a process that runs a sweep's units or folds: :func:`quiet_third_party`, and Lightning's INFO lines off."""
+    quiet_third_party()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextmanager
 def lightning_info_off() -> Iterator[None]:
     """Lightning's INFO lines (model summary, "`Trainer.fit` stopped: ...") off inside the block, for the
