@@ -54,8 +54,10 @@ def quiet_third_party() -> None:
 
 
 def worker_quiet() -> None:
-    """In a process that runs a sweep's units or folds: :func:`quiet_third_party`, and Lightning's INFO lines off."""
+    """In a process that runs a sweep's units or folds: :func:`quiet_third_party`, Lightning's INFO lines off, and
+    no MLflow link to a server's page per run (the command prints its parent run)."""
     quiet_third_party()
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
