@@ -25,7 +25,7 @@ from lit_d2l.crossval import cross_validate
 from lit_d2l.errors import UserError
 from lit_d2l.guard import stop_process_group
 from lit_d2l.tracking.liveness import STALE_TAG, Owner
-from lit_d2l.tracking.sweeps import SweepStore
+from tests.ablation.test_sweep import children_by_pair
 from tests.conftest import LINEAR_CONFIG, REPO
 from tests.test_cli import assert_one_error_line, free_port, run_main
 from tests.tracking.test_server import mlflow_server
@@ -164,14 +164,6 @@ def _ablate(spec: Path, cluster: RayCluster, server: str) -> list[str]:
             "--tracking-uri", server, "--pack", "off", "--no-report"]  # fmt: skip
 
 
-def _pairs(server: str, parent_id: str) -> dict[tuple[str, int], list[str]]:
-    store = SweepStore(server)
-    pairs: dict[tuple[str, int], list[str]] = {}
-    for child in store.children(store.client.get_run(parent_id)):
-        pairs.setdefault((child.arm, child.seed), []).append(child.status)
-    return pairs
-
-
 def _parent_id(client: MlflowClient, experiment: str) -> str:
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], "tags.`lit_d2l.kind` = 'sweep'")
@@ -192,7 +184,7 @@ def test_a_sweep_on_two_ray_nodes_records_each_pair_once_on_the_server(
     parent_id = _parent_id(client, experiment)
     assert client.get_run(parent_id).info.status == "FINISHED"
     expected = {(f"model.lr={lr}", seed): ["FINISHED"] for lr in (0.01, 0.03) for seed in (0, 1)}
-    assert _pairs(server, parent_id) == expected
+    assert children_by_pair(server, parent_id) == expected
     exp = client.get_experiment_by_name(experiment)
     assert exp.artifact_location.startswith("mlflow-artifacts:/")  # artifacts go up through the server
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
@@ -245,7 +237,7 @@ def test_a_node_killed_mid_sweep_costs_nothing(
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 arm runs in" in again.stdout and "4 done before" in again.stdout
     parent_id = _parent_id(client, experiment)
-    pairs = _pairs(server, parent_id)
+    pairs = children_by_pair(server, parent_id)
     assert {pair: statuses.count("FINISHED") for pair, statuses in pairs.items()} == {
         (f"model.lr={lr}", seed): 1 for lr in (0.01, 0.03) for seed in (0, 1)
     }
