@@ -61,8 +61,8 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
         default=None,
-        help="with --backend ray: the cluster (auto, HEAD:6379, ray://HEAD:10001); default $RAY_ADDRESS, "
-        "else a Ray instance started on this machine",
+        help="with --backend ray: the cluster (auto, HEAD:6379, ray://HEAD:10001); default as ray.init(): "
+        "$RAY_ADDRESS, else a cluster `ray start` began on this machine, else a Ray started for this command",
     )
 
 
@@ -76,8 +76,8 @@ def _ray() -> Any:
 
 @contextmanager
 def connected(address: str | None = None) -> Iterator[Cluster]:
-    """Connect to the Ray cluster at ``address`` (``auto``, ``HOST:PORT``, ``ray://...``; None: $RAY_ADDRESS,
-    else a Ray instance started on this machine for the block)."""
+    """Connect to the Ray cluster at ``address`` (``auto``, ``HOST:PORT``, ``ray://...``; None as ``ray.init()``:
+    $RAY_ADDRESS, else a cluster ``ray start`` began on this machine, else a Ray instance for the block)."""
     ray = _ray()
     started = not ray.is_initialized()
     if started:
