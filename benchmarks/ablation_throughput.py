@@ -115,7 +115,7 @@ def measure(suite: str, seeds: list[int] | None, tmp: Path, columns: list[str]) 
         out[f"{column}_runs_per_min"] = round(len(pairs) / seconds * 60, 1)
         if backend == "ray":
             out[f"{column}_with_ray_startup_s"] = round(seconds + startup, 2)
-            out["ray_startup_s"] = round(startup, 2)
+            out[f"{column}_ray_startup_s"] = round(startup, 2)
     if "unpacked_s" in out and "packed_s" in out:
         out["packed_vs_unpacked"] = round(out["unpacked_s"] / out["packed_s"], 2)
     if "bare_s" in out and "packed_s" in out:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from lit_d2l import interrupts
 from lit_d2l.errors import UserError
 from lit_d2l.noise import worker_quiet
 
@@ -126,9 +127,12 @@ def run_on_ray(
     )
     cwd = os.getcwd()
     pending = {task.remote(run, item, cwd): item for item in items}
+    # A stop signal is noted and raised between two waits: raised inside Ray's wait it would become SystemExit(1).
+    interrupts.enter_graceful()
     try:
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # returns now and then: signals act
+            interrupts.raise_if_requested()
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 item = pending.pop(ref)
                 try:
@@ -139,6 +143,7 @@ def run_on_ray(
                     result = died(item, _how(exc))
                 report(result)
     finally:
+        interrupts.leave_graceful()  # a second Ctrl-C while the tasks are cancelled stops at once
         if pending:
             _cancel(ray, list(pending))
             for item in pending.values():
