@@ -199,6 +199,36 @@ def test_a_sweep_on_two_ray_nodes_records_each_pair_once_on_the_server(
 
 
 @pytest.mark.slow
+def test_ctrl_c_cancels_the_ray_tasks_and_ends_the_runs_killed(
+    ray_cluster: RayCluster, server: str, tmp_path: Path, experiment: str
+) -> None:
+    spec = spec_file(tmp_path, experiment, 400)
+    env = {**os.environ, **RAY_ENV}
+    sweep = subprocess.Popen(_ablate(spec, ray_cluster, server), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=tmp_path, env=env)  # fmt: skip
+    client = MlflowClient(server)
+    deadline = time.monotonic() + 120
+    try:
+        while True:  # until a child trains
+            assert sweep.poll() is None and time.monotonic() < deadline
+            exp = client.get_experiment_by_name(experiment)
+            running = [] if exp is None else client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+            if any("lit_d2l.ray_node" in run.data.tags for run in running):
+                break
+            time.sleep(0.5)
+        sweep.send_signal(signal.SIGINT)
+        _, err = sweep.communicate(timeout=90)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 130
+    assert [line for line in err.splitlines() if line.startswith("lit-d2l")] == ["lit-d2l: interrupted by SIGINT"]
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    statuses = {run.data.tags.get("arm", "parent"): run.info.status for run in runs}
+    assert statuses["parent"] == "KILLED" and "KILLED" in statuses.values() and "RUNNING" not in statuses.values()
+
+
+@pytest.mark.slow
 def test_a_node_killed_mid_sweep_costs_nothing(
     ray_cluster: RayCluster, server: str, tmp_path: Path, experiment: str
 ) -> None:
