@@ -5,7 +5,8 @@ overrides). Every pair is claimed before it runs (:mod:`lit_d2l.tracking.sweeps`
 FINISHED exactly once whatever else runs: re-running the spec resumes (FINISHED pairs are skipped,
 runs whose process is gone are closed as KILLED), and two processes on one spec share the work.
 A diverging arm is a result (tagged ``outcome=diverged``); a failing arm, or one whose worker
-process died, is reported and the others go on.
+process died, is reported and the others go on. The units run here, in worker processes
+(:mod:`~lit_d2l.ablation.workers`), or as tasks on a Ray cluster (:mod:`~lit_d2l.ablation.ray_backend`).
 """
 
 from __future__ import annotations
