@@ -11,11 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.ablation.ray_backend import NODE_TAG, RAY_MISSING
@@ -164,6 +165,21 @@ def _ablate(spec: Path, cluster: RayCluster, server: str) -> list[str]:
             "--tracking-uri", server, "--pack", "off", "--no-report"]  # fmt: skip
 
 
+def _running_child(
+    client: MlflowClient, experiment: str, sweep: subprocess.Popen, pick: Callable[[Run], bool], log: Path | str
+) -> Run:
+    """The first RUNNING run of ``experiment`` that ``pick`` accepts, while ``sweep`` runs (at most 150 s)."""
+    deadline = time.monotonic() + 150
+    while True:
+        assert sweep.poll() is None and time.monotonic() < deadline, log and Path(log).read_text()[-3000:]
+        exp = client.get_experiment_by_name(experiment)
+        running = [] if exp is None else client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+        for run in running:
+            if pick(run):
+                return run
+        time.sleep(0.5)
+
+
 def _parent_id(client: MlflowClient, experiment: str) -> str:
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], "tags.`lit_d2l.kind` = 'sweep'")
@@ -207,15 +223,8 @@ def test_ctrl_c_cancels_the_ray_tasks_and_ends_the_runs_killed(
     sweep = subprocess.Popen(_ablate(spec, ray_cluster, server), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, cwd=tmp_path, env=env)  # fmt: skip
     client = MlflowClient(server)
-    deadline = time.monotonic() + 120
     try:
-        while True:  # until a child trains
-            assert sweep.poll() is None and time.monotonic() < deadline
-            exp = client.get_experiment_by_name(experiment)
-            running = [] if exp is None else client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
-            if any("lit_d2l.ray_node" in run.data.tags for run in running):
-                break
-            time.sleep(0.5)
+        _running_child(client, experiment, sweep, lambda run: NODE_TAG in run.data.tags, "")
         sweep.send_signal(signal.SIGINT)
         _, err = sweep.communicate(timeout=90)
     finally:
@@ -239,18 +248,14 @@ def test_a_node_killed_mid_sweep_costs_nothing(
     with open(log, "w") as out:
         sweep = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
     client = MlflowClient(server)
-    victim = None
-    deadline = time.monotonic() + 150
+
+    def on_second_node(run: Run) -> bool:
+        owner = Owner.parse(run.data.tags.get("lit_d2l.owner", ""))
+        return owner is not None and owner.pid in _workers_of(ray_cluster.node.pid)
+
     try:
-        while victim is None:  # a child RUNNING in a worker of the second node
-            assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            exp = client.get_experiment_by_name(experiment)
-            running = [] if exp is None else client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
-            for run in running:
-                owner = Owner.parse(run.data.tags.get("lit_d2l.owner", ""))
-                if owner is not None and owner.pid in _workers_of(ray_cluster.node.pid):
-                    victim = (run.info.run_id, owner.pid)
-            time.sleep(0.5)
+        run = _running_child(client, experiment, sweep, on_second_node, log)
+        victim = (run.info.run_id, Owner.parse(run.data.tags["lit_d2l.owner"]).pid)
         workers = _workers_of(ray_cluster.node.pid)
         os.killpg(ray_cluster.node.pid, signal.SIGKILL)  # the node's raylet and agents, then its workers
         for pid in workers:
