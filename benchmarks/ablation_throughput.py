@@ -1,5 +1,6 @@
 """Arms per minute of two D2L ablation suites: bare PyTorch loops, lit-d2l's runner one arm at a time,
-and lit-d2l's runner with packed arms (issue 13), all in one process on the same arms and data.
+with packed arms (issue 13), in two worker processes, and on a local Ray instance (issue 15), on the same
+arms and data.
 
 - **regularization** (``experiments/ablations/regularization.yaml``): weight decay λ ∈ {0, ..., 10} on
   HighDimLinearData (d = 200, 20 examples, batch 1, 100 epochs = 2,000 steps, val every 5 epochs):
@@ -10,9 +11,11 @@ and lit-d2l's runner with packed arms (issue 13), all in one process on the same
 
 The bare loops draw the same minibatches (the DataModules' own in-memory iterator), take the same
 SGD step and evaluate on the same schedule, recording nothing. Both runner columns record every arm
-in MLflow (a fresh SQLite store each). Prints one JSON object last.
+in MLflow (a fresh SQLite store each). The Ray columns start a local Ray instance first and time its
+start-up apart (``ray_startup_s``); their run time includes starting Ray's worker processes. Prints one
+JSON object last.
 
-    python benchmarks/ablation_throughput.py [--suites regularization initialization] [--seeds 0]
+    python benchmarks/ablation_throughput.py [--suites regularization initialization] [--seeds 0] [--columns ...]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from lit_d2l.ablation.runner import run_sweep
 from lit_d2l.ablation.spec import load_spec
 from lit_d2l.fit_parser import parse_fit
 from lit_d2l.models import built
+from lit_d2l.tracking.sweeps import SweepStore
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = {name: REPO / "experiments" / "ablations" / f"{name}.yaml" for name in ("regularization", "initialization")}
@@ -65,51 +69,73 @@ def bare_arm(args: list[str]) -> float:
     return val_loss
 
 
-def measure(suite: str, seeds: list[int] | None, tmp: Path) -> dict:
+#: column -> (backend, pack mode, workers)
+RUNNER_COLUMNS = {
+    "unpacked": ("local", "off", 1),
+    "packed": ("local", "auto", 1),
+    "workers2": ("local", "off", 2),
+    "ray_unpacked": ("ray", "off", 1),
+    "ray_packed": ("ray", "auto", 1),
+}
+COLUMNS = ("bare", *RUNNER_COLUMNS)
+
+
+def measure(suite: str, seeds: list[int] | None, tmp: Path, columns: list[str]) -> dict:
     spec = load_spec(SUITES[suite])
     if seeds is not None:
         spec.seeds = seeds
     pairs = spec.pairs()
-    quiet = ["--trainer.logger", "false"]
-    start = time.perf_counter()
-    bare = [bare_arm([*spec.fit_args(arm, seed), *quiet]) for arm, seed in pairs]
-    bare_s = time.perf_counter() - start
-
-    timings = {}
-    for mode in ("off", "auto"):
-        uri = f"sqlite:///{tmp}/{suite}-{mode}.db"
-        from lit_d2l.tracking.sweeps import SweepStore
-
-        SweepStore(uri).client.search_experiments()  # create the store outside the timing
+    out: dict = {"runs": len(pairs)}
+    if "bare" in columns:
+        quiet = ["--trainer.logger", "false"]
         start = time.perf_counter()
-        result = run_sweep(spec, tracking_uri=uri, echo=lambda _: None, pack=mode)
-        timings[mode] = time.perf_counter() - start
+        bare = [bare_arm([*spec.fit_args(arm, seed), *quiet]) for arm, seed in pairs]
+        out["bare_s"] = round(time.perf_counter() - start, 2)
+        out["bare_mean_final_val_loss"] = round(sum(v for v in bare if v == v) / max(1, sum(v == v for v in bare)), 4)
+    for column in (c for c in RUNNER_COLUMNS if c in columns):
+        backend, mode, workers = RUNNER_COLUMNS[column]
+        uri = f"sqlite:///{tmp}/{suite}-{column}.db"
+        SweepStore(uri).client.search_experiments()  # create the store outside the timing
+        startup = 0.0
+        if backend == "ray":  # a local Ray instance, started here so that its start-up is timed apart
+            import ray
+
+            start = time.perf_counter()
+            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+            startup = time.perf_counter() - start
+        start = time.perf_counter()
+        try:
+            result = run_sweep(spec, tracking_uri=uri, echo=lambda _: None, pack=mode, workers=workers, backend=backend)
+        finally:
+            seconds = time.perf_counter() - start
+            if backend == "ray":
+                ray.shutdown()
         assert not result.failed, [o.error for o in result.failed]
-    per_min = {name: round(len(pairs) / seconds * 60, 1) for name, seconds in timings.items()}
-    bare_per_min = round(len(pairs) / bare_s * 60, 1)
-    return {
-        "runs": len(pairs),
-        "bare_s": round(bare_s, 2),
-        "unpacked_s": round(timings["off"], 2),
-        "packed_s": round(timings["auto"], 2),
-        "bare_runs_per_min": bare_per_min,
-        "unpacked_runs_per_min": per_min["off"],
-        "packed_runs_per_min": per_min["auto"],
-        "packed_vs_unpacked": round(timings["off"] / timings["auto"], 2),
-        "packed_vs_bare": round(bare_s / timings["auto"], 2),
-        "bare_mean_final_val_loss": round(sum(v for v in bare if v == v) / max(1, sum(v == v for v in bare)), 4),
-    }
+        out[f"{column}_s"] = round(seconds, 2)
+        out[f"{column}_runs_per_min"] = round(len(pairs) / seconds * 60, 1)
+        if backend == "ray":
+            out[f"{column}_with_ray_startup_s"] = round(seconds + startup, 2)
+            out[f"{column}_ray_startup_s"] = round(startup, 2)
+    if "unpacked_s" in out and "packed_s" in out:
+        out["packed_vs_unpacked"] = round(out["unpacked_s"] / out["packed_s"], 2)
+    if "bare_s" in out and "packed_s" in out:
+        out["packed_vs_bare"] = round(out["bare_s"] / out["packed_s"], 2)
+    if "bare_s" in out:  # what the runner adds per arm over a bare loop (negative: packing saves more than it adds)
+        for column in (c for c in RUNNER_COLUMNS if f"{c}_s" in out):
+            out[f"{column}_overhead_per_run_s"] = round((out[f"{column}_s"] - out["bare_s"]) / len(pairs), 3)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", nargs="+", choices=list(SUITES), default=list(SUITES))
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the spec's seeds")
+    parser.add_argument("--columns", nargs="+", choices=COLUMNS, default=list(COLUMNS), help="default: all")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:
-        results = {suite: measure(suite, args.seeds, Path(tmp)) for suite in args.suites}
+        results = {suite: measure(suite, args.seeds, Path(tmp), args.columns) for suite in args.suites}
     print(
         json.dumps(
             {

@@ -14,13 +14,23 @@ from dataclasses import dataclass
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_d2l.errors import ConfigError
+from lit_d2l.ablation.ray_backend import (
+    NODE_TAG,
+    Cluster,
+    add_backend_options,
+    check_backend,
+    connected,
+    dead_node_check,
+    run_on_ray,
+    worker_place,
+)
+from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.noise import lightning_info_off
 from lit_d2l.progress import Progress
-from lit_d2l.runner import RunResult, build, execute
+from lit_d2l.runner import RunResult, build, execute, run_configured
 from lit_d2l.tracking import TrackingLogger
 from lit_d2l.tracking.logger import closing
-from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SweepStore
 
 
 @dataclass
@@ -36,8 +46,9 @@ class CrossValidation:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lit-d2l cv", add_help=False)
     parser.add_argument("--folds", type=int, default=5)
+    add_backend_options(parser)
     known, rest = parser.parse_known_args(argv)
-    result = cross_validate(rest, known.folds)
+    result = cross_validate(rest, known.folds, backend=known.backend, address=known.address)
     if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
         return 0
     for key in sorted(k for k in result.summary if k.endswith("_mean")):
@@ -47,44 +58,113 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def cross_validate(args: list[str], num_folds: int, echo: Callable[[str], None] = print) -> CrossValidation:
+def cross_validate(
+    args: list[str],
+    num_folds: int,
+    echo: Callable[[str], None] = print,
+    backend: str = "local",
+    address: str | None = None,
+) -> CrossValidation:
     """Fit fold 0..K-1 of the config in ``args``, a ``fold k/K`` line each; summarise the validation
-    metrics on a parent run.
+    metrics on a parent run. ``backend="ray"`` fits the folds as Ray tasks (:mod:`lit_d2l.ablation.ray_backend`).
 
     Under DDP every process runs this loop (``ddp`` reruns the command in each), and each fold is one
     DDP fit; only rank 0 creates, tags and ends the runs, and prints.
     """
     if num_folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {num_folds}")
+    check_backend(backend, address)
     parent: TrackingLogger | None = None
-    folds: list[RunResult] = []
+    folds: dict[int, RunResult] = {}
     progress = Progress("fold", num_folds, echo if is_rank_zero() else _silent)
-    try:
-        for fold in range(num_folds):
-            fold_args = [*args, "--data.num_folds", str(num_folds), "--data.fold", str(fold)]
-            fold_args += ["--test_after_fit", "false"]
-            # Every fold fits the same model: Lightning's model summary and other notes once, for fold 0.
-            with nullcontext() if fold == 0 else lightning_info_off():
-                cli = build("fit", fold_args)
-                if cli is None or cli.logger is None:
-                    raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
-                if parent is None:
-                    parent = _parent_run(cli.logger, num_folds)
-                cli.logger.run_name = f"{parent.run_name}-fold{fold}"
-                parent_id = parent.run_id if is_rank_zero() else ""
-                cli.logger.set_tags({PARENT_TAG: parent_id, "fold": str(fold), "cv.folds": str(num_folds)})
-                folds.append(execute(cli, "fit"))
-            shown = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(folds[-1].metrics.items()) if k.startswith("val/"))
-            progress.report(f"(data.fold {fold})", folds[-1].outcome, f"{shown} (run {folds[-1].run_id})")
-        summary = summarise([fold.metrics for fold in folds])
-    except BaseException:
-        if parent is not None:
-            parent.finalize("failed")
-        raise
+
+    def report(fold: int, result: RunResult) -> None:
+        folds[fold] = result
+        shown = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(result.metrics.items()) if k.startswith("val/"))
+        progress.report(f"(data.fold {fold})", result.outcome, f"{shown} (run {result.run_id})")
+
+    with connected(address) if backend == "ray" else nullcontext() as cluster:
+        try:
+            for fold in range(num_folds):
+                # Every fold fits the same model: Lightning's model summary and other notes once, for fold 0.
+                with nullcontext() if fold == 0 else lightning_info_off():
+                    cli = build("fit", _fold_args(args, fold, num_folds))
+                    if cli is None or cli.logger is None:
+                        raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
+                    if parent is None:
+                        parent = _parent_run(cli.logger, num_folds)
+                    if cluster is not None:  # fold 0 was built here to check the config and name the parent run
+                        _folds_on_ray(args, num_folds, parent, report, cluster)
+                        break
+                    cli.logger.run_name = f"{parent.run_name}-fold{fold}"
+                    cli.logger.set_tags(_fold_tags(parent, fold, num_folds))
+                    report(fold, execute(cli, "fit"))
+            results = [folds[fold] for fold in range(num_folds)]
+            summary = summarise([fold.metrics for fold in results])
+        except BaseException:
+            if parent is not None:
+                parent.finalize("failed")
+            raise
     with closing(parent) as run:
         run.log_metrics(summary, step=0)
     parent_id = parent.run_id if is_rank_zero() else ""
-    return CrossValidation(parent_run_id=parent_id, folds=folds, summary=summary, totals=progress.summary())
+    return CrossValidation(parent_run_id=parent_id, folds=results, summary=summary, totals=progress.summary())
+
+
+def _fold_args(args: list[str], fold: int, num_folds: int) -> list[str]:
+    return [*args, "--data.num_folds", str(num_folds), "--data.fold", str(fold), "--test_after_fit", "false"]
+
+
+def _fold_tags(parent: TrackingLogger, fold: int, num_folds: int) -> dict[str, str]:
+    parent_id = parent.run_id if is_rank_zero() else ""  # other DDP ranks record nothing
+    return {PARENT_TAG: parent_id, "fold": str(fold), "cv.folds": str(num_folds)}
+
+
+#: Folds running side by side on Ray: no progress bars or model summaries interleaved in the driver's terminal.
+_QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@dataclass
+class _Fold:
+    """One fold as a Ray task (picklable)."""
+
+    fold: int
+    args: list[str]
+    tags: dict[str, str]
+
+
+def _folds_on_ray(
+    args: list[str],
+    num_folds: int,
+    parent: TrackingLogger,
+    report: Callable[[int, RunResult], None],
+    cluster: Cluster,
+) -> None:
+    """Every fold as a Ray task, recorded under ``parent``; ``report`` each as it ends."""
+    items = [
+        _Fold(
+            fold,
+            [*_fold_args(args, fold, num_folds), *_QUIET, "--tracking.run_name", f"{parent.run_name}-fold{fold}"],
+            _fold_tags(parent, fold, num_folds),
+        )
+        for fold in range(num_folds)
+    ]
+
+    def died(item: _Fold, how: str) -> None:
+        SweepStore(parent.tracking_uri).close_stale(str(parent.name), dead_node_check())  # its run, left RUNNING
+        if how != "cancelled":
+            raise UserError(f"fold {item.fold} of {num_folds}: {how}; run lit-d2l cv again")
+
+    run_on_ray(items, _run_fold, lambda done: report(*done), died, cluster)
+
+
+def _run_fold(item: _Fold) -> tuple[int, RunResult]:
+    """A fold in a Ray worker: an ordinary fit, its run tagged with the Ray node."""
+    node, device = worker_place()
+    args = item.args if device is None else [*item.args, "--trainer.accelerator", "gpu", "--trainer.devices", "[0]"]
+    result = run_configured("fit", args, tags={**item.tags, NODE_TAG: node})
+    assert result is not None
+    return item.fold, result
 
 
 def summarise(fold_metrics: list[dict[str, float]]) -> dict[str, float]:

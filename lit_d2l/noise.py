@@ -53,6 +53,15 @@ def quiet_third_party() -> None:
             logger.addFilter(_NOISE)
 
 
+def worker_quiet() -> None:
+    """In a process that runs a sweep's units or folds: :func:`quiet_third_party`, Lightning's INFO lines off, and
+    no MLflow link to a server's page per run (the command prints its parent run)."""
+    quiet_third_party()
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextmanager
 def lightning_info_off() -> Iterator[None]:
     """Lightning's INFO lines (model summary, "`Trainer.fit` stopped: ...") off inside the block, for the

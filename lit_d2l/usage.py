@@ -69,7 +69,7 @@ _OPTIONS = """options:
   --help full              LightningCLI's full help: every option, the Trainer's ~40 included"""
 
 
-CV_HELP = """usage: lit-d2l cv --config CONFIG.yaml [--folds K] [--section.key VALUE ...]
+CV_HELP = """usage: lit-d2l cv --config CONFIG.yaml [--folds K] [--backend ray] [--section.key VALUE ...]
 
 K-fold cross-validation (D2L 5.7): fold k of K validates and the other K-1 train. Each fold is an
 ordinary fit, recorded as a child of one MLflow parent run, which gets the mean and standard
@@ -77,6 +77,8 @@ deviation of every val/ metric over the folds.
 
 options:
   --folds K                how many folds (default 5)
+  --backend ray            fit the folds as tasks on a Ray cluster (default local: one after another here)
+  --address ADDR           with --backend ray: the cluster (auto, HEAD:6379); default a Ray started here
   --section.key VALUE      any option of lit-d2l fit (lit-d2l fit --help lists them)"""
 
 

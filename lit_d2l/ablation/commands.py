@@ -6,6 +6,7 @@ import argparse
 import time
 from collections import Counter
 
+from lit_d2l.ablation.ray_backend import add_backend_options
 from lit_d2l.ablation.report import build_report
 from lit_d2l.ablation.runner import PACK_MODES, dry_run, run_sweep
 from lit_d2l.ablation.selection import direction, select_command
@@ -32,6 +33,7 @@ def ablate_command(argv: list[str]) -> int:
         " in one vectorized fit, each still its own MLflow run; off: every arm x seed alone (default: auto)",
     )
     parser.add_argument("--pack-size", type=int, default=0, help="at most N runs per pack (default 0: memory decides)")
+    add_backend_options(parser)
     args = parser.parse_args(argv)
     spec = load_spec(args.spec)
     if args.dry_run:
@@ -45,6 +47,8 @@ def ablate_command(argv: list[str]) -> int:
         tracking_uri=args.tracking_uri,
         pack=args.pack,
         pack_size=args.pack_size,
+        backend=args.backend,
+        address=args.address,
     )
     took = clock_time(time.monotonic() - start)
     if not args.no_report:

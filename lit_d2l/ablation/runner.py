@@ -5,22 +5,31 @@ overrides). Every pair is claimed before it runs (:mod:`lit_d2l.tracking.sweeps`
 FINISHED exactly once whatever else runs: re-running the spec resumes (FINISHED pairs are skipped,
 runs whose process is gone are closed as KILLED), and two processes on one spec share the work.
 A diverging arm is a result (tagged ``outcome=diverged``); a failing arm, or one whose worker
-process died, is reported and the others go on.
+process died, is reported and the others go on. The units run here, in worker processes
+(:mod:`~lit_d2l.ablation.workers`), or as tasks on a Ray cluster (:mod:`~lit_d2l.ablation.ray_backend`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from lit_d2l.ablation.packed import run_pack
+from lit_d2l.ablation.ray_backend import (
+    NODE_TAG,
+    Cluster,
+    check_backend,
+    connected,
+    dead_node_check,
+    run_on_ray,
+    worker_place,
+)
 from lit_d2l.ablation.report import summary_table
 from lit_d2l.ablation.spec import SEED_KEYS, Arm, SweepSpec
 from lit_d2l.ablation.stability import stability_figures
@@ -28,7 +37,7 @@ from lit_d2l.ablation.workers import supervise
 from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
 from lit_d2l.errors import UserError
 from lit_d2l.fit_parser import parse_fit
-from lit_d2l.noise import lightning_info_off, quiet_third_party
+from lit_d2l.noise import lightning_info_off, worker_quiet
 from lit_d2l.packing.plan import Pack, plan_packs
 from lit_d2l.progress import Progress
 from lit_d2l.runner import run_configured
@@ -103,20 +112,27 @@ def run_sweep(
     echo: Callable[[str], None] = print,
     pack: str = "auto",
     pack_size: int = 0,
+    backend: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep; returns when every pending pair has run.
 
     ``pack="auto"`` trains arms that differ only in packable settings side by side in one vectorized
     fit (:mod:`lit_d2l.packing`), at most ``pack_size`` per pack when > 0; ``"off"`` fits every pair alone.
+    ``backend="ray"`` runs the units as tasks on the Ray cluster at ``address`` (:mod:`~lit_d2l.ablation.ray_backend`).
     """
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
     check_pack_options(pack, pack_size)
-    plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
-    with _failed_on_error(plan.parent):
-        units = pack_tasks(plan.tasks, pack, pack_size, workers)
-        outcomes = run_pairs(plan, workers, echo, units)
-    return record_sweep(plan, outcomes, echo)
+    check_backend(backend, address)
+    if backend == "ray" and workers != 1:
+        raise UserError("--workers is for --backend local; on Ray a sweep uses every CPU (or GPU) of the cluster")
+    with connected(address) if backend == "ray" else nullcontext() as cluster:
+        plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
+        with _failed_on_error(plan.parent):
+            units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
+            outcomes = run_pairs(plan, workers, echo, units, cluster)
+        return record_sweep(plan, outcomes, echo)
 
 
 def _count(number: int, noun: str) -> str:
@@ -218,13 +234,17 @@ def _parent_run(store: SweepStore, spec: SweepSpec, experiment_id: str, fresh: b
 
 
 def run_pairs(
-    plan: SweepPlan, workers: int = 1, echo: Callable[[str], None] = print, units: list[Pack] | None = None
+    plan: SweepPlan,
+    workers: int = 1,
+    echo: Callable[[str], None] = print,
+    units: list[Pack] | None = None,
+    cluster: Cluster | None = None,
 ) -> list[PairOutcome]:
     """Run the plan's pending pairs (as ``units``: packs, by default one pair each) in ``workers``
-    processes; one line per finished pair goes to ``echo``."""
+    processes, or as tasks on a Ray ``cluster``; one line per finished pair goes to ``echo``."""
     units = units if units is not None else [Pack([task]) for task in plan.tasks]
     with lightning_info_off():  # one line per arm instead of Lightning's banner per Trainer
-        return _run_tasks_quietly(units, len(plan.tasks), workers, echo)
+        return _run_tasks_quietly(units, len(plan.tasks), workers, echo, cluster)
 
 
 def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[str], None] = print) -> SweepResult:
@@ -330,7 +350,9 @@ def dry_run(
         echo(f"  alone: {task.arm} seed {task.seed}" + (f" ({unit.reason})" if unit.reason else ""))
 
 
-def _run_tasks_quietly(units: list[Pack], total: int, workers: int, echo: Callable[[str], None]) -> list[PairOutcome]:
+def _run_tasks_quietly(
+    units: list[Pack], total: int, workers: int, echo: Callable[[str], None], cluster: Cluster | None = None
+) -> list[PairOutcome]:
     outcomes: list[PairOutcome] = []
     progress = Progress("arm", total, echo)
 
@@ -341,18 +363,21 @@ def _run_tasks_quietly(units: list[Pack], total: int, workers: int, echo: Callab
             detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
             progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "")
 
+    def died(unit: list[_Task], how: str) -> list[PairOutcome]:
+        gone = dead_node_check() if cluster is not None else None
+        SweepStore(unit[0].tracking_uri).close_stale(unit[0].experiment_id, gone)  # its runs, left RUNNING
+        return [PairOutcome(task.arm, task.seed, "failed", error=how) for task in unit]
+
     work = [unit.units for unit in units]
+    if cluster is not None:
+        run_on_ray(work, _run_ray_unit, report, died, cluster)
+        return outcomes
     if workers == 1 or len(work) <= 1:
         for unit in work:
             report(_run_unit(unit))
         return outcomes
     gpus = _gpu_count()
     settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
-
-    def died(unit: list[_Task], how: str) -> list[PairOutcome]:
-        SweepStore(unit[0].tracking_uri).close_stale(unit[0].experiment_id)  # its runs, left RUNNING
-        return [PairOutcome(task.arm, task.seed, "failed", error=how) for task in unit]
-
     supervise(work, settings, _run_unit, report, died, _init_worker)
     return outcomes
 
@@ -368,6 +393,16 @@ def _outcome(task: _Task, kind: str, **details: Any) -> PairOutcome:
     return PairOutcome(task.arm, task.seed, kind, **details)
 
 
+def _run_ray_unit(unit: list[_Task]) -> list[PairOutcome]:
+    """A unit as a Ray task: on its node's GPU if it got one, its runs tagged with the node; a retry first
+    closes the runs its lost attempt left RUNNING, so that it can claim their pairs again."""
+    global _worker_device
+    node, _worker_device = worker_place()
+    first = unit[0]
+    SweepStore(first.tracking_uri).close_stale(first.experiment_id, dead_node_check())
+    return _run_unit([replace(task, tags={**task.tags, NODE_TAG: node}) for task in unit])
+
+
 _worker_device: int | None = None
 
 
@@ -375,9 +410,7 @@ def _init_worker(setting: tuple[int | None, int]) -> None:
     """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads."""
     global _worker_device
     _worker_device, workers = setting
-    quiet_third_party()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    worker_quiet()
     if _worker_device is None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlflow.entities import Run
@@ -91,18 +92,25 @@ def is_alive(run: Run) -> bool:
     return run.info.status == "RUNNING" and stale_reason(run) is None
 
 
-def close_stale_runs(client: MlflowClient, experiment_ids: list[str] | None = None) -> list[tuple[Run, str]]:
+def close_stale_runs(
+    client: MlflowClient, experiment_ids: list[str] | None = None, gone: Callable[[Run], str | None] | None = None
+) -> list[tuple[Run, str]]:
     """Mark KILLED every RUNNING run whose process is gone; returns the runs closed and why.
 
-    A sweep's parent run stays open while any of its children is alive (another process may be
-    running arms of the same sweep).
+    ``gone(run)`` may name more ways a process is known to be gone (e.g. its Ray node died). A sweep's
+    parent run stays open while any of its children is alive (another process may be running arms of
+    the same sweep).
     """
     ids = experiment_ids if experiment_ids is not None else [e.experiment_id for e in client.search_experiments()]
     if not ids:
         return []
     running = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=5000)
     closed: list[tuple[Run, str]] = []
-    stale = {run.info.run_id: reason for run in running if (reason := stale_reason(run)) is not None}
+    stale = {
+        run.info.run_id: reason
+        for run in running
+        if (reason := stale_reason(run) or (gone(run) if gone is not None else None)) is not None
+    }
     live_parents = {
         run.data.tags.get(PARENT_TAG) for run in running if run.info.run_id not in stale and PARENT_TAG in run.data.tags
     }

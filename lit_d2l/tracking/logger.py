@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +32,8 @@ from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_
 _MAX_METRICS_PER_BATCH = 1000
 _MAX_PARAMS_TAGS_PER_BATCH = 100
 _MAX_PARAM_VALUE_CHARS = 6000
+#: This machine's files of runs kept on a tracking server (their checkpoints), relative to the working directory.
+LOCAL_FILES = Path("mlruns")
 
 
 class TrackingLogger(Logger):
@@ -91,10 +94,11 @@ class TrackingLogger(Logger):
         return self._run_id
 
     @property
-    def save_dir(self) -> str | None:
-        """Checkpoints go under ``<artifacts>/../checkpoints`` for a SQLite store, else Lightning's default."""
+    def save_dir(self) -> str:
+        """Checkpoints go to ``checkpoints/`` beside a SQLite store; for a server (whose artifacts may be
+        anywhere) to ``mlruns/checkpoints/`` on this machine, not to ``./<experiment id>/`` as Lightning would."""
         db = sqlite_path(self.tracking_uri)
-        return None if db is None else str(db.parent / "checkpoints")
+        return str((db.parent if db is not None else LOCAL_FILES) / "checkpoints")
 
     @property
     @rank_zero_experiment

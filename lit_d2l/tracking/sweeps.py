@@ -123,9 +123,10 @@ class SweepStore:
     def children(self, parent: Run) -> list[Child]:
         return self.children_of(parent.info.run_id, parent.info.experiment_id)
 
-    def close_stale(self, experiment_id: str) -> int:
-        """Runs of the experiment left RUNNING by a process that is gone are KILLED; returns how many."""
-        return len(close_stale_runs(self.client, [experiment_id]))
+    def close_stale(self, experiment_id: str, gone: Callable[[Run], str | None] | None = None) -> int:
+        """Runs of the experiment left RUNNING by a process that is gone (or ``gone(run)`` says why) are
+        KILLED; returns how many."""
+        return len(close_stale_runs(self.client, [experiment_id], gone))
 
     def end_if_running(self, run_id: str, status: str) -> None:
         """End a run this process started, unless its fit already ended it."""

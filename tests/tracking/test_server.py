@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,13 +19,13 @@ from tests.conftest import LINEAR_CONFIG, only_run
 from tests.test_cli import QUIET, free_port
 
 
-@pytest.fixture(scope="module")
-def server_uri(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("server")
+@contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite store and served artifacts under ``root``); yields its URI."""
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "art")]
-    command += ["--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--serve-artifacts"]
+    command += ["--artifacts-destination", str(root / "art"), "--workers", "1"]
     with open(root / "server.log", "w") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
@@ -42,15 +44,26 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory):
         stop_process_group(server)
 
 
+@pytest.fixture(scope="module")
+def server_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with mlflow_server(tmp_path_factory.mktemp("server")) as uri:
+        yield uri
+
+
 @pytest.mark.slow
-def test_fit_against_a_tracking_server(server_uri: str, experiment: str, tmp_path: Path) -> None:
+def test_fit_against_a_tracking_server(server_uri: str, experiment: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # checkpoints of a server's runs stay on this machine: not in the checkout
     args = ["--config", str(LINEAR_CONFIG), "--tracking.uri", server_uri, "--tracking.experiment", experiment, *QUIET]
-    args += ["--trainer.default_root_dir", str(tmp_path)]  # checkpoints of a server's runs: not in the checkout
     result = run_configured("fit", args)
     client = MlflowClient(server_uri)
     run = only_run(client, experiment)
     assert run.info.run_id == result.run_id
     assert run.info.status == "FINISHED"
+    # Artifacts go up through the server; checkpoints to mlruns/checkpoints here, not to ./<experiment id>/.
+    assert client.get_experiment(run.info.experiment_id).artifact_location.startswith("mlflow-artifacts:/")
+    checkpoints = Path(run.data.tags["lit_d2l.checkpoint_dir"])
+    assert checkpoints.is_relative_to(tmp_path / "mlruns" / "checkpoints") and list(checkpoints.glob("*.ckpt"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns"]
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 96 // 2  # log_every_n_steps: 2
     assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
     assert Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text().startswith("# lightning")
