@@ -6,9 +6,10 @@ import argparse
 import time
 from collections import Counter
 
+from lit_d2l.ablation.dry_run import dry_run
 from lit_d2l.ablation.ray_backend import add_backend_options
 from lit_d2l.ablation.report import build_report
-from lit_d2l.ablation.runner import PACK_MODES, dry_run, run_sweep
+from lit_d2l.ablation.runner import PACK_MODES, run_sweep
 from lit_d2l.ablation.selection import direction, select_command
 from lit_d2l.ablation.spec import load_spec
 from lit_d2l.progress import clock_time, tally

@@ -78,7 +78,7 @@ class SweepResult:
 
 
 @dataclass
-class _Task:
+class PairTask:
     """Everything a worker process needs to run one pair (picklable)."""
 
     arm: str
@@ -101,7 +101,7 @@ class SweepPlan:
     store: SweepStore
     parent: TrackingLogger
     skipped: int  # pairs that already have a FINISHED child
-    tasks: list[_Task]  # the pairs to run, in spec order
+    tasks: list[PairTask]  # the pairs to run, in spec order
 
 
 def run_sweep(
@@ -135,10 +135,6 @@ def run_sweep(
         return record_sweep(plan, outcomes, echo)
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
 def check_pack_options(pack: str, pack_size: int) -> None:
     if pack not in PACK_MODES:
         raise UserError(f"--pack must be one of {', '.join(PACK_MODES)}, got {pack!r}")
@@ -146,7 +142,7 @@ def check_pack_options(pack: str, pack_size: int) -> None:
         raise UserError(f"--pack-size must be >= 0 (0: as many as fit in memory), got {pack_size}")
 
 
-def pack_tasks(tasks: list[_Task], pack: str = "auto", pack_size: int = 0, workers: int = 1) -> list[Pack]:
+def pack_tasks(tasks: list[PairTask], pack: str = "auto", pack_size: int = 0, workers: int = 1) -> list[Pack]:
     """The units of work: packs of pairs that train together, or (``pack="off"``) one pair each."""
     if pack == "off":
         return [Pack([task], "--pack off") for task in tasks]
@@ -184,7 +180,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
             _describe_sweep(parent, spec)
         parent.flush()
         tasks = [
-            _Task(
+            PairTask(
                 arm=arm.key,
                 seed=seed,
                 args=[*QUIET_TRAINER, *spec.fit_args(arm, seed), *where],
@@ -299,57 +295,6 @@ def _failed_on_error(parent: TrackingLogger) -> Iterator[None]:
         raise
 
 
-def dry_run(
-    spec: SweepSpec, echo: Callable[[str], None] = print, pack: str = "auto", pack_size: int = 0, workers: int = 1
-) -> None:
-    """List the arms, the runs a sweep would make and the packs they would train in, without running or
-    recording anything."""
-    echo(f"sweep {spec.sweep_id}: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(spec.pairs())} runs")
-    echo(f"base config: {spec.base}")
-    for arm in spec.arms:
-        echo(f"  {arm.key}")
-    check_pack_options(pack, pack_size)
-    for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised
-        parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), "--trainer.logger", "false"])
-    tasks = [
-        _Task(
-            arm.key,
-            seed,
-            spec.fit_args(arm, seed),
-            {},
-            0.0,
-            0,
-            "",
-            "",
-            "",
-            {**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
-        )
-        for arm, seed in spec.pairs()
-    ]
-    packs = pack_tasks(tasks, pack, pack_size, workers)
-    packed = [p for p in packs if p.packed]
-    alone = [p for p in packs if not p.packed]
-    echo(
-        f"--pack {pack}: {_count(len(packed), 'pack')} of {_count(sum(len(p.units) for p in packed), 'run')}, "
-        f"{_count(len(alone), 'run')} alone"
-    )
-    order = [a.key for a in spec.arms]
-    for number, unit in enumerate(packed, start=1):
-        arms = sorted({task.arm for task in unit.units}, key=order.index)
-        seeds = sorted({task.seed for task in unit.units})
-        if len(unit.units) == len(arms) * len(seeds):  # whole arms: every seed of each
-            echo(f"  pack {number}: {_count(len(unit.units), 'run')} = {_count(len(arms), 'arm')} x seeds {seeds}")
-            for key in arms:
-                echo(f"    {key}")
-        else:
-            echo(f"  pack {number}: {_count(len(unit.units), 'run')}")
-            for task in unit.units:
-                echo(f"    {task.arm} seed {task.seed}")
-    for unit in alone:
-        task = unit.units[0]
-        echo(f"  alone: {task.arm} seed {task.seed}" + (f" ({unit.reason})" if unit.reason else ""))
-
-
 def _run_tasks_quietly(
     units: list[Pack], total: int, workers: int, echo: Callable[[str], None], cluster: Cluster | None = None
 ) -> list[PairOutcome]:
@@ -363,7 +308,7 @@ def _run_tasks_quietly(
             detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
             progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "")
 
-    def died(unit: list[_Task], how: str) -> list[PairOutcome]:
+    def died(unit: list[PairTask], how: str) -> list[PairOutcome]:
         gone = dead_node_check() if cluster is not None else None
         SweepStore(unit[0].tracking_uri).close_stale(unit[0].experiment_id, gone)  # its runs, left RUNNING
         return [PairOutcome(task.arm, task.seed, "failed", error=how) for task in unit]
@@ -382,18 +327,18 @@ def _run_tasks_quietly(
     return outcomes
 
 
-def _run_unit(unit: list[_Task]) -> list[PairOutcome]:
+def _run_unit(unit: list[PairTask]) -> list[PairOutcome]:
     """One unit of work: a pair alone, or a pack of pairs in one vectorized fit."""
     if len(unit) == 1:
         return [_run_task(unit[0])]
     return run_pack(unit, _outcome, _worker_device)
 
 
-def _outcome(task: _Task, kind: str, **details: Any) -> PairOutcome:
+def _outcome(task: PairTask, kind: str, **details: Any) -> PairOutcome:
     return PairOutcome(task.arm, task.seed, kind, **details)
 
 
-def _run_ray_unit(unit: list[_Task]) -> list[PairOutcome]:
+def _run_ray_unit(unit: list[PairTask]) -> list[PairOutcome]:
     """A unit as a Ray task: on its node's GPU if it got one, its runs tagged with the node; a retry first
     closes the runs its lost attempt left RUNNING, so that it can claim their pairs again."""
     global _worker_device
@@ -415,7 +360,7 @@ def _init_worker(setting: tuple[int | None, int]) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _run_task(task: _Task) -> PairOutcome:
+def _run_task(task: PairTask) -> PairOutcome:
     """Claim the pair, then fit it in the claimed run (or report it taken by another process)."""
     args, device = list(task.args), "cpu"
     if _worker_device is not None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lit_d2l.ablation.dry_run import dry_run
 from lit_d2l.ablation.report import build_report
-from lit_d2l.ablation.runner import dry_run, run_sweep
+from lit_d2l.ablation.runner import run_sweep
 from lit_d2l.ablation.spec import load_spec
 from lit_d2l.errors import ConfigError, UserError
 from tests.conftest import REPO
