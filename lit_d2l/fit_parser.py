@@ -15,7 +15,8 @@ from typing import Any
 import lightning as L
 from jsonargparse import Namespace
 
-from lit_d2l.runner import D2LCLI, _as_dict, check_checkpoint, check_optimizer, config_errors
+from lit_d2l.config_checks import as_dict, check_checkpoint, check_optimizer
+from lit_d2l.runner import D2LCLI, config_errors
 from lit_d2l.tracking import check_store, resolve_tracking_uri
 
 
@@ -76,7 +77,7 @@ def parse_fit(args: list[str]) -> ParsedFit:
         config = parser.parse_args(args)
         if config.trainer.logger in (None, True):
             check_store(resolve_tracking_uri(config.tracking.uri))
-        check_optimizer(_as_dict(config.get("optimizer")), _as_dict(config.get("lr_scheduler")))
+        check_optimizer(as_dict(config.get("optimizer")), as_dict(config.get("lr_scheduler")))
         if config.get("ckpt_path") is not None:
             check_checkpoint(config.ckpt_path)
         seed = config.get("seed_everything")

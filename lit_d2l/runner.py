@@ -7,7 +7,6 @@ with extra overrides.
 
 from __future__ import annotations
 
-import re
 import secrets
 import signal
 import time
@@ -22,15 +21,23 @@ import lightning as L
 import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, instantiate_class
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 # Imported for their classes: jsonargparse resolves a short class name (--model MLP, --data.help
 # FashionMNIST) among the subclasses imported so far.
 import lit_d2l.data
 import lit_d2l.models  # noqa: F401
-from lit_d2l import catalog, interrupts
+from lit_d2l import interrupts
 from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, MemoryMeter
+from lit_d2l.config_checks import (
+    argument_error_line,
+    as_dict,
+    check_checkpoint,
+    check_optimizer,
+    misconfiguration_line,
+    user_error_in,
+)
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
@@ -85,7 +92,7 @@ class D2LCLI(LightningCLI):
         self.logger: TrackingLogger | None = None
         if self.config.trainer.logger in (None, True):
             check_store(resolve_tracking_uri(self.config.tracking.uri))
-        check_optimizer(_as_dict(self.config.get("optimizer")), _as_dict(self.config.get("lr_scheduler")))
+        check_optimizer(as_dict(self.config.get("optimizer")), as_dict(self.config.get("lr_scheduler")))
         if self.config.ckpt_path is not None:
             check_checkpoint(self.config.ckpt_path)
 
@@ -98,7 +105,7 @@ class D2LCLI(LightningCLI):
             raise ConfigError(
                 f"{type(self.model).__name__} takes no --optimizer / --lr_scheduler: give it a configure_optimizers"
             )
-        use_optimizer(_as_dict(optimizer), _as_dict(scheduler))
+        use_optimizer(as_dict(optimizer), as_dict(scheduler))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
@@ -138,47 +145,6 @@ def _has_option(args: list[str], name: str) -> bool:
 
 def _is_help(args: list[str]) -> bool:
     return any(arg in ("-h", "--help", "--print_config") or arg.startswith("--print_config=") for arg in args)
-
-
-def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:
-    """Build the optimizer and scheduler once, on a stand-in parameter, and take two steps: bad settings
-    (a negative learning rate, a step size of 0) fail now, in one line, before any run is recorded."""
-    probe = [torch.nn.Parameter(torch.zeros(1))]
-    try:
-        built = instantiate_class(probe, optimizer) if optimizer else torch.optim.SGD(probe, lr=0.1)
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise ConfigError(f"optimizer: {exc} (check the --optimizer.* settings)") from None
-    if scheduler is None:
-        return
-    try:
-        schedule = instantiate_class(built, scheduler)
-        for _ in range(2):
-            built.step()
-            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                schedule.step(0.0)
-            else:
-                schedule.step()
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise ConfigError(f"lr_scheduler: {exc} (check the --lr_scheduler.* settings)") from None
-
-
-def check_checkpoint(path: str) -> None:
-    """A ``--ckpt_path`` must be a Lightning checkpoint that loads with ``weights_only`` (no code runs)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--ckpt_path {path}: no such file; give a .ckpt file saved by lit-d2l (or Lightning)")
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, corrupt, not a checkpoint, or holding objects beyond tensors
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--ckpt_path {path}: not a readable checkpoint ({reason})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ConfigError(f"--ckpt_path {path}: not a Lightning checkpoint (it holds no state_dict)")
-
-
-def _as_dict(config: Any) -> dict[str, Any] | None:
-    """A parsed class config (class_path + init_args) as plain dicts, as ``instantiate_class`` takes it."""
-    return None if config is None else (config.as_dict() if hasattr(config, "as_dict") else dict(config))
 
 
 def run_lightning(argv: list[str]) -> int:
@@ -304,12 +270,12 @@ def config_errors(command: str) -> Iterator[None]:
     except (UserError, SystemExit):
         raise
     except MisconfigurationException as exc:  # Lightning refusing a setting, e.g. trainer.max_epochs -5
-        raise ConfigError(_misconfiguration_line(exc)) from None
+        raise ConfigError(misconfiguration_line(exc)) from None
     except ArgumentError as exc:
         raise ConfigError(argument_error_line(str(exc), command)) from None
     except Exception as exc:
         # A model or DataModule rejecting its settings surfaces wrapped by jsonargparse.
-        cause = _user_error_in(exc)
+        cause = user_error_in(exc)
         if cause is None:
             raise
         raise cause from None
@@ -348,7 +314,7 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         if logger is not None:
             logger.abandon()
         if isinstance(exc, MisconfigurationException):
-            raise ConfigError(_misconfiguration_line(exc)) from None
+            raise ConfigError(misconfiguration_line(exc)) from None
         raise
     except RuntimeError as exc:
         if logger is not None:
@@ -397,11 +363,6 @@ def _interrupted(trainer: L.Trainer) -> interrupts.Interrupted:
     return interrupts.Interrupted(interrupts.take_requested() or signal.SIGTERM, trainer.global_step, checkpoint)
 
 
-def _misconfiguration_line(exc: MisconfigurationException) -> str:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"{first} (Lightning refused the settings: check the --trainer.* and --model.* options)"
-
-
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items() if value.numel() == 1}
 
@@ -416,56 +377,3 @@ def _result(cli: D2LCLI, metrics: dict[str, float]) -> RunResult:
         learned=cli.model.describe() if hasattr(cli.model, "describe") else {},
         is_global_zero=cli.trainer.is_global_zero,
     )
-
-
-_GENERIC_PARSER_LINES = (
-    "Does not validate against",
-    "Subtypes:",
-    "Errors:",
-    "Given value type:",
-    "Given value: NestedArg",
-    "Given value: Namespace",
-    "Problem with given class_path",
-    "Expected a <class 'NoneType'>",
-)
-
-
-def argument_error_line(message: str, command: str) -> str:
-    """jsonargparse's multi-line report reduced to the key and the specific reasons, on one line."""
-    # 'Parser key "model": ...', or '--data.help: ...' from a --*.help action
-    key = re.search(r'Parser key "([^"]+)"', message) or re.match(r"--([\w.]+): ", message)
-    prefix = r'^(Parser key "[^"]+"|--[\w.]+):'
-    lines = (re.sub(prefix, "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
-    reasons = [line for line in lines if line and not line.startswith(_GENERIC_PARSER_LINES)]
-    text = "; ".join(dict.fromkeys(reasons)) or "invalid arguments"
-    if key and _class_hint(key.group(1)) and "Expected a" in text and "path" in text:  # an unknown class name
-        text = f"{text}; expected {_class_hint(key.group(1))}"
-    if key:
-        text = f"{key.group(1)}: {text}"
-    return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
-
-
-def _class_hint(key: str) -> str | None:
-    """What a class-valued key takes, for the error line about a class that does not exist."""
-    if key in ("model", "model.help"):
-        names = ", ".join(entry.name for entry in catalog.models())
-        return f"one of {names}, or a class path such as my_models.MyNet (lit-d2l fit --help lists them)"
-    if key in ("data", "data.help"):
-        names = ", ".join(entry.name for entry in catalog.datamodules())
-        return f"one of {names}, or a class path (lit-d2l fit --help lists them)"
-    return {
-        "optimizer": "a torch.optim optimizer such as SGD, Adam or AdamW, or a full class path",
-        "lr_scheduler": "a torch.optim.lr_scheduler class such as StepLR or CosineAnnealingLR, or a full class "
-        "path (torch.optim.lr_scheduler.ReduceLROnPlateau)",
-    }.get(key)
-
-
-def _user_error_in(exc: BaseException) -> UserError | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, UserError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
