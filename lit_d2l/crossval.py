@@ -30,6 +30,7 @@ from lit_d2l.progress import Progress
 from lit_d2l.runner import RunResult, build, execute, run_configured
 from lit_d2l.tracking import TrackingLogger
 from lit_d2l.tracking.logger import closing
+from lit_d2l.tracking.store import dashboard_hint
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SweepStore
 
 
@@ -41,6 +42,7 @@ class CrossValidation:
     folds: list[RunResult]
     summary: dict[str, float]
     totals: str = ""  # "5 folds in 0:12: 5 finished, 0 diverged, 0 failed, 0 skipped"
+    tracking_uri: str = ""  # the store the runs are in
 
 
 def main(argv: list[str]) -> int:
@@ -54,7 +56,8 @@ def main(argv: list[str]) -> int:
     for key in sorted(k for k in result.summary if k.endswith("_mean")):
         base = key.removesuffix("_mean")
         print(f"{base}: {result.summary[key]:.4g} ± {result.summary[base + '_std']:.2g} over {len(result.folds)} folds")
-    print(f"{result.totals}; MLflow parent run {result.parent_run_id}, view it with: lit-d2l ui")
+    hint = dashboard_hint(result.tracking_uri)
+    print(f"{result.totals}; MLflow parent run {result.parent_run_id}, view it with: {hint}")
     return 0
 
 
@@ -108,7 +111,7 @@ def cross_validate(
     with closing(parent) as run:
         run.log_metrics(summary, step=0)
     parent_id = parent.run_id if is_rank_zero() else ""
-    return CrossValidation(parent_run_id=parent_id, folds=results, summary=summary, totals=progress.summary())
+    return CrossValidation(parent_id, results, summary, progress.summary(), parent.tracking_uri)
 
 
 def _fold_args(args: list[str], fold: int, num_folds: int) -> list[str]:

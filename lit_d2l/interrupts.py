@@ -28,6 +28,7 @@ class Interrupted(SystemExit):
         super().__init__(128 + signum)
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         self.run_id: str | None = None  # the MLflow run it stopped, once known
+        self.store_option = ""  # " --tracking.uri URI" when the run is not in the default store
 
     @property
     def signal_name(self) -> str:
@@ -37,7 +38,8 @@ class Interrupted(SystemExit):
         where = f" at step {self.step}" if self.step is not None else ""
         saved = f"; checkpoint {self.checkpoint}" if self.checkpoint else ""
         run = f"; MLflow run {self.run_id} is KILLED" if self.run_id else ""
-        hint = f"; continue it with: lit-d2l fit --resume {self.run_id}" if self.run_id and self.checkpoint else ""
+        resume = f"lit-d2l fit --resume {self.run_id}{self.store_option}"
+        hint = f"; continue it with: {resume}" if self.run_id and self.checkpoint else ""
         return f"interrupted by {self.signal_name}{where}{saved}{run}{hint}"
 
 

@@ -44,6 +44,7 @@ from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resum
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings
+from lit_d2l.tracking.store import dashboard_hint, store_option
 from lit_d2l.usage import CKPT_PATH_HELP, TEST_AFTER_FIT_HELP
 
 SUBCOMMANDS = ("fit", "validate", "test")
@@ -186,7 +187,8 @@ def run_lightning(argv: list[str]) -> int:
     if shown:
         print("final " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(shown.items())))
     if result.run_id:
-        print(f"MLflow run {result.run_id} ({result.status}) in {result.tracking_uri}; view it with: lit-d2l ui")
+        where = f"MLflow run {result.run_id} ({result.status}) in {result.tracking_uri}"
+        print(f"{where}; view it with: {dashboard_hint(result.tracking_uri)}")
     return 0
 
 
@@ -309,6 +311,7 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         if logger is not None:
             logger.finalize("failed")  # KILLED
             stop.run_id = logger.version
+            stop.store_option = store_option(logger.tracking_uri, "--tracking.uri")
         raise stop from None
     except (UserError, MisconfigurationException) as exc:  # bad input found late: record nothing
         if logger is not None:

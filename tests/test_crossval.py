@@ -87,7 +87,7 @@ def test_cv_command_prints_progress_per_fold_the_summary_and_one_model_summary(
     parent = re.search(
         r"3 folds in \d+:\d\d: 3 finished, 0 diverged, 0 failed, 0 skipped; MLflow parent run (\w+)", out
     )
-    assert parent and "view it with: lit-d2l ui" in out
+    assert parent and f"view it with: lit-d2l ui --tracking-uri {tracking_uri}" in out
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id])
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.group(1)]

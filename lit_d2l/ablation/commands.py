@@ -13,6 +13,7 @@ from lit_d2l.ablation.runner import PACK_MODES, run_sweep
 from lit_d2l.ablation.selection import direction, select_command
 from lit_d2l.ablation.spec import load_spec
 from lit_d2l.progress import clock_time, tally
+from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, store_option
 
 
 def ablate_command(argv: list[str]) -> int:
@@ -58,9 +59,10 @@ def ablate_command(argv: list[str]) -> int:
     counts = Counter(outcome.outcome for outcome in result.outcomes)
     before = f"; {result.skipped} done before" if result.skipped else ""
     print(f"sweep {result.sweep_id}: {len(result.outcomes)} arm runs in {took}: {tally(counts)}{before}")
+    uri = resolve_tracking_uri(args.tracking_uri)
     print(
-        f"sweep {result.sweep_id}: parent run {result.parent_run_id} ({result.status}); "
-        f"view it with: lit-d2l report {result.sweep_id} (report.html), or lit-d2l ui"
+        f"sweep {result.sweep_id}: parent run {result.parent_run_id} ({result.status}); view it with: "
+        f"lit-d2l report {result.sweep_id}{store_option(uri)} (report.html), or {dashboard_hint(uri)}"
     )
     return 1 if result.failed else 0
 

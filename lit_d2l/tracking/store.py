@@ -36,6 +36,19 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def store_option(uri: str, flag: str = "--tracking-uri") -> str:
+    """`` FLAG URI`` when ``uri`` is not the store a command would use by default here, else ``""``: what a
+    printed follow-up command needs to reach the same store."""
+    return "" if uri == resolve_tracking_uri() else f" {flag} {uri}"
+
+
+def dashboard_hint(uri: str) -> str:
+    """How to look at runs in ``uri``: ``lit-d2l ui`` for a local store, the server's own page for a server."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"lit-d2l ui{store_option(uri)}"
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
     if not uri.startswith(_SQLITE_PREFIX):

@@ -167,7 +167,8 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     assert [line.split(":")[0] for line in arms] == ["arm 1/2 model.l2=0.0 seed 0", "arm 2/2 model.l2=3.0 seed 0"]
     assert all(re.search(r": finished val/loss=\S+ \(elapsed \d+:\d\d, ETA \d+:\d\d\)$", line) for line in arms)
     assert re.search(rf"sweep {sweep_id}: 2 arm runs in \d+:\d\d: 2 finished, 0 diverged, 0 failed, 0 skipped\n", out)
-    assert f"(FINISHED); view it with: lit-d2l report {sweep_id} (report.html), or lit-d2l ui" in out
+    store = f"--tracking-uri {tracking_uri}"  # not the default store: the follow-up commands name it
+    assert f"(FINISHED); view it with: lit-d2l report {sweep_id} {store} (report.html), or lit-d2l ui {store}" in out
     parent_id = re.search(rf"sweep {sweep_id}: parent run (\w+) ", out).group(1)
     assert children_by_pair(tracking_uri, parent_id) == {
         ("model.l2=0.0", 0): ["FINISHED"],
