@@ -72,6 +72,20 @@ def test_bad_backend_options(tmp_path, tracking_uri, client, experiment, capsys)
     assert client.get_experiment_by_name(experiment) is None
 
 
+def test_an_address_nothing_answers_at_fails_at_once_in_one_line(tmp_path, tracking_uri, client, experiment, capsys):
+    spec = spec_file(tmp_path, experiment, 1)
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    start = time.monotonic()
+    code, _, err = run_main(
+        ["ablate", str(spec), "--tracking-uri", tracking_uri, "--backend", "ray", "--address", address], capsys
+    )
+    assert_one_error_line(code, err, rf"^lit-d2l: error: cannot reach Ray at {address} \(.+\); start the cluster")
+    code, _, err = run_main(["ablate", str(spec), "--backend", "ray", "--address", "head-node"], capsys)
+    assert_one_error_line(code, err, "expected HOST:PORT")
+    assert time.monotonic() - start < 10
+    assert client.get_experiment_by_name(experiment) is None  # refused before anything was recorded
+
+
 def test_the_cli_imports_ray_only_for_the_ray_backend() -> None:
     script = (
         "import sys; from lit_d2l.cli import run; import lit_d2l.ablation.runner, lit_d2l.crossval; run(['--help']); "

@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +50,25 @@ def check_backend(backend: str, address: str | None = None) -> None:
         raise UserError("--address names a Ray cluster: give it with --backend ray")
     if backend == "ray":
         _ray()
+        check_reachable(address or os.environ.get("RAY_ADDRESS"))
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Refuse in one line a cluster address nothing answers at (``ray.init`` would retry it for minutes).
+    ``None``, ``auto`` and ``local`` are left to Ray."""
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT (e.g. 127.0.0.1:6379), ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(
+            f"cannot reach Ray at {address} ({reason}); start the cluster there with `ray start --head`, "
+            "or drop --address to start Ray on this machine"
+        ) from None
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
