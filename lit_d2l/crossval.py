@@ -162,10 +162,11 @@ def _folds_on_ray(
 
 
 def _run_fold(item: _Fold) -> tuple[int, RunResult]:
-    """A fold in a Ray worker: an ordinary fit, its run tagged with the Ray node."""
+    """A fold in a Ray worker: an ordinary fit, its run tagged with the Ray node and the device it used."""
     node, device = worker_place()
     args = item.args if device is None else [*item.args, "--trainer.accelerator", "gpu", "--trainer.devices", "[0]"]
-    result = run_configured("fit", args, tags={**item.tags, NODE_TAG: node})
+    where = "cpu" if device is None else f"cuda:{device}"
+    result = run_configured("fit", args, tags={**item.tags, NODE_TAG: node, "device": where})
     assert result is not None
     return item.fold, result
 

@@ -73,6 +73,23 @@ def test_slurm_recipe_parses_and_refuses_to_run_outside_a_job(tmp_path: Path) ->
     assert done.returncode != 0 and b"submit this with sbatch" in done.stderr
 
 
+def test_several_nodes_without_a_server_or_a_rendezvous_are_refused_in_one_line(tmp_path: Path) -> None:
+    """A SQLite file is local to one node, and a rendezvous at 127.0.0.1 pairs nobody: refused at once."""
+    env = {k: v for k, v in environment(tmp_path).items() if k not in ("MLFLOW_TRACKING_URI", "RDZV_ENDPOINT")}
+    recipes = {
+        "torchrun.sh": {"NNODES": "2", "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"},  # no RDZV_ENDPOINT
+        "slurm.sbatch": {"SLURM_JOB_ID": "7", "SLURM_NNODES": "2"},  # no MLFLOW_TRACKING_URI
+    }
+    for recipe, extra in recipes.items():
+        done = subprocess.run(
+            ["bash", str(CLUSTER / recipe)], env=env | extra, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert done.returncode == 2 and done.stdout == "", recipe
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("lit-d2l: error: 2 nodes need") and "MLFLOW_TRACKING_URI=http://" in line, recipe
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "slurm-runs").exists()
+
+
 @pytest.mark.slow
 def test_slurm_recipe_resumes_its_run_after_a_requeue(tmp_path: Path) -> None:
     shims = tmp_path / "bin"

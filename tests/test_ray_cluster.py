@@ -293,3 +293,28 @@ def test_a_node_killed_mid_sweep_costs_nothing(
     killed = client.get_run(victim[0])
     assert killed.info.status == "KILLED" and f"pid {victim[1]}" in killed.data.tags[STALE_TAG]
     assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_cv_on_ray_fits_each_fold_on_the_cluster_as_it_would_here(
+    ray_cluster: RayCluster, server: str, tmp_path: Path, experiment: str
+) -> None:
+    fit = ["--config", str(LINEAR_CONFIG), "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+    here = cross_validate([*fit, "--tracking.uri", server, "--tracking.experiment", f"{experiment}-here"], 2)
+    command = [sys.executable, "-m", "lit_d2l", "cv", "--folds", "2", "--backend", "ray", "--address",
+               ray_cluster.address, *fit, "--tracking.uri", server, "--tracking.experiment", experiment]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, **RAY_ENV},
+                            timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"view it with: open {server} in a browser" in result.stdout
+    client = MlflowClient(server)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (parent,) = [run for run in runs if run.data.tags.get("lit_d2l.kind") == "cross-validation"]
+    folds = sorted((run for run in runs if run is not parent), key=lambda run: int(run.data.tags["fold"]))
+    assert parent.info.status == "FINISHED" and [run.info.status for run in folds] == ["FINISHED"] * 2
+    for run in folds:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["device"] == "cpu" and run.data.tags[NODE_TAG]
+    # the same folds as on one machine: the same validation losses, and the same summary
+    assert [run.data.metrics["val/loss"] for run in folds] == pytest.approx([f.metrics["val/loss"] for f in here.folds])
+    assert parent.data.metrics["val/loss_mean"] == pytest.approx(here.summary["val/loss_mean"])

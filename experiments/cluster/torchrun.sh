@@ -8,6 +8,11 @@
 # Several nodes need a tracking server both reach (a SQLite file is local to one machine).
 set -euo pipefail
 NNODES=${NNODES:-1}
+if [[ $NNODES -gt 1 && ( -z ${RDZV_ENDPOINT:-} || -z ${MLFLOW_TRACKING_URI:-} ) ]]; then
+  echo "lit-d2l: error: $NNODES nodes need RDZV_ENDPOINT=HOST:PORT (one node's address, the same on every" \
+    "node) and MLFLOW_TRACKING_URI=http://HOST:5000 (a tracking server every node reaches)" >&2
+  exit 2
+fi
 NPROC_PER_NODE=${NPROC_PER_NODE:-2}
 RDZV_ENDPOINT=${RDZV_ENDPOINT:-127.0.0.1:29500}
 RDZV_ID=${RDZV_ID:-lit-d2l}
