@@ -20,6 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import LINEAR_CONFIG, REPO
+from tests.test_resilience import children_of
 
 CLUSTER = REPO / "experiments" / "cluster"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--log_graph", "false"]
@@ -95,7 +96,9 @@ def test_slurm_recipe_resumes_its_run_after_a_requeue(tmp_path: Path) -> None:
     shims = tmp_path / "bin"
     shims.mkdir()
     (shims / "srun").write_text('#!/bin/sh\nexec "$@"\n')
-    (shims / "srun").chmod(0o755)
+    (shims / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/scontrol.log\n')
+    for shim in ("srun", "scontrol"):
+        (shims / shim).chmod(0o755)
     slurm = {
         "SLURM_JOB_ID": "4242",
         "SLURM_JOB_NAME": "lit-d2l",
@@ -116,9 +119,12 @@ def test_slurm_recipe_resumes_its_run_after_a_requeue(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not runs(tmp_path):
         time.sleep(0.5)
-    time.sleep(2)  # training, then stopped as SLURM stops a requeued job
-    first.send_signal(signal.SIGTERM)
+    time.sleep(2)  # training, then the time limit's SIGUSR1, which SLURM sends to the job's tasks
+    (task,) = children_of(first.pid)
+    os.kill(task, signal.SIGUSR1)
     first.communicate(timeout=60)
+    assert first.returncode == 128 + signal.SIGUSR1
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"  # the script requeued its job
     (stopped,) = runs(tmp_path)
     assert stopped.info.status == "KILLED"
     assert stopped.info.run_name == "slurm-4242"
