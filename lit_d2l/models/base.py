@@ -172,7 +172,8 @@ class D2LModule(L.LightningModule):
         Nothing is logged when the metric saw no update (say, a subclass's own step logs other names).
         """
         if metric.update_count:
-            self.log(name, metric.compute(), prog_bar=prog_bar)
+            # compute() already reduced over the ranks; sync_dist only spares Lightning's warning under DDP.
+            self.log(name, metric.compute(), prog_bar=prog_bar, sync_dist=True)
         metric.reset()
 
     # -- optimisation -------------------------------------------------------------------------
