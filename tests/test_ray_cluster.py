@@ -86,6 +86,7 @@ def test_an_address_nothing_answers_at_fails_at_once_in_one_line(tmp_path, track
     assert client.get_experiment_by_name(experiment) is None  # refused before anything was recorded
 
 
+@pytest.mark.slow
 def test_the_cli_imports_ray_only_for_the_ray_backend() -> None:
     script = (
         "import sys; from lit_d2l.cli import run; import lit_d2l.ablation.runner, lit_d2l.crossval; run(['--help']); "
