@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import LINEAR_CONFIG, REPO
+from tests.test_cli import free_port
 from tests.test_resilience import children_of
 
 CLUSTER = REPO / "experiments" / "cluster"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--log_graph", "false"]
 SMALL = ["--data.num_train", "200", "--data.num_val", "100", "--test_after_fit", "false"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -39,6 +33,13 @@ def environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     env["PYTHON"] = sys.executable
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     return env | extra
+
+
+def run_recipe(recipe: str, args: list[str], tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``bash experiments/cluster/RECIPE ARGS`` to its end, in ``tmp_path``."""
+    return subprocess.run(
+        ["bash", str(CLUSTER / recipe), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def runs(tmp_path: Path) -> list:
@@ -50,14 +51,7 @@ def runs(tmp_path: Path) -> list:
 def test_torchrun_recipe_trains_one_run_on_two_processes(tmp_path: Path) -> None:
     env = environment(tmp_path, NPROC_PER_NODE="2", RDZV_ENDPOINT=f"127.0.0.1:{free_port()}", ACCELERATOR="cpu")
     args = ["--config", str(LINEAR_CONFIG), *SMALL, *QUIET, "--trainer.max_epochs", "2"]
-    done = subprocess.run(
-        ["bash", str(CLUSTER / "torchrun.sh"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_recipe("torchrun.sh", args, tmp_path, env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("MLflow run") == 1, "only rank 0 reports"
     assert "GLOBAL_RANK: 1" in done.stderr, "two processes trained"
@@ -129,14 +123,7 @@ def test_slurm_recipe_resumes_its_run_after_a_requeue(tmp_path: Path) -> None:
     assert stopped.info.status == "KILLED"
     assert stopped.info.run_name == "slurm-4242"
     env |= {"SLURM_RESTART_COUNT": "1"}
-    again = subprocess.run(  # the requeued job: the same command
-        ["bash", str(CLUSTER / "slurm.sbatch"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = run_recipe("slurm.sbatch", args, tmp_path, env)  # the requeued job: the same command
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resumes run {stopped.info.run_id}" in again.stdout
     assert (tmp_path / "slurm-runs" / "4242.run").read_text().strip() == stopped.info.run_id
