@@ -71,6 +71,17 @@ def take_requested() -> int | None:
     return signum
 
 
+def deliver(handler: Any) -> None:
+    """Hand a noted stop signal to ``handler`` (Lightning's SIGTERM handler, held back until a point where its
+    stop is clean) as the SIGTERM lit-d2l sends itself: noted once, not taken for a second signal."""
+    if callable(handler):
+        _State.forwarded = True
+        try:
+            handler(signal.SIGTERM, None)
+        finally:
+            _State.forwarded = False
+
+
 def raise_if_requested() -> None:
     """Act on a stop signal that arrived while a fit was finishing on its own."""
     signum = take_requested()
@@ -88,12 +99,13 @@ def shielded() -> Iterator[None]:
         _State.shield -= 1
         if _State.shield == 0 and _State.held is not None:
             signum, _State.held = _State.held, None
-            _handle(signum, None)
+            handle(signum, None)
 
 
-def _handle(signum: int, frame: Any) -> None:
-    """During a fit, note the signal and make sure Lightning sees a SIGTERM (it stops the loop at the next
-    step boundary, on every DDP rank); anywhere else, or at a second signal, stop now (after any shielded write)."""
+def handle(signum: int, frame: Any) -> None:
+    """lit-d2l's stop-signal handler. During a fit, note the signal and make sure Lightning sees a
+    SIGTERM (it stops the loop at the next step boundary, on every DDP rank); anywhere else, or at a
+    second signal, stop now (after any shielded write)."""
     if _State.shield:
         _State.held = _State.held or signum
         return
@@ -119,7 +131,7 @@ def stop_signals_handled() -> Iterator[None]:
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     for signum in STOP_SIGNALS:
-        signal.signal(signum, _handle)
+        signal.signal(signum, handle)
     _State.requested = None
     try:
         yield

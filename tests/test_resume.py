@@ -31,6 +31,30 @@ class SignalAtStep(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalDuringEpochEnd(L.Callback):
+    """Sends this process a SIGTERM once, in epoch 1, at ``moment``: the epoch's last step, a batch of
+    a validation (mid-epoch or at the epoch's end) or the epoch's end. A stop inside validation would be resumed
+    without the rest of that epoch's end; lit-d2l holds the signal until Lightning's stop is clean."""
+
+    def __init__(self, moment: str) -> None:
+        self.moment, self.sent = moment, False
+
+    def _send(self, trainer: L.Trainer, moment: str) -> None:
+        if moment == self.moment and trainer.current_epoch == 1 and not trainer.sanity_checking and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx == trainer.num_training_batches - 1:
+            self._send(trainer, "last step")
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args) -> None:
+        self._send(trainer, "validation")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        self._send(trainer, "epoch end")
+
+
 def _params(cli) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in cli.model.state_dict().items()}
 
@@ -63,6 +87,38 @@ def test_a_signalled_fit_resumes_in_the_same_run_with_every_step_once(tracking_u
     for key in ("train/loss", "train/loss_epoch", "val/loss"):
         history, reference = _history(client, run_id, key), _history(client, whole.logger.version, key)
         assert [step for step, _ in history] == [step for step, _ in reference], key  # every step once
+        assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
+
+
+@pytest.mark.parametrize(
+    ("moment", "validation"),
+    [
+        ("validation", []),
+        pytest.param("validation", ["--trainer.val_check_interval", "0.5"], marks=pytest.mark.slow),  # mid-epoch
+        pytest.param("last step", [], marks=pytest.mark.slow),
+        pytest.param("epoch end", [], marks=pytest.mark.slow),
+    ],
+)
+def test_a_signal_at_an_epochs_end_or_validation_resumes_with_every_value_once(
+    tracking_uri, client, experiment, moment, validation
+):
+    trainer = ["--trainer.limit_val_batches", "4", *validation]
+    args = linear_fit_args(tracking_uri, experiment, *EPOCHS, *trainer)
+    whole = build("fit", args)
+    execute(whole, "fit")
+
+    with stop_signals_handled(), pytest.raises(Interrupted) as stopped:
+        run_configured("fit", args, callbacks=[SignalDuringEpochEnd(moment)])
+    run_id = stopped.value.run_id
+    resumed_args, _ = resume_args(run_id, ["--tracking.uri", tracking_uri, *EPOCHS[2:], *trainer])
+    resumed = build("fit", resumed_args)
+    execute(resumed, "fit")
+
+    for name, value in _params(whole).items():
+        torch.testing.assert_close(_params(resumed)[name], value, atol=1e-6, rtol=0)
+    for key in ("train/loss", "train/loss_epoch", "val/loss"):
+        history, reference = _history(client, run_id, key), _history(client, whole.logger.version, key)
+        assert [step for step, _ in history] == [step for step, _ in reference], key
         assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
 
 

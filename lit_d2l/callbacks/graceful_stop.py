@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,21 @@ class GracefulStop(L.Callback):
     signal handler turns SIGHUP, SIGINT and SIGUSR1 into that SIGTERM during a fit. The checkpoint is
     then saved here, holding the exact step (model, optimizer, loops, the data iterator's position),
     so ``lit-d2l fit --resume RUN_ID`` continues with the next step.
+
+    Lightning stops cleanly between two training steps, or after an epoch's end (its validation and
+    epoch metrics done); a stop inside validation would be resumed without the rest of that epoch's
+    end, and one right after a mid-epoch validation resumes with later steps numbered one too many. So
+    from the start of a step that validation or the epoch's end follows, a SIGTERM is held here and
+    handed to Lightning at the epoch's end or the next step's start: it then stops after the epoch's
+    end, or after that next step.
     """
 
     def __init__(self) -> None:
         self._active = False
         self.checkpoint: Path | None = None
         self.step: int | None = None
+        self._lightning_handler: Any = None  # Lightning's SIGTERM handler while the signal is held here
+        self._held = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         interrupts.enter_graceful()
@@ -40,11 +51,21 @@ class GracefulStop(L.Callback):
         # leaves no hole in the run's metric history.
         _flush(trainer)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches or _validation_follows(trainer, batch_idx):
+            self._hold_signals()  # until the validation or the epoch's end is done
+        else:
+            self._release()
         # Only where Lightning installed no SIGTERM handler of its own (e.g. on Windows).
-        if interrupts.requested() is not None and not trainer.received_sigterm:
+        holding = self._lightning_handler is not None
+        if interrupts.requested() is not None and not trainer.received_sigterm and not holding:
             self._save(trainer)
             raise interrupts.Interrupted(interrupts.take_requested() or 15, trainer.global_step, str(self.checkpoint))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._release()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._leave()
@@ -59,10 +80,42 @@ class GracefulStop(L.Callback):
         self.checkpoint = checkpoint_dir(trainer) / f"interrupted-step={trainer.global_step}.ckpt"
         trainer.save_checkpoint(self.checkpoint)
 
+    def _hold_signals(self) -> None:
+        """Take SIGTERM from Lightning's handler (main thread only, where Lightning installed one)."""
+        if self._lightning_handler is not None or threading.current_thread() is not threading.main_thread():
+            return
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler) and handler is not interrupts.handle:
+            self._lightning_handler, self._held = handler, False
+            signal.signal(signal.SIGTERM, self._hold)
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self._held = True
+        interrupts.handle(signum, frame)  # noted (or, at a second signal, a stop now)
+
+    def _release(self) -> None:
+        """Give SIGTERM back to Lightning with the signal held meanwhile, if any: it stops at its next check."""
+        handler, self._lightning_handler = self._lightning_handler, None
+        if handler is None:
+            return
+        signal.signal(signal.SIGTERM, handler)
+        if self._held:
+            self._held = False
+            interrupts.deliver(handler)
+
     def _leave(self) -> None:
+        handler, self._lightning_handler = self._lightning_handler, None
+        if handler is not None:  # a signal still held is acted on after the fit (interrupts.raise_if_requested)
+            signal.signal(signal.SIGTERM, handler)
         if self._active:
             self._active = False
             interrupts.leave_graceful()
+
+
+def _validation_follows(trainer: L.Trainer, batch_idx: int) -> bool:
+    """Whether Lightning validates after this step (every ``val_check_batch`` steps; time-based: unknown)."""
+    every = trainer.val_check_batch
+    return isinstance(every, int) and every > 0 and (batch_idx + 1) % every == 0
 
 
 def _flush(trainer: L.Trainer) -> None:
