@@ -1,4 +1,4 @@
-"""CUDA: data held on the GPU, bf16 mixed precision, DDP over NCCL, ablation workers bound to a GPU.
+"""CUDA: data held on the GPU, bf16 mixed precision, DDP over NCCL, ablation workers and Ray tasks on a GPU.
 
 Skipped on machines without a CUDA device (CI has none); run them on one with
 ``python -m pytest tests/test_gpu.py``. Figures from such a run are in benchmarks/RESULTS.md.
@@ -89,16 +89,26 @@ def test_ddp_strategy_on_cuda_uses_nccl(tracking_uri: str, client: MlflowClient,
     assert run.data.metrics["param_err/b"] < 0.01
 
 
-def test_ablation_workers_train_on_the_gpu(tmp_path: Path, tracking_uri: str, client: MlflowClient, experiment):
+@pytest.mark.parametrize(("backend", "workers"), [("local", 2), ("ray", 1)])
+def test_ablation_workers_train_on_the_gpu(
+    tmp_path: Path, tracking_uri: str, client: MlflowClient, experiment, backend: str, workers: int, monkeypatch
+):
+    """--workers 2 and --backend ray (a local Ray instance) each place their units on the GPU (issue 15)."""
     from lit_d2l.ablation.runner import run_sweep
     from lit_d2l.ablation.spec import load_spec
+
+    if backend == "ray":
+        pytest.importorskip("ray")
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
 
     spec = tmp_path / "arms.yaml"
     spec.write_text(
         f"name: {experiment}\nbase: {CLUSTERS}\ngrid: {{model.activation: [relu, tanh]}}\n"
         "overrides: {trainer.max_epochs: 2}\nmetrics: [val/loss, val/acc]\n"
     )
-    result = run_sweep(load_spec(spec), tracking_uri=tracking_uri, workers=2, echo=lambda _: None)
+    result = run_sweep(
+        load_spec(spec), tracking_uri=tracking_uri, workers=workers, backend=backend, pack="off", echo=lambda _: None
+    )
     assert [o.outcome for o in result.outcomes] == ["finished", "finished"]
     assert {o.device for o in result.outcomes} == {"cuda:0"}
     for outcome in result.outcomes:
