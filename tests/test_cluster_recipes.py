@@ -105,16 +105,15 @@ def test_slurm_recipe_resumes_its_run_after_a_requeue(tmp_path: Path) -> None:
         "SLURM_NODELIST": "localhost",
     }
     env = environment(tmp_path, **slurm, ACCELERATOR="cpu", PATH=f"{shims}{os.pathsep}{os.environ['PATH']}")
-    args = ["--config", str(LINEAR_CONFIG), *SMALL, *QUIET, "--trainer.max_epochs", "60"]
+    args = ["--config", str(LINEAR_CONFIG), *SMALL, *QUIET, "--trainer.max_epochs", "300"]
     first = subprocess.Popen(
         ["bash", str(CLUSTER / "slurm.sbatch"), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
     )
     assert "starts run slurm-4242" in first.stdout.readline()  # printed once the recipe's lookup made the store
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not runs(tmp_path):
-        time.sleep(0.5)
-    time.sleep(2)  # training, then the time limit's SIGUSR1, which SLURM sends to the job's tasks
-    (task,) = children_of(first.pid)
+    deadline = time.monotonic() + 120  # training (an epoch's losses stored; 300 epochs take ~20 s more) ...
+    while time.monotonic() < deadline and not any("train/loss" in run.data.metrics for run in runs(tmp_path)):
+        time.sleep(0.2)
+    (task,) = children_of(first.pid)  # ... then the time limit's SIGUSR1, which SLURM sends to the job's tasks
     os.kill(task, signal.SIGUSR1)
     first.communicate(timeout=60)
     assert first.returncode == 128 + signal.SIGUSR1

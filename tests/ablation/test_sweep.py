@@ -122,7 +122,10 @@ def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_p
         tmp_path, experiment, "grid: {model.l2: [0.0, 1.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 400}\n"
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One arm at a time, so that a child is RUNNING for a whole fit (a pack ends its runs together; packed
+    # sweeps after a kill: tests/packing/test_packed_resume.py).
     command = [sys.executable, "-m", "lit_d2l", "ablate", str(path), "--tracking-uri", tracking_uri, "--no-report"]
+    command += ["--pack", "off"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     store = SweepStore(tracking_uri)
     spec = load_spec(path)
