@@ -103,7 +103,10 @@ def latest_checkpoint(directory: str | None) -> Path | None:
     """The newest ``*.ckpt`` in ``directory`` (an interrupt's checkpoint, else the last epoch's)."""
     if not directory or not Path(directory).is_dir():
         return None
-    checkpoints = sorted(Path(directory).glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    # An interrupt's checkpoint wins a tie with an epoch's saved within one tick of the file system's clock.
+    checkpoints = sorted(
+        Path(directory).glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("interrupted-"))
+    )
     return checkpoints[-1] if checkpoints else None
 
 

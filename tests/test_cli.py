@@ -84,7 +84,7 @@ def test_an_unreachable_server_is_one_line_and_fast(capsys) -> None:
     start = time.monotonic()
     code, _, err = run_main(["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", uri, *QUIET], capsys)
     assert_one_error_line(code, err, r"cannot reach the tracking server http://127\.0\.0\.1")
-    assert time.monotonic() - start < 10, "no minutes of HTTP retries before saying so"
+    assert time.monotonic() - start < 30, "no minutes of HTTP retries before saying so"
 
 
 def test_unknown_command_and_help(capsys) -> None:
@@ -129,8 +129,9 @@ def test_readme_main_command_trains_and_records_a_finished_run(tmp_path: Path) -
 def test_sigterm_stops_training_and_marks_the_run_killed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", uri, "--tracking.experiment", "sigterm"]
-    process = cli(*args, "--trainer.max_epochs", "100000", *QUIET, cwd=tmp_path)
     client = MlflowClient(uri)
+    client.search_experiments()  # the store's tables made here, not by two processes at once
+    process = cli(*args, "--trainer.max_epochs", "100000", *QUIET, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)

@@ -111,7 +111,8 @@ def test_slurm_recipe_resumes_its_run_after_a_requeue(tmp_path: Path) -> None:
     )
     assert "starts run slurm-4242" in first.stdout.readline()  # printed once the recipe's lookup made the store
     deadline = time.monotonic() + 120  # training (an epoch's losses stored; 300 epochs take ~20 s more) ...
-    while time.monotonic() < deadline and not any("train/loss" in run.data.metrics for run in runs(tmp_path)):
+    while not any("train/loss" in run.data.metrics for run in runs(tmp_path)):
+        assert time.monotonic() < deadline and first.poll() is None, "no training losses stored"
         time.sleep(0.2)
     (task,) = children_of(first.pid)  # ... then the time limit's SIGUSR1, which SLURM sends to the job's tasks
     os.kill(task, signal.SIGUSR1)

@@ -82,7 +82,7 @@ def test_an_address_nothing_answers_at_fails_at_once_in_one_line(tmp_path, track
     assert_one_error_line(code, err, rf"^lit-d2l: error: cannot reach Ray at {address} \(.+\); start the cluster")
     code, _, err = run_main(["ablate", str(spec), "--backend", "ray", "--address", "head-node"], capsys)
     assert_one_error_line(code, err, "expected HOST:PORT")
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30  # ray.init() alone retries for minutes
     assert client.get_experiment_by_name(experiment) is None  # refused before anything was recorded
 
 

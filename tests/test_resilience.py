@@ -162,8 +162,7 @@ def test_sigkill_of_a_sweep_takes_its_workers_along_and_resume_runs_each_pair_on
     assert len(workers) >= 2
     sweep.send_signal(signal.SIGKILL)
     sweep.communicate(timeout=30)
-    time.sleep(5)
-    assert [pid for pid in workers if not gone(pid)] == []
+    wait_for(lambda: all(gone(pid) for pid in workers), "every worker gone after the sweep's SIGKILL", timeout_s=30)
 
     spec = load_spec(path)
     result = run_sweep(spec, tracking_uri=tracking_uri, echo=lambda _: None)

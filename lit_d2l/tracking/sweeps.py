@@ -279,7 +279,12 @@ def claim(
         if held := _held(rivals(None)):
             return None, held
         mine = create()
-        if not rivals(mine):
+        try:
+            contended = bool(rivals(mine))
+        except BaseException:  # stopped (Ctrl-C, a cancelled task) before the claim settled: hold nothing
+            delete(mine)
+            raise
+        if not contended:
             return mine, ""
         delete(mine)  # a rival claimed at the same time: back off, then look again
         time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))

@@ -138,6 +138,8 @@ def test_resume_after_a_kill_ends_with_exactly_one_finished_child_per_pair(tmp_p
             if statuses.count("FINISHED") >= 2 and "RUNNING" in statuses:
                 break
         time.sleep(0.2)
+    else:
+        pytest.fail("no child RUNNING after two FINISHED within 180 s")
     process.send_signal(signal.SIGKILL)  # no chance to clean up: a child is left RUNNING
     process.communicate(timeout=30)  # reaps it and closes its output pipe
     before = children_by_pair(tracking_uri, parent_id)

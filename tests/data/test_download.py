@@ -16,7 +16,7 @@ from tests.data.fashion_files import make_fashion_files, serve, stalling_server
 
 NAME = "train-labels-idx1-ubyte.gz"
 DEADLINE_S = 1.0
-MARGIN_S = 1.0  # start-up of the request and the thread that ends it
+MARGIN_S = 3.0  # start-up of the request and the thread that ends it, on a loaded machine
 
 
 @pytest.fixture

@@ -122,5 +122,5 @@ def test_a_silent_mirror_ends_the_command_within_its_timeout(tmp_path: Path, tra
         code, err, r"cannot download http://127\.0\.0\.1:\d+/\S+: not finished within the 1 s deadline"
     )
     assert "raise data.download_timeout (now 1 s per file)" in err
-    assert elapsed < 1 + 4, f"{elapsed:.1f} s: one file's deadline, plus the command's start-up"
+    assert elapsed < 1 + 10, f"{elapsed:.1f} s: one file's deadline, plus the command's start-up"
     assert client.get_experiment_by_name(experiment) is None

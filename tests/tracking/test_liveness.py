@@ -98,3 +98,18 @@ def _contend(store: SweepStore, parent: str, exp: str, seed: int, barrier: threa
     run_id, _ = store.claim_pair(parent, exp, f"seed={seed}", {"arm": "model.l2=1.0", "seed": str(seed)})
     if run_id is not None:
         won.append(run_id)
+
+
+def test_a_claim_stopped_before_it_settles_holds_nothing() -> None:
+    from lit_d2l.tracking.sweeps import claim
+
+    created, deleted = [], []
+
+    def interrupted_read(mine: str | None) -> list:
+        if mine is not None:  # the run exists, the read-back is cut short (Ctrl-C, a cancelled Ray task)
+            raise KeyboardInterrupt
+        return []
+
+    with pytest.raises(KeyboardInterrupt):
+        claim(lambda: created.append("run-1") or "run-1", interrupted_read, deleted.append)
+    assert created == deleted == ["run-1"]

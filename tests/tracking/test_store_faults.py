@@ -27,7 +27,7 @@ def fit_fails_fast(uri: str, pattern: str, capsys) -> None:
     start = time.monotonic()
     code, _, err = run_main([*FIT, "--tracking.uri", uri], capsys)
     assert_one_error_line(code, err, pattern)
-    assert time.monotonic() - start < 5, "no stall before saying so"
+    assert time.monotonic() - start < 15, "no stall before saying so"
 
 
 def test_a_database_path_that_is_a_directory(tmp_path: Path, capsys) -> None:
