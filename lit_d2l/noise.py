@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ class _LightningNoise(logging.Filter):
         self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        message = re.sub(r"^\[rank: \d+\] ", "", record.getMessage())  # Lightning's prefix under DDP strategies
         if message.startswith(_DROPPED):
             return False
         once = next((prefix for prefix in _ONCE if message.startswith(prefix)), None)

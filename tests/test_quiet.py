@@ -34,3 +34,12 @@ def test_a_cv_of_three_fits_prints_no_adverts_or_seed_lines_and_one_device_line(
     assert [line for line in output.splitlines() if any(noise in line for noise in NOISE)] == []
     assert output.count("GPU available:") == 1, output
     assert output.count("fold ") >= 3 and "over 3 folds" in output
+
+
+def test_lightnings_sigterm_line_is_dropped_with_its_rank_prefix(caplog) -> None:
+    quiet_third_party()
+    logger = logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector")
+    with caplog.at_level(logging.INFO):
+        logger.info("[rank: 0] Received SIGTERM: 15")
+        logger.info("Received SIGTERM: 15")
+    assert [r for r in caplog.records if "SIGTERM" in r.getMessage()] == []

@@ -78,7 +78,7 @@ class GracefulStop(L.Callback):
     def _save(self, trainer: L.Trainer) -> None:
         self.step = trainer.global_step
         self.checkpoint = checkpoint_dir(trainer) / f"interrupted-step={trainer.global_step}.ckpt"
-        trainer.save_checkpoint(self.checkpoint)
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)  # the whole state, to resume from
 
     def _hold_signals(self) -> None:
         """Take SIGTERM from Lightning's handler (main thread only, where Lightning installed one)."""
