@@ -49,8 +49,27 @@ def storage_error(exc: BaseException) -> TrackingError | None:
 
 def quiet_storage_tracebacks() -> None:
     """Drop MLflow's logged traceback of a failed write that :func:`storage_error` reports in one line
-    (installed once, by :func:`~lit_d2l.tracking.store.check_store`)."""
-    logging.getLogger("mlflow.store.db.utils").addFilter(_drop_storage_tracebacks)
+    (installed once, by :func:`~lit_d2l.tracking.store.check_store`).
+
+    The filter sits on the handlers that records of MLflow's package logger reach (the standard ``logging``
+    hierarchy), so it names no MLflow module: a logger's own filters would see only its own records.
+    """
+    import mlflow  # noqa: F401  (its import gives the "mlflow" logger its handler)
+
+    for handler in _handlers_reached(logging.getLogger("mlflow")):
+        handler.addFilter(_drop_storage_tracebacks)  # a no-op when already there
+
+
+def _handlers_reached(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers a record logged under ``logger`` is passed to, as ``Logger.callHandlers`` walks them."""
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers += current.handlers
+        current = current.parent if current.propagate else None
+    if not handlers and logging.lastResort is not None:
+        handlers.append(logging.lastResort)  # no handler on the way: logging falls back to this one
+    return handlers
 
 
 def _drop_storage_tracebacks(record: logging.LogRecord) -> bool:

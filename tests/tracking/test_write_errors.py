@@ -71,3 +71,21 @@ def test_other_exceptions_still_raise(monkeypatch) -> None:
     monkeypatch.setattr("lit_d2l.runner.run_lightning", bug)
     with pytest.raises(ZeroDivisionError):
         main(["fit"])
+
+
+def test_mlflow_tracebacks_of_storage_failures_are_dropped_and_others_kept(tracking_uri: str) -> None:
+    """The filter sits where MLflow's records are handled: any module under ``mlflow`` is covered."""
+    import logging
+
+    check_store(tracking_uri)  # installs the filter, as every command that writes does
+    handlers = list(logging.getLogger("mlflow").handlers)
+    assert handlers, "MLflow's import gives its package logger a handler"
+    record_of = logging.getLogger("mlflow.any.module").makeRecord
+
+    def passes(exc: BaseException) -> bool:
+        info = (type(exc), exc, None)
+        record = record_of("mlflow.any.module", logging.ERROR, __file__, 1, "database error", (), info)
+        return all(handler.filter(record) for handler in handlers)
+
+    assert not passes(wrapped(sqlite3.OperationalError("database or disk is full")))
+    assert passes(wrapped(ValueError("an unrelated failure")))
