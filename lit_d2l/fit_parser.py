@@ -76,7 +76,7 @@ def parse_fit(args: list[str]) -> ParsedFit:
     with config_errors("fit"):
         config = parser.parse_args(args)
         if config.trainer.logger in (None, True):
-            check_store(resolve_tracking_uri(config.tracking.uri))
+            check_store(resolve_tracking_uri(config.tracking.uri), create=False)  # made once the input is good
         check_optimizer(as_dict(config.get("optimizer")), as_dict(config.get("lr_scheduler")))
         if config.get("ckpt_path") is not None:
             check_checkpoint(config.ckpt_path)

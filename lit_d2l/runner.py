@@ -92,7 +92,7 @@ class D2LCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         self.logger: TrackingLogger | None = None
         if self.config.trainer.logger in (None, True):
-            check_store(resolve_tracking_uri(self.config.tracking.uri))
+            check_store(resolve_tracking_uri(self.config.tracking.uri), create=False)  # made once the input is good
         check_optimizer(as_dict(self.config.get("optimizer")), as_dict(self.config.get("lr_scheduler")))
         if self.config.ckpt_path is not None:
             check_checkpoint(self.config.ckpt_path)

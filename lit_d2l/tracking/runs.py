@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import OWNER_TAG, STALE_TAG, close_stale_once, close_stale_runs, stale_reason
-from lit_d2l.tracking.store import check_store, resolve_tracking_uri
+from lit_d2l.tracking.store import check_store, resolve_tracking_uri, sqlite_path, store_writable
 
 
 @dataclass
@@ -35,10 +35,12 @@ class StoredRun:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.start_time / 1000))
 
 
-def open_store(uri: str) -> MlflowClient:
-    """A client on a checked store, after closing the runs whose process is gone."""
-    check_store(uri)
-    close_stale_once(uri)
+def open_store(uri: str, write: bool = True) -> MlflowClient:
+    """A client on a checked store, after closing the runs whose process is gone (``write``: the store must be
+    writable; else a read-only store is read as it is)."""
+    check_store(uri, write=write)
+    if write:
+        close_stale_once(uri)
     return MlflowClient(uri)
 
 
@@ -62,7 +64,7 @@ def config_of(uri: str, run_id: str, artifact: str) -> Path | None:
 
 def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False, limit: int = 50) -> list[StoredRun]:
     """Newest runs first; ``stale_only`` keeps the runs lit-d2l closed because their process was gone."""
-    client = open_store(uri)
+    client = open_store(uri, write=False)
     experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
     if experiment is not None:
         experiments = [e for e in experiments if e.name == experiment]
@@ -111,8 +113,12 @@ def runs_command(argv: list[str]) -> int:
     if args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_store(uri)
-    close_stale_runs(MlflowClient(uri))  # now, even if this process closed some before
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        print(f"no runs in {uri}")  # and no store made to say so
+        return 0
+    if store_writable(uri):  # a read-only store is listed as it is
+        close_stale_runs(MlflowClient(uri))  # now, even if this process closed some before
     runs = list_runs(uri, experiment=args.experiment, stale_only=args.stale, limit=args.limit)
     if not runs:
         print("no runs closed as stale" if args.stale else f"no runs in {uri}")

@@ -6,6 +6,7 @@ line instead of deep inside MLflow (or after minutes of HTTP retries).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import struct
@@ -73,15 +74,17 @@ def checked_database() -> Path | None:
     return _checked_database
 
 
-def check_store(uri: str, timeout_s: float = 5.0) -> None:
+def check_store(uri: str, timeout_s: float = 5.0, *, create: bool = True, write: bool = True) -> None:
     """Raise :class:`TrackingError` unless the store at ``uri`` can be written (SQLite) or reached (HTTP).
 
-    A new SQLite store gets MLflow's schema here, under a file lock, so that processes starting on
-    one fresh store at once do not race through MLflow's migrations.
+    A new SQLite store gets its folders and MLflow's schema here (``create``), under a file lock, so that
+    processes starting on one fresh store at once do not race through MLflow's migrations. With
+    ``create=False`` nothing is made, so input found bad afterwards leaves no empty store behind; with
+    ``write=False`` (commands that only read) a read-only store passes and a missing one is an error.
     """
     db = sqlite_path(uri)
     if db is not None:
-        _check_sqlite(db, uri)
+        _check_sqlite(db, uri, create=create and write, write=write)
     elif uri.startswith(("http://", "https://")):
         _check_server(uri, timeout_s)
     elif uri.startswith("file:") or "://" not in uri:
@@ -91,37 +94,102 @@ def check_store(uri: str, timeout_s: float = 5.0) -> None:
         )
 
 
-def _check_sqlite(db: Path, uri: str) -> None:
+def store_writable(uri: str) -> bool:
+    """Whether :func:`check_store` finds the store writable (a read-only one is still checked for reading)."""
+    try:
+        check_store(uri)
+    except TrackingError:
+        check_store(uri, write=False)
+        return False
+    return True
+
+
+def _check_sqlite(db: Path, uri: str, create: bool, write: bool) -> None:
     global _checked_database
     from lit_d2l.tracking.write_errors import quiet_storage_tracebacks
 
     quiet_storage_tracebacks()  # this process writes to the store from here on
-    _check_writable_dir(db.parent, uri)
-    _check_writable_dir(db.parent / "artifacts", uri)
+    if db.is_dir():
+        raise TrackingError(f"the tracking database {db} is a directory; move it aside, or {_CHOOSE_ANOTHER}")
+    if not write and not db.exists():
+        raise TrackingError(f"there is no tracking store at {db} (nothing recorded yet); {_CHOOSE_ANOTHER}")
+    if write:
+        _check_writable_dir(db.parent, uri, create)
+        _check_writable_dir(db.parent / "artifacts", uri, create)
+    if _open_in_this_process(db):
+        # Closing any descriptor of the file would drop the locks this process's MLflow holds on it
+        # (SQLite's "closing a file releases all locks" hazard): only what stat can tell is checked.
+        if not os.access(db, os.R_OK | os.W_OK if write else os.R_OK):
+            raise _no_access(db, write)
+        _checked_database = db
+        return
+    if not create:
+        _has_tables(db, write)
+        return
     with _creation_lock(db):
-        if db.is_dir():
-            raise TrackingError(f"the tracking database {db} is a directory; move it aside, or {_CHOOSE_ANOTHER}")
-        if _has_tables(db, uri):
-            _checked_database = db
-            return
-        from mlflow.tracking import MlflowClient
+        if not _has_tables(db, write):
+            from mlflow.tracking import MlflowClient
 
-        MlflowClient(uri).search_experiments(max_results=1)  # MLflow creates its schema
+            with _quiet_schema_creation():
+                MlflowClient(uri).search_experiments(max_results=1)  # MLflow creates its schema
     _checked_database = db
 
 
-def _has_tables(db: Path, uri: str) -> bool:
-    """Whether ``db`` holds a database with tables, after checking it can be opened, read and written."""
+def _open_in_this_process(db: Path) -> bool:
+    """Whether this process holds a descriptor of ``db`` (Linux's /proc/self/fd); without /proc, whether this
+    process checked it before (its MLflow client opens it right after a check)."""
     try:
-        with open(db, "r+b") as file:  # opened for writing, changes nothing
+        target = os.stat(db)
+    except OSError:
+        return False
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return _checked_database is not None and _checked_database.resolve() == db.resolve()
+    for descriptor in descriptors:
+        try:
+            held = os.stat(f"/proc/self/fd/{descriptor}")
+        except OSError:  # closed meanwhile, or the listing's own descriptor
+            continue
+        if (held.st_dev, held.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
+@contextmanager
+def _quiet_schema_creation() -> Iterator[None]:
+    """MLflow's and alembic's INFO lines about creating a new store's tables off: the store is lit-d2l's to make."""
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _no_access(db: Path, write: bool, reason: str = "permission denied") -> TrackingError:
+    access, fix = ("reading and writing", "u+rw") if write else ("reading", "u+r")
+    return TrackingError(
+        f"cannot open the tracking database {db} for {access} ({reason}); "
+        f"give yourself access (chmod {fix}), or {_CHOOSE_ANOTHER}"
+    )
+
+
+def _has_tables(db: Path, write: bool = True) -> bool:
+    """Whether ``db`` holds a database with tables, after checking it can be opened, read and (``write``) written.
+
+    Only for a file this process has not opened otherwise: see :func:`_open_in_this_process`.
+    """
+    try:
+        with open(db, "r+b" if write else "rb") as file:  # opened for writing (if asked), changes nothing
             header, size = file.read(100), os.fstat(file.fileno()).st_size
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise TrackingError(
-            f"cannot open the tracking database {db} for reading and writing ({exc.strerror}); "
-            f"give yourself write access (chmod u+rw), or {_CHOOSE_ANOTHER}"
-        ) from None
+        raise _no_access(db, write, exc.strerror or type(exc).__name__) from None
     if size == 0:
         return False
     if not header.startswith(_SQLITE_MAGIC):
@@ -191,9 +259,17 @@ def _creation_lock(db: Path, timeout_s: float = 300.0) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
-def _check_writable_dir(directory: Path, uri: str) -> None:
+def _check_writable_dir(directory: Path, uri: str, create: bool) -> None:
+    """``directory`` is (``create``: made) a writable directory; without ``create``, its nearest existing
+    ancestor is, so that nothing is made before the rest of a command's input is checked."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        else:
+            while not directory.exists() and directory != directory.parent:
+                directory = directory.parent
+            if not directory.is_dir():
+                raise NotADirectoryError(20, "a file is in the way")
         # A real write: os.access() says yes to root even on a read-only file system.
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
             pass

@@ -171,3 +171,35 @@ def test_mlflow_makes_a_relative_artifact_location_absolute(client: MlflowClient
     monkeypatch.chdir(tmp_path)
     created = client.get_experiment(client.create_experiment(experiment, artifact_location="mlruns/artifacts"))
     assert created.artifact_location == str(tmp_path / "mlruns" / "artifacts")
+
+
+# -- what bad input and read-only commands leave behind ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bad_input_on_a_new_store_prints_one_line_and_makes_no_store(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "lit_d2l", *FIT, "--model.lr", "0"]  # the default store, in a new directory
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert_one_error_line(result.returncode, result.stderr, r"model\.lr must be > 0")
+    assert result.stderr.strip().count("\n") == 0, result.stderr  # not MLflow's "Creating initial ... tables" too
+    assert not (tmp_path / "mlruns").exists(), "no empty store left behind"
+
+
+@pytest.mark.slow
+def test_runs_lists_a_read_only_store(tracking_uri: str, shared_dir: Path) -> None:
+    store = shared_dir / "store"
+    store.mkdir(mode=0o777)
+    db = store / "mlflow.db"
+    shutil.copy(tracking_uri.removeprefix("sqlite:///"), db)
+    run_id = MlflowClient(f"sqlite:///{db}").create_run("0", run_name="kept").info.run_id
+    MlflowClient(f"sqlite:///{db}").set_terminated(run_id, "FINISHED")
+    db.chmod(0o444)
+    store.chmod(0o555)
+    before = db.read_bytes()
+    result = unprivileged([sys.executable, "-m", "lit_d2l", "runs", "--tracking-uri", f"sqlite:///{db}"], shared_dir)
+    store.chmod(0o777)
+    assert result.returncode == 0, result.stderr
+    assert f"{run_id}  FINISHED" in result.stdout, result.stdout
+    assert "Traceback" not in result.stderr
+    assert db.read_bytes() == before, "listing changed nothing"
