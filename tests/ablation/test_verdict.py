@@ -1,0 +1,91 @@
+"""The verdict of a sweep, from synthetic runs: a clear winner, a tie, a diverged arm, best per group."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lit_d2l.ablation.verdict import higher_is_better, verdict, verdicts_per_group
+from lit_d2l.tracking.sweeps import Child
+
+
+def child(settings: dict, seed: int, value: float | None, metric: str = "val/loss", diverged: bool = False) -> Child:
+    arm = ";".join(f"{key}={json.dumps(v)}" for key, v in settings.items())
+    return Child(
+        run_id=f"{arm}/{seed}",
+        arm=arm,
+        seed=seed,
+        status="FINISHED",
+        outcome="diverged" if diverged else "finished",
+        metrics={} if value is None else {metric: value},
+        tags={"arm_settings": json.dumps(settings)},
+    )
+
+
+def sweep(values: dict[float, list[float]], metric: str = "val/loss") -> list[Child]:
+    return [child({"model.l2": l2}, seed, v, metric) for l2, seeds in values.items() for seed, v in enumerate(seeds)]
+
+
+def test_a_clear_winner_is_distinguishable_from_the_runner_up() -> None:
+    children = sweep({0.0: [1.00, 1.10, 0.95], 1.0: [0.10, 0.12, 0.11], 3.0: [0.30, 0.33, 0.31]})
+    result = verdict(children, "val/loss")
+    assert result.best is not None and result.best.arm == "model.l2=1.0"
+    assert result.best.mean == pytest.approx(0.11)
+    assert result.comparison is not None and result.comparison.runner_up.arm == "model.l2=3.0"
+    assert "paired t-test over seeds 0, 1, 2" in result.comparison.test
+    assert result.comparison.distinguishable and not result.tie
+    assert result.text().startswith("`val/loss` (lowest is best): **model.l2=1.0**, 0.11 ± ")
+    assert "better than the runner-up model.l2=3.0" in result.text()
+
+
+def test_arms_the_seeds_cannot_tell_apart_are_a_tie() -> None:
+    children = sweep({1.0: [0.10, 0.30, 0.20], 3.0: [0.21, 0.12, 0.29]})
+    result = verdict(children, "val/loss")
+    assert result.tie
+    assert result.comparison is not None and result.comparison.p_value is not None
+    assert result.comparison.p_value >= 0.05
+    assert "a tie with the runner-up" in result.text()
+
+
+def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
+    children = sweep({0.1: [0.50, 0.52, 0.51], 1.0: [0.20, 0.21, 0.22]})
+    children.append(child({"model.l2": 10.0}, 0, 0.01))  # the lowest value of all, but its other seed diverged
+    children.append(child({"model.l2": 10.0}, 1, None, diverged=True))
+    result = verdict(children, "val/loss")
+    assert result.best is not None and result.best.arm == "model.l2=1.0"
+    assert result.excluded == [("model.l2=10.0", "1 seed(s) diverged")]
+    assert "out of the running: model.l2=10.0 (1 seed(s) diverged)" in result.text()
+
+
+def test_every_arm_diverged_names_no_winner() -> None:
+    children = [child({"model.lr": 10.0}, seed, None, diverged=True) for seed in range(2)]
+    result = verdict(children, "val/loss")
+    assert result.best is None and "none is best" in result.text()
+
+
+def test_accuracy_is_maximised_and_one_seed_is_not_tested() -> None:
+    children = sweep({0.0: [0.80], 1.0: [0.85]}, metric="val/acc")
+    result = verdict(children, "val/acc")
+    assert higher_is_better("val/acc") and not higher_is_better("train/loss_epoch")
+    assert result.best is not None and result.best.arm == "model.l2=1.0"
+    assert result.comparison is not None and result.comparison.p_value is None
+    assert "run more seeds" in result.text() and not result.tie
+
+
+def test_a_two_key_grid_gives_the_best_per_group() -> None:
+    values = {("relu", 0.1): 0.30, ("relu", 1.0): 0.20, ("tanh", 0.1): 0.10, ("tanh", 1.0): 0.40}
+    children = [
+        child({"model.activation": act, "model.init_std": std}, seed, value + 0.01 * seed)
+        for (act, std), value in values.items()
+        for seed in range(3)
+    ]
+    overall = verdict(children, "val/loss")
+    assert overall.best is not None and overall.best.arm == 'model.activation="tanh";model.init_std=0.1'
+    groups = verdicts_per_group(children, "val/loss", "model.activation")
+    assert [(name, v.best.arm if v.best else None) for name, v in groups] == [
+        ("activation=relu", 'model.activation="relu";model.init_std=1.0'),
+        ("activation=tanh", 'model.activation="tanh";model.init_std=0.1'),
+    ]
+    # Within a group the seeds move together (+0.01 per seed): a paired test sees a constant gap.
+    assert all(v.comparison is not None and v.comparison.distinguishable for _, v in groups)
