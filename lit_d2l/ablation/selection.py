@@ -15,13 +15,11 @@ parent, tagged ``lit_d2l.kind=selection-test``; the parent gets its ``test/*`` m
 from __future__ import annotations
 
 import math
-import statistics
-from collections import defaultdict
 from dataclasses import dataclass
 
-from lit_d2l.ablation.arm_values import arm_sort_key
 from lit_d2l.ablation.report import one_run_per_pair
 from lit_d2l.ablation.runner import QUIET_TRAINER
+from lit_d2l.ablation.verdict import arm_results, goal
 from lit_d2l.errors import UserError
 from lit_d2l.noise import lightning_info_off
 from lit_d2l.runner import run_configured
@@ -69,30 +67,20 @@ def direction(metric: str, mode: str | None = None) -> str:
         )
     if mode is not None:
         return mode
-    if "loss" in metric:
-        return "min"
-    if "acc" in metric:
-        return "max"
-    raise UserError(f"cannot tell whether a lower or a higher {metric} is better: give --mode min or --mode max")
+    known = goal(metric)
+    if known is None:
+        raise UserError(f"cannot tell whether a lower or a higher {metric} is better: give --mode min or --mode max")
+    return known
 
 
 def select_arm(children: list[Child], metric: str, mode: str | None = None) -> Selection:
     """Rank the arms whose every finished seed has a finite ``metric`` (an arm that diverged on a seed is out)."""
     mode = direction(metric, mode)
     kept, _ = one_run_per_pair(children)
-    by_arm: dict[str, list[Child]] = defaultdict(list)
-    for child in kept:
-        by_arm[child.arm].append(child)
-    candidates = [
-        (arm, statistics.fmean(c.metrics[metric] for c in runs), sorted(runs, key=lambda c: c.seed))
-        for arm, runs in by_arm.items()
-        if all(c.outcome != "diverged" and math.isfinite(c.metrics.get(metric, math.nan)) for c in runs)
-    ]
-    if not candidates:
+    ranked, _ = arm_results(kept, metric, mode)
+    if not ranked:
         raise UserError(f"no arm of this sweep logged {metric} on every seed: pick a metric the sweep recorded")
-    sign = 1 if mode == "min" else -1
-    candidates.sort(key=lambda item: (sign * item[1], arm_sort_key(item[0])))
-    return Selection(metric, mode, candidates)
+    return Selection(metric, mode, [(r.arm, r.mean, list(r.runs)) for r in ranked])
 
 
 def select_command(sweep: str, metric: str, mode: str | None, test: bool, tracking_uri: str | None) -> int:

@@ -3,7 +3,8 @@
 Each arm is summarised by the mean ± std of the metric over its seeds. The best arm is compared with the
 runner-up by a t-test over seeds: paired when both arms ran the same seeds (the seed fixes data and
 initialisation, so the pairs share their noise), Welch's otherwise. p < :data:`ALPHA` makes the best arm
-distinguishable; otherwise the two are a tie. An arm with a diverged seed cannot win: it is listed apart.
+distinguishable; otherwise the two are a tie. An arm with a diverged seed, or a seed without a finite value,
+cannot win: it is listed apart. :mod:`lit_d2l.ablation.selection` ranks arms the same way.
 """
 
 from __future__ import annotations
@@ -16,26 +17,33 @@ from typing import Any
 
 from scipy import stats
 
-from lit_d2l.ablation.arm_values import label, settings, short, sortable
+from lit_d2l.ablation.arm_values import arm_sort_key, label, settings, short, sortable
 from lit_d2l.tracking.sweeps import Child
 
 #: The significance level of the comparison with the runner-up.
 ALPHA = 0.05
 
 
-def higher_is_better(metric: str) -> bool:
-    """Accuracies and counts of distinct units are maximised; losses, norms and errors minimised."""
-    name = metric.rsplit("/", 1)[-1]
-    return "acc" in name or metric.startswith("distinct_units")
+def goal(metric: str) -> str | None:
+    """ "min" for a loss, "max" for an accuracy, None where the name does not say (e.g. a weight norm)."""
+    if "loss" in metric:
+        return "min"
+    if "acc" in metric:
+        return "max"
+    return None
 
 
 @dataclass(frozen=True)
 class ArmResult:
-    """One arm's values of the metric over its seeds (diverged seeds left out and counted)."""
+    """One arm's FINISHED runs (one per seed) and their values of the metric."""
 
     arm: str
-    values: dict[int, float]  # seed -> value
-    diverged: int = 0
+    metric: str
+    runs: tuple[Child, ...]
+
+    @property
+    def values(self) -> dict[int, float]:
+        return {run.seed: run.metrics[self.metric] for run in self.runs}
 
     @property
     def mean(self) -> float:
@@ -43,12 +51,12 @@ class ArmResult:
 
     @property
     def std(self) -> float:
-        return statistics.pstdev(self.values.values()) if len(self.values) > 1 else 0.0
+        return statistics.pstdev(self.values.values()) if len(self.runs) > 1 else 0.0
 
     def summary(self) -> str:
-        if len(self.values) == 1:
+        if len(self.runs) == 1:
             return f"{self.mean:.4g} (1 seed)"
-        return f"{self.mean:.4g} ± {self.std:.2g} over {len(self.values)} seeds"
+        return f"{self.mean:.4g} ± {self.std:.2g} over {len(self.runs)} seeds"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class Verdict:
     """The best arm of one metric, its comparison with the runner-up, and the arms that could not compete."""
 
     metric: str
+    mode: str  # "min" or "max"
     best: ArmResult | None
     comparison: Comparison | None
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (arm, why)
@@ -87,7 +96,7 @@ class Verdict:
         )
 
     def text(self) -> str:
-        goal = "highest" if higher_is_better(self.metric) else "lowest"
+        goal = "highest" if self.mode == "max" else "lowest"
         if self.best is None:
             return f"`{self.metric}`: no arm finished without diverging, so none is best."
         line = f"`{self.metric}` ({goal} is best): **{self.best.arm}**, {self.best.summary()}"
@@ -98,43 +107,50 @@ class Verdict:
         return line + "."
 
 
-def arm_results(children: list[Child], metric: str) -> tuple[list[ArmResult], list[tuple[str, str]]]:
-    """Each arm's finished values of ``metric`` (best first), and the arms excluded with the reason."""
-    values: dict[str, dict[int, float]] = defaultdict(dict)
-    diverged: dict[str, int] = defaultdict(int)
-    for child in children:
-        if child.outcome == "diverged":
-            diverged[child.arm] += 1
-        elif child.status == "FINISHED" and _finite(child.metrics.get(metric)):
-            values[child.arm][child.seed] = child.metrics[metric]
-    excluded = [(arm, f"{count} seed(s) diverged") for arm, count in sorted(diverged.items())]
-    sign = -1.0 if higher_is_better(metric) else 1.0
-    results = [ArmResult(arm, seeds, diverged[arm]) for arm, seeds in values.items() if seeds and arm not in diverged]
-    return sorted(results, key=lambda r: (sign * r.mean, r.arm)), excluded
+def arm_results(kept: list[Child], metric: str, mode: str) -> tuple[list[ArmResult], list[tuple[str, str]]]:
+    """The arms whose every run (``kept``: one FINISHED run per arm × seed) has a finite ``metric``, best first by
+    the mean over seeds (``mode`` "min" or "max"), and the others with the reason they are out of the running."""
+    by_arm: dict[str, list[Child]] = defaultdict(list)
+    for child in kept:
+        by_arm[child.arm].append(child)
+    ranked, excluded = [], []
+    for arm, runs in by_arm.items():
+        diverged = sum(c.outcome == "diverged" for c in runs)
+        missing = [c.seed for c in runs if c.outcome != "diverged" and not _finite(c.metrics.get(metric))]
+        if diverged:
+            excluded.append((arm, f"{diverged} seed(s) diverged"))
+        elif missing:
+            excluded.append((arm, f"no finite value on seed {', '.join(map(str, sorted(missing)))}"))
+        else:
+            ranked.append(ArmResult(arm, metric, tuple(sorted(runs, key=lambda c: c.seed))))
+    sign = 1.0 if mode == "min" else -1.0
+    ranked.sort(key=lambda r: (sign * r.mean, arm_sort_key(r.arm)))
+    return ranked, sorted(excluded, key=lambda item: arm_sort_key(item[0]))
 
 
-def verdict(children: list[Child], metric: str) -> Verdict:
-    """The verdict on ``metric`` over the sweep's FINISHED children (one per arm × seed)."""
-    ranked, excluded = arm_results(children, metric)
+def verdict(kept: list[Child], metric: str, mode: str | None = None) -> Verdict:
+    """The verdict on ``metric`` over a sweep's runs (one FINISHED run per arm × seed); ``mode`` defaults to the
+    metric's :func:`goal`."""
+    mode = mode or goal(metric) or "min"
+    ranked, excluded = arm_results(kept, metric, mode)
     if not ranked:
-        return Verdict(metric, None, None, excluded)
-    best = ranked[0]
-    comparison = compare(best, ranked[1]) if len(ranked) > 1 else None
-    return Verdict(metric, best, comparison, excluded)
+        return Verdict(metric, mode, None, None, excluded)
+    comparison = compare(ranked[0], ranked[1]) if len(ranked) > 1 else None
+    return Verdict(metric, mode, ranked[0], comparison, excluded)
 
 
-def verdicts_per_group(children: list[Child], metric: str, key: str) -> list[tuple[str, Verdict]]:
+def verdicts_per_group(kept: list[Child], metric: str, key: str, mode: str | None = None) -> list[tuple[str, Verdict]]:
     """With several keys swept: for each value of ``key``, the verdict among the arms holding that value."""
     groups: dict[str, list[Child]] = defaultdict(list)
     values: dict[str, Any] = {}
-    for child in children:
+    for child in kept:
         arm = settings(child)
         if key in arm:
             text = label(arm[key])
             groups[text].append(child)
             values[text] = arm[key]
     order = sorted(groups, key=lambda text: sortable(values[text]))
-    return [(f"{short(key)}={text}", verdict(groups[text], metric)) for text in order]
+    return [(f"{short(key)}={text}", verdict(groups[text], metric, mode)) for text in order]
 
 
 def compare(best: ArmResult, other: ArmResult) -> Comparison:

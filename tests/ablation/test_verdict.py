@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lit_d2l.ablation.verdict import higher_is_better, verdict, verdicts_per_group
+from lit_d2l.ablation.verdict import goal, verdict, verdicts_per_group
 from lit_d2l.tracking.sweeps import Child
 
 
@@ -52,9 +52,10 @@ def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
     children = sweep({0.1: [0.50, 0.52, 0.51], 1.0: [0.20, 0.21, 0.22]})
     children.append(child({"model.l2": 10.0}, 0, 0.01))  # the lowest value of all, but its other seed diverged
     children.append(child({"model.l2": 10.0}, 1, None, diverged=True))
+    children.append(child({"model.l2": 30.0}, 0, float("inf")))  # not diverged, yet no finite value
     result = verdict(children, "val/loss")
     assert result.best is not None and result.best.arm == "model.l2=1.0"
-    assert result.excluded == [("model.l2=10.0", "1 seed(s) diverged")]
+    assert result.excluded == [("model.l2=10.0", "1 seed(s) diverged"), ("model.l2=30.0", "no finite value on seed 0")]
     assert "out of the running: model.l2=10.0 (1 seed(s) diverged)" in result.text()
 
 
@@ -67,7 +68,7 @@ def test_every_arm_diverged_names_no_winner() -> None:
 def test_accuracy_is_maximised_and_one_seed_is_not_tested() -> None:
     children = sweep({0.0: [0.80], 1.0: [0.85]}, metric="val/acc")
     result = verdict(children, "val/acc")
-    assert higher_is_better("val/acc") and not higher_is_better("train/loss_epoch")
+    assert (goal("val/acc"), goal("train/loss_epoch"), goal("weight_norm/w")) == ("max", "min", None)
     assert result.best is not None and result.best.arm == "model.l2=1.0"
     assert result.comparison is not None and result.comparison.p_value is None
     assert "run more seeds" in result.text() and not result.tie
