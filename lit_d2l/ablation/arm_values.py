@@ -35,6 +35,19 @@ def short(key: str) -> str:
     return key.split(".")[-1]
 
 
+def arm_name(child: Child) -> str:
+    """A short name of the child's arm: ``l2=3``, ``init=normal init_std=1 activation=tanh`` (a key's last part,
+    the whole key where two swept keys end alike); the arm key itself when the child has no settings."""
+    arm = settings(child)
+    if not arm:
+        return child.arm
+    names = [short(key) for key in arm]
+    return " ".join(
+        f"{name if names.count(name) == 1 else key}={label(value)}"
+        for name, (key, value) in zip(names, arm.items(), strict=True)
+    )
+
+
 def arm_sort_key(arm: str) -> tuple:
     """Order arm keys ``a=1;b=10`` by their values, numbers numerically."""
     values = []

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from lit_d2l.ablation import figures
-from lit_d2l.ablation.arm_values import arm_sort_key, label, settings, short, sortable
+from lit_d2l.ablation.arm_values import arm_name, arm_sort_key, label, settings, short, sortable
 from lit_d2l.ablation.memory_figure import memory_figure
 from lit_d2l.ablation.report_html import html_report
 from lit_d2l.ablation.spec import canonical
+from lit_d2l.ablation.verdict import arm_results, goal, primary_metric, sweep_verdict
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
@@ -75,11 +76,18 @@ def summarise(children: list[Child], metrics: list[str]) -> Summary:
         at = metrics.index("train/loss_epoch") + 1
         metrics = [*metrics[:at], "train/loss_data", *metrics[at:]]
     symmetry = any(k.startswith(f"{SYMMETRY}/") for runs in by_arm.values() for c in runs for k in c.metrics)
+    order = sorted(by_arm, key=arm_sort_key)
+    primary = primary_metric(metrics)
+    best: str | None = None
+    if primary is not None:  # best first by the verdict's metric, then the arms out of the running
+        ranked, _ = arm_results(kept, primary, goal(primary) or "min")
+        best = ranked[0].arm if ranked else None
+        order = [r.arm for r in ranked] + [arm for arm in order if arm not in {r.arm for r in ranked}]
     rows = []
-    for arm in sorted(by_arm, key=arm_sort_key):
+    for arm in order:
         runs = by_arm[arm]
         diverged = [c for c in runs if c.outcome == "diverged"]
-        cells = [arm, str(len(runs)), _diverged_cell(diverged)]
+        cells = [arm_name(runs[0]), str(len(runs)), _diverged_cell(diverged)]
         for metric in metrics:
             values = [c.metrics[metric] for c in runs if c.outcome != "diverged" and metric in c.metrics]
             cells.append(_mean_std(values))
@@ -93,6 +101,9 @@ def summarise(children: list[Child], metrics: list[str]) -> Summary:
         notes.append(
             f"{duplicates} duplicate FINISHED run(s) of an arm × seed ignored (the earliest-started one counts)."
         )
+    if best is not None:
+        notes.append(f"Sorted by `{primary}`, best first; the best arm is marked ★.")
+        rows[0][0] = f"★ {rows[0][0]}"
     return Summary(["arm", "seeds", "diverged", *metrics], rows, legend if penalised or len(legend) > 1 else [], notes)
 
 
@@ -123,7 +134,11 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     children = store.children(parent)
     finished, _ = one_run_per_pair(children)
 
-    title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {len(finished)} finished runs."
+    diverged = sum(c.outcome == "diverged" for c in finished)
+    counts = f"{len(finished) - diverged} finished, {diverged} diverged" if diverged else f"{len(finished)} finished"
+    title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}."
+    found = sweep_verdict(finished, metrics, axes, params.get("sweep.description", ""))
+    store.record(parent.info.run_id, found.best_metrics(), found.tags(), (found.markdown(), "verdict.md"))
     summary = summarise(children, metrics)
     stability = [
         (key.removeprefix("stability/"), f"{value:.3g}")
@@ -139,7 +154,8 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     ]
     saved = [(caption, figures.save(fig, out_dir / name)) for caption, fig, name in drawn if fig is not None]
 
-    sections = [f"# {title}", "", intro.replace(parent.info.run_id, f"`{parent.info.run_id}`"), "", summary.markdown()]
+    sections = [f"# {title}", "", found.markdown(), intro.replace(parent.info.run_id, f"`{parent.info.run_id}`"), ""]
+    sections += [summary.markdown()]
     if stability:
         sections += ["## Numerical stability (D2L 5.4)", "", "| quantity | value |", "| --- | --- |"]
         sections += [f"| {key} | {value} |" for key, value in stability] + [""]
@@ -147,7 +163,7 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     sections += ["The same report with the figures embedded: report.html (opens in MLflow's artifact viewer).", ""]
     (out_dir / "report.md").write_text("\n".join(sections))
     table = (summary.header, summary.rows)
-    page = html_report(title, intro, table, summary.legend, summary.notes, stability, saved)
+    page = html_report(title, found.markdown(), intro, table, summary.legend, summary.notes, stability, saved)
     (out_dir / "report.html").write_text(page)
     store.log_folder(parent.info.run_id, out_dir, "report")
     return out_dir / "report.md"

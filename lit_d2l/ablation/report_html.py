@@ -7,6 +7,7 @@ relative image links, so this page carries everything itself: no file beside it 
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 from pathlib import Path
 
@@ -20,11 +21,14 @@ figure { margin: 1.5em 0; }
 figcaption { font-weight: 600; margin-bottom: 0.3em; }
 img { max-width: 100%; height: auto; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+tr.best td { background: #e6f4e6; font-weight: 600; }
+section.verdict { border-left: 4px solid #2e7d32; padding: 0.2em 1em; background: #f7fbf7; }
 """
 
 
 def html_report(
     title: str,
+    verdict: str,
     intro: str,
     table: tuple[list[str], list[list[str]]],
     legend: list[tuple[str, str]],
@@ -32,9 +36,10 @@ def html_report(
     stability: list[tuple[str, str]],
     figures: list[tuple[str, Path]],
 ) -> str:
-    """The page: title, intro line, the summary table and its metric legend, stability figures, then each figure."""
+    """The page: title, the verdict (markdown), intro line, the summary table and its metric legend, stability
+    figures, then each figure."""
     header, rows = table
-    parts = [f"<h1>{escape(title)}</h1>", f"<p>{escape(intro)}</p>", _table(header, rows)]
+    parts = [f"<h1>{escape(title)}</h1>", _verdict(verdict), f"<p>{escape(intro)}</p>", _table(header, rows)]
     if legend:
         items = "".join(f"<li><code>{escape(metric)}</code>: {escape(meaning)}</li>" for metric, meaning in legend)
         parts.append(f"<ul>{items}</ul>")
@@ -56,5 +61,30 @@ def html_report(
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{escape(cell)}</th>" for cell in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    body = "".join(
+        ('<tr class="best">' if row and row[0].startswith("★") else "<tr>")
+        + "".join(f"<td>{escape(cell)}</td>" for cell in row)
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _verdict(markdown: str) -> str:
+    """The verdict's few markdown forms (a heading, paragraphs, bullets, **bold**, `code`) as HTML."""
+    html, items = [], []
+    for line in [*markdown.splitlines(), ""]:
+        text = re.sub(
+            r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escape(line))
+        )
+        if line.startswith("- "):
+            items.append(f"<li>{text[2:]}</li>")
+            continue
+        if items:
+            html.append(f"<ul>{''.join(items)}</ul>")
+            items = []
+        if line.startswith("## "):
+            html.append(f"<h2>{text[3:]}</h2>")
+        elif line.strip():
+            html.append(f"<p>{text}</p>")
+    return f'<section class="verdict">{"".join(html)}</section>'

@@ -17,7 +17,7 @@ from typing import Any
 
 from scipy import stats
 
-from lit_d2l.ablation.arm_values import arm_sort_key, label, settings, short, sortable
+from lit_d2l.ablation.arm_values import arm_name, arm_sort_key, label, settings, short, sortable
 from lit_d2l.tracking.sweeps import Child
 
 #: The significance level of the comparison with the runner-up.
@@ -58,6 +58,11 @@ class ArmResult:
             return f"{self.mean:.4g} (1 seed)"
         return f"{self.mean:.4g} ± {self.std:.2g} over {len(self.runs)} seeds"
 
+    @property
+    def name(self) -> str:
+        """The arm's short name (:func:`~lit_d2l.ablation.arm_values.arm_name`)."""
+        return arm_name(self.runs[0])
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -73,10 +78,10 @@ class Comparison:
 
     def text(self) -> str:
         if self.p_value is None:
-            return f"not tested against the runner-up {self.runner_up.arm} ({self.test}): run more seeds"
+            return f"not tested against the runner-up {self.runner_up.name} ({self.test}): run more seeds"
         relation = "better than" if self.distinguishable else "a tie with"
         other = self.runner_up
-        return f"{relation} the runner-up {other.arm} ({other.summary()}; {self.test}, p = {self.p_value:.2g})"
+        return f"{relation} the runner-up {other.name} ({other.summary()}; {self.test}, p = {self.p_value:.2g})"
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class Verdict:
     mode: str  # "min" or "max"
     best: ArmResult | None
     comparison: Comparison | None
-    excluded: list[tuple[str, str]] = field(default_factory=list)  # (arm, why)
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (arm's short name, why)
 
     @property
     def tie(self) -> bool:
@@ -95,11 +100,22 @@ class Verdict:
             self.comparison is not None and self.comparison.p_value is not None and not self.comparison.distinguishable
         )
 
+    @property
+    def standing(self) -> str:
+        """ "distinguishable", "tie", "untested" (one seed), "only arm", or "none" (no arm in the running)."""
+        if self.best is None:
+            return "none"
+        if self.comparison is None:
+            return "only arm"
+        if self.comparison.p_value is None:
+            return "untested"
+        return "distinguishable" if self.comparison.distinguishable else "tie"
+
     def text(self) -> str:
         goal = "highest" if self.mode == "max" else "lowest"
         if self.best is None:
             return f"`{self.metric}`: no arm finished without diverging, so none is best."
-        line = f"`{self.metric}` ({goal} is best): **{self.best.arm}**, {self.best.summary()}"
+        line = f"`{self.metric}` ({goal} is best): **{self.best.name}**, {self.best.summary()}"
         if self.comparison is not None:
             line += f"; {self.comparison.text()}"
         if self.excluded:
@@ -113,19 +129,20 @@ def arm_results(kept: list[Child], metric: str, mode: str) -> tuple[list[ArmResu
     by_arm: dict[str, list[Child]] = defaultdict(list)
     for child in kept:
         by_arm[child.arm].append(child)
-    ranked, excluded = [], []
+    ranked: list[ArmResult] = []
+    excluded: list[tuple[str, str, str]] = []  # (arm, its short name, why)
     for arm, runs in by_arm.items():
         diverged = sum(c.outcome == "diverged" for c in runs)
         missing = [c.seed for c in runs if c.outcome != "diverged" and not _finite(c.metrics.get(metric))]
         if diverged:
-            excluded.append((arm, f"{diverged} seed(s) diverged"))
+            excluded.append((arm, arm_name(runs[0]), f"{diverged} seed(s) diverged"))
         elif missing:
-            excluded.append((arm, f"no finite value on seed {', '.join(map(str, sorted(missing)))}"))
+            excluded.append((arm, arm_name(runs[0]), f"no finite value on seed {', '.join(map(str, sorted(missing)))}"))
         else:
             ranked.append(ArmResult(arm, metric, tuple(sorted(runs, key=lambda c: c.seed))))
     sign = 1.0 if mode == "min" else -1.0
     ranked.sort(key=lambda r: (sign * r.mean, arm_sort_key(r.arm)))
-    return ranked, sorted(excluded, key=lambda item: arm_sort_key(item[0]))
+    return ranked, [(name, why) for _, name, why in sorted(excluded, key=lambda item: arm_sort_key(item[0]))]
 
 
 def verdict(kept: list[Child], metric: str, mode: str | None = None) -> Verdict:
@@ -179,3 +196,60 @@ def _constant(values: list[float]) -> bool:
 
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and abs(value) < 1e300
+
+
+def primary_metric(metrics: list[str]) -> str | None:
+    """The metric a sweep is judged by: its first validation metric with a known :func:`goal`, else its first
+    metric with one."""
+    judged = [metric for metric in metrics if goal(metric) is not None]
+    return next((metric for metric in judged if metric.startswith("val/")), judged[0] if judged else None)
+
+
+@dataclass(frozen=True)
+class SweepVerdict:
+    """What a sweep found: its description, a verdict per metric with a known goal, and the best per group."""
+
+    description: str
+    verdicts: list[Verdict]
+    groups: list[tuple[str, Verdict]]  # per value of the first swept key, when several are swept
+
+    @property
+    def primary(self) -> Verdict | None:
+        return self.verdicts[0] if self.verdicts else None
+
+    def markdown(self) -> str:
+        """The verdict as the parent run's description and the report's first section."""
+        lines = ["## Verdict", ""]
+        if self.description:
+            lines += [self.description.strip(), ""]
+        lines += [f"- {v.text()}" for v in self.verdicts] or ["- No metric of this sweep says which way is better."]
+        if self.groups:
+            primary = self.verdicts[0].metric
+            lines += ["", f"Best `{primary}` per group:", ""]
+            lines += [f"- {group}: {v.text().split(': ', 1)[-1]}" for group, v in self.groups]
+        lines += [
+            "",
+            f"Tested with {ALPHA:.0%} significance over seeds; a tie means the seeds cannot tell the arms apart.",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def best_metrics(self) -> dict[str, float]:
+        """``best/<metric>``: the best arm's mean, for the parent's row in MLflow's runs table."""
+        return {f"best/{v.metric}": v.best.mean for v in self.verdicts if v.best is not None}
+
+    def tags(self) -> dict[str, str]:
+        """The verdict as MLflow's run description (``mlflow.note.content``); the primary metric's winning arm."""
+        tags = {"mlflow.note.content": self.markdown()}
+        primary = self.primary
+        if primary is not None and primary.best is not None:
+            tags["lit_d2l.best_arm"] = primary.best.name
+            tags["lit_d2l.verdict"] = primary.standing
+        return tags
+
+
+def sweep_verdict(kept: list[Child], metrics: list[str], axes: list[str], description: str = "") -> SweepVerdict:
+    """The verdict of a sweep from its runs (one FINISHED run per arm × seed), its metrics and swept keys."""
+    primary = primary_metric(metrics)
+    judged = [primary, *(m for m in metrics if m != primary and goal(m) is not None)] if primary else []
+    groups = verdicts_per_group(kept, primary, axes[0]) if primary and len(axes) > 1 else []
+    return SweepVerdict(description, [verdict(kept, metric) for metric in judged], groups)

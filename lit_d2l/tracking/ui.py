@@ -9,11 +9,15 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
+
+from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
 from lit_d2l.guard import die_with_parent, guarded, stop_process_group
 from lit_d2l.interrupts import Interrupted
-from lit_d2l.tracking.liveness import close_stale_once
+from lit_d2l.tracking.liveness import KIND_TAG, close_stale_once
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
 
 __all__ = ["MODEL_TRAINING_HINT", "check_port", "serve", "stop_process_group"]
@@ -22,7 +26,7 @@ MODEL_TRAINING_HINT = 'runs, metrics and reports: pick "Model training" at the t
 
 
 def serve(argv: list[str]) -> int:
-    """Start ``mlflow ui`` on the store and print its URL; runs until Ctrl-C."""
+    """Start a lean MLflow server on the store; once it answers, print where to look; runs until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="lit-d2l ui", description="Open the MLflow dashboard.")
     parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -34,26 +38,67 @@ def serve(argv: list[str]) -> int:
     check_port(args.host, args.port)
     check_store(uri)
     close_stale_once(uri)  # the dashboard shows runs of killed processes as KILLED, not RUNNING
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    # One worker and no job runner (MLflow's GenAI jobs): one process, up in seconds, not a dozen.
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--workers", "1"]
     command += ["--host", args.host, "--port", str(args.port)]
     root = artifact_root(uri)
     if root:
         command += ["--default-artifact-root", root]
-    print(f"MLflow dashboard for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    # MLflow 3.17's sidebar chooses GenAI or Model training for every experiment (the experiment's
-    # mlflow.experimentKind tag no longer decides); the browser remembers the choice.
-    print(MODEL_TRAINING_HINT, flush=True)
+    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    address = f"http://{args.host}:{args.port}"
+    print(f"starting the MLflow dashboard for {uri} ...", flush=True)
     # The server runs under a guard in a session of its own: stopping lit-d2l (Ctrl-C or SIGTERM) stops
-    # the guard's group, and the guard stops the server's (workers, job consumers), also when lit-d2l
-    # is killed outright.
+    # the guard's group, and the guard stops the server's, also when lit-d2l is killed outright.
     server = subprocess.Popen(
-        guarded(command), start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid())
+        guarded(command),
+        env=environment,
+        start_new_session=True,
+        preexec_fn=functools.partial(die_with_parent, os.getpid()),
     )
     try:
+        if not answering(server, address):
+            raise UserError(f"the MLflow server exited ({server.returncode}) before answering at {address}")
+        print(f"MLflow dashboard at {address} (Ctrl-C to stop)", flush=True)
+        for line in dashboard_links(uri, address):
+            print(line, flush=True)
+        # MLflow 3.17's sidebar chooses GenAI or Model training for every experiment (the experiment's
+        # mlflow.experimentKind tag no longer decides); the browser remembers the choice.
+        print(MODEL_TRAINING_HINT, flush=True)
         return server.wait()
     except (KeyboardInterrupt, Interrupted):  # Ctrl-C, SIGTERM, SIGHUP: the way to stop the dashboard
         stop_process_group(server, grace_s=15.0)
         return 0
+
+
+def answering(server: subprocess.Popen, address: str) -> bool:
+    """Wait until the server answers ``/health`` (True) or exits (False)."""
+    while server.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{address}/health", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.25)
+    return False
+
+
+def dashboard_links(uri: str, address: str) -> list[str]:
+    """Links into the dashboard: the runs of the newest run's experiment, and the newest sweep's report."""
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    newest = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
+    if not newest:
+        return []
+    links = [f"  runs:   {address}/#/experiments/{newest[0].info.experiment_id}/runs"]
+    sweeps = client.search_runs(
+        experiments, f"tags.`{KIND_TAG}` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if sweeps and any(a.path == "report/report.html" for a in client.list_artifacts(sweeps[0].info.run_id, "report")):
+        sweep = sweeps[0].info
+        report = f"#/experiments/{sweep.experiment_id}/runs/{sweep.run_id}/artifactPath/report/report.html"
+        links.append(f"  newest sweep's report: {address}/{report}")
+    return links
 
 
 def check_port(host: str, port: int) -> None:

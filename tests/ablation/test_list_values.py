@@ -39,9 +39,9 @@ def test_a_sweep_over_hidden_sizes_runs_and_reports_each_pair_once(tmp_path: Pat
 
     report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
     text = report.read_text()
-    assert "4 finished runs" in text
-    assert "| model.hidden_sizes=[16] | 2 | 0 |" in text
-    assert "| model.hidden_sizes=[16, 16] | 2 | 0 |" in text  # 2 seeds, not 3
+    assert "; 4 finished." in text  # counted as the CLI counts them (none diverged)
+    assert "hidden_sizes=[16] | 2 | 0 |" in text
+    assert "hidden_sizes=[16, 16] | 2 | 0 |" in text  # 2 seeds, not 3
     assert text.index("hidden_sizes=[16] |") < text.index("hidden_sizes=[16, 16] |")  # shallow first
     assert "1 duplicate FINISHED run(s) of an arm × seed ignored" in text
     assert {p.name for p in (tmp_path / "report").iterdir()} >= {"along_model_hidden_sizes.png", "curves.png"}

@@ -43,7 +43,7 @@ def test_each_arm_and_seed_counts_once_the_earliest_finished_run() -> None:
     assert sorted((c.seed, c.metrics["val/loss"]) for c in kept) == [(0, 3.0), (1, 5.0)]
 
     table = summary_table(children, ["val/loss"])
-    assert "| model.l2=0 | 2 | 0 | 4 ± 1 |" in table, table  # 2 seeds, mean of 3 and 5 only
+    assert "| ★ l2=0 | 2 | 0 | 4 ± 1 |" in table, table  # 2 seeds, mean of 3 and 5 only; the best (only) arm
     assert "2 duplicate FINISHED run(s) of an arm × seed ignored" in table
     assert "duplicate" not in summary_table(kept, ["val/loss"])
 

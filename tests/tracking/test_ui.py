@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from lit_d2l.tracking import ui
 from tests.conftest import REPO
@@ -39,20 +41,61 @@ def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path, capsys) 
     assert not (tmp_path / "m.db").exists()
 
 
-def test_the_dashboard_says_where_the_runs_are(tracking_uri: str, monkeypatch, capsys) -> None:
-    started: list[list[str]] = []
+def test_the_dashboard_says_where_the_runs_are_once_it_answers(
+    tracking_uri: str, tmp_path, monkeypatch, capsys
+) -> None:
+    store = tmp_path / "mlflow.db"
+    shutil.copy(tracking_uri.removeprefix("sqlite:///"), store)
+    uri = f"sqlite:///{store}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("ui")
+    parent = client.create_run(experiment, tags={"lit_d2l.kind": "sweep"}).info.run_id
+    client.log_text(parent, "<html></html>", "report/report.html")
+    started: list[tuple[list[str], dict]] = []
+    answered: list[str] = []
 
     class Server:
+        returncode = None
+
         def __init__(self, command: list[str], **kwargs) -> None:
-            started.append(command)
+            started.append((command, kwargs))
+
+        def poll(self) -> None:
+            return None
 
         def wait(self) -> int:
             return 0
 
     monkeypatch.setattr(ui.subprocess, "Popen", Server)
-    code, out, _ = run_main(["ui", "--port", str(free_port()), "--tracking-uri", tracking_uri], capsys)
-    assert code == 0 and len(started) == 1 and "mlflow" in started[0] and tracking_uri in started[0]
-    assert out.splitlines()[1] == ui.MODEL_TRAINING_HINT and "Model training" in ui.MODEL_TRAINING_HINT
+    monkeypatch.setattr(ui, "answering", lambda server, address: answered.append(address) or True)
+    port = free_port()
+    code, out, _ = run_main(["ui", "--port", str(port), "--tracking-uri", uri], capsys)
+    ((command, kwargs),) = started
+    assert code == 0 and "mlflow" in command and uri in command
+    assert command[command.index("--workers") + 1] == "1", "one worker: a lean server"
+    assert kwargs["env"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false", "no job runner"
+    lines = out.splitlines()
+    address = f"http://127.0.0.1:{port}"
+    assert answered == [address] and lines[1] == f"MLflow dashboard at {address} (Ctrl-C to stop)"
+    assert f"{address}/#/experiments/{experiment}/runs" in lines[2]
+    assert lines[3].endswith(f"/#/experiments/{experiment}/runs/{parent}/artifactPath/report/report.html")
+    assert lines[4] == ui.MODEL_TRAINING_HINT and "Model training" in ui.MODEL_TRAINING_HINT
+
+
+def test_a_server_that_exits_before_answering_is_one_line(tracking_uri: str, monkeypatch, capsys) -> None:
+    class Server:
+        returncode = 1
+
+        def __init__(self, command: list[str], **kwargs) -> None:
+            pass
+
+        def poll(self) -> int:
+            return 1
+
+    monkeypatch.setattr(ui.subprocess, "Popen", Server)
+    code, out, err = run_main(["ui", "--port", str(free_port()), "--tracking-uri", tracking_uri], capsys)
+    assert_one_error_line(code, err, r"the MLflow server exited \(1\) before answering at http://127\.0\.0\.1:")
+    assert "MLflow dashboard at" not in out
 
 
 @pytest.mark.slow
