@@ -40,11 +40,14 @@ def serve(argv: list[str]) -> int:
     close_stale_once(uri)  # the dashboard shows runs of killed processes as KILLED, not RUNNING
     # One worker and no job runner (MLflow's GenAI jobs): one process, up in seconds, not a dozen.
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--workers", "1"]
+    command += ["--uvicorn-opts", "--log-level warning"]  # no line per request; errors still show
     command += ["--host", args.host, "--port", str(args.port)]
     root = artifact_root(uri)
     if root:
         command += ["--default-artifact-root", root]
     environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # Deprecations inside the server's own libraries (starlette's, as MLflow imports it) are not the user's to fix.
+    environment.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore:::mlflow.server.fastapi_app")
     address = f"http://{args.host}:{args.port}"
     print(f"starting the MLflow dashboard for {uri} ...", flush=True)
     # The server runs under a guard in a session of its own: stopping lit-d2l (Ctrl-C or SIGTERM) stops
