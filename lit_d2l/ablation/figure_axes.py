@@ -176,7 +176,7 @@ def keying(all_settings: list[dict[str, Any]], leave_out: str | None = None) -> 
     return result
 
 
-def panel_grid(facets: int, per_facet: int, widest: int = 6) -> tuple[int, int]:
+def panel_grid(facets: int, per_facet: int, widest: int = 3) -> tuple[int, int]:
     """(rows, facets per row): facets side by side while a row holds at most ``widest`` panels,
     as many per row as divide the facets evenly (3 × 3 for 9)."""
     across = max(1, widest // per_facet)

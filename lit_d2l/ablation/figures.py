@@ -8,6 +8,7 @@ Figures are plain :class:`~matplotlib.figure.Figure` objects, outside pyplot: no
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import statistics
@@ -25,6 +26,7 @@ from lit_d2l.ablation.arm_values import first_seed_runs, label, settings, short,
 from lit_d2l.ablation.figure_axes import TOP, Keying, draw, finite, keying, mark, panel_grid, scale_for
 from lit_d2l.tracking.sweeps import Child
 
+TRAIN_J, TRAIN_L = "train/loss_epoch", "train/loss_data"
 #: ``history(run_id, metric)`` → ``[(step, value), ...]``, as :meth:`SweepStore.history` reads it.
 History = Callable[[str, str], list[tuple[int, float]]]
 
@@ -34,8 +36,10 @@ def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> F
     runs = [(settings(c), c) for c in children if axis in settings(c)]
     if not runs:
         return None
+    metrics = [_data_loss(children) if m == TRAIN_J else m for m in metrics]  # L, to compare with val/loss
     key = keying([s for s, _ in runs], leave_out=axis)
     ticks = {label(v): v for v in sorted((s[axis] for s, _ in runs), key=sortable)}
+    categories = any(isinstance(v, str) for v in ticks.values())  # relu, tanh: no line between them
     at = {name: i for i, name in enumerate(ticks)}
     # (facet, colour) → x → metric → [(value, diverged)]
     points: dict[tuple[str, str], dict[int, dict[str, list]]] = defaultdict(
@@ -43,8 +47,9 @@ def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> F
     )
     for s, child in runs:
         for metric in metrics:
-            value = child.metrics.get(metric, math.nan)
-            if metric in child.metrics or child.outcome == "diverged":
+            stored = _stored_as(child, metric)
+            value = child.metrics.get(stored, math.nan)
+            if stored in child.metrics or child.outcome == "diverged":
                 points[key.facet_label(s), key.colour_label(s)][at[label(s[axis])]][metric].append(
                     (value, child.outcome == "diverged")
                 )
@@ -62,7 +67,8 @@ def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> F
             good = {x: [v for v, bad in by_x[x][metric] if not bad and finite(v)] for x in xs}
             means = [statistics.fmean(good[x]) if good[x] else math.nan for x in xs]
             shifted = [x + shift for x in xs]
-            marks |= draw(ax, shifted, means, colour, scales[metric], marker="o", markersize=4, linewidth=1.4)
+            line = {"linestyle": "none", "markersize": 6} if categories else {"markersize": 4, "linewidth": 1.4}
+            marks |= draw(ax, shifted, means, colour, scales[metric], marker="o", **line)
             for x in xs:
                 if good[x] and len(good[x]) < len(by_x[x][metric]):  # some seeds diverged, not all
                     marks |= mark(ax, [x + shift], colour, TOP)
@@ -73,10 +79,11 @@ def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> F
         scales[metric].apply(ax)
         ax.set_xticks(range(len(ticks)), list(ticks), rotation=30 if sum(map(len, ticks)) > 24 else 0, fontsize=7)
         ax.set_xlim(-0.5, len(ticks) - 0.5)
-        _label_panel(ax, facet, metric, short(axis))
+        _label_panel(ax, facet, _loss_label(metric), short(axis))
     seeds = Line2D([], [], color="0.3", marker="o", markersize=3, alpha=0.4, linestyle="none", label="one seed")
     key.add_key(fig, list(panels.values()), marks, [seeds])
-    _title(fig, f"Final {', '.join(metrics)} along {short(axis)} (line: mean over seeds)")
+    mean = "large dot" if categories else "line"
+    _title(fig, f"Final {', '.join(metrics)} along {short(axis)} ({mean}: mean over seeds)")
     return fig
 
 
@@ -85,17 +92,20 @@ def curves_figure(children: list[Child], history: History) -> Figure | None:
     ``train/loss_epoch``, which is L there) and ``val/loss`` against the step, each arm's lowest seed.
     A diverged curve stops at its first non-finite value (or its last one), where × marks the step."""
     runs = first_seed_runs(children)
-    penalised = any("train/loss_data" in c.metrics for c in runs)
-    train = "train/loss_data" if penalised else "train/loss_epoch"
+    train = _data_loss(runs)
     losses = [m for m in (train, "val/loss") if any(m in c.metrics for c in runs)]
     if not losses:
         return None
     key = keying([settings(c) for c in runs])
-    series: dict[tuple[str, str], tuple[list[int], list[float], int | None]] = {}
+    series: dict[tuple[str, str], tuple[list[float], list[float], float | None]] = {}
+    by_epoch = all(history(c.run_id, "epoch") for c in runs)  # arms of different sizes line up by epoch
     for child in runs:
+        epoch_of = _epoch_of(history(child.run_id, "epoch")) if by_epoch else float
         for metric in losses:
-            stored = metric if metric in child.metrics or metric != "train/loss_data" else "train/loss_epoch"
-            series[child.run_id, metric] = _until_divergence(child, sorted(history(child.run_id, stored)))
+            points = sorted(history(child.run_id, _stored_as(child, metric)))
+            steps, values, diverged_at = _until_divergence(child, points)
+            at = None if diverged_at is None else epoch_of(diverged_at)
+            series[child.run_id, metric] = [epoch_of(s) for s in steps], values, at
     scales = {m: scale_for(v for (_, metric), (_, ys, _) in series.items() if metric == m for v in ys) for m in losses}
     fig, panels = _panels(key, losses, width=3.3)
     marks: set[str] = set()
@@ -109,10 +119,11 @@ def curves_figure(children: list[Child], history: History) -> Figure | None:
             if diverged_at is not None:
                 marks |= mark(ax, [diverged_at], colour, TOP)
                 what = "diverged" if child.outcome == "diverged" else "non-finite"
-                _note(ax, f"× {key.colour_label(s)}: {what} at step {diverged_at}", colour)
+                where = f"in epoch {diverged_at:g}" if by_epoch else f"at step {diverged_at:g}"
+                _note(ax, f"× {key.colour_label(s)}: {what} {where}", colour)
     for (facet, metric), ax in panels.items():
         scales[metric].apply(ax)
-        _label_panel(ax, facet, f"{metric} (L)" if metric == "train/loss_data" else metric, "step")
+        _label_panel(ax, facet, _loss_label(metric), "epoch" if by_epoch else "step")
     key.add_key(fig, list(panels.values()), marks)
     seeds = "lowest seed" if len({c.seed for c in runs}) == 1 else "lowest seed of each arm"
     _title(fig, f"Loss curves: training ({train}) and validation loss of each arm ({seeds})")
@@ -157,7 +168,8 @@ def file_name(axis: str) -> str:
 
 
 def _panels(key: Keying, metrics: list[str], width: float) -> tuple[Figure, dict[tuple[str, str], Axes]]:
-    """A panel per facet × metric, a facet's metrics side by side; facets fill rows of up to 6 panels."""
+    """A panel per facet × metric, a facet's metrics side by side; facets fill rows of up to 3 panels (legible at
+    1,400 px in MLflow's artifact viewer)."""
     facets = key.facets or [""]
     rows, across = panel_grid(len(facets), len(metrics))
     columns = across * len(metrics)
@@ -208,6 +220,34 @@ def _until_divergence(child: Child, points: list[tuple[int, float]]) -> tuple[li
         return steps, values, None
     tagged: Any = child.tags.get("diverged_at_step")
     return steps, values, int(tagged) if tagged is not None and tagged.lstrip("-").isdigit() else (steps or [0])[-1]
+
+
+def _data_loss(children: list[Child]) -> str:
+    """The training loss to compare with ``val/loss``: L (``train/loss_data``) when a penalty was on, else J,
+    which is L there."""
+    return TRAIN_L if any(TRAIN_L in c.metrics for c in children) else TRAIN_J
+
+
+def _stored_as(child: Child, metric: str) -> str:
+    """The key ``metric`` is stored under for ``child``: an arm with λ = 0 logs L as ``train/loss_epoch`` only."""
+    return TRAIN_J if metric == TRAIN_L and TRAIN_L not in child.metrics else metric
+
+
+def _loss_label(metric: str) -> str:
+    return f"{metric} (L)" if metric == TRAIN_L else metric
+
+
+def _epoch_of(epochs: list[tuple[int, float]]) -> Callable[[int], float]:
+    """Step → epochs trained (the epoch logged at or before the step, plus one): a run's ``epoch`` history
+    holds the steps where the epoch changed."""
+    changes = sorted(epochs)
+    starts = [step for step, _ in changes]
+
+    def epoch_of(step: int) -> float:
+        index = bisect.bisect_right(starts, step) - 1
+        return (changes[index][1] if index >= 0 else 0.0) + 1.0
+
+    return epoch_of
 
 
 def _natural_order(name: str) -> list[int | str]:

@@ -24,9 +24,10 @@ KIB = 1024.0
 def memory_figure(children: list[Child]) -> Figure | None:
     """Left: saved bytes of one training step against the number of hidden layers, a line per setting of
     the other swept keys (initialisation left out: it changes no shape). Right: saved bytes against the
-    batch size, fixed + per example × batch, a line per depth; dots at the batch size that was measured."""
+    batch size, fixed + per example × batch, a line per depth; dots at the batch size that was measured.
+    None unless the arms differ in depth."""
     runs = [c for c in children if SAVED in c.metrics and PER_EXAMPLE in c.metrics and FIXED in c.metrics]
-    if not runs:
+    if len({hidden_layers(c) for c in runs}) < 2:  # depth not swept: a figure of one point says nothing
         return None
     by_group: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     by_depth: dict[int, list[tuple[float, float]]] = defaultdict(list)

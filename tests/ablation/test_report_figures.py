@@ -223,3 +223,47 @@ def test_50_values_of_one_key_get_a_colour_bar(tmp_path: Path) -> None:
     assert len(bars) == 1 and 2 <= len(bars[0].get_yticklabels()) <= 25
     assert not fig.legends  # no 50-entry legend
     assert len(data_lines(next(ax for ax in fig.axes if ax.lines))) == 50
+
+
+def test_curves_run_against_epochs_so_arms_of_every_size_line_up(tmp_path: Path) -> None:
+    runs, history = [], FakeHistory()
+    for num_train, steps_per_epoch in ((2, 1), (1000, 100)):  # the same 4 epochs: 4 steps, or 400
+        child = run({"data.num_train": num_train}, 0, {"train/loss_epoch": 0.1, "val/loss": 0.2})
+        runs.append(child)
+        ends = [steps_per_epoch * (epoch + 1) - 1 for epoch in range(4)]
+        history[child.run_id, "epoch"] = [(steps_per_epoch * epoch, float(epoch)) for epoch in range(4)]
+        history[child.run_id, "train/loss_epoch"] = [(step, 1.0 / (i + 1)) for i, step in enumerate(ends)]
+        history[child.run_id, "val/loss"] = [(step, 2.0 / (i + 1)) for i, step in enumerate(ends)]
+    fig = rendered(curves_figure(runs, history), tmp_path, "curves.png")
+    ax = next(a for a in fig.axes if a.get_ylabel() == "val/loss")
+    assert ax.get_xlabel() == "epoch"
+    assert [list(line.get_xdata()) for line in data_lines(ax)] == [[1.0, 2.0, 3.0, 4.0]] * 2
+
+
+def test_penalised_runs_plot_L_beside_val_loss_and_categories_unjoined(tmp_path: Path) -> None:
+    runs = [
+        run({"model.activation": act, "model.l2": l2}, seed, {"train/loss_epoch": 5.0, "val/loss": 1.0, **extra})
+        for act in ("relu", "sigmoid", "tanh")
+        for l2, extra in ((0.0, {}), (1.0, {"train/loss_data": 0.5}))
+        for seed in (0, 1)
+    ]
+    fig = rendered(along_axis_figure(runs, "model.activation", ["train/loss_epoch", "val/loss"]), tmp_path, "a.png")
+    labels = {ax.get_ylabel() for ax in fig.axes if ax.lines}
+    assert labels == {"train/loss_data (L)", "val/loss"}, "L, not J, is compared with val/loss"
+    train = next(ax for ax in fig.axes if ax.get_ylabel() == "train/loss_data (L)")
+    means = [line for line in data_lines(train) if line.get_alpha() is None]
+    assert means and all(line.get_linestyle() == "None" for line in means), "relu, sigmoid, tanh are not joined"
+    by_l2 = sorted(tuple(float(y) for y in line.get_ydata()) for line in means)
+    assert by_l2 == [(0.5, 0.5, 0.5), (5.0, 5.0, 5.0)], "λ = 0 logs L as train/loss_epoch; λ = 1 logs it apart"
+
+
+def test_the_memory_figure_is_drawn_only_where_depth_is_swept() -> None:
+    from lit_d2l.ablation.memory_figure import FIXED, PER_EXAMPLE, SAVED, memory_figure
+
+    def measured(depth: int) -> dict[str, float]:
+        return {SAVED: 1024.0 * (depth + 1), PER_EXAMPLE: 16.0 * depth, FIXED: 512.0}
+
+    one_depth = [run({"model.l2": l2, "model.depth": 1}, 0, measured(1)) for l2 in (0.0, 1.0)]
+    assert memory_figure(one_depth) is None
+    two_depths = [run({"model.depth": depth}, 0, measured(depth)) for depth in (1, 3)]
+    assert memory_figure(two_depths) is not None
