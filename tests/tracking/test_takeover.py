@@ -63,9 +63,7 @@ def test_a_refusal_of_the_run_itself_comes_first(tracking_uri, client, experimen
 
 
 @pytest.mark.slow
-def test_resumes_started_at_the_same_instant_take_the_run_over_exactly_once(
-    tracking_uri, client, experiment, tmp_path
-):
+def test_resumes_started_at_the_same_instant_take_the_run_over_exactly_once(tracking_uri, client, experiment, tmp_path):
     rounds = 4
     run_ids = [stopped_run(client, experiment, tmp_path / f"ckpt{i}") for i in range(rounds)]
     context = multiprocessing.get_context("spawn")  # no store connection shared with this process
