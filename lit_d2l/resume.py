@@ -14,6 +14,7 @@ from typing import Any
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
+from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.tracking.liveness import OWNER_TAG, Owner
 from lit_d2l.tracking.logger import flatten
@@ -60,6 +61,7 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
     args = _with_run_config(uri, run_id, args)
     if rank_zero:  # exclusive: two resumes started at once must not both train (the logger settles the claim)
         take_over(uri, run_id, lambda now: _refusal(run_id, now.info.status, now.data.tags))
+        remove_leftovers(checkpoint.parent)  # written by a fit killed before they were stored
     where = ["--tracking.uri", uri, "--tracking.experiment", run.experiment, "--tracking.run_id", run_id]
     return [*args, "--ckpt_path", str(checkpoint), *where], run.params
 
