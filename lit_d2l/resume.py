@@ -14,11 +14,14 @@ from typing import Any
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
+from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.tracking.liveness import OWNER_TAG, Owner
 from lit_d2l.tracking.logger import flatten
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT, config_params
 from lit_d2l.tracking.runs import StoredRun, config_of, owner_of, stored_run
 from lit_d2l.tracking.store import resolve_tracking_uri
+from lit_d2l.tracking.takeover import take_over
 
 #: Settings a resumed run must keep: anything that changes what is computed.
 FIXED_SECTIONS = ("model", "data", "seed_everything", "optimizer", "lr_scheduler")
@@ -46,7 +49,8 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
     uri_arg, _ = pop_option(args, "--tracking.uri")
     uri = resolve_tracking_uri(uri_arg)
     run = stored_run(uri, run_id)
-    if rank_zero_only.rank == 0:  # under srun/torchrun every rank resumes; rank 0's start marks the run RUNNING
+    rank_zero = rank_zero_only.rank == 0  # under srun/torchrun every rank resumes; rank 0 takes the run over
+    if rank_zero:
         _check_resumable(run)
     checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
     if checkpoint is None:
@@ -55,6 +59,9 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
             f"checkpoints were deleted); start it again with lit-d2l fit"
         )
     args = _with_run_config(uri, run_id, args)
+    if rank_zero:  # exclusive: two resumes started at once must not both train (the logger settles the claim)
+        take_over(uri, run_id, lambda now: _refusal(run_id, now.info.status, now.data.tags))
+        remove_leftovers(checkpoint.parent)  # written by a fit killed before they were stored
     where = ["--tracking.uri", uri, "--tracking.experiment", run.experiment, "--tracking.run_id", run_id]
     return [*args, "--ckpt_path", str(checkpoint), *where], run.params
 
@@ -88,15 +95,21 @@ def _with_run_config(uri: str, run_id: str, args: list[str]) -> list[str]:
 
 
 def _check_resumable(run: StoredRun) -> None:
-    if run.tags.get("lit_d2l.kind") == "sweep":
-        raise UserError(f"run {run.run_id} is a sweep's parent run: resume it with lit-d2l ablate SPEC")
-    if run.status == "FINISHED":
-        raise UserError(f"run {run.run_id} is already FINISHED: nothing to resume; start a new fit instead")
-    if run.status == "RUNNING":
-        owner = owner_of(run) or "an unknown process"
-        raise UserError(
-            f"run {run.run_id} is still running ({owner}); stop it first (SIGTERM saves a checkpoint), then resume"
-        )
+    if why := _refusal(run.run_id, run.status, run.tags):
+        raise UserError(why)
+
+
+def _refusal(run_id: str, status: str, tags: dict[str, str]) -> str:
+    """Why run ``run_id`` cannot be resumed now, or ""."""
+    if tags.get("lit_d2l.kind") == "sweep":
+        return f"run {run_id} is a sweep's parent run: resume it with lit-d2l ablate SPEC"
+    if status == "FINISHED":
+        return f"run {run_id} is already FINISHED: nothing to resume; start a new fit instead"
+    if status == "RUNNING":
+        owner = Owner.parse(tags.get(OWNER_TAG, ""))
+        who = owner.describe() if owner else tags.get(OWNER_TAG) or "an unknown process"
+        return f"run {run_id} is still running ({who}); stop it first (SIGTERM saves a checkpoint), then resume"
+    return ""
 
 
 def latest_checkpoint(directory: str | None) -> Path | None:

@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 import lit_d2l.data
 import lit_d2l.models  # noqa: F401
 from lit_d2l import interrupts
-from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, MemoryMeter
+from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, MemoryMeter, StoredFirst
 from lit_d2l.config_checks import (
     argument_error_line,
     as_dict,
@@ -110,6 +110,7 @@ class D2LCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
+        extra.append(StoredFirst())  # a checkpoint file appears once the values logged before it are stored
         extra.append(MemoryMeter())  # memory/saved_for_backward_bytes, from a side pass at step 0
         if self.config_init.get("log_graph", True):
             extra.append(ComputationGraphArtifact())

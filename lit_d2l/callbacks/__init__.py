@@ -1,10 +1,12 @@
-"""Callbacks: divergence guard, layer diagnostics, graceful stop, graph and memory at step 0, train accuracy."""
+"""Callbacks: divergence guard, layer diagnostics, graceful stop, stored-first checkpoints, graph and memory
+at step 0, train accuracy."""
 
 from lit_d2l.callbacks.diagnostics import LayerDiagnostics
 from lit_d2l.callbacks.divergence import Diverged, DivergenceGuard
 from lit_d2l.callbacks.graceful_stop import GracefulStop
 from lit_d2l.callbacks.graph import ComputationGraphArtifact
 from lit_d2l.callbacks.memory import MemoryMeter
+from lit_d2l.callbacks.stored_first import StoredFirst
 from lit_d2l.callbacks.train_accuracy import TrainAccuracy
 
 __all__ = [
@@ -14,5 +16,6 @@ __all__ = [
     "GracefulStop",
     "LayerDiagnostics",
     "MemoryMeter",
+    "StoredFirst",
     "TrainAccuracy",
 ]

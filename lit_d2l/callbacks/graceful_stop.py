@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_d2l import interrupts
+from lit_d2l.callbacks.stored_first import commit
 
 CHECKPOINT_DIR_TAG = "lit_d2l.checkpoint_dir"
 
@@ -79,6 +80,7 @@ class GracefulStop(L.Callback):
         self.step = trainer.global_step
         self.checkpoint = checkpoint_dir(trainer) / f"interrupted-step={trainer.global_step}.ckpt"
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # the whole state, to resume from
+        commit(trainer)  # in place now: everything logged before it is stored (a stop comes at a clean point)
 
     def _hold_signals(self) -> None:
         """Take SIGTERM from Lightning's handler (main thread only, where Lightning installed one)."""

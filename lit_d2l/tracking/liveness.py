@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 import threading
 import time
@@ -24,6 +25,8 @@ OWNER_TAG = "lit_d2l.owner"
 HEARTBEAT_TAG = "lit_d2l.heartbeat"
 STALE_TAG = "lit_d2l.closed_as_stale"
 KIND_TAG = "lit_d2l.kind"
+#: Prefix of the tags by which ``fit --resume`` processes claim a stopped run (lit_d2l.tracking.takeover).
+TAKEOVER_PREFIX = "lit_d2l.takeover."
 PARENT_TAG = "mlflow.parentRunId"
 
 HEARTBEAT_S = 30.0
@@ -59,6 +62,25 @@ def this_process() -> Owner:
 def owner_tags() -> dict[str, str]:
     """Tags that make the current process the owner of a run, with a fresh heartbeat."""
     return {OWNER_TAG: str(this_process()), HEARTBEAT_TAG: str(int(time.time()))}
+
+
+def takeover_marker() -> tuple[str, str]:
+    """This process's claim on a run it takes over: a tag key no other process writes, and its value
+    (owner and time, so that other hosts can tell when its process is gone)."""
+    me = this_process()
+    key = TAKEOVER_PREFIX + re.sub(r"[^\w.\-]", "_", f"{me.pid}.{me.started}.{me.host}")
+    return key, f"{me} {int(time.time())}"
+
+
+def takeover_claims(tags: dict[str, str]) -> dict[str, Owner | None]:
+    """The takeover claims on a run, by tag key: the claiming process, or None where it is gone."""
+    claims: dict[str, Owner | None] = {}
+    for key, value in tags.items():
+        if key.startswith(TAKEOVER_PREFIX):
+            owner, _, when = value.rpartition(" ")
+            gone = owner_gone({OWNER_TAG: owner, HEARTBEAT_TAG: when}, 0)
+            claims[key] = Owner.parse(owner) if gone is None else None
+    return claims
 
 
 def stale_reason(run: Run, now: float | None = None) -> str | None:

@@ -27,6 +27,7 @@ from torch import Tensor
 from lit_d2l.interrupts import shielded
 from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
+from lit_d2l.tracking.takeover import settle
 
 # MLflow's log_batch limits: 1000 metrics and 100 params + tags per call.
 _MAX_METRICS_PER_BATCH = 1000
@@ -278,6 +279,7 @@ class TrackingLogger(Logger):
         client.update_run(run_id, status="RUNNING")
         for key, value in {**self._initial_tags, **owner_tags()}.items():
             client.set_tag(run_id, key, value)
+        settle(client, run_id, run.data.tags)  # owned by this process now: its fit --resume claim is done
         self._client, self._run_id = client, run_id
         self.status = "RUNNING"
 
