@@ -57,6 +57,19 @@ def _empty_store(config: pytest.Config) -> Path | None:
 
 
 @pytest.fixture
+def new_tracking_uri(tracking_uri: str, tmp_path: Path, pytestconfig: pytest.Config) -> str:
+    """A store of its own with no runs yet: a copy of the new store the session started from (else made anew)."""
+    store = tmp_path / "new-store" / "mlflow.db"
+    store.parent.mkdir()
+    template = _empty_store(pytestconfig)
+    if template is not None and template.is_file():
+        shutil.copyfile(template, store)
+    uri = f"sqlite:///{store}"
+    MlflowClient(uri).search_experiments()  # creates the schema, unless the copy has it
+    return uri
+
+
+@pytest.fixture
 def client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri)
 

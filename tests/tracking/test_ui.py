@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,12 +40,8 @@ def test_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path, capsys) 
     assert not (tmp_path / "m.db").exists()
 
 
-def test_the_dashboard_says_where_the_runs_are_once_it_answers(
-    tracking_uri: str, tmp_path, monkeypatch, capsys
-) -> None:
-    store = tmp_path / "mlflow.db"
-    shutil.copy(tracking_uri.removeprefix("sqlite:///"), store)
-    uri = f"sqlite:///{store}"
+def test_the_dashboard_says_where_the_runs_are_once_it_answers(new_tracking_uri: str, monkeypatch, capsys) -> None:
+    uri = new_tracking_uri  # its newest run is the one made here
     client = MlflowClient(uri)
     experiment = client.create_experiment("ui")
     parent = client.create_run(experiment, tags={"lit_d2l.kind": "sweep"}).info.run_id
