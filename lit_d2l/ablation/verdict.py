@@ -22,6 +22,8 @@ from lit_d2l.tracking.sweeps import Child
 
 #: The significance level of the comparison with the runner-up.
 ALPHA = 0.05
+#: Arms out of the running named in a verdict line; the table lists them all.
+SHOWN_OUT = 3
 
 
 def goal(metric: str) -> str | None:
@@ -119,7 +121,9 @@ class Verdict:
         if self.comparison is not None:
             line += f"; {self.comparison.text()}"
         if self.excluded:
-            line += "; out of the running: " + ", ".join(f"{arm} ({why})" for arm, why in self.excluded)
+            named = ", ".join(f"{arm} ({why})" for arm, why in self.excluded[:SHOWN_OUT])
+            more = len(self.excluded) - SHOWN_OUT
+            line += f"; out of the running: {named}" + (f" and {more} more (see the table)" if more > 0 else "")
         return line + "."
 
 

@@ -90,3 +90,10 @@ def test_a_two_key_grid_gives_the_best_per_group() -> None:
     ]
     # Within a group the seeds move together (+0.01 per seed): a paired test sees a constant gap.
     assert all(v.comparison is not None and v.comparison.distinguishable for _, v in groups)
+
+
+def test_a_verdict_names_three_arms_out_of_the_running_and_counts_the_rest() -> None:
+    children = sweep({1.0: [0.2, 0.21]})
+    children += [child({"model.l2": float(10 + i)}, 0, None, diverged=True) for i in range(5)]
+    text = verdict(children, "val/loss").text()
+    assert "out of the running: l2=10.0 (1 seed(s) diverged), l2=11.0" in text and "and 2 more (see the table)" in text
