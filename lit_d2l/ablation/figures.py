@@ -98,7 +98,8 @@ def curves_figure(children: list[Child], history: History) -> Figure | None:
         return None
     key = keying([settings(c) for c in runs])
     series: dict[tuple[str, str], tuple[list[float], list[float], float | None]] = {}
-    by_epoch = all(history(c.run_id, "epoch") for c in runs)  # arms of different sizes line up by epoch
+    # Arms of different sizes line up by epoch (a run that diverged before its first epoch ended has none: epoch 1).
+    by_epoch = any(history(c.run_id, "epoch") for c in runs)
     for child in runs:
         epoch_of = _epoch_of(history(child.run_id, "epoch")) if by_epoch else float
         for metric in losses:

@@ -267,3 +267,14 @@ def test_the_memory_figure_is_drawn_only_where_depth_is_swept() -> None:
     assert memory_figure(one_depth) is None
     two_depths = [run({"model.depth": depth}, 0, measured(depth)) for depth in (1, 3)]
     assert memory_figure(two_depths) is not None
+
+
+def test_a_run_that_diverged_before_its_first_epoch_ended_sits_in_epoch_one(tmp_path: Path) -> None:
+    ok = run({"model.init_std": 0.01}, 0, {"train/loss_epoch": 0.1, "val/loss": 0.2})
+    bad = run({"model.init_std": 1.0}, 0, {"train/loss_epoch": INF, "val/loss": INF}, diverged_at=0)
+    history = FakeHistory({(ok.run_id, "epoch"): [(0, 0.0), (10, 1.0)], (ok.run_id, "val/loss"): [(9, 1.0), (19, 0.5)]})
+    history[bad.run_id, "val/loss"] = [(0, INF)]
+    fig = rendered(curves_figure([ok, bad], history), tmp_path, "curves.png")
+    ax = next(a for a in fig.axes if a.get_ylabel() == "val/loss")
+    assert ax.get_xlabel() == "epoch" and next(list(line.get_xdata()) for line in data_lines(ax)) == [1.0, 2.0]
+    assert [t.get_text() for t in ax.texts] == ["× 1.0: diverged in epoch 1"]
