@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from lit_d2l import interrupts
 from lit_d2l.ablation.packed import run_pack
 from lit_d2l.ablation.ray_backend import (
     NODE_TAG,
@@ -377,9 +378,10 @@ def _run_task(task: PairTask) -> PairOutcome:
         if run_id is None:
             return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
         try:
+            interrupts.raise_if_requested()  # a stop noted while claiming (in a worker): not worth a fit
             result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
-        except BaseException:
-            store.end_if_running(run_id, "FAILED")  # e.g. the arm's settings failed before its fit began
+        except BaseException as exc:  # e.g. the arm's settings failed, or a stop came, before its fit began
+            store.end_if_running(run_id, "KILLED" if isinstance(exc, (SystemExit, KeyboardInterrupt)) else "FAILED")
             raise
     except Exception as exc:  # a failing arm is reported; the sweep goes on
         return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
