@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from lit_d2l.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.tracking.sweeps import KIND_TAG, SweepStore
 from tests.ablation.test_sweep import spec_file
 from tests.conftest import REPO
-from tests.test_resilience import ENV, running_runs, wait_for
+from tests.test_resilience import ENV, children_of, gone, running_runs, wait_for
 
 #: A stop must end the command within this; a machine busier than its cores gets proportionally longer.
 STOP_S = 5.0
@@ -100,3 +101,26 @@ def test_sigterm_and_ctrl_c_of_a_sweep_with_workers_stop_it_cleanly_and_quickly(
         assert parent.info.status == "KILLED", trial
         children = Counter(run.info.status for run in runs if run is not parent)
         assert children["KILLED"] >= 2 and set(children) <= {"FINISHED", "KILLED"}, (trial, children)
+
+
+@pytest.mark.slow
+def test_after_sigkill_of_a_sweep_its_workers_go_within_seconds_leaving_no_run_running(tmp_path, tracking_uri, client):
+    body = "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 3000}\n"
+    for trial in range(3):
+        experiment = f"sigkill-{trial}-{os.getpid()}"
+        path = spec_file(tmp_path, experiment, body)
+        args = ["ablate", str(path), "--tracking-uri", tracking_uri, "--workers", "2", "--no-report", "--pack", "off"]
+        sweep = subprocess.Popen([sys.executable, "-m", "lit_d2l", *args], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL)
+        wait_for(lambda e=experiment: len(running_runs(client, e)) >= 3, "both workers training", process=sweep)
+        workers = [pid for pid in children_of(sweep.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        sweep.kill()
+        killed = time.monotonic()
+        sweep.wait()
+        wait_for(lambda w=workers: all(gone(pid) for pid in w), "the workers gone", timeout_s=60)
+        took = time.monotonic() - killed
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        assert took < STOP_S * max(1.0, load), f"trial {trial}: workers took {took:.1f} s to go (load {load:.1f})"
+        exp = client.get_experiment_by_name(experiment)
+        children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(KIND_TAG) != "sweep"]
+        assert {r.info.status for r in children} == {"KILLED"}, trial  # ended by the workers themselves
