@@ -3,7 +3,8 @@
 While a fit is training, a stop signal is only noted: the :class:`~lit_d2l.callbacks.GracefulStop`
 callback ends the current step, saves a checkpoint and raises :class:`Interrupted`, so
 ``lit-d2l fit --resume RUN_ID`` continues exactly there. Anywhere else (or at a second signal) the
-signal raises :class:`Interrupted` at once. Either way the MLflow run ends KILLED.
+signal raises :class:`Interrupted` at once. Either way the MLflow run ends KILLED. A sweep's worker process
+runs :func:`deferred`: there a signal is only ever noted, and acted on where stopping is clean.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class _State:
     forwarded = False  # a SIGTERM we sent ourselves, so that Lightning stops at the step boundary
     shield = 0  # writes that must not be cut short (a run's buffered metrics going to the store)
     held: int | None = None  # a signal that arrived during them
+    deferred = 0  # blocks where every stop signal is only noted (see deferred())
 
 
 def requested() -> int | None:
@@ -102,6 +104,19 @@ def shielded() -> Iterator[None]:
             handle(signum, None)
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A block where stop signals, a second one included, are only noted, never raised by the handler: the block
+    acts on :func:`requested` at points where stopping is clean. A signal raised from a handler lands anywhere,
+    also in a weakref callback or ``__del__``, where Python prints "Exception ignored" and carries on; a sweep's
+    workers use this, and their supervisor is the one that escalates (SIGKILL after a grace)."""
+    _State.deferred += 1
+    try:
+        yield
+    finally:
+        _State.deferred -= 1
+
+
 def handle(signum: int, frame: Any) -> None:
     """lit-d2l's stop-signal handler. During a fit, note the signal and make sure Lightning sees a
     SIGTERM (it stops the loop at the next step boundary, on every DDP rank); anywhere else, or at a
@@ -109,14 +124,14 @@ def handle(signum: int, frame: Any) -> None:
     if _State.shield:
         _State.held = _State.held or signum
         return
-    if _State.graceful:
+    if _State.graceful or _State.deferred:
         if _State.requested is None:
             _State.requested = signum
             if signum != signal.SIGTERM:
                 _State.forwarded = True
                 os.kill(os.getpid(), signal.SIGTERM)
             return
-        if _State.forwarded and signum == signal.SIGTERM:
+        if (_State.forwarded and signum == signal.SIGTERM) or _State.deferred:
             _State.forwarded = False
             return
     _State.requested, _State.forwarded = None, False

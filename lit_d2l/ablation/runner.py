@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from lit_d2l import interrupts
 from lit_d2l.ablation.packed import run_pack
 from lit_d2l.ablation.ray_backend import (
     NODE_TAG,
@@ -43,7 +44,7 @@ from lit_d2l.progress import Progress
 from lit_d2l.runner import run_configured
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ensure_experiment
-from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child, claim
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child, claim, withdrawn
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -220,7 +221,7 @@ def _parent_run(store: SweepStore, spec: SweepSpec, experiment_id: str, fresh: b
     def rivals(mine: str | None) -> list[Child]:
         return [as_child(run) for run in store.live_parents(spec.name, spec.sweep_id) if run.info.run_id != mine]
 
-    mine, _ = claim(lambda: store.start_run(experiment_id, spec.sweep_id, tags), rivals, store.client.delete_run)
+    mine, _ = claim(lambda: store.start_run(experiment_id, spec.sweep_id, tags), rivals, withdrawn(store.client))
     if mine is not None:
         return mine, False
     live = store.live_parents(spec.name, spec.sweep_id)
@@ -373,13 +374,18 @@ def _run_task(task: PairTask) -> PairOutcome:
     try:
         store = SweepStore(task.tracking_uri)
         tags = {**task.tags, "device": device}
-        run_id, taken = store.claim_pair(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags)
-        if run_id is None:
-            return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
+        run_id: str | None = None
         try:
+            with interrupts.deferred():  # a stop while claiming is acted on once the claim has settled
+                run_id, taken = store.claim_pair(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags)
+            interrupts.raise_if_requested()
+            if run_id is None:
+                return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
             result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
-        except BaseException:
-            store.end_if_running(run_id, "FAILED")  # e.g. the arm's settings failed before its fit began
+        except BaseException as exc:  # e.g. the arm's settings failed, or a stop came, before its fit began
+            if run_id is not None:
+                stopped = isinstance(exc, (SystemExit, KeyboardInterrupt))
+                store.end_if_running(run_id, "KILLED" if stopped else "FAILED")
             raise
     except Exception as exc:  # a failing arm is reported; the sweep goes on
         return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)

@@ -4,7 +4,10 @@ Each worker runs one task at a time and answers over its own pipe, so a worker t
 kill, SIGKILL) costs only the task it held: that task is reported failed, a new worker takes its
 place and the sweep goes on. Workers die with their parent: on Linux the kernel sends them SIGTERM
 when it exits (``PR_SET_PDEATHSIG``), and everywhere a watchdog thread notices the parent is gone.
-A SIGTERM stops a worker's fit at a step boundary, so its run ends KILLED, not RUNNING.
+In a worker a stop signal is only noted (:func:`~lit_d2l.interrupts.deferred`): its fit stops at the
+next step boundary, or it stops between tasks, so its run ends KILLED, not RUNNING (nor FAILED); the
+supervisor escalates to SIGKILL after :data:`STOP_GRACE_S`. A worker ends with ``os._exit`` once its
+runs are ended: tearing down an interpreter that imported torch, Lightning and MLflow takes seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -21,8 +25,13 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from lit_d2l import interrupts
 from lit_d2l.guard import parent_death_signal
-from lit_d2l.interrupts import stop_signals_handled
+
+#: How long a busy worker has to stop (its fit ends the step, its runs end KILLED) before it is killed.
+STOP_GRACE_S = 3.0
+#: How often an idle worker, or the supervisor, looks for a noted stop signal.
+POLL_S = 0.1
 
 
 @dataclass
@@ -65,35 +74,39 @@ def supervise(
 
     slots = [start(setting) for setting in settings[: max(1, min(len(settings), len(tasks)))]]
     try:
-        for slot in slots:
-            hand_out(slot)
-        while busy := [slot for slot in slots if slot.task is not None]:
-            ready = wait([slot.conn for slot in busy] + [slot.process.sentinel for slot in busy])
-            for index, slot in enumerate(slots):
-                if slot.task is None or not (slot.conn in ready or slot.process.sentinel in ready):
-                    continue
-                try:
-                    result = slot.conn.recv() if slot.conn.poll() else None
-                except (EOFError, OSError):
-                    result = None
-                if result is not None:
-                    report(result)
-                    hand_out(slot)
-                    continue
-                slot.process.join(5)
-                report(died(slot.task, _how(slot.process.exitcode)))
-                slot.conn.close()
-                slots[index] = start(slot.setting) if queue else slot
-                if queue:
-                    hand_out(slots[index])
-                else:
-                    slot.task = None
+        with interrupts.deferred():  # a stop signal is acted on here, between two waits, not inside a report
+            for slot in slots:
+                hand_out(slot)
+            while busy := [slot for slot in slots if slot.task is not None]:
+                interrupts.raise_if_requested()
+                ready = wait([slot.conn for slot in busy] + [slot.process.sentinel for slot in busy], POLL_S)
+                for index, slot in enumerate(slots):
+                    if slot.task is None or not (slot.conn in ready or slot.process.sentinel in ready):
+                        continue
+                    try:
+                        result = slot.conn.recv() if slot.conn.poll() else None
+                    except (EOFError, OSError):
+                        result = None
+                    if result is not None:
+                        report(result)
+                        hand_out(slot)
+                        continue
+                    slot.process.join(5)
+                    report(died(slot.task, _how(slot.process.exitcode)))
+                    slot.conn.close()
+                    slots[index] = start(slot.setting) if queue else slot
+                    if queue:
+                        hand_out(slots[index])
+                    else:
+                        slot.task = None
     finally:
-        _stop(slots)
+        for slot in _stop(slots):  # killed with a task: its runs, left RUNNING, are closed
+            died(slot.task, "stopped")
 
 
-def _stop(slots: list[_Slot], grace_s: float = 15.0) -> None:
-    """Idle workers are told to exit; busy ones (after an exception) get SIGTERM, then SIGKILL."""
+def _stop(slots: list[_Slot], grace_s: float = STOP_GRACE_S) -> list[_Slot]:
+    """Idle workers are told to exit; busy ones (after an exception) get SIGTERM, then SIGKILL; returns
+    the busy ones that had to be killed."""
     for slot in slots:
         with contextlib.suppress(OSError, ValueError):
             if slot.task is None:
@@ -101,12 +114,16 @@ def _stop(slots: list[_Slot], grace_s: float = 15.0) -> None:
             elif slot.process.is_alive():
                 slot.process.terminate()
     deadline = time.monotonic() + grace_s
+    killed = []
     for slot in slots:
         slot.process.join(max(0.0, deadline - time.monotonic()))
         if slot.process.is_alive():
             slot.process.kill()
             slot.process.join()
+            if slot.task is not None:
+                killed.append(slot)
         slot.conn.close()
+    return killed
 
 
 def _how(exitcode: int | None) -> str:
@@ -119,26 +136,35 @@ def _worker_main(
     conn: Connection, run: Callable[[Any], Any], initializer: Callable[[Any], None], setting: Any, parent: int
 ) -> None:
     die_with_parent(parent)
-    initializer(setting)
-    with stop_signals_handled():
-        while True:
-            try:
-                task = conn.recv()
-            except (EOFError, OSError):
-                return
-            if task is None:
-                return
-            conn.send(run(task))
+    code = 0
+    with interrupts.stop_signals_handled(), interrupts.deferred():
+        try:
+            initializer(setting)
+            while interrupts.requested() is None:
+                if conn.poll(POLL_S):
+                    task = conn.recv()
+                    if task is None:
+                        break
+                    conn.send(run(task))
+        except (EOFError, OSError):  # the supervisor is gone
+            code = 128 + signal.SIGTERM
+        except SystemExit:  # a stop signal ended the task (Interrupted, Lightning's SIGTERMException): runs KILLED
+            code = 128 + signal.SIGTERM
+        if interrupts.requested() is not None:
+            code = 128 + (interrupts.take_requested() or signal.SIGTERM)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
-def die_with_parent(parent: int, grace_s: float = 4.0) -> None:
+def die_with_parent(parent: int, grace_s: float = STOP_GRACE_S) -> None:
     """SIGTERM this process when ``parent`` exits (its fit stops at the next step, its run ends KILLED);
     exit for good ``grace_s`` later."""
     kernel_signals = parent_death_signal()
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(0.5)
+            time.sleep(POLL_S)
         if not kernel_signals:
             os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(grace_s)

@@ -46,6 +46,7 @@ class GracefulStop(L.Callback):
         if callable(set_tags):  # where --resume finds this run's checkpoints: stored now, a SIGKILL may follow
             set_tags({CHECKPOINT_DIR_TAG: str(checkpoint_dir(trainer).resolve())})
             _flush(trainer)
+        deliver_pending(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         # Every value logged up to a checkpoint is stored with it: a fit resumed from it after a SIGKILL
@@ -112,6 +113,21 @@ class GracefulStop(L.Callback):
         if self._active:
             self._active = False
             interrupts.leave_graceful()
+
+
+class PendingStop(L.Callback):
+    """A fit without :class:`GracefulStop` (a pack of a sweep) that still stops for a signal noted before it began."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        deliver_pending(trainer)
+
+
+def deliver_pending(trainer: L.Trainer) -> None:
+    """A stop signal noted before Lightning's SIGTERM handler was there (a sweep's worker notes every signal, see
+    :func:`~lit_d2l.interrupts.deferred`) is handed to it now: the fit stops at its first step boundary."""
+    main = threading.current_thread() is threading.main_thread()  # where signal handlers live
+    if main and interrupts.requested() is not None and not trainer.received_sigterm:
+        interrupts.deliver(signal.getsignal(signal.SIGTERM))
 
 
 def _validation_follows(trainer: L.Trainer, batch_idx: int) -> bool:

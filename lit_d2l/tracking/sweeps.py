@@ -169,7 +169,7 @@ class SweepStore:
         return claim(
             lambda: self.start_run(experiment_id, run_name, {**tags, PARENT_TAG: parent_id}),
             rivals,
-            self.client.delete_run,
+            withdrawn(self.client),
         )
 
     def claim_pairs(
@@ -188,20 +188,26 @@ class SweepStore:
                 if (c.arm, c.seed) == key and c.run_id != mine and (c.live or c.status == "FINISHED")
             ]
 
+        withdraw = withdrawn(self.client)
         before = self.children_of(parent_id, experiment_id)
         results: list[tuple[str | None, str]] = [(None, "")] * len(requests)
         created: dict[int, str] = {}
-        for index, (name, tags) in enumerate(requests):
-            held = _held(holders(before, pair(tags), None))
-            if held:
-                results[index] = (None, held)
-            else:
-                created[index] = self.start_run(experiment_id, name, {**tags, PARENT_TAG: parent_id})
-        after = self.children_of(parent_id, experiment_id)
+        try:
+            for index, (name, tags) in enumerate(requests):
+                held = _held(holders(before, pair(tags), None))
+                if held:
+                    results[index] = (None, held)
+                else:
+                    created[index] = self.start_run(experiment_id, name, {**tags, PARENT_TAG: parent_id})
+            after = self.children_of(parent_id, experiment_id)
+        except BaseException:  # stopped (Ctrl-C) before the claims settled: hold nothing
+            for run_id in created.values():
+                withdraw(run_id)
+            raise
         for index, run_id in created.items():
             name, tags = requests[index]
             if holders(after, pair(tags), run_id):  # a rival claimed it meanwhile: the careful way, alone
-                self.client.delete_run(run_id)
+                withdraw(run_id)
                 results[index] = self.claim_pair(parent_id, experiment_id, name, tags)
             else:
                 results[index] = (run_id, "")
@@ -225,7 +231,7 @@ class SweepStore:
             return [c for c in tests if c.run_id != mine and (c.live or c.status == "FINISHED")]
 
         tags = {**tags, KIND_TAG: TEST_KIND, PARENT_TAG: parent_id}
-        return claim(lambda: self.start_run(experiment_id, run_name, tags), rivals, self.client.delete_run)
+        return claim(lambda: self.start_run(experiment_id, run_name, tags), rivals, withdrawn(self.client))
 
     def record(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], text: tuple[str, str]) -> None:
         """Log metrics (at step 0), tags and one text artifact ``(text, file name)`` on a run."""
@@ -272,8 +278,8 @@ def claim(
 ) -> tuple[str | None, str]:
     """Create a run that holds something (a pair) unless a rival holds it; see the module docstring.
 
-    ``rivals(mine)`` lists the other runs holding it (FINISHED, or RUNNING in a live process).
-    Returns (the run created, "") or (None, why not).
+    ``rivals(mine)`` lists the other runs holding it (FINISHED, or RUNNING in a live process); ``delete``
+    withdraws a run created here (:func:`withdrawn`). Returns (the run created, "") or (None, why not).
     """
     for attempt in range(attempts):
         if held := _held(rivals(None)):
@@ -289,6 +295,17 @@ def claim(
         delete(mine)  # a rival claimed at the same time: back off, then look again
         time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
     return None, _held(rivals(None)) or f"still contended after {attempts} attempts"
+
+
+def withdrawn(client: MlflowClient) -> Callable[[str], None]:
+    """How a claim takes back a run it created: ended KILLED, then deleted, so that no run is left RUNNING,
+    deleted or not."""
+
+    def withdraw(run_id: str) -> None:
+        client.set_terminated(run_id, "KILLED")
+        client.delete_run(run_id)
+
+    return withdraw
 
 
 def _held(rivals: list[Child]) -> str:

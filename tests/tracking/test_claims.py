@@ -1,0 +1,56 @@
+"""A claim that backs off takes its run back whole: ended KILLED, then deleted, never a deleted RUNNING run."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.tracking.sweeps import PARENT_TAG, SweepStore
+
+PAIR = {"arm": "model.l2=1.0", "seed": "0"}
+
+
+@pytest.fixture
+def contended(tracking_uri: str, client: MlflowClient, experiment: str) -> tuple[SweepStore, str, str, list[str]]:
+    """A store whose first claim of PAIR meets a rival that claims it at the same moment (a run of its own,
+    made just after ours). Returns (store, experiment id, parent run id, [the rival's run id])."""
+    exp = client.create_experiment(experiment)
+    parent = client.create_run(exp).info.run_id
+    store = SweepStore(tracking_uri)
+    start_run, rival = store.start_run, []
+
+    def start_with_a_rival(experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+        mine = start_run(experiment_id, run_name, tags)
+        if not rival:
+            rival.append(start_run(experiment_id, "rival", {**PAIR, PARENT_TAG: parent}))
+        return mine
+
+    store.start_run = start_with_a_rival  # type: ignore[method-assign]
+    return store, exp, parent, rival
+
+
+def _runs(client: MlflowClient, exp: str) -> dict[str, tuple[str, str]]:
+    """Every run of the experiment, deleted ones too: {run id: (status, lifecycle stage)}."""
+    runs = client.search_runs([exp], run_view_type=ViewType.ALL)
+    return {run.info.run_id: (run.info.status, run.info.lifecycle_stage) for run in runs}
+
+
+def test_a_claim_that_backs_off_leaves_its_run_killed_not_running(contended, client):
+    store, exp, parent, rival = contended
+    run_id, taken = store.claim_pair(parent, exp, "mine", dict(PAIR))
+    assert run_id is None and rival[0] in taken
+    runs = _runs(client, exp)
+    withdrawn = {k: v for k, v in runs.items() if k not in (parent, *rival)}
+    assert withdrawn and set(withdrawn.values()) == {("KILLED", "deleted")}, runs
+
+
+def test_a_bulk_claim_that_backs_off_leaves_its_run_killed_not_running(contended, client):
+    store, exp, parent, rival = contended
+    other = {"arm": "model.l2=3.0", "seed": "0"}
+    (first, taken), (second, _) = store.claim_pairs(parent, exp, [("mine", dict(PAIR)), ("other", other)])
+    assert first is None and rival[0] in taken and second is not None
+    runs = _runs(client, exp)
+    withdrawn = {k: v for k, v in runs.items() if k not in (parent, second, *rival)}
+    assert withdrawn and set(withdrawn.values()) == {("KILLED", "deleted")}, runs
+    assert runs[second] == ("RUNNING", "active")
