@@ -35,17 +35,53 @@ def short(key: str) -> str:
     return key.split(".")[-1]
 
 
-def arm_name(child: Child) -> str:
-    """A short name of the child's arm: ``l2=3``, ``init=normal init_std=1 activation=tanh`` (a key's last part,
-    the whole key where two swept keys end alike); the arm key itself when the child has no settings."""
-    arm = settings(child)
-    if not arm:
-        return child.arm
+#: Short forms of keys often swept, as D2L writes them (σ for an init's standard deviation).
+ABBREVIATIONS = {"init_std": "σ", "init_value": "c", "weight_decay": "wd", "num_train": "n"}
+
+
+def short_name(arm: dict[str, Any]) -> str:
+    """A short name of an arm from its swept settings: a text value stands alone (``normal``, ``tanh``), a number
+    goes with its key's last part or D2L's letter (``l2=3``, ``σ=1``, ``depth=30``): ``normal σ=1 tanh depth=30``."""
+    parts = []
+    for key, value in arm.items():
+        name = ABBREVIATIONS.get(short(key), short(key))
+        parts.append(value if isinstance(value, str) and value else f"{name}={_compact(value)}")
+    return " ".join(parts) or "base"
+
+
+def unique_short_names(arms: list[dict[str, Any]]) -> list[str]:
+    """:func:`short_name` of each arm; where two arms would share one, those two are named in full
+    (``model.init=normal``, values as written), which distinct arms never share."""
+    names = [short_name(arm) for arm in arms]
+    return [
+        name if names.count(name) == 1 else " ".join(f"{k}={label(v)}" for k, v in arm.items())
+        for name, arm in zip(names, arms, strict=True)
+    ]
+
+
+def swept_params(arm: dict[str, Any]) -> dict[str, str]:
+    """The swept settings as top-level MLflow params (``l2``, ``activation``): the runs table's first columns,
+    where the full dotted names sit among a hundred others."""
     names = [short(key) for key in arm]
-    return " ".join(
-        f"{name if names.count(name) == 1 else key}={label(value)}"
+    return {
+        name if names.count(name) == 1 else key.replace(".", "_"): canonical(value)
+        if not isinstance(value, str)
+        else value
         for name, (key, value) in zip(names, arm.items(), strict=True)
-    )
+    }
+
+
+def arm_name(child: Child) -> str:
+    """The child's arm by its :func:`short_name` (the arm key itself when the child has no settings)."""
+    arm = settings(child)
+    return short_name(arm) if arm else child.arm
+
+
+def _compact(value: Any) -> str:
+    """``3`` for 3.0, ``0.01``, ``1e-05``, ``[16, 16]``: numbers as %g, the rest as their canonical text."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return label(value)
 
 
 def arm_sort_key(arm: str) -> tuple:

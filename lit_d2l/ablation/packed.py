@@ -36,6 +36,7 @@ def run_pack(
             results[index] = outcome(task, "skipped", error=taken, device=device)
             continue
         try:
+            store.log_params(run_id, task.params)
             built.append((index, build_arm([*task.args, "--tracking.run_id", run_id], run_id)))
         except Exception as exc:  # this arm's settings failed: its run ends FAILED, the pack goes on
             store.end_if_running(run_id, "FAILED")

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from lit_d2l import interrupts
+from lit_d2l.ablation.arm_values import swept_params, unique_short_names
 from lit_d2l.ablation.packed import run_pack
 from lit_d2l.ablation.ray_backend import (
     NODE_TAG,
@@ -92,6 +93,7 @@ class PairTask:
     experiment_id: str
     run_name: str
     settings: dict[str, Any] = field(default_factory=dict)  # the arm's swept settings and its seed
+    params: dict[str, str] = field(default_factory=dict)  # the swept values as top-level params of the child run
 
 
 @dataclass
@@ -180,6 +182,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         if not children and not joined:
             _describe_sweep(parent, spec)
         parent.flush()
+        names = _run_names(spec.arms)
         tasks = [
             PairTask(
                 arm=arm.key,
@@ -190,7 +193,8 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
                 diagnostics_every=spec.diagnostics_every,
                 tracking_uri=uri,
                 experiment_id=experiment_id,
-                run_name=_run_name(arm, seed),
+                run_name=f"{names[arm.key]}/s{seed}"[:240],
+                params=swept_params(dict(arm.settings)),
                 settings={**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
             )
             for arm, seed in spec.pairs()
@@ -381,6 +385,7 @@ def _run_task(task: PairTask) -> PairOutcome:
             interrupts.raise_if_requested()
             if run_id is None:
                 return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
+            store.log_params(run_id, task.params)
             result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
         except BaseException as exc:  # e.g. the arm's settings failed, or a stop came, before its fit began
             if run_id is not None:
@@ -397,6 +402,6 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _run_name(arm: Arm, seed: int) -> str:
-    short = ",".join(f"{k.split('.')[-1]}={v}" for k, v in arm.settings) or "base"
-    return f"{short}/seed={seed}"[:240]
+def _run_names(arms: list[Arm]) -> dict[str, str]:
+    """Each arm's child-run name without its seed: ``l2=3``, ``normal σ=1 tanh depth=30`` (unique in the sweep)."""
+    return dict(zip((arm.key for arm in arms), unique_short_names([dict(arm.settings) for arm in arms]), strict=True))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlflow.entities import Metric, Run, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -246,6 +246,11 @@ class SweepStore:
     def _nested(self, parent_id: str, experiment_id: str) -> list[Child]:
         runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
         return [as_child(run) for run in runs]
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        """Params of a run, in one write."""
+        if params:
+            self.client.log_batch(run_id, params=[Param(key, value) for key, value in params.items()])
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]

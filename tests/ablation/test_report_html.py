@@ -89,13 +89,13 @@ def test_the_html_report_embeds_every_figure_the_table_and_the_legend(tmp_path, 
         "grad_norms.png",
     }
     assert "<th>train/loss_epoch</th><th>train/loss_data</th><th>val/loss</th>" in page
-    assert '<tr class="best"><td>★ l2=0.0</td><td>1</td><td>0</td>' in page  # val/loss ties at 0.1: arm order
-    assert "<tr><td>l2=100.0</td><td>1</td><td>1 (step 20)</td>" in page
+    assert '<tr class="best"><td>★ l2=0</td><td>1</td><td>0</td>' in page  # val/loss ties at 0.1: arm order
+    assert "<tr><td>l2=100</td><td>1</td><td>1 (step 20)</td>" in page
     assert page.index("<h2>Verdict</h2>") < page.index("<table>"), "the page opens on the verdict"
-    assert "<strong>l2=0.0</strong>" in page and "out of the running: l2=100.0 (1 seed(s) diverged)" in page
+    assert "<strong>l2=0</strong>" in page and "out of the running: l2=100 (1 seed(s) diverged)" in page
     run = client.get_run(parent)
     assert run.data.tags["mlflow.note.content"].startswith("## Verdict")  # the run's description in MLflow
-    assert run.data.tags["lit_d2l.best_arm"] == "l2=0.0" and run.data.tags["lit_d2l.verdict"] == "untested"
+    assert run.data.tags["lit_d2l.best_arm"] == "l2=0" and run.data.tags["lit_d2l.verdict"] == "untested"
     assert run.data.metrics["best/val/loss"] == pytest.approx(0.1)
     assert "best/weight_norm/w" not in run.data.metrics, "no verdict where the metric does not say which way is better"
     assert "<code>train/loss_data</code>: L alone" in page and "<code>train/loss_epoch</code>: J = L" in page
@@ -127,6 +127,6 @@ def test_a_tiny_initialisation_sweep_reports_its_diverged_arm_in_html(tmp_path, 
         "grad_norms.png",
         "memory.png",  # saved for backward by depth and batch size (D2L 5.3.3)
     }
-    assert "<td>init=normal init_std=1.0 depth=10</td><td>1</td><td>1 (step" in page
+    assert "<td>normal σ=1 depth=10</td><td>1</td><td>1 (step" in page
     assert "<th>distinct_units</th>" in page  # symmetry (D2L 5.4.3), from the diagnostics at the end of each fit
     assert "<th>val/acc</th>" in page

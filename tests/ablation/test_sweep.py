@@ -47,7 +47,10 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
     assert parent.data.tags["lit_d2l.sweep_id"] == result.sweep_id
     child = client.search_runs([parent.info.experiment_id], "tags.arm = 'model.l2=3.0' and tags.seed = '1'")[0]
     assert child.data.params["model.l2"] == "3.0" and child.data.params["seed_everything"] == "1"
-    assert child.data.tags["device"] == "cpu"
+    assert child.data.params["l2"] == "3.0", "the swept value as a top-level param"
+    assert child.data.tags["device"] == "cpu" and child.info.run_name == "l2=3/s1"
+    names = [run.info.run_name for run in client.search_runs([parent.info.experiment_id], "tags.arm LIKE 'model.%'")]
+    assert sorted(names) == ["l2=0/s0", "l2=0/s1", "l2=3/s0", "l2=3/s1"]
 
     def mean_of(arm: str, metric: str) -> float:
         runs = client.search_runs([parent.info.experiment_id], f"tags.arm = '{arm}'")
@@ -60,7 +63,7 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
 
     report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
     text = report.read_text()
-    assert "l2=0.0 | 2 | 0 |" in text and "l2=3.0 | 2 | 0 |" in text  # short names; the best marked ★
+    assert "l2=0 | 2 | 0 |" in text and "l2=3 | 2 | 0 |" in text  # short names; the best marked ★
     # J (the objective) and L (the data loss) side by side, each named in the legend.
     assert "| train/loss_epoch | train/loss_data | val/loss |" in text
     assert "`train/loss_data`: L alone" in text and "`train/loss_epoch`: J = L" in text
@@ -86,7 +89,7 @@ def test_a_diverging_arm_is_tagged_and_the_sweep_goes_on(tmp_path, tracking_uri,
     assert diverged.status == "FINISHED" and diverged.tags["outcome"] == "diverged"
     assert int(diverged.tags["diverged_at_step"]) >= 0
     text = build_report(result.sweep_id, out_dir=tmp_path / "r", tracking_uri=tracking_uri).read_text()
-    assert f"lr=1000.0 | 1 | 1 (step {diverged.tags['diverged_at_step']}) |" in text
+    assert f"lr=1000 | 1 | 1 (step {diverged.tags['diverged_at_step']}) |" in text
 
 
 @pytest.mark.slow
@@ -199,7 +202,7 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     with pytest.raises(SystemExit) as exit_info:
         main(["report", sweep_id, "--out", str(tmp_path / "again"), "--tracking-uri", tracking_uri])
     assert exit_info.value.code == 0
-    assert "l2=3.0 | 1 | 0 |" in capsys.readouterr().out
+    assert "l2=3 | 1 | 0 |" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["report", "no-such-sweep", "--tracking-uri", tracking_uri])
     assert exit_info.value.code == 2

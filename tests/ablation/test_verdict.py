@@ -35,8 +35,8 @@ def test_a_clear_winner_is_distinguishable_from_the_runner_up() -> None:
     assert result.comparison is not None and result.comparison.runner_up.arm == "model.l2=3.0"
     assert "paired t-test over seeds 0, 1, 2" in result.comparison.test
     assert result.comparison.distinguishable and not result.tie
-    assert result.text().startswith("`val/loss` (lowest is best): **l2=1.0**, 0.11 ± ")
-    assert "better than the runner-up l2=3.0" in result.text()
+    assert result.text().startswith("`val/loss` (lowest is best): **l2=1**, 0.11 ± ")
+    assert "better than the runner-up l2=3" in result.text()
 
 
 def test_arms_the_seeds_cannot_tell_apart_are_a_tie() -> None:
@@ -55,8 +55,8 @@ def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
     children.append(child({"model.l2": 30.0}, 0, float("inf")))  # not diverged, yet no finite value
     result = verdict(children, "val/loss")
     assert result.best is not None and result.best.arm == "model.l2=1.0"
-    assert result.excluded == [("l2=10.0", "1 seed(s) diverged"), ("l2=30.0", "no finite value on seed 0")]
-    assert "out of the running: l2=10.0 (1 seed(s) diverged), l2=30.0 (no finite value on seed 0)" in result.text()
+    assert result.excluded == [("l2=10", "1 seed(s) diverged"), ("l2=30", "no finite value on seed 0")]
+    assert "out of the running: l2=10 (1 seed(s) diverged), l2=30 (no finite value on seed 0)" in result.text()
 
 
 def test_every_arm_diverged_names_no_winner() -> None:
@@ -85,8 +85,8 @@ def test_a_two_key_grid_gives_the_best_per_group() -> None:
     assert overall.best is not None and overall.best.arm == 'model.activation="tanh";model.init_std=0.1'
     groups = verdicts_per_group(children, "val/loss", "model.activation")
     assert [(name, v.best.name if v.best else None) for name, v in groups] == [
-        ("activation=relu", "activation=relu init_std=1.0"),
-        ("activation=tanh", "activation=tanh init_std=0.1"),
+        ("activation=relu", "relu σ=1"),
+        ("activation=tanh", "tanh σ=0.1"),
     ]
     # Within a group the seeds move together (+0.01 per seed): a paired test sees a constant gap.
     assert all(v.comparison is not None and v.comparison.distinguishable for _, v in groups)
@@ -96,4 +96,4 @@ def test_a_verdict_names_three_arms_out_of_the_running_and_counts_the_rest() -> 
     children = sweep({1.0: [0.2, 0.21]})
     children += [child({"model.l2": float(10 + i)}, 0, None, diverged=True) for i in range(5)]
     text = verdict(children, "val/loss").text()
-    assert "out of the running: l2=10.0 (1 seed(s) diverged), l2=11.0" in text and "and 2 more (see the table)" in text
+    assert "out of the running: l2=10 (1 seed(s) diverged), l2=11" in text and "and 2 more (see the table)" in text
