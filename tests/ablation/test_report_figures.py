@@ -223,3 +223,19 @@ def test_50_values_of_one_key_get_a_colour_bar(tmp_path: Path) -> None:
     assert len(bars) == 1 and 2 <= len(bars[0].get_yticklabels()) <= 25
     assert not fig.legends  # no 50-entry legend
     assert len(data_lines(next(ax for ax in fig.axes if ax.lines))) == 50
+
+
+def test_300_values_of_one_key_get_a_colour_bar_of_the_lines_own_colours(tmp_path: Path) -> None:
+    """More values than a colormap has colours (256) still make a figure: one colour per value."""
+    history = FakeHistory()
+    children = [run({"model.lr": round(0.001 * 1.01**i, 8)}, 0, {"val/loss": 1.0 / (i + 1)}) for i in range(300)]
+    for i, child in enumerate(children):
+        history[child.run_id, "val/loss"] = [(0, 2.0), (10, 1.0 / (i + 1))]
+    fig = rendered(curves_figure(children, history), tmp_path, "curves.png")
+    (bar,) = [ax for ax in fig.axes if ax.get_ylabel() == "lr"]
+    assert 2 <= len(bar.get_yticklabels()) <= 25
+    lines = data_lines(next(ax for ax in fig.axes if ax.lines))
+    (mesh,) = [c for c in bar.collections if c.get_array() is not None]  # the bar's colours (also: its outline)
+    assert mesh.cmap.N == 300  # a bin per value, in the lines' own colours
+    assert {tuple(mesh.cmap(i)) for i in range(300)} == {tuple(line.get_color()) for line in lines}
+    rendered(along_axis_figure(children, "model.lr", ["val/loss"]), tmp_path, "along.png")
