@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from lit_d2l.errors import ConfigError, require
+from lit_d2l.errors import ConfigError, not_utf8, require
 
 _KNOWN_KEYS = {
     "name",
@@ -118,9 +118,11 @@ def load_spec(path: str | Path, max_runs: int = MAX_RUNS) -> SweepSpec:
     than ``max_runs`` arm × seed runs is refused before its arms are made."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read sweep spec {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     require(isinstance(raw, dict), f"{path}: a sweep spec is a mapping with name, base, grid/arms, seeds")

@@ -283,3 +283,21 @@ def test_a_small_limit_refuses_and_a_large_one_lets_the_dry_run_list(tmp_path: P
     with pytest.raises(SystemExit) as exit_info:
         main(["ablate", str(spec), "--dry-run", "--max-runs", "4"])
     assert exit_info.value.code == 0 and "2 arms x 2 seeds = 4 runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("which", ["spec", "base"])
+def test_a_spec_or_base_that_is_not_utf8_is_one_line(which: str, tmp_path: Path, tracking_uri, client, capsys) -> None:
+    """A Latin-1 comment in the spec, or in the base config it names: one line naming the file, exit 2."""
+    base = tmp_path / "base.yaml"
+    latin1 = b"# r\xe9sum\xe9\n" if which == "base" else b""
+    base.write_bytes(latin1 + (REPO / "experiments" / "weight_decay.yaml").read_bytes())
+    spec = tmp_path / "spec.yaml"
+    comment = b"# caf\xe9\n" if which == "spec" else b""
+    spec.write_bytes(b"name: not-utf8\nbase: base.yaml\n" + comment + b"grid: {model.l2: [0.0]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", str(spec), "--tracking-uri", tracking_uri])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    bad = spec if which == "spec" else base
+    assert err.startswith(f"lit-d2l: error: {bad}: not UTF-8 text (byte 0xe9 at offset "), err
+    assert client.get_experiment_by_name("not-utf8") is None
