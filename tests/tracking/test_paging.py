@@ -85,6 +85,12 @@ def test_runs_lists_as_many_runs_as_asked(tracking_uri, client, experiment, shor
     assert [run.start_time for run in everything] == sorted((run.start_time for run in everything), reverse=True)
 
 
+def test_runs_past_mlflows_largest_page_is_no_error(tracking_uri, client, experiment) -> None:
+    """``lit-d2l runs --limit 60000`` asked MLflow for one page of 60,000: an MlflowException traceback."""
+    make_sweep(client, experiment, finished=2, stale=0)
+    assert len(list_runs(tracking_uri, experiment=experiment, limit=60_000)) == 3
+
+
 @pytest.mark.slow
 def test_a_sweep_of_1010_children_is_read_whole_at_mlflows_own_page_size(tracking_uri, client, experiment) -> None:
     """MLflow's default page is 1,000 runs: a 1,010-pair sweep's last 10 children were invisible."""
