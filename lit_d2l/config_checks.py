@@ -5,6 +5,7 @@ Used by :mod:`lit_d2l.runner` (every run) and :mod:`lit_d2l.fit_parser` (sweeps 
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from lightning.pytorch.cli import instantiate_class
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lit_d2l import catalog
-from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.errors import ConfigError, UserError, not_utf8
 
 
 def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:
@@ -103,6 +104,21 @@ def _class_hint(key: str) -> str | None:
         "lr_scheduler": "a torch.optim.lr_scheduler class such as StepLR or CosineAnnealingLR, or a full class "
         "path (torch.optim.lr_scheduler.ReduceLROnPlateau)",
     }.get(key)
+
+
+def not_utf8_config(args: list[str], exc: UnicodeDecodeError) -> ConfigError:
+    """The parser met a file that is not UTF-8: name it, from the config files ``args`` give."""
+    configs = [value for option, value in itertools.pairwise(args) if option == "--config"]
+    configs += [arg.split("=", 1)[1] for arg in args if "=" in arg]  # --config=X, --model=X.yaml
+    configs += [arg for arg in args if arg.endswith((".yaml", ".yml", ".json"))]  # --model X.yaml
+    for path in dict.fromkeys(configs):
+        try:
+            Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return not_utf8(path, bad)
+        except (OSError, ValueError):  # not a file
+            continue
+    return not_utf8("a config file", exc)
 
 
 def user_error_in(exc: BaseException) -> UserError | None:

@@ -17,3 +17,12 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def not_utf8(path: object, exc: UnicodeDecodeError) -> ConfigError:
+    """A config or spec file that is not UTF-8 text (a Latin-1 comment, a binary file), as one line."""
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return ConfigError(
+        f"{path}: not UTF-8 text (byte 0x{byte} at offset {exc.start}); save it as UTF-8, e.g."
+        f" iconv -f latin1 -t utf-8 {path} > fixed.yaml, or give the YAML file you meant"
+    )

@@ -73,7 +73,7 @@ def parse_fit(args: list[str]) -> ParsedFit:
     """Parse and check ``fit`` arguments; seed as the run would (``seed_everything``) and build the
     model and DataModule. Bad input raises a one-line :class:`~lit_d2l.errors.ConfigError`."""
     parser = fit_parser()
-    with config_errors("fit"):
+    with config_errors("fit", args):
         config = parser.parse_args(args)
         if config.trainer.logger in (None, True):
             check_store(resolve_tracking_uri(config.tracking.uri), create=False)  # made once the input is good

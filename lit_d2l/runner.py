@@ -36,6 +36,7 @@ from lit_d2l.config_checks import (
     check_checkpoint,
     check_optimizer,
     misconfiguration_line,
+    not_utf8_config,
     user_error_in,
 )
 from lit_d2l.errors import ConfigError, UserError
@@ -244,7 +245,7 @@ def _construct(
     cli_class: type[D2LCLI], command: str, args: list[str], callbacks: list[L.Callback] | None
 ) -> D2LCLI | None:
     try:
-        with config_errors(command), warnings.catch_warnings():
+        with config_errors(command, args), warnings.catch_warnings():
             # We pass args on purpose: sys.argv still holds the subcommand.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             cli = cli_class(
@@ -266,12 +267,14 @@ def _construct(
 
 
 @contextmanager
-def config_errors(command: str) -> Iterator[None]:
-    """Bad settings found while parsing or building, as one-line :class:`ConfigError` s."""
+def config_errors(command: str, args: list[str]) -> Iterator[None]:
+    """Bad settings found while parsing or building ``args``, as one-line :class:`ConfigError` s."""
     try:
         yield
     except (UserError, SystemExit):
         raise
+    except UnicodeDecodeError as exc:  # jsonargparse reads config files as UTF-8
+        raise not_utf8_config(args, exc) from None
     except MisconfigurationException as exc:  # Lightning refusing a setting, e.g. trainer.max_epochs -5
         raise ConfigError(misconfiguration_line(exc)) from None
     except ArgumentError as exc:

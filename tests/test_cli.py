@@ -162,3 +162,16 @@ def test_callbacks_from_the_config_are_kept_beside_lit_d2ls(scheduler, tracking_
     names = [type(c).__name__ for c in build("fit", [*args, *QUIET, *scheduler]).trainer.callbacks]
     assert "EarlyStopping" in names and "GracefulStop" in names
     assert ("LearningRateMonitor" in names) == bool(scheduler)
+
+
+@pytest.mark.parametrize(("head", "byte"), [(b"# caf\xe9 au lait\n", "e9"), (b"\x89PNG\r\n\x1a\n\x00\xff", "89")])
+def test_a_config_that_is_not_utf8_is_one_line(head, byte, tmp_path, tracking_uri, client, experiment, capsys) -> None:
+    """A Latin-1 comment or a binary file given as --config: one line naming the file, not a UnicodeDecodeError."""
+    config = tmp_path / "not-utf8.yaml"
+    config.write_bytes(head + LINEAR_CONFIG.read_bytes())
+    for given in (["--config", str(config)], [f"--config={config}"]):
+        argv = ["fit", *given, "--tracking.uri", tracking_uri, "--tracking.experiment", experiment, *QUIET]
+        code, _, err = run_main(argv, capsys)
+        assert_one_error_line(code, err, rf"{re.escape(str(config))}: not UTF-8 text \(byte 0x{byte} at offset \d+\)")
+        assert "save it as UTF-8" in err
+    assert client.get_experiment_by_name(experiment) is None

@@ -11,7 +11,8 @@ from lit_d2l.ablation.ray_backend import add_backend_options
 from lit_d2l.ablation.report import build_report
 from lit_d2l.ablation.runner import PACK_MODES, run_sweep
 from lit_d2l.ablation.selection import direction, select_command
-from lit_d2l.ablation.spec import load_spec
+from lit_d2l.ablation.spec import MAX_RUNS, load_spec
+from lit_d2l.errors import UserError
 from lit_d2l.progress import clock_time, tally
 from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, store_option
 
@@ -35,9 +36,17 @@ def ablate_command(argv: list[str]) -> int:
         " in one vectorized fit, each still its own MLflow run; off: every arm x seed alone (default: auto)",
     )
     parser.add_argument("--pack-size", type=int, default=0, help="at most N runs per pack (default 0: memory decides)")
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        default=MAX_RUNS,
+        help=f"refuse a spec of more than N arm x seed runs, counted before any arm is made (default {MAX_RUNS:,})",
+    )
     add_backend_options(parser)
     args = parser.parse_args(argv)
-    spec = load_spec(args.spec)
+    if args.max_runs < 1:
+        raise UserError(f"--max-runs must be >= 1, got {args.max_runs}")
+    spec = load_spec(args.spec, max_runs=args.max_runs)
     if args.dry_run:
         dry_run(spec, pack=args.pack, pack_size=args.pack_size, workers=args.workers)
         return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import matplotlib
 from matplotlib.axes import Axes
-from matplotlib.colors import BoundaryNorm
+from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -125,7 +125,7 @@ class Keying:
         handles = [*extra, *mark_handles(marks)]
         if len(self.colours) > MAX_LEGEND:
             names = list(self.colours)
-            cmap = matplotlib.colormaps["viridis"]
+            cmap = ListedColormap(list(self.colours.values()))  # the lines' own colours, one bin each, however many
             norm = BoundaryNorm(range(len(names) + 1), cmap.N)
             bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, fraction=0.04, pad=0.02)
             every = -(-len(names) // 25)

@@ -23,14 +23,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lit_d2l.errors import ConfigError, require
+from lit_d2l.errors import ConfigError, not_utf8, require
 
 _KNOWN_KEYS = {
     "name",
@@ -52,6 +54,11 @@ _SETTING_KEY = re.compile(
     r"(model|data|trainer|optimizer|lr_scheduler)(\.[A-Za-z_][A-Za-z0-9_]*)+|optimizer|lr_scheduler|test_after_fit|log_graph"
 )
 _MAX_SEED = 2**32 - 1  # seed_everything's bound (numpy's uint32)
+#: The most arm × seed runs a spec may make unless ``lit-d2l ablate --max-runs N`` allows more. Every run
+#: is an MLflow run that takes about 0.1-0.35 s of store work even for a tiny model (1,010 packed runs of
+#: linear regression: 6 min on 2 cores), so 10,000 runs are already ~1 h of bookkeeping; a grid that
+#: goes past it is far more often a typo (a list pasted into every key) than a plan.
+MAX_RUNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -106,13 +113,16 @@ class SweepSpec:
         return args
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a spec; every problem is a :class:`ConfigError` naming the file."""
+def load_spec(path: str | Path, max_runs: int = MAX_RUNS) -> SweepSpec:
+    """Read and validate a spec; every problem is a :class:`ConfigError` naming the file. A spec of more
+    than ``max_runs`` arm × seed runs is refused before its arms are made."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read sweep spec {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     require(isinstance(raw, dict), f"{path}: a sweep spec is a mapping with name, base, grid/arms, seeds")
@@ -133,6 +143,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         require(
             isinstance(values, list) and len(values) > 0, f"{path}: grid key {key!r} needs a non-empty list of values"
         )
+    for key, values in grid.items():
+        _check_distinct(path, key, values)
     for arm in explicit:
         require(isinstance(arm, dict) and arm, f"{path}: each arm must be a non-empty mapping, got {arm!r}")
     overrides = raw.get("overrides") or {}
@@ -144,6 +156,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     require(not both, f"{path}: {', '.join(both)} is both in grid and in arms; sweep each key in one place")
 
     seeds = _check_seeds(path, raw.get("seeds", [0]))
+    _check_size(path, len(explicit or [{}]) * math.prod(len(values) for values in grid.values()), len(seeds), max_runs)
     metrics = raw.get("metrics", ["train/loss_epoch", "val/loss"])
     require(
         isinstance(metrics, list) and metrics and all(isinstance(m, str) and m for m in metrics),
@@ -152,8 +165,7 @@ def load_spec(path: str | Path) -> SweepSpec:
 
     grid_points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())] or [{}]
     arms = [Arm(tuple({**extra, **point}.items())) for extra in (explicit or [{}]) for point in grid_points]
-    distinct = {frozenset((k, canonical(v)) for k, v in a.settings) for a in arms}
-    require(len(distinct) == len(arms) == len({a.key for a in arms}), f"{path}: two arms have the same settings")
+    _check_distinct_arms(path, arms)
     in_arms = sorted({k for a in explicit for k in a})
     swept = [*grid, *in_arms]
     axes = raw.get("axes") or list(grid) or in_arms
@@ -180,6 +192,61 @@ def load_spec(path: str | Path) -> SweepSpec:
 def canonical(value: Any) -> str:
     """One string per value, equal for equal values (lists and mappings too): for grouping and comparing."""
     return json.dumps(value, sort_keys=True)
+
+
+def same_value(value: Any) -> tuple:
+    """A value as the fit reads it, for telling equal settings apart: numbers by their value (``1``, ``1.0``
+    and ``1e0``, which YAML 1.1 reads as text, are one setting), lists and mappings element by element."""
+    if isinstance(value, bool) or value is None:
+        return ("const", value)
+    if isinstance(value, (int, float)):
+        return ("number", Fraction(value) if math.isfinite(value) else repr(float(value)))
+    if isinstance(value, str):
+        try:  # text the command line reads as a number: "1e0", "1_000", "nan"
+            number = float(value)
+            return ("number", Fraction(value.strip().replace("_", "")) if math.isfinite(number) else repr(number))
+        except (ValueError, ZeroDivisionError):
+            return ("text", value)
+    if isinstance(value, list):
+        return ("list", tuple(same_value(v) for v in value))
+    if isinstance(value, dict):
+        return ("map", frozenset((k, same_value(v)) for k, v in value.items()))
+    return ("other", canonical(value))
+
+
+def _check_distinct(path: Path, key: str, values: list[Any]) -> None:
+    """A grid key lists each value once."""
+    seen: dict[tuple, Any] = {}
+    for value in values:
+        same = same_value(value)
+        if same in seen:
+            raise ConfigError(
+                f"{path}: grid key {key!r} lists one value twice ({_text(seen[same])} and {_text(value)} are equal);"
+                " list each value once"
+            )
+        seen[same] = value
+
+
+def _check_distinct_arms(path: Path, arms: list[Arm]) -> None:
+    """No two arms (explicit arms × grid points) set the same values, or have the same name."""
+    seen: dict[Any, Arm] = {}
+    for arm in arms:
+        for same in (frozenset((k, same_value(v)) for k, v in arm.settings), arm.key):
+            if same in seen:
+                raise ConfigError(
+                    f"{path}: two arms have the same settings ({seen[same].key} and {arm.key}); give each arm once"
+                )
+            seen[same] = arm
+
+
+def _check_size(path: Path, arms: int, seeds: int, max_runs: int) -> None:
+    """Refuse a sweep of more than ``max_runs`` runs from its counts, before any arm is made."""
+    runs = arms * seeds
+    require(
+        runs <= max_runs,
+        f"{path}: {arms:,} arms x {seeds:,} seed{'' if seeds == 1 else 's'} = {runs:,} runs, more than the limit"
+        f" of {max_runs:,}; sweep fewer values, or pass --max-runs {runs} to run them all",
+    )
 
 
 def _check_name(path: Path, name: Any) -> str:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from lit_d2l.tracking.paging import all_experiments, all_runs
+
 OWNER_TAG = "lit_d2l.owner"
 HEARTBEAT_TAG = "lit_d2l.heartbeat"
 STALE_TAG = "lit_d2l.closed_as_stale"
@@ -123,10 +125,8 @@ def close_stale_runs(
     parent run stays open while any of its children is alive (another process may be running arms of
     the same sweep).
     """
-    ids = experiment_ids if experiment_ids is not None else [e.experiment_id for e in client.search_experiments()]
-    if not ids:
-        return []
-    running = client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=5000)
+    ids = experiment_ids if experiment_ids is not None else [e.experiment_id for e in all_experiments(client)]
+    running = all_runs(client, ids, "attributes.status = 'RUNNING'")
     closed: list[tuple[Run, str]] = []
     stale = {
         run.info.run_id: reason

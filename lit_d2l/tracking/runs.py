@@ -8,12 +8,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlflow.entities import Run, ViewType
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import OWNER_TAG, STALE_TAG, close_stale_once, close_stale_runs, stale_reason
+from lit_d2l.tracking.paging import all_experiments, all_runs
 from lit_d2l.tracking.store import check_store, resolve_tracking_uri, sqlite_path, store_writable
 
 
@@ -65,7 +66,7 @@ def config_of(uri: str, run_id: str, artifact: str) -> Path | None:
 def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False, limit: int = 50) -> list[StoredRun]:
     """Newest runs first; ``stale_only`` keeps the runs lit-d2l closed because their process was gone."""
     client = open_store(uri, write=False)
-    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    experiments = all_experiments(client)
     if experiment is not None:
         experiments = [e for e in experiments if e.name == experiment]
         if not experiments:
@@ -73,11 +74,12 @@ def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False,
     if not experiments:
         return []
     names = {e.experiment_id: e.name for e in experiments}
-    runs = client.search_runs(
+    runs = all_runs(
+        client,
         list(names),
-        filter_string=f"tags.`{STALE_TAG}` LIKE '%'" if stale_only else "",
-        order_by=["attributes.start_time DESC"],
-        max_results=limit,
+        f"tags.`{STALE_TAG}` LIKE '%'" if stale_only else "",
+        ["attributes.start_time DESC"],
+        limit=limit,
     )
     return [_stored(client, run, names) for run in runs]
 

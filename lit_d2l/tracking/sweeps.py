@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import close_stale_once, close_stale_runs, owner_gone, owner_tags, this_process
+from lit_d2l.tracking.paging import all_experiments, all_runs
 from lit_d2l.tracking.store import check_store, resolve_tracking_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -89,7 +90,7 @@ class SweepStore:
         except MlflowException as exc:  # not a run id: try it as a sweep id; any other error is real
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise
-        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        experiments = [e.experiment_id for e in all_experiments(self.client)]
         runs = (
             self.client.search_runs(
                 experiments,
@@ -106,18 +107,12 @@ class SweepStore:
 
     def _known_sweeps(self, experiments: list[str], most: int = 5) -> str:
         """The newest sweep ids of the store, for an error about one that is not there."""
-        runs = (
-            self.client.search_runs(
-                experiments, f"tags.`{KIND_TAG}` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1000
-            )
-            if experiments
-            else []
-        )
+        runs = all_runs(self.client, experiments, f"tags.`{KIND_TAG}` = 'sweep'", ["attributes.start_time DESC"])
         ids = list(dict.fromkeys(run.data.tags.get(SWEEP_TAG, run.info.run_id) for run in runs))
         if not ids:
             return "it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first"
         shown = ", ".join(ids[:most])
-        count = f" (newest {most} of {len(ids)}{'+' if len(runs) == 1000 else ''})" if len(ids) > most else ""
+        count = f" (newest {most} of {len(ids)})" if len(ids) > most else ""
         return f"sweeps there{count}: {shown}; give a sweep id or a parent run id"
 
     def children(self, parent: Run) -> list[Child]:
@@ -138,11 +133,11 @@ class SweepStore:
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return []
-        runs = self.client.search_runs(
+        runs = all_runs(
+            self.client,
             [exp.experiment_id],
-            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = 'sweep' "
-            "and attributes.status = 'RUNNING'",
-            order_by=["attributes.start_time ASC"],
+            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = 'sweep' and attributes.status = 'RUNNING'",
+            ["attributes.start_time ASC"],
         )
         return [run for run in runs if owner_gone(run.data.tags, run.info.start_time or 0) is None]
 
@@ -244,7 +239,7 @@ class SweepStore:
         self.client.log_text(run_id, *text)
 
     def _nested(self, parent_id: str, experiment_id: str) -> list[Child]:
-        runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
+        runs = all_runs(self.client, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'")
         return [as_child(run) for run in runs]
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:

@@ -278,3 +278,19 @@ def test_a_run_that_diverged_before_its_first_epoch_ended_sits_in_epoch_one(tmp_
     ax = next(a for a in fig.axes if a.get_ylabel() == "val/loss")
     assert ax.get_xlabel() == "epoch" and next(list(line.get_xdata()) for line in data_lines(ax)) == [1.0, 2.0]
     assert [t.get_text() for t in ax.texts] == ["× 1.0: diverged in epoch 1"]
+
+
+def test_300_values_of_one_key_get_a_colour_bar_of_the_lines_own_colours(tmp_path: Path) -> None:
+    """More values than a colormap has colours (256) still make a figure: one colour per value."""
+    history = FakeHistory()
+    children = [run({"model.lr": round(0.001 * 1.01**i, 8)}, 0, {"val/loss": 1.0 / (i + 1)}) for i in range(300)]
+    for i, child in enumerate(children):
+        history[child.run_id, "val/loss"] = [(0, 2.0), (10, 1.0 / (i + 1))]
+    fig = rendered(curves_figure(children, history), tmp_path, "curves.png")
+    (bar,) = [ax for ax in fig.axes if ax.get_ylabel() == "lr"]
+    assert 2 <= len(bar.get_yticklabels()) <= 25
+    lines = data_lines(next(ax for ax in fig.axes if ax.lines))
+    (mesh,) = [c for c in bar.collections if c.get_array() is not None]  # the bar's colours (also: its outline)
+    assert mesh.cmap.N == 300  # a bin per value, in the lines' own colours
+    assert {tuple(mesh.cmap(i)) for i in range(300)} == {tuple(line.get_color()) for line in lines}
+    rendered(along_axis_figure(children, "model.lr", ["val/loss"]), tmp_path, "along.png")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +189,115 @@ def test_dry_run_lists_arms_and_records_nothing(tmp_path: Path, capsys) -> None:
     assert exit_info.value.code == 0
     assert "45 arms x 2 seeds = 90 runs" in out
     assert "model.init=kaiming;model.activation=tanh;model.depth=30" in out
+
+
+@pytest.mark.parametrize(
+    "values",
+    ["[1, 1.0, 1e0]", "[0.01, 1.0e-2]", "['3', 3]", "[1_000, 1000.0]", "[[16, 16], [16.0, 16]]", "[.inf, inf]"],
+)
+def test_values_equal_as_numbers_are_one_value(tmp_path: Path, values: str) -> None:
+    """``1``, ``1.0`` and ``1e0`` (which YAML 1.1 reads as text) all reach the fit as 1.0: one arm, not three."""
+    with pytest.raises(ConfigError, match=r"grid key 'model.lr' lists one value twice \(.+ and .+ are equal\)") as e:
+        load_spec(write_spec(tmp_path, f"name: t\nbase: BASE\ngrid: {{model.lr: {values}}}\n"))
+    assert "\n" not in str(e.value)
+
+
+def test_explicit_arms_equal_as_numbers_are_refused(tmp_path: Path) -> None:
+    text = "name: t\nbase: BASE\narms: [{model.lr: 1, model.l2: 0}, {model.l2: 0.0, model.lr: 1e0}]\n"
+    with pytest.raises(ConfigError, match=r"two arms have the same settings \(model.lr=1;model.l2=0 and "):
+        load_spec(write_spec(tmp_path, text))
+
+
+def test_values_that_differ_are_kept(tmp_path: Path) -> None:
+    text = "name: t\nbase: BASE\ngrid: {model.lr: [1, 1.5, '1/2', true, 'one', [1], 0.1]}\n"
+    assert len(load_spec(write_spec(tmp_path, text)).arms) == 7
+
+
+def huge_spec(folder: Path, keys: int, values: int, seeds: int = 1) -> Path:
+    """``keys`` grid keys of ``values`` values each: values ** keys arms in a small file."""
+    grid = "".join(f"  {key}: [{', '.join(str(v + 1) for v in range(values))}]\n" for key in ALL_KEYS[:keys])
+    folder.mkdir(exist_ok=True)
+    return write_spec(folder, f"name: huge\nbase: BASE\nseeds: {list(range(seeds))}\ngrid:\n{grid}")
+
+
+ALL_KEYS = ["trainer.max_epochs", "data.num_train", "data.batch_size"]
+CAPPED = "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+
+
+def test_a_billion_arms_are_refused_from_their_counts_in_little_memory(tmp_path: Path) -> None:
+    """3 keys x 1,000 values (a 20 KB file) once raised MemoryError: now the counts are refused, no arm made.
+    In a process capped at 2 GB of address space, so that a regression fails instead of taking the machine."""
+    spec = huge_spec(tmp_path, keys=3, values=1000, seeds=3)
+    assert spec.stat().st_size < 25_000
+    code = CAPPED + (
+        "import tracemalloc; tracemalloc.start(); from lit_d2l.ablation.spec import load_spec; "
+        "from lit_d2l.errors import ConfigError\ntry: load_spec(sys.argv[1])\n"
+        "except ConfigError as e: print(e); print(tracemalloc.get_traced_memory()[1])"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    message, peak = done.stdout.splitlines()
+    assert message == (
+        f"{spec}: 1,000,000,000 arms x 3 seeds = 3,000,000,000 runs, more than the limit of 10,000;"
+        " sweep fewer values, or pass --max-runs 3000000000 to run them all"
+    )
+    assert int(peak) < 20e6  # bytes: the spec's values, never its arms
+
+
+def test_the_run_limit_counts_seeds_and_can_be_raised(tmp_path: Path) -> None:
+    spec = huge_spec(tmp_path, keys=2, values=80, seeds=2)  # 6,400 arms x 2 seeds = 12,800 runs
+    with pytest.raises(ConfigError, match=r"6,400 arms x 2 seeds = 12,800 runs, more than the limit of 10,000"):
+        load_spec(spec)
+    assert len(load_spec(spec, max_runs=12_800).pairs()) == 12_800
+
+
+@pytest.mark.slow
+def test_ablate_and_its_dry_run_refuse_a_huge_grid_in_one_line(tmp_path: Path) -> None:
+    """The CLI as a user runs it, capped at 2 GB: 10^6 arms once printed 1,000,005 dry-run lines, 10^9 ran out
+    of memory."""
+    million, billion = huge_spec(tmp_path / "m", keys=2, values=1000), huge_spec(tmp_path / "b", keys=3, values=1000)
+    for spec, runs, extra in [(million, "1,000,000", ["--dry-run"]), (billion, "1,000,000,000", [])]:
+        done = subprocess.run(
+            [sys.executable, "-c", CAPPED + "from lit_d2l.cli import main; main()", "ablate", str(spec), *extra],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=600,
+            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/never.db"},
+        )
+        assert done.returncode == 2 and not done.stdout, done.stderr[-2000:]
+        assert re.fullmatch(
+            rf"lit-d2l: error: {spec}: .* = {runs} runs, more than the limit of 10,000; sweep fewer values,"
+            rf" or pass --max-runs {runs.replace(',', '')} to run them all\n",
+            done.stderr,
+        ), done.stderr[-2000:]
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_a_small_limit_refuses_and_a_large_one_lets_the_dry_run_list(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, "name: t\nbase: BASE\ngrid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", str(spec), "--dry-run", "--max-runs", "3"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "pass --max-runs 4 to run them all" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", str(spec), "--dry-run", "--max-runs", "4"])
+    assert exit_info.value.code == 0 and "2 arms x 2 seeds = 4 runs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("which", ["spec", "base"])
+def test_a_spec_or_base_that_is_not_utf8_is_one_line(which: str, tmp_path: Path, tracking_uri, client, capsys) -> None:
+    """A Latin-1 comment in the spec, or in the base config it names: one line naming the file, exit 2."""
+    base = tmp_path / "base.yaml"
+    latin1 = b"# r\xe9sum\xe9\n" if which == "base" else b""
+    base.write_bytes(latin1 + (REPO / "experiments" / "weight_decay.yaml").read_bytes())
+    spec = tmp_path / "spec.yaml"
+    comment = b"# caf\xe9\n" if which == "spec" else b""
+    spec.write_bytes(b"name: not-utf8\nbase: base.yaml\n" + comment + b"grid: {model.l2: [0.0]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", str(spec), "--tracking-uri", tracking_uri])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    bad = spec if which == "spec" else base
+    assert err.startswith(f"lit-d2l: error: {bad}: not UTF-8 text (byte 0xe9 at offset "), err
+    assert client.get_experiment_by_name("not-utf8") is None

@@ -1,0 +1,63 @@
+"""Every page of an MLflow search: ``search_runs`` and ``search_experiments`` return one page (1,000 by
+default), and a sweep past that many runs must still see all of them.
+
+A page token is an offset, so runs are read oldest first by default: a run created while the pages
+are read lands on the last page instead of pushing one already read onto the next page twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from mlflow.entities import Experiment, Run, ViewType
+from mlflow.store.entities import PagedList
+from mlflow.tracking import MlflowClient
+
+T = TypeVar("T")
+
+#: Results per request: MLflow's own default page.
+PAGE_SIZE = 1000
+
+
+def every_page(search: Callable[[str | None, int], PagedList[T]], limit: int | None = None) -> list[T]:
+    """The results of ``search(page_token, page_size)``, following each page's ``token`` until there is
+    none, or the first ``limit`` of them."""
+    results: list[T] = []
+    token: str | None = None
+    while limit is None or len(results) < limit:
+        page = search(token, PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(results)))
+        results.extend(page)
+        token = page.token
+        if not token:
+            break
+    return results
+
+
+def all_runs(
+    client: MlflowClient,
+    experiment_ids: list[str],
+    filter_string: str = "",
+    order_by: list[str] | None = None,
+    view_type: int = ViewType.ACTIVE_ONLY,
+    limit: int | None = None,
+) -> list[Run]:
+    """Every run ``client.search_runs`` finds however many pages (or its first ``limit``), oldest first
+    unless ``order_by`` says otherwise; each run once."""
+    if not experiment_ids:
+        return []
+    order = order_by or ["attributes.start_time ASC"]
+    runs = every_page(
+        lambda token, size: client.search_runs(
+            experiment_ids, filter_string, view_type, max_results=size, order_by=order, page_token=token
+        ),
+        limit,
+    )
+    return list({run.info.run_id: run for run in runs}.values())
+
+
+def all_experiments(client: MlflowClient, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+    """Every experiment of the store, however many pages."""
+    return every_page(
+        lambda token, size: client.search_experiments(view_type=view_type, max_results=size, page_token=token)
+    )
