@@ -179,8 +179,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def dataset_identity(self) -> dict[str, Any]:
         """What decides the examples of every split (the dataset digest hashes it): for generated data its
-        settings and seed; the same identity, the same train/val/test examples."""
-        return {key: value for key, value in self.hparams.items() if key not in self.NOT_DATA_ARGS}
+        settings and seed; the same identity, the same train/val/test examples. (LightningCLI adds ``_class_path``
+        and ``_instantiator`` to ``hparams``: a DataModule built directly has the same identity.)"""
+        return {k: v for k, v in self.hparams.items() if k not in self.NOT_DATA_ARGS and not k.startswith("_")}
 
     def split_sizes(self) -> dict[str, int]:
         """Examples per split (of this fold under K-fold); builds the splits if needed."""

@@ -70,7 +70,9 @@ def register_model(client: MlflowClient, name: str, logged: LoggedModel, run_id:
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return client.create_model_version(name, f"models:/{logged.model_id}", run_id=run_id, model_id=logged.model_id)
+    # The model's own location, not models:/<id>: MLflow's registry would look that up in the process's global
+    # tracking store, which need not be this client's.
+    return client.create_model_version(name, logged.artifact_location, run_id=run_id, model_id=logged.model_id)
 
 
 def check_registered_name(name: str | None, option: str = "tracking.register_model") -> None:
