@@ -4,6 +4,7 @@ nvidia-ml-py), sampled in a thread while a run runs: every 10 s, or $MLFLOW_SYST
 from __future__ import annotations
 
 import importlib.util
+import logging
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ def start_monitor(tracking_uri: str, run_id: str, resume: bool = False) -> Any:
     check_system_metrics()
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # imports psutil
 
+    # Its INFO lines (started, stopping, terminated, no GPU) repeat per run what the setting says; warnings stay.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     if torch.cuda.is_available() and importlib.util.find_spec("pynvml") is None:
         rank_zero_warn("tracking.system_metrics records no GPU metrics without nvidia-ml-py: pip install nvidia-ml-py")
     monitor = SystemMetricsMonitor(run_id, resume_logging=resume, tracking_uri=tracking_uri)
