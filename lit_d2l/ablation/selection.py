@@ -23,6 +23,7 @@ from lit_d2l.ablation.verdict import arm_results, goal
 from lit_d2l.errors import UserError
 from lit_d2l.noise import lightning_info_off
 from lit_d2l.runner import run_configured
+from lit_d2l.tracking.models import register_run_model
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
@@ -102,9 +103,14 @@ def test_selected(
 ) -> dict[str, float]:
     """Train the selected arm's best run again with ``test_after_fit``, once per sweep; returns its test metrics.
 
-    The test run logs its trained model (``runs:/<test run>/model``), registered as ``register`` when given.
+    The test run logs its trained model (``runs:/<test run>/model``), registered as ``register`` when given; a
+    sweep tested before has its test run's model registered, and is not tested again.
     """
     done = [c for c in store.selection_tests(parent_id, experiment_id) if c.status == "FINISHED"]
+    if done and register is not None:
+        registered = register_run_model(store.client, done[0].run_id, register)
+        print(f"the selected arm was tested once, in run {done[0].run_id}: its model is registered as {registered}")
+        return {k: v for k, v in done[0].metrics.items() if k.startswith("test/")}
     if done:
         raise UserError(_already_tested(done[0]))
     run = selection.best_run()

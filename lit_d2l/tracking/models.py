@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.errors import ConfigError
+from lit_d2l.errors import ConfigError, UserError
 
 #: The model's name in its run: ``runs:/<run id>/model``.
 MODEL_NAME = "model"
@@ -47,7 +47,9 @@ def log_model(
     """Store ``model`` (on the CPU) as the run's MLflow model :data:`MODEL_NAME`, with the run's ``params``."""
     import mlflow.pytorch  # here: a fifth of a second, for fits that log a model
 
-    logged = client.create_logged_model(experiment_id, name=MODEL_NAME, source_run_id=run_id, params=dict(params or {}))
+    logged = client.create_logged_model(
+        experiment_id, MODEL_NAME, source_run_id=run_id, params=dict(params or {}), model_type=type(model).__name__
+    )
     try:
         with tempfile.TemporaryDirectory() as tmp, _on_cpu(model), _pickle_warning_off():
             path = Path(tmp) / MODEL_NAME
@@ -73,6 +75,23 @@ def register_model(client: MlflowClient, name: str, logged: LoggedModel, run_id:
     # The model's own location, not models:/<id>: MLflow's registry would look that up in the process's global
     # tracking store, which need not be this client's.
     return client.create_model_version(name, logged.artifact_location, run_id=run_id, model_id=logged.model_id)
+
+
+def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
+    """Register the model run ``run_id`` logged as a version of ``name``, once (a version it has is reused);
+    returns ``"<name> version <n>"``."""
+    versions = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name == name]
+    if versions:
+        return f"{name} version {versions[0].version}"
+    run = client.get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        raise UserError(
+            f"run {run_id} logged no model (it ran with tracking.log_model false, or before lit-d2l logged models): "
+            "nothing to register"
+        )
+    version = register_model(client, name, client.get_logged_model(outputs[-1].model_id), run_id)
+    return f"{name} version {version.version}"
 
 
 def check_registered_name(name: str | None, option: str = "tracking.register_model") -> None:

@@ -146,5 +146,10 @@ def test_sweep_arms_log_no_model_and_the_tested_selection_is_registered(
     assert client.get_registered_model(name).name == name
     versions = client.search_model_versions(f"name = '{name}'")
     assert [(int(v.version), v.run_id) for v in versions] == [(1, test_run.run_id)]
+    again = [*args, "--select", "val/loss", "--test", "--register"]
+    assert report_command([*again, name]) == 0 and report_command([*again, f"{name}-too"]) == 0, "not tested again"
+    assert len(store.selection_tests(parent.info.run_id, parent.info.experiment_id)) == 1
+    assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1], "once"
+    assert [v.run_id for v in client.search_model_versions(f"name = '{name}-too'")] == [test_run.run_id]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     assert isinstance(mlflow.pytorch.load_model(f"models:/{name}/1"), torch.nn.Module)
