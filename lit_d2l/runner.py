@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 import lit_d2l.data
 import lit_d2l.models  # noqa: F401
 from lit_d2l import interrupts
-from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, MemoryMeter, StoredFirst
+from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, LogModel, MemoryMeter, StoredFirst
 from lit_d2l.config_checks import (
     argument_error_line,
     as_dict,
@@ -43,9 +43,11 @@ from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
+from lit_d2l.tracking.models import check_registered_name
 from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings
 from lit_d2l.tracking.store import dashboard_hint, store_option
+from lit_d2l.tracking.system_metrics import check_system_metrics
 from lit_d2l.usage import CKPT_PATH_HELP, TEST_AFTER_FIT_HELP
 
 SUBCOMMANDS = ("fit", "validate", "test")
@@ -63,6 +65,8 @@ class RunResult:
     is_global_zero: bool = True
     outcome: str = "finished"  # or "diverged"
     diverged_at_step: int | None = None
+    model_uri: str | None = None  # runs:/<run id>/model when the trained model was logged
+    registered: str | None = None  # "<name> version <n>" when it was registered
 
 
 class D2LCLI(LightningCLI):
@@ -94,6 +98,9 @@ class D2LCLI(LightningCLI):
         self.logger: TrackingLogger | None = None
         if self.config.trainer.logger in (None, True):
             check_store(resolve_tracking_uri(self.config.tracking.uri), create=False)  # made once the input is good
+            check_registered_name(self.config.tracking.register_model)
+            if self.config.tracking.system_metrics:
+                check_system_metrics()
         check_optimizer(as_dict(self.config.get("optimizer")), as_dict(self.config.get("lr_scheduler")))
         if self.config.ckpt_path is not None:
             check_checkpoint(self.config.ckpt_path)
@@ -129,8 +136,11 @@ class D2LCLI(LightningCLI):
                 run_name=settings.run_name or default_run_name(self.config.get("config"), self.model),
                 tags=settings.tags,
                 run_id=settings.run_id,
+                system_metrics=settings.system_metrics,
             )
             kwargs["logger"] = self.logger
+            if settings.log_model or settings.register_model:  # the trained model, as the run's MLflow model
+                kwargs["callbacks"].append(LogModel(register_as=settings.register_model))
         return super().instantiate_trainer(**kwargs)
 
 
@@ -188,6 +198,9 @@ def run_lightning(argv: list[str]) -> int:
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("val/", "test/"))}
     if shown:
         print("final " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(shown.items())))
+    if result.model_uri:
+        registered = f"; registered as {result.registered}" if result.registered else ""
+        print(f"model: {result.model_uri}{registered}")
     if result.run_id:
         where = f"MLflow run {result.run_id} ({result.status}) in {result.tracking_uri}"
         print(f"{where}; view it with: {dashboard_hint(result.tracking_uri)}")
@@ -383,4 +396,6 @@ def _result(cli: D2LCLI, metrics: dict[str, float]) -> RunResult:
         metrics=metrics,
         learned=cli.model.describe() if hasattr(cli.model, "describe") else {},
         is_global_zero=cli.trainer.is_global_zero,
+        model_uri=logger.model_uri if logger else None,
+        registered=logger.registered if logger else None,
     )

@@ -32,7 +32,7 @@ commands:
   graph      the computation graph of J = L + s for one training step, as graph.svg and graph.png"""
 
 #: The keys of :class:`~lit_d2l.tracking.settings.TrackingSettings` (not imported: lit_d2l.tracking loads MLflow).
-TRACKING_KEYS = ("experiment", "uri", "run_name", "tags", "run_id")
+TRACKING_KEYS = ("experiment", "uri", "run_name", "tags", "run_id", "log_model", "register_model", "system_metrics")
 #: The options of fit/validate/test that are lit-d2l's, besides model, data and trainer.
 CKPT_PATH_HELP = "checkpoint to resume (fit) or evaluate (validate, test)"
 TEST_AFTER_FIT_HELP = "after fit, also test, in the same MLflow run"
@@ -57,7 +57,8 @@ _OPTIONS = """options:
   --data DATAMODULE        a DataModule below, or a class path; --data.KEY VALUE
   --data.help DATAMODULE   that DataModule's keys and defaults
   --trainer.KEY VALUE      Lightning's Trainer: max_epochs, accelerator, devices, precision, ...
-  --tracking.KEY VALUE     where the run is recorded: {tracking}
+  --tracking.KEY VALUE     where and what the run records (MLflow):
+                           {tracking}
   --optimizer CLASS        a torch.optim optimizer replacing the model's SGD (Adam, AdamW, ...);
                            --optimizer.lr VALUE, --optimizer.help CLASS
   --lr_scheduler CLASS     a torch.optim.lr_scheduler class (StepLR, CosineAnnealingLR, ...);

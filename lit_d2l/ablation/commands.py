@@ -14,6 +14,7 @@ from lit_d2l.ablation.selection import direction, select_command
 from lit_d2l.ablation.spec import MAX_RUNS, load_spec
 from lit_d2l.errors import UserError
 from lit_d2l.progress import clock_time, tally
+from lit_d2l.tracking.models import check_registered_name
 from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, store_option
 
 
@@ -84,14 +85,20 @@ def report_command(argv: list[str]) -> int:
     parser.add_argument("--select", metavar="METRIC", help="name the arm with the best mean over seeds of METRIC")
     parser.add_argument("--mode", choices=("min", "max"), help="better METRIC is lower or higher (default: by name)")
     parser.add_argument("--test", action="store_true", help="with --select: test that arm once, on the parent run")
+    parser.add_argument(
+        "--register", metavar="NAME", help="with --select --test: put the tested arm's model in the Model Registry"
+    )
     args = parser.parse_args(argv)
     if args.test and not args.select:
         parser.error("--test needs --select METRIC (e.g. --select val/loss)")
+    if args.register is not None and not args.test:
+        parser.error("--register needs --select METRIC --test: the registered model is the tested arm's")
     if args.select:
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
+        check_registered_name(args.register, "--register")
     path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)
     print(path.read_text())
     print(f"report: {path} (also logged on the parent run under report/)")
     if args.select:
-        return select_command(args.sweep, args.select, args.mode, args.test, args.tracking_uri)
+        return select_command(args.sweep, args.select, args.mode, args.test, args.tracking_uri, args.register)
     return 0

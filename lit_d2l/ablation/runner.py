@@ -50,6 +50,8 @@ from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, Swee
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 QUIET_TRAINER += ["--trainer.enable_checkpointing", "false"]
+# Nor an MLflow model per arm (the cost): the arm `report --select --test` picks is trained again, with one.
+QUIET_TRAINER += ["--tracking.log_model", "false"]
 PACK_MODES = ("auto", "off")
 
 

@@ -23,6 +23,7 @@ from lit_d2l.ablation.verdict import arm_results, goal
 from lit_d2l.errors import UserError
 from lit_d2l.noise import lightning_info_off
 from lit_d2l.runner import run_configured
+from lit_d2l.tracking.models import register_run_model
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
@@ -83,20 +84,33 @@ def select_arm(children: list[Child], metric: str, mode: str | None = None) -> S
     return Selection(metric, mode, [(r.arm, r.mean, list(r.runs)) for r in ranked])
 
 
-def select_command(sweep: str, metric: str, mode: str | None, test: bool, tracking_uri: str | None) -> int:
-    """Print the selection; with ``test``, test the selected arm once and record it on the parent run."""
+def select_command(
+    sweep: str, metric: str, mode: str | None, test: bool, tracking_uri: str | None, register: str | None = None
+) -> int:
+    """Print the selection; with ``test``, test the selected arm once and record it on the parent run (its model
+    registered as ``register`` when given)."""
     store = SweepStore(tracking_uri)
     parent = store.resolve_parent(sweep)
     selection = select_arm(store.children(parent), metric, mode)
     print(selection.markdown())
     if test:
-        test_selected(store, parent.info.run_id, parent.info.experiment_id, selection)
+        test_selected(store, parent.info.run_id, parent.info.experiment_id, selection, register)
     return 0
 
 
-def test_selected(store: SweepStore, parent_id: str, experiment_id: str, selection: Selection) -> dict[str, float]:
-    """Train the selected arm's best run again with ``test_after_fit``, once per sweep; returns its test metrics."""
+def test_selected(
+    store: SweepStore, parent_id: str, experiment_id: str, selection: Selection, register: str | None = None
+) -> dict[str, float]:
+    """Train the selected arm's best run again with ``test_after_fit``, once per sweep; returns its test metrics.
+
+    The test run logs its trained model (``runs:/<test run>/model``), registered as ``register`` when given; a
+    sweep tested before has its test run's model registered, and is not tested again.
+    """
     done = [c for c in store.selection_tests(parent_id, experiment_id) if c.status == "FINISHED"]
+    if done and register is not None:
+        registered = register_run_model(store.client, done[0].run_id, register)
+        print(f"the selected arm was tested once, in run {done[0].run_id}: its model is registered as {registered}")
+        return {k: v for k, v in done[0].metrics.items() if k.startswith("test/")}
     if done:
         raise UserError(_already_tested(done[0]))
     run = selection.best_run()
@@ -108,6 +122,7 @@ def test_selected(store: SweepStore, parent_id: str, experiment_id: str, selecti
     uri = store.tracking_uri
     where = ["--tracking.uri", uri, "--tracking.experiment", store.client.get_experiment(experiment_id).name]
     args = ["--config", str(config), *QUIET_TRAINER, "--test_after_fit", "true", *where, "--tracking.run_id", test_id]
+    args += ["--tracking.log_model", "true", *(["--tracking.register_model", register] if register else [])]
     try:
         with lightning_info_off():
             result = run_configured("fit", args)
@@ -136,6 +151,9 @@ def test_selected(store: SweepStore, parent_id: str, experiment_id: str, selecti
     )
     print(f"retrained {run.arm} seed {run.seed}: {selection.metric} = {again:.4g} (the sweep recorded {recorded:.4g})")
     print(f"tested once in run {test_id}: {summary} (recorded on the parent run {parent_id})")
+    if result.model_uri:
+        registered = f", registered as {result.registered}" if result.registered else ""
+        print(f"its model: {result.model_uri}{registered}")
     return tested
 
 

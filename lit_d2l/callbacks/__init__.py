@@ -1,10 +1,11 @@
 """Callbacks: divergence guard, layer diagnostics, graceful stop, stored-first checkpoints, graph and memory
-at step 0, train accuracy."""
+at step 0, train accuracy, the trained model to MLflow."""
 
 from lit_d2l.callbacks.diagnostics import LayerDiagnostics
 from lit_d2l.callbacks.divergence import Diverged, DivergenceGuard
 from lit_d2l.callbacks.graceful_stop import GracefulStop
 from lit_d2l.callbacks.graph import ComputationGraphArtifact
+from lit_d2l.callbacks.logged_model import LogModel
 from lit_d2l.callbacks.memory import MemoryMeter
 from lit_d2l.callbacks.stored_first import StoredFirst
 from lit_d2l.callbacks.train_accuracy import TrainAccuracy
@@ -15,6 +16,7 @@ __all__ = [
     "DivergenceGuard",
     "GracefulStop",
     "LayerDiagnostics",
+    "LogModel",
     "MemoryMeter",
     "StoredFirst",
     "TrainAccuracy",

@@ -168,6 +168,25 @@ class InMemoryDataModule(L.LightningDataModule):
         """Per-batch preprocessing (e.g. scaling); identity by default."""
         return batch
 
+    # -- what the data is: the run's MLflow dataset input (lit_d2l.tracking.datasets) --
+
+    #: Constructor arguments that change how the examples are served or found, not which examples each split holds.
+    NOT_DATA_ARGS: frozenset[str] = frozenset({"batch_size", "loader", "shuffle_seed"})
+
+    def dataset_source(self) -> str:
+        """Where the examples come from: a URL, a function, or ``synthetic:<class>`` for data generated here."""
+        return f"synthetic:{type(self).__name__}"
+
+    def dataset_identity(self) -> dict[str, Any]:
+        """What decides the examples of every split (the dataset digest hashes it): for generated data its
+        settings and seed; the same identity, the same train/val/test examples. (LightningCLI adds ``_class_path``
+        and ``_instantiator`` to ``hparams``: a DataModule built directly has the same identity.)"""
+        return {k: v for k, v in self.hparams.items() if k not in self.NOT_DATA_ARGS and not k.startswith("_")}
+
+    def split_sizes(self) -> dict[str, int]:
+        """Examples per split (of this fold under K-fold); builds the splits if needed."""
+        return {split: len(tensors[0]) for split, tensors in self.splits.items()}
+
     def require_split_sizes(self, num_train: int, num_val: int, num_test: int) -> None:
         """Refuse sizes that leave the training or validation split empty (the test split may be: only
         testing uses it). Under K-fold, train and val are pooled and must hold at least K examples."""

@@ -4,6 +4,7 @@ study on real data that needs no download)."""
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 import torch
@@ -68,6 +69,13 @@ class Digits(InMemoryDataModule):
         images, labels = batch
         return images.unsqueeze(1).float().div_(16), labels
 
+    def dataset_source(self) -> str:
+        return "sklearn.datasets.load_digits"
+
+    def dataset_identity(self) -> dict[str, Any]:
+        """The split settings and a hash of the images and labels scikit-learn ships."""
+        return {**super().dataset_identity(), "sha256": content_hash()}
+
     def sample_figure(self, count: int = 16) -> Figure:
         """A grid of training images with their labels."""
         images, labels = self.splits["train"][0][:count], self.splits["train"][1][:count]
@@ -81,3 +89,10 @@ def load() -> tuple[torch.Tensor, torch.Tensor]:
 
     images, labels = load_digits(return_X_y=True)
     return torch.as_tensor(images, dtype=torch.uint8).reshape(-1, 8, 8), torch.as_tensor(labels, dtype=torch.long)
+
+
+@functools.cache
+def content_hash() -> str:
+    """SHA-256 of all 1,797 images and labels, as :func:`load` returns them."""
+    images, labels = load()
+    return hashlib.sha256(images.numpy().tobytes() + labels.numpy().tobytes()).hexdigest()

@@ -74,6 +74,15 @@ class FashionMNIST(InMemoryDataModule):
 
     num_inputs = 28 * 28
     num_outputs = len(CLASS_NAMES)
+    #: Where the files are and how they are fetched: the same four files (by MD5) are the same data.
+    NOT_DATA_ARGS = InMemoryDataModule.NOT_DATA_ARGS | {"data_dir", "base_url", "download", "download_timeout"}
+
+    def dataset_source(self) -> str:
+        return self.base_url
+
+    def dataset_identity(self) -> dict[str, Any]:
+        """The split settings and the four files' MD5s (a file is used only once its MD5 matches)."""
+        return {**super().dataset_identity(), "md5": {name: md5 for name, md5 in FILES.values()}}
 
     def prepare_data(self) -> None:
         """Fetch whatever is missing or invalid (rank 0 only; with all four files valid, no network is

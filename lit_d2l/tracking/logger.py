@@ -19,14 +19,17 @@ from typing import Any
 import torch
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from torch import Tensor
 
 from lit_d2l.interrupts import shielded
 from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
+from lit_d2l.tracking.models import MODEL_NAME, log_model, register_model
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
+from lit_d2l.tracking.system_metrics import start_monitor
 from lit_d2l.tracking.takeover import settle
 
 # MLflow's log_batch limits: 1000 metrics and 100 params + tags per call.
@@ -49,6 +52,7 @@ class TrackingLogger(Logger):
         flush_every: int = _MAX_METRICS_PER_BATCH,
         flush_seconds: float = 10.0,
         run_id: str | None = None,
+        system_metrics: bool = False,
     ) -> None:
         super().__init__()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
@@ -75,11 +79,16 @@ class TrackingLogger(Logger):
         self._last_epoch: float | None = None
         self.status: str | None = None
         self._copy_in_worker = False  # unpickled in a spawned DDP worker: the creating process ends the run
+        # MLflow's own entities (see "MLflow's datasets, models and system metrics" below)
+        self._system_metrics = system_metrics
+        self._monitor: Any = None  # MLflow's SystemMetricsMonitor while the run runs
+        self.model_uri: str | None = None  # runs:/<run id>/model once the trained model is logged
+        self.registered: str | None = None  # "<name> version <n>" once registered
 
     def __getstate__(self) -> dict[str, Any]:
         """What a spawned DDP worker (``ddp_spawn``) gets: the run to log into, without the client or heartbeat."""
         state = dict(self.__dict__)
-        state.update(_client=None, _heartbeat=None, _copy_in_worker=True)
+        state.update(_client=None, _heartbeat=None, _copy_in_worker=True, _monitor=None)
         return state
 
     # -- Lightning's Logger interface -------------------------------------------------------
@@ -233,6 +242,7 @@ class TrackingLogger(Logger):
         assert self._client is not None
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        self._stop_system_metrics()
         self._client.set_terminated(self._run_id, status)
         self.status = status
 
@@ -244,6 +254,7 @@ class TrackingLogger(Logger):
         assert self._client is not None
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        self._stop_system_metrics()
         self._metrics, self._params, self._tags = [], [], []
         if self._status_before_resume is None:
             self._client.delete_run(self._run_id)
@@ -265,6 +276,7 @@ class TrackingLogger(Logger):
             self._client, self._run_id = client, run.info.run_id
             self.status = RunStatus.to_string(RunStatus.RUNNING)
         self._heartbeat = Heartbeat(self.tracking_uri, self._run_id)
+        self._start_system_metrics()
 
     def _continue_run(self, client: MlflowClient, run_id: str) -> None:
         """Take over an existing run: this process becomes its owner; what it stored is not written again."""
@@ -282,6 +294,36 @@ class TrackingLogger(Logger):
         settle(client, run_id, run.data.tags)  # owned by this process now: its fit --resume claim is done
         self._client, self._run_id = client, run_id
         self.status = "RUNNING"
+
+    # -- MLflow's datasets, models and system metrics ----------------------------------------
+
+    @rank_zero_only
+    def log_dataset(self, dataset: Dataset, context: str = "training") -> None:
+        """Record ``dataset`` (:func:`~lit_d2l.tracking.datasets.dataset_of`) as an input of the run."""
+        inputs = [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+        self.experiment.log_inputs(self.run_id, datasets=inputs)
+
+    @rank_zero_only
+    def log_model(self, model: torch.nn.Module, step: int = 0, register_as: str | None = None) -> None:
+        """Store ``model`` as the run's MLflow model (:attr:`model_uri`); with ``register_as``, also as a new
+        version of that registered model (:attr:`registered`)."""
+        client, run_id = self.experiment, self.run_id
+        assert self._experiment_id is not None
+        logged = log_model(client, self._experiment_id, run_id, model, step, self._logged_params)
+        self.model_uri = f"runs:/{run_id}/{MODEL_NAME}"
+        if register_as is not None:
+            version = register_model(client, register_as, logged, run_id)
+            self.registered = f"{register_as} version {version.version}"
+
+    def _start_system_metrics(self) -> None:
+        if self._system_metrics and self._run_id is not None and not self._copy_in_worker:
+            self._monitor = start_monitor(self.tracking_uri, self._run_id, resume=self._resumed)
+
+    def _stop_system_metrics(self) -> None:
+        """Its last samples go to the store while the run is still RUNNING."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.finish()
 
 
 #: MLflow 3's UI opens an experiment of this kind on its runs table, not on the GenAI overview.

@@ -12,6 +12,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 
 import lit_d2l
 from lit_d2l.seeding import run_seed
+from lit_d2l.tracking.datasets import CONTEXTS, dataset_of
 from lit_d2l.tracking.logger import TrackingLogger
 
 CONFIG_ARTIFACT = "config.yaml"
@@ -29,14 +30,18 @@ class RunRecorder(SaveConfigCallback):
         logger = trainer.logger
         if not isinstance(logger, TrackingLogger):
             return
-        record_run(
-            logger, self.parser.dump(self.config, skip_none=False), self.config.as_dict(), pl_module, trainer.datamodule
-        )
+        config_text = self.parser.dump(self.config, skip_none=False)
+        record_run(logger, config_text, self.config.as_dict(), pl_module, trainer.datamodule, stage)
 
 
-def record_run(logger: TrackingLogger, config_text: str, config: dict[str, Any], model: Any, datamodule: Any) -> None:
-    """What every run records about itself: the config (artifact and params), its seeds and identifying tags."""
+def record_run(
+    logger: TrackingLogger, config_text: str, config: dict[str, Any], model: Any, datamodule: Any, stage: str = "fit"
+) -> None:
+    """What every run records about itself: the config (artifact and params), its seeds, identifying tags and
+    its dataset (an MLflow dataset input, used for ``stage``)."""
     logger.log_text(config_text, CONFIG_ARTIFACT)
+    if datamodule is not None:
+        logger.log_dataset(dataset_of(datamodule), CONTEXTS.get(stage, stage))
     logger.log_hyperparams(config_params(config))
     logger.log_hyperparams({"seeds": random_seeds(model, datamodule)})
     logger.set_tags(run_tags(model, datamodule))

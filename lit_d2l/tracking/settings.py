@@ -15,6 +15,10 @@ class TrackingSettings:
         run_name: MLflow run name; default <config>-<Model>-<MMDD-HHMMSS>-<4 hex>.
         tags: extra run tags.
         run_id: record into this existing run instead of a new one (set by ``--resume`` and sweeps).
+        log_model: log the trained model as the run's MLflow model, ``runs:/<run id>/model`` (sweep arms: false).
+        register_model: also register that model in the Model Registry under this name (a new version).
+        system_metrics: MLflow's system metrics (CPU, memory, disk, network; GPU with nvidia-ml-py) every 10 s
+            ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL), as ``system/*``.
     """
 
     experiment: str = "lit-d2l"
@@ -22,3 +26,6 @@ class TrackingSettings:
     run_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
+    log_model: bool = True
+    register_model: str | None = None
+    system_metrics: bool = False

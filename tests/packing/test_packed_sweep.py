@@ -56,6 +56,8 @@ def recorded(client: MlflowClient, experiment: str) -> dict[tuple[str, str], dic
                 for key in run.data.metrics
             },
             "artifacts": sorted(a.path for a in client.list_artifacts(run.info.run_id)),
+            "dataset": [(d.dataset.name, d.dataset.digest, d.dataset.profile) for d in run.inputs.dataset_inputs],
+            "models": len(run.outputs.model_outputs) if run.outputs else 0,
         }
     return runs
 
@@ -83,8 +85,9 @@ def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri,
     assert outcomes == {"finished", "diverged"}  # the N(0, 3²) start explodes, the others train
     for pair, run in with_packs.items():
         other = without[pair]
-        for field in ("status", "params", "tags", "artifacts"):
+        for field in ("status", "params", "tags", "artifacts", "dataset"):
             assert run[field] == other[field], (pair, field)
+        assert run["dataset"][0][0] == "GaussianClusters" and run["models"] == other["models"] == 0, pair
         assert run["history"].keys() == other["history"].keys(), pair
         for key, values in run["history"].items():
             assert same_values(values, other["history"][key]), (pair, key, values[:3], other["history"][key][:3])

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -67,6 +68,20 @@ def test_fit_against_a_tracking_server(server_uri: str, experiment: str, tmp_pat
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 96 // 2  # log_every_n_steps: 2
     assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
     assert Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text().startswith("# lightning")
+
+
+@pytest.mark.slow
+def test_a_fits_model_and_dataset_go_through_the_server(server_uri: str, experiment: str, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(LINEAR_CONFIG), "--tracking.uri", server_uri, "--tracking.experiment", experiment, *QUIET]
+    result = run_configured("fit", [*args, "--trainer.max_epochs", "1", "--tracking.register_model", experiment])
+    assert result is not None and result.model_uri == f"runs:/{result.run_id}/model"
+    client = MlflowClient(server_uri)
+    (dataset,) = client.get_run(result.run_id).inputs.dataset_inputs
+    assert dataset.dataset.name == "SyntheticRegressionData"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server_uri)  # runs:/ and models:/ resolve through the server
+    for uri in (result.model_uri, f"models:/{experiment}/1"):
+        assert type(mlflow.pytorch.load_model(uri)).__name__ == "LinearRegressionScratch", uri
 
 
 @pytest.mark.slow
