@@ -15,6 +15,8 @@ class TrackingSettings:
         run_name: MLflow run name; default <config>-<Model>-<MMDD-HHMMSS>-<4 hex>.
         tags: extra run tags.
         run_id: record into this existing run instead of a new one (set by ``--resume`` and sweeps).
+        server_timeout_s: seconds a tracking server may be unreachable before a fit stops with a checkpoint
+            and a resume line (it trains on meanwhile, its values kept); default $LIT_D2L_SERVER_TIMEOUT_S, else 120.
     """
 
     experiment: str = "lit-d2l"
@@ -22,3 +24,4 @@ class TrackingSettings:
     run_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
+    server_timeout_s: float | None = None
