@@ -28,7 +28,8 @@ from torch import Tensor
 from lit_d2l import interrupts
 from lit_d2l.interrupts import shielded
 from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
-from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches, server_timeout_s
+from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches
+from lit_d2l.tracking.outbox import server_timeout_s as server_timeout_s_of
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
 
 _MAX_PARAM_VALUE_CHARS = 6000
@@ -77,7 +78,8 @@ class TrackingLogger(Logger):
         self._last_epoch: float | None = None
         self.status: str | None = None
         self._copy_in_worker = False  # unpickled in a spawned DDP worker: the creating process ends the run
-        self._server_timeout_s = server_timeout_s
+        remote = self.tracking_uri.startswith(("http://", "https://"))
+        self._server_timeout_s = server_timeout_s_of(server_timeout_s) if remote else None  # checked now
         self._outbox: Outbox | None = None  # a tracking server's values on their way
         self.stop_reason: str | None = None  # why this logger stopped the fit (a server away past its limit)
         self._ending = "FINISHED"  # the end status being set
@@ -232,11 +234,10 @@ class TrackingLogger(Logger):
 
     def _server_outbox(self) -> Outbox | None:
         """The outbox of a run on a tracking server (None for a SQLite store, written directly)."""
-        if self._outbox is None and self.tracking_uri.startswith(("http://", "https://")):
+        if self._outbox is None and self._server_timeout_s is not None:
             assert self._client is not None and self._run_id is not None
             keep = Path(self.save_dir) / str(self._experiment_id) / self._run_id / UNSTORED_FILE
-            limit = server_timeout_s(self._server_timeout_s)
-            self._outbox = Outbox(self._client, self._run_id, self.tracking_uri, keep, limit)
+            self._outbox = Outbox(self._client, self._run_id, self.tracking_uri, keep, self._server_timeout_s)
         return self._outbox
 
     def unstored(self) -> str | None:

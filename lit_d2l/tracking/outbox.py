@@ -13,6 +13,7 @@ retries of a request it answered too late.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -24,6 +25,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from lit_d2l.errors import ConfigError
+from lit_d2l.tracking.liveness import HEARTBEAT_TAG
 from lit_d2l.tracking.write_errors import unreachable
 
 #: The longest a flush waits for the server before training goes on without it.
@@ -43,7 +46,15 @@ MAX_PARAMS_TAGS_PER_BATCH = 100
 
 def server_timeout_s(setting: float | None = None) -> float:
     """The configured outage limit: the setting, else $LIT_D2L_SERVER_TIMEOUT_S, else :data:`SERVER_TIMEOUT_S`."""
-    return float(setting if setting is not None else os.environ.get("LIT_D2L_SERVER_TIMEOUT_S", SERVER_TIMEOUT_S))
+    raw = setting if setting is not None else os.environ.get("LIT_D2L_SERVER_TIMEOUT_S", SERVER_TIMEOUT_S)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        where = "tracking.server_timeout_s" if setting is not None else "$LIT_D2L_SERVER_TIMEOUT_S"
+        raise ConfigError(f"{where} must be a number of seconds > 0, got {raw!r}")
+    return value
 
 
 @dataclass(eq=False)  # batches are told apart by identity: two attempts may hold the same one
@@ -100,7 +111,6 @@ class Outbox:
         self._newest: _Attempt | None = None
         self._since: float | None = None  # when the outage began (time.time())
         self._why = ""
-        self._closing = False  # the run's end status is on its way
         self._ended = False  # ... and stored
 
     def put(self, calls: list[Batch]) -> None:
@@ -138,8 +148,10 @@ class Outbox:
 
         Waits :data:`WAIT_S` at most (not at all while the server is away), or if ``patient`` until the server
         has been away for longer than the limit. A stop signal cuts the wait short; nothing is lost meanwhile.
+        The end status goes only to a server that answers, after every value: sent into an outage, it could
+        reach the server after this process is gone and close the run before the values kept here are stored.
         """
-        self._closing, self._ended = True, False
+        self._ended = False
 
         def end() -> None:
             terminate()
@@ -148,9 +160,15 @@ class Outbox:
         deadline = time.monotonic() + (0.0 if self._since is not None else WAIT_S)
         try:
             while True:
-                self._start(then=end)
+                if self._since is None and not self._pending:
+                    if not any(a.then is not None and a.is_alive() for a in self._attempts):
+                        self._start(then=end)
+                elif self._may_start():
+                    if not self._pending:  # a harmless write that tells when the server is back
+                        self.put([Batch(tags=[RunTag(HEARTBEAT_TAG, str(int(time.time())))])])
+                    self._start()
                 newest = self._newest
-                wait = max(0.0, min(0.5, deadline - time.monotonic())) if not patient else 0.5
+                wait = 0.5 if patient else max(0.0, min(0.5, deadline - time.monotonic()))
                 if newest is not None and newest.is_alive():
                     newest.join(wait)
                 else:
@@ -161,7 +179,6 @@ class Outbox:
                 if time.monotonic() >= deadline and (not patient or self.overdue() is not None):
                     return False
         finally:
-            self._closing = False
             self._keep()
 
     def overdue(self) -> str | None:
@@ -177,13 +194,8 @@ class Outbox:
         return None
 
     def _start(self, then: Callable[[], None] | None = None) -> _Attempt | None:
-        """A new write attempt; none while one is on its way or failed less than :data:`RETRY_S` ago."""
-        if not self._pending and then is None:
-            return None
-        newest = self._newest
-        live = [a for a in self._attempts if a.is_alive()]
-        recent = newest is not None and time.monotonic() - newest.started < RETRY_S
-        if len(live) >= MAX_ATTEMPTS or (recent and newest is not None and (newest.is_alive() or newest.error)):
+        """A new write attempt, if :meth:`_may_start`."""
+        if (not self._pending and then is None) or not self._may_start():
             return None
         with self._lock:
             attempt = _Attempt(self, list(self._pending), then)
@@ -191,6 +203,13 @@ class Outbox:
         self._newest = attempt
         attempt.start()
         return attempt
+
+    def _may_start(self) -> bool:
+        """No new attempt while one is on its way or failed less than :data:`RETRY_S` ago, nor past MAX_ATTEMPTS."""
+        newest = self._newest
+        if newest is None or not (newest.is_alive() or newest.error is not None):
+            return sum(a.is_alive() for a in self._attempts) < MAX_ATTEMPTS
+        return time.monotonic() - newest.started >= RETRY_S and sum(a.is_alive() for a in self._attempts) < MAX_ATTEMPTS
 
     def _write(self, attempt: _Attempt) -> None:
         for batch in attempt.batches:
@@ -213,31 +232,33 @@ class Outbox:
     def _settle(self) -> None:
         """Say when the outage starts and ends (one line each), keep its values in the file; raise a write the
         server refused (it answered: retrying will not help, and those values are dropped)."""
-        started = min((a.wall_started for a in self._attempts), default=time.time())
         finished = [a for a in self._attempts if not a.is_alive()]
         self._attempts = [a for a in self._attempts if a.is_alive()]
+        answered = failed = False
         for attempt in finished:
             if attempt.error is None:
+                answered = True
                 continue
             why = unreachable(attempt.error)
             if why is None:
                 with self._lock:
                     self._pending = [b for b in self._pending if b is not attempt.failed]
                 raise attempt.error
-            self._why = why
-        stuck = bool(self.values_waiting) or (self._closing and not self._ended)
-        if self._since is None and stuck and (self._why or time.time() - started >= WAIT_S):
-            self._since = started
+            self._why, failed = why, True
+        waiting = self.values_waiting
+        hanging = [a for a in self._attempts if time.monotonic() - a.started >= WAIT_S]
+        ending = any(a.then is not None for a in [*finished, *hanging] if a.error is not None or a.is_alive())
+        if self._since is None and (waiting or ending) and (failed or hanging):
+            self._since = min((a.wall_started for a in [*finished, *hanging]), default=time.time())
             why = self._why or f"no answer in {WAIT_S:g} s"
-            clock = time.strftime("%H:%M:%S", time.localtime(started))
-            waiting = self.values_waiting
+            clock = time.strftime("%H:%M:%S", time.localtime(self._since))
             _say(f"tracking server {self._server} unreachable since {clock} ({why}); {waiting} values kept, retrying")
-        elif self._since is not None and not stuck:
+        elif self._since is not None and answered and not waiting:
             _say(f"tracking server {self._server} is back after {time.time() - self._since:.0f} s; every value stored")
             self._since, self._why = None, ""
         if self._since is not None:
             self._keep()
-        elif not stuck:
+        elif not waiting:
             self.keep_file.unlink(missing_ok=True)
 
     def _keep(self) -> None:

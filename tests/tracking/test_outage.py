@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import lightning as L
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -33,6 +34,20 @@ STEPS_PER_EPOCH = 32  # 1000 examples, batch 32
 OUTAGE_LINE = re.compile(r"^lit-d2l: tracking server http://\S+ unreachable since \d\d:\d\d:\d\d \(no answer in 5 s\)")
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_fit_left() -> Iterator[None]:
+    """A test that fails midway leaves no fit training on."""
+    yield
+    for process in STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    STARTED.clear()
+
+
 class Fit:
     """A ``lit-d2l`` process whose output lines are collected as they come."""
 
@@ -43,6 +58,7 @@ class Fit:
         self.process = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        STARTED.append(self.process)
         self.err: list[str] = []
         self.out: list[str] = []
         for stream, lines in ((self.process.stderr, self.err), (self.process.stdout, self.out)):
@@ -182,3 +198,51 @@ def test_an_outage_past_the_limit_stops_the_fit_in_one_line_and_resume_completes
         assert lines[1].endswith(f"continue it with: lit-d2l fit --resume {run_id} --tracking.uri {uri}")
         assert not any("Traceback" in line for line in fit.err)
     resume_and_check(client, uri, run_id, int(stop.group(1)), tmp_path)
+
+
+class PauseServerAtLastEpoch(L.Callback):
+    """Hangs the server (SIGSTOP to its process group) as the last epoch ends, once: a resume does not again."""
+
+    def __init__(self, pgid: int, marker: str) -> None:
+        self.pgid, self.marker = pgid, Path(marker)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 == trainer.max_epochs and not self.marker.exists():
+            self.marker.touch()
+            os.killpg(self.pgid, signal.SIGSTOP)
+
+
+def test_a_fit_ending_during_an_outage_waits_up_to_the_limit_then_keeps_its_values(server, tmp_path, experiment):
+    process, uri = server
+    client = MlflowClient(uri)
+    pause = tmp_path / "pause.yaml"
+    pause.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.tracking.test_outage.PauseServerAtLastEpoch\n"
+        f"      init_args: {{pgid: {process.pid}, marker: {tmp_path / 'paused'}}}\n"
+    )
+    # Past the last checkpoint (5 s of waiting there) the fit cannot stop: the limit passes after it.
+    limit = ["--tracking.server_timeout_s", "12", "--trainer.max_epochs", "2"]
+    fit = Fit(*fit_args(uri, experiment, "--config", str(pause), *limit), cwd=tmp_path)
+    try:
+        assert fit.wait(timeout_s=300) == 2, fit.err[-20:]
+    finally:
+        os.killpg(process.pid, signal.SIGCONT)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    run_id = run.info.run_id
+    lines = fit.lit_d2l_lines()
+    assert len(lines) == 2 and OUTAGE_LINE.match(lines[0]), lines
+    kept = next(tmp_path.glob(f"mlruns/checkpoints/*/{run_id}/{UNSTORED_FILE}"))
+    assert re.fullmatch(
+        rf"lit-d2l: error: tracking server {uri} unreachable for \d+ s \(limit 12 s\): \d+ values not stored are kept "
+        rf"in {re.escape(str(kept.relative_to(tmp_path)))}; once the server is back, lit-d2l fit --resume {run_id} "
+        "stores them",
+        lines[1],
+    ), lines[1]
+    assert not any("Traceback" in line for line in fit.err)
+
+    resumed = Fit("fit", "--resume", run_id, "--tracking.uri", uri, cwd=tmp_path)
+    assert resumed.wait(timeout_s=300) == 0, resumed.err[-20:]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert_whole_history(client, run_id, epochs=2)
+    assert len(client.get_metric_history(run_id, "test/loss")) == 1
+    assert not kept.exists()

@@ -12,6 +12,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
+from lit_d2l.errors import ConfigError
 from lit_d2l.tracking import outbox as outbox_module
 from lit_d2l.tracking.outbox import Batch, Outbox
 from lit_d2l.tracking.write_errors import unreachable
@@ -156,3 +157,29 @@ def test_a_write_the_server_rejects_raises_and_is_not_retried(fast, tmp_path):
 )
 def test_unreachable_tells_an_absent_server_from_a_refusal(exc: BaseException, why: str | None) -> None:
     assert unreachable(exc) == why
+
+
+def test_too_many_values_kept_is_overdue_too(fast, tmp_path, monkeypatch):
+    monkeypatch.setattr(outbox_module, "MAX_VALUES", 3)
+    server = FakeServer()
+    server.refuse = connection_error(ConnectionRefusedError(111, "Connection refused"))
+    box = make(server, tmp_path)
+    box.put(values(0, 3))
+    box.send()
+    assert box.overdue() is None
+    box.put(values(3, 4))
+    assert box.overdue() == f"tracking server {SERVER} unreachable with 4 values waiting (at most 3)"
+
+
+def test_the_limit_is_the_setting_else_the_environment_else_120_s(monkeypatch):
+    monkeypatch.delenv("LIT_D2L_SERVER_TIMEOUT_S", raising=False)
+    assert outbox_module.server_timeout_s() == 120
+    monkeypatch.setenv("LIT_D2L_SERVER_TIMEOUT_S", "30")
+    assert outbox_module.server_timeout_s() == 30
+    assert outbox_module.server_timeout_s(5) == 5
+    for bad in ("soon", "0", "-1", "inf"):
+        monkeypatch.setenv("LIT_D2L_SERVER_TIMEOUT_S", bad)
+        with pytest.raises(ConfigError, match=rf"^\$LIT_D2L_SERVER_TIMEOUT_S must be .* > 0, got '{bad}'$"):
+            outbox_module.server_timeout_s()
+    with pytest.raises(ConfigError, match=r"^tracking\.server_timeout_s must be a number of seconds > 0, got -3$"):
+        outbox_module.server_timeout_s(-3)
