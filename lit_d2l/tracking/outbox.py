@@ -109,6 +109,7 @@ class Outbox:
         self._pending: list[Batch] = []
         self._attempts: list[_Attempt] = []  # live ones, and finished ones not looked at yet
         self._newest: _Attempt | None = None
+        self._answered = 0.0  # when a write last reached the server (time.monotonic())
         self._since: float | None = None  # when the outage began (time.time())
         self._why = ""
         self._ended = False  # ... and stored
@@ -237,7 +238,7 @@ class Outbox:
         answered = failed = False
         for attempt in finished:
             if attempt.error is None:
-                answered = True
+                answered, self._answered = True, time.monotonic()
                 continue
             why = unreachable(attempt.error)
             if why is None:
@@ -246,20 +247,21 @@ class Outbox:
                 raise attempt.error
             self._why, failed = why, True
         waiting = self.values_waiting
-        hanging = [a for a in self._attempts if time.monotonic() - a.started >= WAIT_S]
+        # Writes started before the server last answered may still sit in MLflow's back-off: not a new outage.
+        hanging = [a for a in self._attempts if a.started >= self._answered and time.monotonic() - a.started >= WAIT_S]
         ending = any(a.then is not None for a in [*finished, *hanging] if a.error is not None or a.is_alive())
         if self._since is None and (waiting or ending) and (failed or hanging):
             self._since = min((a.wall_started for a in [*finished, *hanging]), default=time.time())
             why = self._why or f"no answer in {WAIT_S:g} s"
             clock = time.strftime("%H:%M:%S", time.localtime(self._since))
             _say(f"tracking server {self._server} unreachable since {clock} ({why}); {waiting} values kept, retrying")
-        elif self._since is not None and answered and not waiting:
-            _say(f"tracking server {self._server} is back after {time.time() - self._since:.0f} s; every value stored")
+        elif self._since is not None and answered and not failed:  # the values kept follow at once
+            _say(f"tracking server {self._server} is back after {time.time() - self._since:.0f} s")
             self._since, self._why = None, ""
         if self._since is not None:
             self._keep()
-        elif not waiting:
-            self.keep_file.unlink(missing_ok=True)
+        elif not self._pending or not any(batch.kept for batch in self._pending):
+            self.keep_file.unlink(missing_ok=True)  # (a stop now would lose no kept value: none is waiting)
 
     def _keep(self) -> None:
         """Append the pending values not yet in the keep file to it (only while the server is away)."""
