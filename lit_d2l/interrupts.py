@@ -30,18 +30,23 @@ class Interrupted(SystemExit):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         self.run_id: str | None = None  # the MLflow run it stopped, once known
         self.store_option = ""  # " --tracking.uri URI" when the run is not in the default store
+        self.run_status = "KILLED"  # RUNNING where the store could not be told (a tracking server away)
+        self.reason: str | None = None  # why, when lit-d2l stopped the fit itself (see stop_fit)
 
     @property
     def signal_name(self) -> str:
         return signal.Signals(self.signum).name
 
     def __str__(self) -> str:
+        what = f"stopped: {self.reason}," if self.reason else f"interrupted by {self.signal_name}"
         where = f" at step {self.step}" if self.step is not None else ""
         saved = f"; checkpoint {self.checkpoint}" if self.checkpoint else ""
         run = f"; MLflow run {self.run_id} is KILLED" if self.run_id else ""
+        if self.run_id and self.run_status != "KILLED":
+            run = f"; MLflow run {self.run_id} stays {self.run_status} until a lit-d2l command finds its process gone"
         resume = f"lit-d2l fit --resume {self.run_id}{self.store_option}"
         hint = f"; continue it with: {resume}" if self.run_id and self.checkpoint else ""
-        return f"interrupted by {self.signal_name}{where}{saved}{run}{hint}"
+        return f"{what}{where}{saved}{run}{hint}"
 
 
 class _State:
@@ -82,6 +87,15 @@ def deliver(handler: Any) -> None:
             handler(signal.SIGTERM, None)
         finally:
             _State.forwarded = False
+
+
+def stop_fit() -> bool:
+    """Stop the running fit as a SIGTERM does (at a step boundary, with a checkpoint to resume from); False where
+    no fit can stop so (none running, or not on the main thread)."""
+    if not _State.graceful or _State.requested is not None or threading.current_thread() is not threading.main_thread():
+        return False
+    os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler and lit-d2l's both see it, as a real one
+    return True
 
 
 def raise_if_requested() -> None:

@@ -39,7 +39,7 @@ from lit_d2l.config_checks import (
     not_utf8_config,
     user_error_in,
 )
-from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.errors import ConfigError, TrackingError, UserError
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
@@ -137,6 +137,7 @@ class D2LCLI(LightningCLI):
                 tags=settings.tags,
                 run_id=settings.run_id,
                 system_metrics=settings.system_metrics,
+                server_timeout_s=settings.server_timeout_s,
             )
             kwargs["logger"] = self.logger
             if settings.log_model or settings.register_model:  # the trained model, as the run's MLflow model
@@ -327,7 +328,7 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         stop = exc if isinstance(exc, interrupts.Interrupted) else _interrupted(trainer)
         if logger is not None:
             logger.finalize("failed")  # KILLED
-            stop.run_id = logger.version
+            stop.run_id, stop.run_status, stop.reason = logger.version, logger.status or "KILLED", logger.stop_reason
             stop.store_option = store_option(logger.tracking_uri, "--tracking.uri")
         raise stop from None
     except (UserError, MisconfigurationException) as exc:  # bad input found late: record nothing
@@ -354,6 +355,8 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         raise
     if logger is not None:  # ends a run this process created for spawned workers; else already ended
         logger.finalize("success")
+        if (unstored := logger.unstored()) is not None:  # a tracking server away past its limit
+            raise TrackingError(unstored)
     result = _result(cli, metrics | _scalars(trainer.callback_metrics))
     if diverged is not None:
         result.outcome, result.diverged_at_step = "diverged", diverged.step

@@ -32,7 +32,17 @@ commands:
   graph      the computation graph of J = L + s for one training step, as graph.svg and graph.png"""
 
 #: The keys of :class:`~lit_d2l.tracking.settings.TrackingSettings` (not imported: lit_d2l.tracking loads MLflow).
-TRACKING_KEYS = ("experiment", "uri", "run_name", "tags", "run_id", "log_model", "register_model", "system_metrics")
+TRACKING_KEYS = (
+    "experiment",
+    "uri",
+    "run_name",
+    "tags",
+    "run_id",
+    "log_model",
+    "register_model",
+    "system_metrics",
+    "server_timeout_s",
+)
 #: The options of fit/validate/test that are lit-d2l's, besides model, data and trainer.
 CKPT_PATH_HELP = "checkpoint to resume (fit) or evaluate (validate, test)"
 TEST_AFTER_FIT_HELP = "after fit, also test, in the same MLflow run"

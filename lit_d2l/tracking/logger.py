@@ -4,7 +4,8 @@ Lightning's stock ``MLFlowLogger`` makes one store write per metric value, which
 more than a small model's whole training step. Here values are buffered and
 written with ``MlflowClient.log_batch`` in as few calls as MLflow's per-call limits allow, on a size
 or time trigger and at the end of each fit/validate/test. Only MLflow's public client API is used:
-the store, whichever it is, stays MLflow's to write.
+the store, whichever it is, stays MLflow's to write. A tracking server's values go through an
+:class:`~lit_d2l.tracking.outbox.Outbox`, so a server that is away never blocks the fit for long.
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from torch import Tensor
 
+from lit_d2l import interrupts
 from lit_d2l.interrupts import shielded
 from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
 from lit_d2l.tracking.models import MODEL_NAME, log_model, register_model
+from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches
+from lit_d2l.tracking.outbox import server_timeout_s as server_timeout_s_of
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
 from lit_d2l.tracking.system_metrics import start_monitor
 from lit_d2l.tracking.takeover import settle
 
-# MLflow's log_batch limits: 1000 metrics and 100 params + tags per call.
-_MAX_METRICS_PER_BATCH = 1000
-_MAX_PARAMS_TAGS_PER_BATCH = 100
 _MAX_PARAM_VALUE_CHARS = 6000
+#: Values a tracking server has not taken yet, kept beside the run's checkpoints (see Outbox).
+UNSTORED_FILE = "unstored-values.jsonl"
 #: This machine's files of runs kept on a tracking server (their checkpoints), relative to the working directory.
 LOCAL_FILES = Path("mlruns")
 
@@ -49,10 +52,11 @@ class TrackingLogger(Logger):
         tracking_uri: str | None = None,
         run_name: str | None = None,
         tags: Mapping[str, str] | None = None,
-        flush_every: int = _MAX_METRICS_PER_BATCH,
+        flush_every: int = MAX_METRICS_PER_BATCH,
         flush_seconds: float = 10.0,
         run_id: str | None = None,
         system_metrics: bool = False,
+        server_timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
@@ -84,11 +88,16 @@ class TrackingLogger(Logger):
         self._monitor: Any = None  # MLflow's SystemMetricsMonitor while the run runs
         self.model_uri: str | None = None  # runs:/<run id>/model once the trained model is logged
         self.registered: str | None = None  # "<name> version <n>" once registered
+        remote = self.tracking_uri.startswith(("http://", "https://"))
+        self._server_timeout_s = server_timeout_s_of(server_timeout_s) if remote else None  # checked now
+        self._outbox: Outbox | None = None  # a tracking server's values on their way
+        self.stop_reason: str | None = None  # why this logger stopped the fit (a server away past its limit)
+        self._ending = "FINISHED"  # the end status being set
 
     def __getstate__(self) -> dict[str, Any]:
         """What a spawned DDP worker (``ddp_spawn``) gets: the run to log into, without the client or heartbeat."""
         state = dict(self.__dict__)
-        state.update(_client=None, _heartbeat=None, _copy_in_worker=True, _monitor=None)
+        state.update(_client=None, _heartbeat=None, _outbox=None, _copy_in_worker=True, _monitor=None)
         return state
 
     # -- Lightning's Logger interface -------------------------------------------------------
@@ -180,7 +189,10 @@ class TrackingLogger(Logger):
             try:
                 self.flush()
             finally:  # even when a write fails, the run must not stay RUNNING
-                self.end_run(_run_status(status, exception))
+                if self._outbox is None:
+                    self.end_run(_run_status(status, exception))
+        if self._outbox is not None:  # not shielded: waiting for a server away, a stop signal is honoured at once
+            self.end_run(_run_status(status, exception))
 
     # -- lit-d2l additions --------------------------------------------------------------------
 
@@ -207,22 +219,48 @@ class TrackingLogger(Logger):
 
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
-        if not self._has_pending():
+        if not self._has_pending() and not (self._outbox is not None and self._outbox.values_waiting):
             return
         client, run_id = self.experiment, self.run_id
         metrics = [Metric(*metric) for metric in _read_values(self._metrics)]
-        params, tags = self._params, self._tags
+        calls = batches(self._params, self._tags, metrics)
         self._metrics, self._params, self._tags = [], [], []
-        # Synchronous on purpose; log_batch(synchronous=False) measured slower (benchmarks/RESULTS.md).
-        # Every value must be stored before set_terminated anyway, and set_terminated shuts MLflow's
-        # async queue down, waiting for its thread, which looks for work once a second: a fixed wait
-        # at the end of every run. The writes it would overlap with training share the GIL with a
-        # Python-bound training loop, so they barely get cheaper.
-        half = _MAX_PARAMS_TAGS_PER_BATCH // 2
-        for start in range(0, max(len(params), len(tags)), half):
-            client.log_batch(run_id, params=params[start : start + half], tags=tags[start : start + half])
-        for start in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
-            client.log_batch(run_id, metrics=metrics[start : start + _MAX_METRICS_PER_BATCH])
+        outbox = self._server_outbox()
+        if outbox is None:
+            # Synchronous on purpose; log_batch(synchronous=False) measured slower (benchmarks/RESULTS.md).
+            # Every value must be stored before set_terminated anyway, and set_terminated shuts MLflow's
+            # async queue down, waiting for its thread, which looks for work once a second: a fixed wait
+            # at the end of every run. The writes it would overlap with training share the GIL with a
+            # Python-bound training loop, so they barely get cheaper.
+            for call in calls:
+                client.log_batch(run_id, metrics=call.metrics, params=call.params, tags=call.tags)
+            return
+        outbox.put(calls)
+        outbox.send()
+        reason = outbox.overdue()
+        # Past the limit a fit stops as on SIGTERM (checkpoint, resume line); anything else runs to its end.
+        if reason is not None and self.stop_reason is None and interrupts.stop_fit():
+            self.stop_reason = reason
+
+    def _server_outbox(self) -> Outbox | None:
+        """The outbox of a run on a tracking server (None for a SQLite store, written directly)."""
+        if self._outbox is None and self._server_timeout_s is not None:
+            assert self._client is not None and self._run_id is not None
+            keep = Path(self.save_dir) / str(self._experiment_id) / self._run_id / UNSTORED_FILE
+            self._outbox = Outbox(self._client, self._run_id, self.tracking_uri, keep, self._server_timeout_s)
+        return self._outbox
+
+    def unstored(self) -> str | None:
+        """Why some of this run's values (or its end status) are not stored, and where they are kept; else None."""
+        outbox = self._outbox
+        if outbox is None or (not outbox.values_waiting and self.status != "RUNNING"):
+            return None
+        reason = outbox.overdue() or f"tracking server {self.tracking_uri} unreachable"
+        resume = f"once the server is back, lit-d2l fit --resume {self._run_id}"
+        if not outbox.values_waiting:
+            return f"{reason}: run {self._run_id} could not be marked {self._ending}; {resume} does"
+        kept = f"{outbox.values_waiting} values not stored are kept in {outbox.keep_file}"
+        return f"{reason}: {kept}; {resume} stores them"
 
     def _has_pending(self) -> bool:
         return bool(self._metrics or self._params or self._tags)
@@ -243,7 +281,13 @@ class TrackingLogger(Logger):
         if self._heartbeat is not None:
             self._heartbeat.stop()
         self._stop_system_metrics()
-        self._client.set_terminated(self._run_id, status)
+        self._ending = status
+        client, run_id, outbox = self._client, self._run_id, self._server_outbox()
+        if outbox is None:
+            client.set_terminated(run_id, status)
+        # A finished run waits for a server that is away (up to the limit); a stopped one does not.
+        elif not outbox.close(lambda: client.set_terminated(run_id, status), patient=status == "FINISHED"):
+            return  # not stored: the run stays RUNNING there until a later command finds its process gone
         self.status = status
 
     @rank_zero_only
@@ -270,6 +314,7 @@ class TrackingLogger(Logger):
         self._experiment_id = ensure_experiment(client, self.experiment_name, self.tracking_uri)
         if self._resume_run_id is not None:
             self._continue_run(client, self._resume_run_id)
+            self._restore_unstored()
         else:
             tags = {"mlflow.source.name": "lit-d2l", **self._initial_tags, **owner_tags()}
             run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
@@ -277,6 +322,15 @@ class TrackingLogger(Logger):
             self.status = RunStatus.to_string(RunStatus.RUNNING)
         self._heartbeat = Heartbeat(self.tracking_uri, self._run_id)
         self._start_system_metrics()
+
+    def _restore_unstored(self) -> None:
+        """Queue the values a stopped process kept because its server was away: written first, not logged again."""
+        outbox = self._server_outbox()
+        for batch in outbox.restore() if outbox is not None else []:
+            for metric in batch.metrics:
+                self._stored_up_to[metric.key] = max(self._stored_up_to.get(metric.key, -1), metric.step)
+            for param in batch.params:
+                self._logged_params.setdefault(param.key, param.value)
 
     def _continue_run(self, client: MlflowClient, run_id: str) -> None:
         """Take over an existing run: this process becomes its owner; what it stored is not written again."""

@@ -19,6 +19,8 @@ class TrackingSettings:
         register_model: also register that model in the Model Registry under this name (a new version).
         system_metrics: MLflow's system metrics (CPU, memory, disk, network; GPU with nvidia-ml-py) every 10 s
             ($MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL), as ``system/*``.
+        server_timeout_s: seconds a tracking server may be unreachable before a fit stops with a checkpoint
+            and a resume line (it trains on meanwhile, its values kept); default $LIT_D2L_SERVER_TIMEOUT_S, else 120.
     """
 
     experiment: str = "lit-d2l"
@@ -29,3 +31,4 @@ class TrackingSettings:
     log_model: bool = True
     register_model: str | None = None
     system_metrics: bool = False
+    server_timeout_s: float | None = None

@@ -97,3 +97,22 @@ def _in_store(filename: str | bytes | None) -> bool:
         return False
     store = os.path.realpath(db.parent)
     return os.path.realpath(os.fsdecode(filename)).startswith(store + os.sep)
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why a tracking server did not take a write that it may take later (no connection, no answer, a
+    gateway's 502/503/504), else None: the server answered and refused it, and retrying changes nothing."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    chain = list(_chain(exc))
+    if any(isinstance(link, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) for link in chain):
+        if any(isinstance(link, (TimeoutError, requests.exceptions.Timeout)) for link in chain):
+            return "no answer"
+        if any(isinstance(link, ConnectionRefusedError) for link in chain):
+            return "connection refused"
+        return "no connection"
+    for link in chain:
+        if isinstance(link, MlflowException) and link.get_http_status_code() in (502, 503, 504):
+            return f"HTTP {link.get_http_status_code()}"
+    return None

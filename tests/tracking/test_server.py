@@ -23,6 +23,13 @@ from tests.test_cli import QUIET, free_port
 @contextmanager
 def mlflow_server(root: Path) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 (SQLite store and served artifacts under ``root``); yields its URI."""
+    with mlflow_server_process(root) as (_, uri):
+        yield uri
+
+
+@contextmanager
+def mlflow_server_process(root: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """:func:`mlflow_server`, with its process (the leader of its own process group)."""
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--serve-artifacts"]
@@ -40,7 +47,7 @@ def mlflow_server(root: Path) -> Iterator[str]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
                 time.sleep(0.5)
-        yield uri
+        yield server, uri
     finally:
         stop_process_group(server)
 
