@@ -1,4 +1,8 @@
-"""``lit-d2l ablate`` and ``lit-d2l report``: argument parsing and printing."""
+"""``lit-d2l ablate`` and ``lit-d2l report``: argument parsing and printing.
+
+The arguments, the spec file and the sweep id are checked before the modules that train or draw are
+imported (torch and Lightning take ~5 s to import): help and a bad argument answer at once.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,8 @@ import argparse
 import time
 from collections import Counter
 
-from lit_d2l.ablation.dry_run import dry_run
 from lit_d2l.ablation.ray_backend import add_backend_options
-from lit_d2l.ablation.report import build_report
-from lit_d2l.ablation.runner import PACK_MODES, run_sweep
-from lit_d2l.ablation.selection import direction, select_command
-from lit_d2l.ablation.spec import MAX_RUNS, load_spec
+from lit_d2l.ablation.spec import MAX_RUNS, PACK_MODES, load_spec
 from lit_d2l.errors import UserError
 from lit_d2l.progress import clock_time, tally
 from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, store_option
@@ -47,6 +47,10 @@ def ablate_command(argv: list[str]) -> int:
     if args.max_runs < 1:
         raise UserError(f"--max-runs must be >= 1, got {args.max_runs}")
     spec = load_spec(args.spec, max_runs=args.max_runs)
+    from lit_d2l.ablation.dry_run import dry_run
+    from lit_d2l.ablation.report import build_report
+    from lit_d2l.ablation.runner import run_sweep
+
     if args.dry_run:
         dry_run(spec, pack=args.pack, pack_size=args.pack_size, workers=args.workers)
         return 0
@@ -87,6 +91,9 @@ def report_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.test and not args.select:
         parser.error("--test needs --select METRIC (e.g. --select val/loss)")
+    from lit_d2l.ablation.report import build_report
+    from lit_d2l.ablation.selection import direction, select_command
+
     if args.select:
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
     path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)

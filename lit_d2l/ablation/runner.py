@@ -33,7 +33,7 @@ from lit_d2l.ablation.ray_backend import (
     worker_place,
 )
 from lit_d2l.ablation.report import summary_table
-from lit_d2l.ablation.spec import SEED_KEYS, Arm, SweepSpec
+from lit_d2l.ablation.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.ablation.stability import stability_figures
 from lit_d2l.ablation.workers import supervise
 from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
@@ -50,7 +50,6 @@ from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, Swee
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 QUIET_TRAINER += ["--trainer.enable_checkpointing", "false"]
-PACK_MODES = ("auto", "off")
 
 
 @dataclass

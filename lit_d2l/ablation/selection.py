@@ -18,12 +18,9 @@ import math
 from dataclasses import dataclass
 
 from lit_d2l.ablation.report import one_run_per_pair
-from lit_d2l.ablation.runner import QUIET_TRAINER
 from lit_d2l.ablation.verdict import arm_results, goal
 from lit_d2l.errors import UserError
 from lit_d2l.noise import lightning_info_off
-from lit_d2l.runner import run_configured
-from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
 SELECTION_TAG = "lit_d2l.selection"
@@ -96,6 +93,10 @@ def select_command(sweep: str, metric: str, mode: str | None, test: bool, tracki
 
 def test_selected(store: SweepStore, parent_id: str, experiment_id: str, selection: Selection) -> dict[str, float]:
     """Train the selected arm's best run again with ``test_after_fit``, once per sweep; returns its test metrics."""
+    from lit_d2l.ablation.runner import QUIET_TRAINER  # torch and Lightning: only to train
+    from lit_d2l.runner import run_configured
+    from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
+
     done = [c for c in store.selection_tests(parent_id, experiment_id) if c.status == "FINISHED"]
     if done:
         raise UserError(_already_tested(done[0]))
