@@ -47,6 +47,10 @@ def ablate_command(argv: list[str]) -> int:
     if args.max_runs < 1:
         raise UserError(f"--max-runs must be >= 1, got {args.max_runs}")
     spec = load_spec(args.spec, max_runs=args.max_runs)
+    if not args.dry_run:  # at once: checking the arms (and importing torch) takes seconds, training minutes
+        seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) > 1 else "")
+        runs = f"{len(spec.arms)} arms x {seeds} = {len(spec.pairs())} runs"
+        print(f"sweep {spec.sweep_id}: {runs}; checking every arm's settings ...", flush=True)
     from lit_d2l.ablation.dry_run import dry_run
     from lit_d2l.ablation.report import build_report
     from lit_d2l.ablation.runner import run_sweep
@@ -64,6 +68,7 @@ def ablate_command(argv: list[str]) -> int:
         pack_size=args.pack_size,
         backend=args.backend,
         address=args.address,
+        echo=lambda line: print(line, flush=True),  # each line as it comes, also into a pipe or a log file
     )
     took = clock_time(time.monotonic() - start)
     if not args.no_report:
