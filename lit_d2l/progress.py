@@ -43,6 +43,11 @@ class Progress:
     def elapsed(self) -> float:
         return self.clock() - self.start
 
+    def credit(self, work: float) -> None:
+        """Count ``work`` as done before reporting units that ended together (a pack's arms, each reported with
+        ``work=0``), so that their lines show one ETA."""
+        self.work_done += work
+
     def report(self, label: str, outcome: str, detail: str = "", work: float = 1.0) -> None:
         """One unit (of ``work``) ended with ``outcome`` (finished, diverged, failed, skipped)."""
         self.counts[outcome] += 1

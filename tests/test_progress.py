@@ -64,6 +64,17 @@ def test_the_eta_is_weighted_by_work_not_by_finished_units() -> None:
     assert lines[-1] == "arm 4/4: finished (elapsed 1:40, ETA 0:00)"
 
 
+def test_units_that_end_together_show_one_eta() -> None:
+    lines: list[str] = []
+    clock = Clock()
+    progress = Progress("arm", 4, lines.append, clock, work=40)
+    clock.now += 10
+    progress.credit(20)  # a pack of two arms, 10 steps each
+    for _ in range(2):
+        progress.report("", "finished", work=0)
+    assert [line.split("(")[1] for line in lines] == ["elapsed 0:10, ETA 0:10)"] * 2
+
+
 def test_a_pairs_expected_steps_are_its_epochs_times_its_batches() -> None:
     from lit_d2l.ablation.runner import expected_steps
 

@@ -351,12 +351,12 @@ def _run_tasks_quietly(
             task.unit = place
 
     def report(results: list[PairOutcome]) -> None:
+        progress.credit(sum(steps.get((outcome.arm, outcome.seed), 1.0) for outcome in results))  # one ETA a unit
         for outcome in results:
             outcomes.append(outcome)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
             detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
-            work = steps.get((outcome.arm, outcome.seed), 1.0)
-            progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "", work=work)
+            progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "", work=0.0)
 
     def died(unit: list[PairTask], how: str) -> list[PairOutcome]:
         gone = dead_node_check() if cluster is not None else None
