@@ -43,6 +43,7 @@ def test_help_and_missing_files_and_sweeps_answer_without_torch(tmp_path, tracki
         ["ablate", "missing.yaml", "--dry-run"],
         ["report", "no-such-sweep", "--tracking-uri", tracking_uri],
         ["report", "no-such-sweep", "--select", "val/loss", "--tracking-uri", tracking_uri],
+        ["report", "no-such-sweep", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"],
     ]
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(cases + errors)],
@@ -53,6 +54,7 @@ def test_help_and_missing_files_and_sweeps_answer_without_torch(tmp_path, tracki
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "none.db").exists(), "a report of a store that does not exist made one"
     results = json.loads(done.stdout.splitlines()[-1])
     for result in results:
         assert result["heavy"] == [], f"{result['argv']} imported {result['heavy']}"

@@ -14,7 +14,7 @@ from lit_d2l.ablation.ray_backend import add_backend_options
 from lit_d2l.ablation.spec import MAX_RUNS, PACK_MODES, load_spec
 from lit_d2l.errors import UserError
 from lit_d2l.progress import clock_time, tally
-from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, store_option
+from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, sqlite_path, store_option
 
 
 def ablate_command(argv: list[str]) -> int:
@@ -96,6 +96,10 @@ def report_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.test and not args.select:
         parser.error("--test needs --select METRIC (e.g. --select val/loss)")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():  # said without making a store (seconds of MLflow's migrations)
+        raise UserError(f"no sweep {args.sweep!r} in {uri}; it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first")
     from lit_d2l.ablation.report import build_report
     from lit_d2l.ablation.selection import direction, select_command
 
