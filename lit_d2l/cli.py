@@ -2,14 +2,20 @@
 
 Every run goes to MLflow through :class:`~lit_d2l.tracking.TrackingLogger`; errors a user can
 fix end in one line on stderr and exit status 2, with no run left RUNNING.
+
+Each command imports what it needs when it runs, after its help and its arguments are checked:
+torch and Lightning take ~5 s to import, and help or a missing file should answer at once.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+from pathlib import Path
 
-from lit_d2l.errors import UserError
+import yaml
+
+from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.noise import quiet_third_party
 from lit_d2l.progress import LineEnds, own_line
@@ -61,6 +67,8 @@ def run(argv: list[str]) -> int:
         print(top_help())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command in ("fit", "validate", "test", "cv", "graph") and not wants_help(rest):
+        check_config_files(rest)
     if command == "ui":
         from lit_d2l.tracking.ui import serve
 
@@ -103,3 +111,29 @@ def run(argv: list[str]) -> int:
 
         return run_lightning(argv)
     raise UserError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+
+
+def check_config_files(args: list[str]) -> None:
+    """Refuse a ``--config`` / ``-c`` that is neither a file nor an inline YAML mapping, as LightningCLI would,
+    but before Lightning is imported."""
+    for index, arg in enumerate(args):
+        if arg in ("-c", "--config") and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--config="):
+            value = arg.removeprefix("--config=")
+        else:
+            continue
+        if Path(value).exists() or _inline_mapping(value):
+            continue
+        raise ConfigError(
+            f"config: File does not exist: {str(Path(value).absolute())!r} "
+            "(give the path of a YAML config, e.g. experiments/linear_regression.yaml)"
+        )
+
+
+def _inline_mapping(value: str) -> bool:
+    """jsonargparse also takes the config itself as the value: ``--config '{trainer: {max_epochs: 1}}'``."""
+    try:
+        return isinstance(yaml.safe_load(value), dict)
+    except yaml.YAMLError:
+        return False

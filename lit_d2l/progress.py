@@ -15,14 +15,23 @@ OUTCOMES = ("finished", "diverged", "failed", "skipped")
 class Progress:
     """``report`` prints ``<unit> i/N <label>: <outcome> <detail> (elapsed m:ss, ETA m:ss)``.
 
-    The ETA assumes the remaining units take as long on average as the finished ones (with workers,
-    the observed rate already includes their parallelism).
+    The ETA is weighted by work: each unit may say how much it has (a sweep's pair: its training steps),
+    and the rest is expected to go as fast as the finished work went, ``elapsed × remaining / done``
+    (with workers, the observed rate already includes their parallelism). Without weights every unit
+    counts as one, and the ETA is that of finished units.
     """
 
     def __init__(
-        self, unit: str, total: int, echo: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic
+        self,
+        unit: str,
+        total: int,
+        echo: Callable[[str], None] = print,
+        clock: Callable[[], float] = time.monotonic,
+        work: float | None = None,
     ) -> None:
         self.unit, self.total, self.echo, self.clock = unit, total, echo, clock
+        self.work = float(total) if work is None else work  # of all units
+        self.work_done = 0.0
         self.start = clock()
         self.counts: Counter[str] = Counter()
 
@@ -34,11 +43,18 @@ class Progress:
     def elapsed(self) -> float:
         return self.clock() - self.start
 
-    def report(self, label: str, outcome: str, detail: str = "") -> None:
-        """One unit ended with ``outcome`` (finished, diverged, failed, skipped)."""
+    def credit(self, work: float) -> None:
+        """Count ``work`` as done before reporting units that ended together (a pack's arms, each reported with
+        ``work=0``), so that their lines show one ETA."""
+        self.work_done += work
+
+    def report(self, label: str, outcome: str, detail: str = "", work: float = 1.0) -> None:
+        """One unit (of ``work``) ended with ``outcome`` (finished, diverged, failed, skipped)."""
         self.counts[outcome] += 1
+        self.work_done += work
         elapsed, done = self.elapsed, self.done
-        eta = elapsed / done * max(self.total - done, 0)
+        remaining = max(self.work - self.work_done, 0.0)
+        eta = elapsed * remaining / self.work_done if self.work_done > 0 else 0.0
         name = f"{self.unit} {done}/{self.total}" + (f" {label}" if label else "")
         text = f"{outcome} {detail}".rstrip()
         self.echo(f"{name}: {text} (elapsed {clock_time(elapsed)}, ETA {clock_time(eta)})")

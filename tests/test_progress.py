@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 from lit_d2l.progress import Progress, clock_time, tally
 
@@ -46,4 +47,81 @@ def test_clock_time() -> None:
         "59:59",
         "1:00:00",
         "10:01:01",
+    ]
+
+
+def test_the_eta_is_weighted_by_work_not_by_finished_units() -> None:
+    lines: list[str] = []
+    clock = Clock()
+    # Three small units (10 steps each) then one large one (970 steps): a per-unit ETA would say 0:30 left.
+    progress = Progress("arm", 4, lines.append, clock, work=1000)
+    for _ in range(3):
+        clock.now += 1
+        progress.report("", "finished", work=10)
+    assert lines[-1] == "arm 3/4: finished (elapsed 0:03, ETA 1:37)"  # 3 s for 30 steps: 97 s for 970
+    clock.now += 97
+    progress.report("", "finished", work=970)
+    assert lines[-1] == "arm 4/4: finished (elapsed 1:40, ETA 0:00)"
+
+
+def test_units_that_end_together_show_one_eta() -> None:
+    lines: list[str] = []
+    clock = Clock()
+    progress = Progress("arm", 4, lines.append, clock, work=40)
+    clock.now += 10
+    progress.credit(20)  # a pack of two arms, 10 steps each
+    for _ in range(2):
+        progress.report("", "finished", work=0)
+    assert [line.split("(")[1] for line in lines] == ["elapsed 0:10, ETA 0:10)"] * 2
+
+
+def test_a_pairs_expected_steps_are_its_epochs_times_its_batches() -> None:
+    from lit_d2l.ablation.runner import expected_steps
+
+    def parsed(num_train: int | None, batch_size: int, **trainer) -> SimpleNamespace:
+        return SimpleNamespace(
+            trainer_kwargs=trainer, datamodule=SimpleNamespace(num_train=num_train, batch_size=batch_size)
+        )
+
+    assert expected_steps(parsed(1000, 10, max_epochs=400)) == 400 * 100
+    assert expected_steps(parsed(2, 10, max_epochs=400)) == 400  # one (short) batch an epoch
+    assert expected_steps(parsed(1000, 10, max_epochs=400, max_steps=500)) == 500
+    assert expected_steps(parsed(1000, 10, max_epochs=400, limit_train_batches=5)) == 400 * 5
+    assert expected_steps(parsed(None, 10, max_epochs=7)) == 7  # no num_train: the epochs still weigh
+    assert expected_steps(parsed(100, 10)) == 1000 * 10  # Lightning's default: 1,000 epochs
+
+
+def test_a_sweeps_start_line_says_what_it_runs_where_and_how_to_stop_and_resume() -> None:
+    from lit_d2l.ablation.runner import start_line
+    from lit_d2l.packing.plan import Pack
+
+    plan = SimpleNamespace(
+        spec=SimpleNamespace(sweep_id="overfitting-1a2b"),
+        parent=SimpleNamespace(run_id="abc123"),
+        tasks=[object()] * 7,
+        skipped=2,
+    )
+    units = [Pack([1, 2, 3]), Pack([4, 5, 6]), Pack([7])]
+    assert start_line(plan, units, "2 workers") == (
+        "sweep overfitting-1a2b: 7 runs to train (2 done before) as 2 packs, 1 single fit on 2 workers; "
+        "parent run abc123. Ctrl-C stops; run it again to resume"
+    )
+
+
+def test_a_heartbeat_comes_at_an_epochs_end_at_most_every_30_s() -> None:
+    from lit_d2l.callbacks import Heartbeat
+
+    lines: list[str] = []
+    clock = Clock()
+    beat = Heartbeat("pack 2/5 (12 arms)", echo=lines.append, clock=clock)
+    trainer = SimpleNamespace(max_epochs=400, current_epoch=0, is_global_zero=True)
+    beat.on_train_start(trainer, None)
+    for epoch in range(100):  # 1 s an epoch
+        clock.now += 1
+        trainer.current_epoch = epoch
+        beat.on_train_epoch_end(trainer, None)
+    assert lines == [
+        "pack 2/5 (12 arms): epoch 30/400, elapsed 0:30",
+        "pack 2/5 (12 arms): epoch 60/400, elapsed 1:00",
+        "pack 2/5 (12 arms): epoch 90/400, elapsed 1:30",
     ]

@@ -1,4 +1,8 @@
-"""``lit-d2l ablate`` and ``lit-d2l report``: argument parsing and printing."""
+"""``lit-d2l ablate`` and ``lit-d2l report``: argument parsing and printing.
+
+The arguments, the spec file and the sweep id are checked before the modules that train or draw are
+imported (torch and Lightning take ~5 s to import): help and a bad argument answer at once.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,11 @@ import argparse
 import time
 from collections import Counter
 
-from lit_d2l.ablation.dry_run import dry_run
 from lit_d2l.ablation.ray_backend import add_backend_options
-from lit_d2l.ablation.report import build_report
-from lit_d2l.ablation.runner import PACK_MODES, run_sweep
-from lit_d2l.ablation.selection import direction, select_command
-from lit_d2l.ablation.spec import MAX_RUNS, load_spec
+from lit_d2l.ablation.spec import MAX_RUNS, PACK_MODES, load_spec
 from lit_d2l.errors import UserError
 from lit_d2l.progress import clock_time, tally
-from lit_d2l.tracking.models import check_registered_name
-from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, store_option
+from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, sqlite_path, store_option
 
 
 def ablate_command(argv: list[str]) -> int:
@@ -48,6 +47,14 @@ def ablate_command(argv: list[str]) -> int:
     if args.max_runs < 1:
         raise UserError(f"--max-runs must be >= 1, got {args.max_runs}")
     spec = load_spec(args.spec, max_runs=args.max_runs)
+    if not args.dry_run:  # at once: checking the arms (and importing torch) takes seconds, training minutes
+        seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) > 1 else "")
+        runs = f"{len(spec.arms)} arms x {seeds} = {len(spec.pairs())} runs"
+        print(f"sweep {spec.sweep_id}: {runs}; checking every arm's settings ...", flush=True)
+    from lit_d2l.ablation.dry_run import dry_run
+    from lit_d2l.ablation.report import build_report
+    from lit_d2l.ablation.runner import run_sweep
+
     if args.dry_run:
         dry_run(spec, pack=args.pack, pack_size=args.pack_size, workers=args.workers)
         return 0
@@ -61,6 +68,7 @@ def ablate_command(argv: list[str]) -> int:
         pack_size=args.pack_size,
         backend=args.backend,
         address=args.address,
+        echo=lambda line: print(line, flush=True),  # each line as it comes, also into a pipe or a log file
     )
     took = clock_time(time.monotonic() - start)
     if not args.no_report:
@@ -93,7 +101,16 @@ def report_command(argv: list[str]) -> int:
         parser.error("--test needs --select METRIC (e.g. --select val/loss)")
     if args.register is not None and not args.test:
         parser.error("--register needs --select METRIC --test: the registered model is the tested arm's")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():  # said without making a store (seconds of MLflow's migrations)
+        raise UserError(f"no sweep {args.sweep!r} in {uri}; it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first")
+    from lit_d2l.ablation.report import build_report
+    from lit_d2l.ablation.selection import direction, select_command
+
     if args.select:
+        from lit_d2l.tracking.models import check_registered_name
+
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
         check_registered_name(args.register, "--register")
     path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)

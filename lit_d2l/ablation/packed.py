@@ -11,6 +11,7 @@ from typing import Any
 
 from lit_d2l import interrupts
 from lit_d2l.callbacks.graceful_stop import PendingStop
+from lit_d2l.callbacks.heartbeat import Heartbeat
 from lit_d2l.packing.fit import PackedArm, build_arm, fit_pack
 from lit_d2l.tracking.sweeps import PARENT_TAG, SweepStore
 
@@ -54,7 +55,8 @@ def run_pack(
                     diagnostics_every=first.diagnostics_every,
                     trainer_overrides=overrides,
                     test_after_fit=bool(arms[0].parsed.config.get("test_after_fit")),
-                    callbacks=[PendingStop()],  # a stop noted while claiming and building stops it at once
+                    # PendingStop: a stop noted while claiming and building stops it at once
+                    callbacks=[PendingStop(), Heartbeat(first.unit or f"pack of {len(arms)} arms")],
                 )
             except Exception as exc:  # the whole pack failed (its runs end FAILED); the sweep goes on
                 interrupts.raise_if_requested()

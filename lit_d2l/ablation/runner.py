@@ -12,6 +12,7 @@ process died, is reported and the others go on. The units run here, in worker pr
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,10 +34,10 @@ from lit_d2l.ablation.ray_backend import (
     worker_place,
 )
 from lit_d2l.ablation.report import summary_table
-from lit_d2l.ablation.spec import SEED_KEYS, Arm, SweepSpec
+from lit_d2l.ablation.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.ablation.stability import stability_figures
 from lit_d2l.ablation.workers import supervise
-from lit_d2l.callbacks import DivergenceGuard, LayerDiagnostics
+from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
 from lit_d2l.errors import UserError
 from lit_d2l.fit_parser import parse_fit
 from lit_d2l.noise import lightning_info_off, worker_quiet
@@ -52,7 +53,6 @@ QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_mod
 QUIET_TRAINER += ["--trainer.enable_checkpointing", "false"]
 # Nor an MLflow model per arm (the cost): the arm `report --select --test` picks is trained again, with one.
 QUIET_TRAINER += ["--tracking.log_model", "false"]
-PACK_MODES = ("auto", "off")
 
 
 @dataclass
@@ -96,6 +96,8 @@ class PairTask:
     run_name: str
     settings: dict[str, Any] = field(default_factory=dict)  # the arm's swept settings and its seed
     params: dict[str, str] = field(default_factory=dict)  # the swept values as top-level params of the child run
+    steps: float = 1.0  # its expected training steps: its weight in the sweep's ETA
+    unit: str = ""  # which unit of the sweep it trains in ("pack 2/5 (12 arms)"), for the heartbeat lines
 
 
 @dataclass
@@ -136,8 +138,43 @@ def run_sweep(
         plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
         with _failed_on_error(plan.parent):
             units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
+            echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else _plural(workers, "worker")))
             outcomes = run_pairs(plan, workers, echo, units, cluster)
         return record_sweep(plan, outcomes, echo)
+
+
+def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
+    """What a sweep is about to do, printed before its first pair trains."""
+    packed = sum(unit.packed for unit in units)
+    alone = len(units) - packed
+    how = ", ".join(part for part in (_plural(packed, "pack"), _plural(alone, "single fit")) if part.split()[0] != "0")
+    done = f" ({plan.skipped} done before)" if plan.skipped else ""
+    return (
+        f"sweep {plan.spec.sweep_id}: {_plural(len(plan.tasks), 'run')} to train{done} as {how or 'nothing'} "
+        f"on {workers}; parent run {plan.parent.run_id}. Ctrl-C stops; run it again to resume"
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def expected_steps(parsed: Any) -> float:
+    """A pair's training steps, known before it trains: epochs × ceil(num_train / batch_size), capped by
+    ``max_steps``. A DataModule without ``num_train`` counts one step an epoch (its epochs still weigh)."""
+    trainer, data = parsed.trainer_kwargs, parsed.datamodule
+    num_train, batch_size = getattr(data, "num_train", None), getattr(data, "batch_size", None)
+    per_epoch = math.ceil(num_train / batch_size) if num_train and batch_size else 1
+    limit = trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        per_epoch = min(per_epoch, limit)
+    elif isinstance(limit, float):
+        per_epoch = max(1, math.ceil(per_epoch * limit))
+    epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps") or -1
+    if epochs is None or epochs < 0:  # Lightning's default: 1,000 epochs unless max_steps says otherwise
+        epochs = 1000 if epochs is None or max_steps < 0 else math.inf
+    steps = epochs * per_epoch
+    return float(min(steps, max_steps) if max_steps > 0 else steps)
 
 
 def check_pack_options(pack: str, pack_size: int) -> None:
@@ -158,8 +195,9 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
     """Check every arm parses, join the sweep's live parent run or resume (unless ``fresh``) or create
     one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
+    steps = {}
     for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
-        parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
+        steps[arm.key] = expected_steps(parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where]))
 
     store = SweepStore(uri)  # closes runs whose process is gone
     sweep_id = spec.sweep_id
@@ -198,6 +236,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
                 run_name=f"{names[arm.key]}/s{seed}"[:240],
                 params=swept_params(dict(arm.settings)),
                 settings={**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
+                steps=steps[arm.key],
             )
             for arm, seed in spec.pairs()
             if (arm.key, seed) not in done | elsewhere
@@ -306,14 +345,20 @@ def _run_tasks_quietly(
     units: list[Pack], total: int, workers: int, echo: Callable[[str], None], cluster: Cluster | None = None
 ) -> list[PairOutcome]:
     outcomes: list[PairOutcome] = []
-    progress = Progress("arm", total, echo)
+    steps = {(task.arm, task.seed): task.steps for unit in units for task in unit.units}
+    progress = Progress("arm", total, echo, work=sum(steps.values()))
+    for number, unit in enumerate(units, 1):
+        place = f"pack {number}/{len(units)} ({len(unit.units)} arms)" if unit.packed else f"fit {number}/{len(units)}"
+        for task in unit.units:
+            task.unit = place
 
     def report(results: list[PairOutcome]) -> None:
+        progress.credit(sum(steps.get((outcome.arm, outcome.seed), 1.0) for outcome in results))  # one ETA a unit
         for outcome in results:
             outcomes.append(outcome)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
             detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
-            progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "")
+            progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "", work=0.0)
 
     def died(unit: list[PairTask], how: str) -> list[PairOutcome]:
         gone = dead_node_check() if cluster is not None else None
@@ -377,6 +422,7 @@ def _run_task(task: PairTask) -> PairOutcome:
     if task.diagnostics_every > 0:  # before the guard, so a run diverging at step 0 still logs its step-0 norms
         callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every))
     callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
+    callbacks.append(Heartbeat(task.unit or task.run_name))
     try:
         store = SweepStore(task.tracking_uri)
         tags = {**task.tags, "device": device}

@@ -18,13 +18,9 @@ import math
 from dataclasses import dataclass
 
 from lit_d2l.ablation.report import one_run_per_pair
-from lit_d2l.ablation.runner import QUIET_TRAINER
 from lit_d2l.ablation.verdict import arm_results, goal
 from lit_d2l.errors import UserError
 from lit_d2l.noise import lightning_info_off
-from lit_d2l.runner import run_configured
-from lit_d2l.tracking.models import register_run_model
-from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
 SELECTION_TAG = "lit_d2l.selection"
@@ -106,6 +102,11 @@ def test_selected(
     The test run logs its trained model (``runs:/<test run>/model``), registered as ``register`` when given; a
     sweep tested before has its test run's model registered, and is not tested again.
     """
+    from lit_d2l.ablation.runner import QUIET_TRAINER  # torch and Lightning: only to train
+    from lit_d2l.runner import run_configured
+    from lit_d2l.tracking.models import register_run_model
+    from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
+
     done = [c for c in store.selection_tests(parent_id, experiment_id) if c.status == "FINISHED"]
     if done and register is not None:
         registered = register_run_model(store.client, done[0].run_id, register)

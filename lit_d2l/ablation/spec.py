@@ -59,6 +59,8 @@ _MAX_SEED = 2**32 - 1  # seed_everything's bound (numpy's uint32)
 #: linear regression: 6 min on 2 cores), so 10,000 runs are already ~1 h of bookkeeping; a grid that
 #: goes past it is far more often a typo (a list pasted into every key) than a plan.
 MAX_RUNS = 10_000
+#: ``lit-d2l ablate --pack``: train packable arms side by side (auto), or every pair alone (off).
+PACK_MODES = ("auto", "off")
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,22 @@
-"""The objective's computation graph, from the autograd graph of one training step (D2L 5.3.2)."""
+"""The objective's computation graph, from the autograd graph of one training step (D2L 5.3.2).
+
+``computation_graph`` (torch) and ``draw_graph`` (matplotlib) are imported on first use, so that
+``lit-d2l graph --help`` answers without them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
-from torch import Tensor, nn
-
-from lit_d2l.graph.autograd import computation_graph
-from lit_d2l.graph.drawing import draw_graph
 from lit_d2l.graph.model import ComputationGraph, Node
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from torch import Tensor, nn
+
+    from lit_d2l.graph.autograd import computation_graph
+    from lit_d2l.graph.drawing import draw_graph
 
 #: The artifact files, in the run and in ``lit-d2l graph --out``.
 FILES = ("graph.svg", "graph.png")
@@ -17,6 +24,9 @@ FILES = ("graph.svg", "graph.png")
 
 def graph_figure(model: nn.Module, batch: tuple[Tensor, ...]) -> tuple[ComputationGraph, Figure]:
     """The graph of J for one minibatch, titled with the model and its penalty, and its figure."""
+    from lit_d2l.graph.autograd import computation_graph
+    from lit_d2l.graph.drawing import draw_graph
+
     graph = computation_graph(model, batch)
     penalty = f"J = L + s, s = λ/2 Σ‖W‖² with λ = {getattr(model, 'l2', 0.0):g}"
     objective = penalty if "s" in graph.nodes else "J = L (no penalty: λ = 0)"
@@ -38,3 +48,15 @@ def save_figure(figure: Figure, folder: Path) -> list[Path]:
 
 
 __all__ = ["FILES", "ComputationGraph", "Node", "computation_graph", "draw_graph", "graph_figure", "save_figure"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "computation_graph":
+        from lit_d2l.graph.autograd import computation_graph
+
+        return computation_graph
+    if name == "draw_graph":
+        from lit_d2l.graph.drawing import draw_graph
+
+        return draw_graph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lit_d2l.callbacks.graph import ComputationGraphArtifact
 from lit_d2l.errors import UserError
 from lit_d2l.noise import lightning_info_off
-from lit_d2l.runner import build
 
 #: One training step, recorded nowhere: the graph needs a real batch of the config's data, nothing more.
 ONE_STEP = [
@@ -29,6 +27,9 @@ def graph_command(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, action="append", help="a lit-d2l fit config (YAML)")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder to write to (default: here)")
     args, overrides = parser.parse_known_args(argv)
+    from lit_d2l.callbacks.graph import ComputationGraphArtifact  # torch and Lightning: after the arguments
+    from lit_d2l.runner import build
+
     configs = [arg for path in args.config for arg in ("--config", path)]
     drawer = ComputationGraphArtifact(out_dir=args.out)
     with lightning_info_off():  # no banner, no "max_steps=1 reached"

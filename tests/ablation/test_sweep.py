@@ -171,6 +171,12 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     assert exit_info.value.code == 0
     sweep_id = load_spec(path).sweep_id
     assert f"sweep {sweep_id}: parent run" in out and (tmp_path / "reports" / sweep_id / "report.md").is_file()
+    # Before the first arm trains: what the sweep is, then how it runs, where it records and how to resume.
+    checking = out.index(f"sweep {sweep_id}: 2 arms x 1 seed = 2 runs; checking every arm's settings ...\n")
+    start = re.search(
+        rf"sweep {sweep_id}: 2 runs to train as .+ on 1 worker; parent run \w+\. Ctrl-C stops; run it", out
+    )
+    assert start and checking < start.start() < out.index("arm 1/2")
     arms = [line for line in out.splitlines() if line.startswith("arm ")]
     assert [line.split(":")[0] for line in arms] == ["arm 1/2 model.l2=0.0 seed 0", "arm 2/2 model.l2=3.0 seed 0"]
     assert all(re.search(r": finished val/loss=\S+ \(elapsed \d+:\d\d, ETA \d+:\d\d\)$", line) for line in arms)

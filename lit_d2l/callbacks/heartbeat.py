@@ -1,0 +1,40 @@
+"""A line now and then from a long fit, so that a sweep whose packs train for minutes is not silent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import lightning as L
+
+from lit_d2l.progress import clock_time
+
+#: Seconds between two heartbeat lines.
+EVERY_S = 30.0
+
+
+class Heartbeat(L.Callback):
+    """At an epoch's end, at most every ``every_s`` seconds: ``pack 2/5 (12 arms): epoch 40/400, elapsed 1:10``."""
+
+    def __init__(
+        self,
+        label: str,
+        every_s: float = EVERY_S,
+        echo: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.label, self.every_s, self.clock = label, every_s, clock
+        self.echo = echo or (lambda line: print(line, flush=True))  # a worker process's stdout is a pipe
+        self.start = self.last = clock()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = self.last = self.clock()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        now = self.clock()
+        if now - self.last < self.every_s or not trainer.is_global_zero:
+            return
+        self.last = now
+        epochs = trainer.max_epochs
+        of = f"/{epochs}" if epochs is not None and epochs > 0 else ""
+        self.echo(f"{self.label}: epoch {trainer.current_epoch + 1}{of}, elapsed {clock_time(now - self.start)}")
