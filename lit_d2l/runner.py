@@ -43,9 +43,8 @@ from lit_d2l.errors import ConfigError, TrackingError, UserError
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
-from lit_d2l.tracking.models import check_registered_name
 from lit_d2l.tracking.run_record import RunRecorder
-from lit_d2l.tracking.settings import TrackingSettings
+from lit_d2l.tracking.settings import TrackingSettings, check_registered_name
 from lit_d2l.tracking.store import dashboard_hint, store_option
 from lit_d2l.tracking.system_metrics import check_system_metrics
 from lit_d2l.usage import CKPT_PATH_HELP, TEST_AFTER_FIT_HELP

@@ -14,6 +14,7 @@ from lit_d2l.ablation.ray_backend import add_backend_options
 from lit_d2l.ablation.spec import MAX_RUNS, PACK_MODES, load_spec
 from lit_d2l.errors import UserError
 from lit_d2l.progress import clock_time, tally
+from lit_d2l.tracking.settings import check_registered_name
 from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, sqlite_path, store_option
 
 
@@ -109,8 +110,6 @@ def report_command(argv: list[str]) -> int:
     from lit_d2l.ablation.selection import direction, select_command
 
     if args.select:
-        from lit_d2l.tracking.models import check_registered_name
-
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
         check_registered_name(args.register, "--register")
     path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)

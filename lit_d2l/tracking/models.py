@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.errors import UserError
 
 #: The model's name in its run: ``runs:/<run id>/model``.
 MODEL_NAME = "model"
@@ -92,14 +92,6 @@ def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
         )
     version = register_model(client, name, client.get_logged_model(outputs[-1].model_id), run_id)
     return f"{name} version {version.version}"
-
-
-def check_registered_name(name: str | None, option: str = "tracking.register_model") -> None:
-    """A Model Registry name MLflow accepts, checked before anything trains: not blank, no '/' or ':'."""
-    if name is None:
-        return
-    if not name.strip() or any(c in name for c in "/:"):
-        raise ConfigError(f"{option} must be a registered model name without '/' or ':', got {name!r}")
 
 
 @contextmanager

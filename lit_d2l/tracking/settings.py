@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lit_d2l.errors import ConfigError
+
 
 @dataclass
 class TrackingSettings:
@@ -32,3 +34,11 @@ class TrackingSettings:
     register_model: str | None = None
     system_metrics: bool = False
     server_timeout_s: float | None = None
+
+
+def check_registered_name(name: str | None, option: str = "tracking.register_model") -> None:
+    """A Model Registry name MLflow accepts, checked before anything trains: not blank, no '/' or ':'."""
+    if name is None:
+        return
+    if not name.strip() or any(c in name for c in "/:"):
+        raise ConfigError(f"{option} must be a registered model name without '/' or ':', got {name!r}")
