@@ -30,6 +30,7 @@ class Interrupted(SystemExit):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
         self.run_id: str | None = None  # the MLflow run it stopped, once known
         self.store_option = ""  # " --tracking.uri URI" when the run is not in the default store
+        self.rerun: str | None = None  # the command that goes on from here, when not ``fit --resume`` (e.g. ``cv``)
 
     @property
     def signal_name(self) -> str:
@@ -37,10 +38,10 @@ class Interrupted(SystemExit):
 
     def __str__(self) -> str:
         where = f" at step {self.step}" if self.step is not None else ""
-        saved = f"; checkpoint {self.checkpoint}" if self.checkpoint else ""
+        saved = f"; checkpoint {self.checkpoint}" if self.checkpoint and not self.rerun else ""
         run = f"; MLflow run {self.run_id} is KILLED" if self.run_id else ""
-        resume = f"lit-d2l fit --resume {self.run_id}{self.store_option}"
-        hint = f"; continue it with: {resume}" if self.run_id and self.checkpoint else ""
+        resume = self.rerun or f"lit-d2l fit --resume {self.run_id}{self.store_option}"
+        hint = f"; continue it with: {resume}" if self.rerun or (self.run_id and self.checkpoint) else ""
         return f"interrupted by {self.signal_name}{where}{saved}{run}{hint}"
 
 

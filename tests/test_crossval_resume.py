@@ -1,0 +1,78 @@
+"""`lit-d2l cv` stopped and run again: the same parent run goes on, FINISHED folds are not trained again."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import LINEAR_CONFIG, REPO
+from tests.test_cli import QUIET
+from tests.test_resilience import ENV, wait_for
+
+PARENT_KIND = "cross-validation"
+
+
+def cv_runs(client: MlflowClient, experiment: str) -> tuple[list, list]:
+    """(The cv parent runs, the fold runs) of the experiment."""
+    exp = client.get_experiment_by_name(experiment)
+    runs = [] if exp is None else client.search_runs([exp.experiment_id])
+    parents = [run for run in runs if run.data.tags.get("lit_d2l.kind") == PARENT_KIND]
+    return parents, [run for run in runs if "fold" in run.data.tags]
+
+
+def finished_per_fold(folds: list) -> Counter[str]:
+    return Counter(run.data.tags["fold"] for run in folds if run.info.status == "FINISHED")
+
+
+@pytest.mark.slow
+def test_sighup_of_cv_names_the_cv_command_and_running_it_again_finishes_the_same_parent(
+    tmp_path, tracking_uri: str, client: MlflowClient, experiment: str
+) -> None:
+    # Long enough folds (a few seconds each on a busy machine) that fold 1 is still training when the signal lands.
+    args = ["cv", "--folds", "3", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    args += ["--tracking.experiment", experiment, *QUIET, "--trainer.max_epochs", "25"]
+    command = [sys.executable, "-m", "lit_d2l", *args]
+    first = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def fold_1_training() -> bool:
+        _, folds = cv_runs(client, experiment)
+        training = [r for r in folds if r.data.tags["fold"] == "1" and r.info.status == "RUNNING"]
+        return finished_per_fold(folds)["0"] == 1 and any(
+            client.get_metric_history(r.info.run_id, "train/loss") for r in training
+        )
+
+    wait_for(fold_1_training, "fold 0 FINISHED and fold 1 training", timeout_s=300, process=first)
+    first.send_signal(signal.SIGHUP)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGHUP, err
+    lines = [line for line in err.splitlines() if line.startswith("lit-d2l")]
+    assert len(lines) == 1 and lines[0].startswith("lit-d2l: interrupted by SIGHUP"), err
+    assert lines[0].endswith(f"continue it with: lit-d2l {shlex.join(args)}"), lines[0]
+    assert "fit --resume" not in lines[0]
+
+    (parent,), folds = cv_runs(client, experiment)
+    assert parent.info.status == "KILLED"
+    (fold_0,) = [r.info.run_id for r in folds if r.data.tags["fold"] == "0"]
+
+    again = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming cross-validation" in again.stdout and "1 of 3 folds done" in again.stdout, again.stdout
+
+    parents, folds = cv_runs(client, experiment)
+    assert [p.info.run_id for p in parents] == [parent.info.run_id], "the same parent run goes on"
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert finished_per_fold(folds) == {"0": 1, "1": 1, "2": 1}, "each fold FINISHED exactly once"
+    assert [r.info.run_id for r in folds if r.data.tags["fold"] == "0"] == [fold_0], "fold 0 not trained again"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in folds)
+    losses = [r.data.metrics["val/loss"] for r in folds if r.info.status == "FINISHED"]
+    assert parent.data.metrics["val/loss_mean"] == pytest.approx(statistics.fmean(losses))
+    assert parent.data.metrics["val/loss_std"] == pytest.approx(statistics.pstdev(losses))
+    assert "over 3 folds" in again.stdout
