@@ -12,8 +12,10 @@ from collections import Counter
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lit_d2l import crossval
+from lit_d2l.interrupts import Interrupted
 from tests.conftest import LINEAR_CONFIG, REPO
-from tests.test_cli import QUIET
+from tests.test_cli import QUIET, run_main
 from tests.test_resilience import ENV, wait_for
 
 PARENT_KIND = "cross-validation"
@@ -29,6 +31,64 @@ def cv_runs(client: MlflowClient, experiment: str) -> tuple[list, list]:
 
 def finished_per_fold(folds: list) -> Counter[str]:
     return Counter(run.data.tags["fold"] for run in folds if run.info.status == "FINISHED")
+
+
+#: Folds of a few dozen examples, one epoch: a fit in well under a second.
+TINY = ["--data.num_train", "48", "--data.num_val", "48", "--trainer.max_epochs", "1", "--log_graph", "false"]
+
+
+def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
+    tracking_uri: str, client: MlflowClient, experiment: str, capsys, monkeypatch
+) -> None:
+    fitted: list[int] = []  # the folds fitted, in order
+    execute = crossval.execute
+
+    def stop_fold_1_once(cli, command: str):
+        fitted.append(cli.datamodule.fold)
+        if fitted == [0, 1]:  # a stop signal in fold 1's fit, handled as execute handles it
+            cli.logger.start()  # the fit had begun: its run exists
+            try:
+                raise Interrupted(signal.SIGHUP, step=3, checkpoint="interrupted-step=3.ckpt")
+            except Interrupted as stop:
+                cli.logger.finalize("failed")  # KILLED
+                stop.run_id = cli.logger.version
+                raise
+        return execute(cli, command)
+
+    monkeypatch.setattr(crossval, "execute", stop_fold_1_once)
+    argv = ["cv", "--folds", "2", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, *TINY]
+    code, _, err = run_main(argv, capsys)
+    assert code == 128 + signal.SIGHUP
+    (line,) = [line for line in err.splitlines() if line.startswith("lit-d2l")]
+    assert line.startswith("lit-d2l: interrupted by SIGHUP at step 3; MLflow run ") and "ckpt" not in line
+    assert line.endswith(f"is KILLED; continue it with: lit-d2l {shlex.join(argv)}"), line
+    (parent,), folds = cv_runs(client, experiment)
+    assert parent.info.status == "KILLED" and "val/loss_mean" not in parent.data.metrics
+    assert sorted((r.data.tags["fold"], r.info.status) for r in folds) == [("0", "FINISHED"), ("1", "KILLED")]
+
+    code, out, _ = run_main(argv, capsys)  # the same command again
+    assert code == 0
+    assert fitted == [0, 1, 1], "fold 0 is not fitted again; the stopped fold 1 is"
+    assert "resuming cross-validation cv-" in out and ": 1 of 2 folds done" in out
+    assert "1 folds in " in out and "; 1 done before; MLflow parent run" in out and "over 2 folds" in out
+    parents, folds = cv_runs(client, experiment)
+    assert [p.info.run_id for p in parents] == [parent.info.run_id]
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert finished_per_fold(folds) == {"0": 1, "1": 1}
+    losses = [r.data.metrics["val/loss"] for r in folds if r.info.status == "FINISHED"]
+    assert parent.data.metrics["val/loss_mean"] == pytest.approx(statistics.fmean(losses))
+
+    code, out, _ = run_main(argv, capsys)  # once more: nothing left to fit, the same summary
+    assert code == 0 and fitted == [0, 1, 1] and "2 of 2 folds done" in out
+    assert client.get_run(parent.info.run_id).data.metrics == parent.data.metrics
+
+    code, out, _ = run_main([*argv, "--fresh"], capsys)  # a new parent, every fold fitted again
+    assert code == 0 and fitted == [0, 1, 1, 0, 1] and "resuming" not in out
+    parents, folds = cv_runs(client, experiment)
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    assert finished_per_fold(folds) == {"0": 2, "1": 2}
 
 
 @pytest.mark.slow
