@@ -115,9 +115,12 @@ def cross_validate(
         store = SweepStore(resolve_tracking_uri(first.config.tracking.uri))
         parent, experiment_id = _parent_run(store, first, cv_id, num_folds, fresh)
         try:
-            done = _finished(store, parent.run_id, experiment_id)
+            parent.log_hyperparams({"cv.folds": num_folds})
+            parent.flush()
+            children = store.children_of(parent.run_id, experiment_id)
+            done = _finished(children)
             pending = [fold for fold in range(num_folds) if fold not in done]
-            if len(pending) < num_folds:
+            if children:
                 echo(f"resuming cross-validation {cv_id}: {len(done)} of {num_folds} folds done")
             progress = Progress("fold", len(pending), echo)
             results: dict[int, RunResult] = {}
@@ -168,8 +171,6 @@ def _parent_run(
         tags={"cv.folds": str(num_folds), KIND_TAG: CV_KIND, SWEEP_TAG: cv_id},
         run_id=parent_id,
     )
-    parent.log_hyperparams({"cv.folds": num_folds})
-    parent.flush()
     return parent, experiment_id
 
 
@@ -177,9 +178,8 @@ def _default_name(first: ParsedFit) -> str:
     return default_run_name(first.config.get("config"), first.model)
 
 
-def _finished(store: SweepStore, parent_id: str, experiment_id: str) -> dict[int, Child]:
-    """The folds of a cv's parent that a run FINISHED, by fold."""
-    children = store.children_of(parent_id, experiment_id)
+def _finished(children: list[Child]) -> dict[int, Child]:
+    """The folds among a cv's child runs that a run FINISHED, by fold."""
     return {int(c.tags["fold"]): c for c in children if c.status == "FINISHED" and "fold" in c.tags}
 
 
@@ -191,7 +191,7 @@ def _folds_to_fit(first: ParsedFit, cv_id: str, num_folds: int, fresh: bool) -> 
     parent_id = None if fresh else store.find_parent(first.config.tracking.experiment, cv_id, CV_KIND)
     if parent_id is None:
         return list(range(num_folds))
-    done = _finished(store, parent_id, store.client.get_run(parent_id).info.experiment_id)
+    done = _finished(store.children_of(parent_id, store.client.get_run(parent_id).info.experiment_id))
     return [fold for fold in range(num_folds) if fold not in done]
 
 
