@@ -16,6 +16,9 @@ from lit_d2l import crossval
 from lit_d2l.interrupts import Interrupted
 from tests.conftest import LINEAR_CONFIG, REPO
 from tests.test_cli import QUIET, run_main
+from tests.test_ddp import LINEAR, two_processes
+from tests.test_ddp import QUIET as DDP_QUIET
+from tests.test_ddp import lit_d2l as run_cli
 from tests.test_resilience import ENV, wait_for
 
 PARENT_KIND = "cross-validation"
@@ -136,3 +139,25 @@ def test_sighup_of_cv_names_the_cv_command_and_running_it_again_finishes_the_sam
     assert parent.data.metrics["val/loss_mean"] == pytest.approx(statistics.fmean(losses))
     assert parent.data.metrics["val/loss_std"] == pytest.approx(statistics.pstdev(losses))
     assert "over 3 folds" in again.stdout
+
+
+@pytest.mark.slow
+def test_under_ddp_every_process_resumes_the_same_folds(tmp_path, tracking_uri: str, client: MlflowClient, experiment):
+    # 300 pooled examples: both folds train on 150, which 2 processes share evenly
+    args = ["cv", "--folds", "2", *LINEAR, "--data.num_val", "100", "--trainer.max_epochs", "1", *DDP_QUIET]
+    args += ["--tracking.uri", tracking_uri, "--tracking.experiment", experiment, *two_processes("ddp")]
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (parent,), folds = cv_runs(client, experiment)
+    by_fold = {run.data.tags["fold"]: run.info.run_id for run in folds}
+    client.set_terminated(parent.info.run_id, "KILLED")  # as if stopped in fold 1: it did not finish
+    client.set_terminated(by_fold["1"], "KILLED")
+
+    again = run_cli(*args, cwd=tmp_path)  # rank 0 fits fold 1 only; so must the process it starts for rank 1
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 of 2 folds done" in again.stdout and again.stdout.count("MLflow parent run") == 1
+    parents, folds = cv_runs(client, experiment)
+    assert [p.info.run_id for p in parents] == [parent.info.run_id]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert finished_per_fold(folds) == {"0": 1, "1": 1}
+    assert [r.info.run_id for r in folds if r.data.tags["fold"] == "0"] == [by_fold["0"]]
