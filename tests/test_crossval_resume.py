@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from lit_d2l import crossval
 from lit_d2l.interrupts import Interrupted
+from lit_d2l.tracking.liveness import owner_tags, this_process
+from lit_d2l.tracking.sweeps import SWEEP_TAG
 from tests.conftest import LINEAR_CONFIG, REPO
 from tests.test_cli import QUIET, run_main
 from tests.test_ddp import LINEAR, two_processes
@@ -92,6 +94,18 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
     parents, folds = cv_runs(client, experiment)
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
     assert finished_per_fold(folds) == {"0": 2, "1": 2}
+
+    newest = max(parents, key=lambda p: p.info.start_time).info.run_id
+    client.update_run(newest, status="RUNNING")  # as if a live process (this one) were running it
+    for key, value in owner_tags().items():
+        client.set_tag(newest, key, value)
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and fitted == [0, 1, 1, 0, 1]
+    assert err.strip().splitlines() == [
+        f"lit-d2l: error: cross-validation {parents[0].data.tags[SWEEP_TAG]} is running in {this_process()} "
+        f"(MLflow run {newest}): wait for it to end, or start another with --fresh"
+    ]
+    client.set_terminated(newest, "FINISHED")
 
 
 @pytest.mark.slow
