@@ -32,6 +32,7 @@ class Interrupted(SystemExit):
         self.store_option = ""  # " --tracking.uri URI" when the run is not in the default store
         self.run_status = "KILLED"  # RUNNING where the store could not be told (a tracking server away)
         self.reason: str | None = None  # why, when lit-d2l stopped the fit itself (see stop_fit)
+        self.rerun: str | None = None  # the command that goes on from here, when not ``fit --resume`` (e.g. ``cv``)
 
     @property
     def signal_name(self) -> str:
@@ -40,12 +41,12 @@ class Interrupted(SystemExit):
     def __str__(self) -> str:
         what = f"stopped: {self.reason}," if self.reason else f"interrupted by {self.signal_name}"
         where = f" at step {self.step}" if self.step is not None else ""
-        saved = f"; checkpoint {self.checkpoint}" if self.checkpoint else ""
+        saved = f"; checkpoint {self.checkpoint}" if self.checkpoint and not self.rerun else ""
         run = f"; MLflow run {self.run_id} is KILLED" if self.run_id else ""
         if self.run_id and self.run_status != "KILLED":
             run = f"; MLflow run {self.run_id} stays {self.run_status} until a lit-d2l command finds its process gone"
-        resume = f"lit-d2l fit --resume {self.run_id}{self.store_option}"
-        hint = f"; continue it with: {resume}" if self.run_id and self.checkpoint else ""
+        resume = self.rerun or f"lit-d2l fit --resume {self.run_id}{self.store_option}"
+        hint = f"; continue it with: {resume}" if self.rerun or (self.run_id and self.checkpoint) else ""
         return f"{what}{where}{saved}{run}{hint}"
 
 

@@ -84,10 +84,12 @@ CV_HELP = """usage: lit-d2l cv --config CONFIG.yaml [--folds K] [--backend ray] 
 
 K-fold cross-validation (D2L 5.7): fold k of K validates and the other K-1 train. Each fold is an
 ordinary fit, recorded as a child of one MLflow parent run, which gets the mean and standard
-deviation of every val/ metric over the folds.
+deviation of every val/ metric over the folds. The same command run again (after a stop, a crash)
+resumes that parent run: folds already FINISHED are kept, the others are fitted again.
 
 options:
   --folds K                how many folds (default 5)
+  --fresh                  start a new parent run even if this cross-validation was run before
   --backend ray            fit the folds as tasks on a Ray cluster (default local: one after another here)
   --address ADDR           with --backend ray: the cluster (auto, HEAD:6379); default a Ray started here
   --section.key VALUE      any option of lit-d2l fit (lit-d2l fit --help lists them)"""

@@ -46,7 +46,7 @@ from lit_d2l.progress import Progress
 from lit_d2l.runner import run_configured
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ensure_experiment
-from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child, claim, withdrawn
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -247,32 +247,8 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
 
 
 def _parent_run(store: SweepStore, spec: SweepSpec, experiment_id: str, fresh: bool) -> tuple[str, bool]:
-    """(The parent run to record into, whether another live process runs it.)
-
-    A sweep a live process is running is joined; else the newest parent is resumed; else (or with
-    ``fresh``) a new one is claimed, so two processes starting the same sweep at once share one parent.
-    """
-    if not fresh:
-        live = store.live_parents(spec.name, spec.sweep_id)
-        if live:
-            return live[0].info.run_id, True
-        newest = store.find_parent(spec.name, spec.sweep_id)
-        if newest is not None:
-            return newest, False
-    tags = {KIND_TAG: "sweep", SWEEP_TAG: spec.sweep_id}
-    if fresh:
-        return store.start_run(experiment_id, spec.sweep_id, tags), False
-
-    def rivals(mine: str | None) -> list[Child]:
-        return [as_child(run) for run in store.live_parents(spec.name, spec.sweep_id) if run.info.run_id != mine]
-
-    mine, _ = claim(lambda: store.start_run(experiment_id, spec.sweep_id, tags), rivals, withdrawn(store.client))
-    if mine is not None:
-        return mine, False
-    live = store.live_parents(spec.name, spec.sweep_id)
-    if not live:
-        raise UserError(f"sweep {spec.sweep_id}: could not start or join its parent run; run the command again")
-    return live[0].info.run_id, True
+    """(The parent run to record into, whether another live process runs it): see :meth:`SweepStore.open_parent`."""
+    return store.open_parent(spec.name, experiment_id, spec.sweep_id, spec.sweep_id, fresh=fresh)
 
 
 def run_pairs(

@@ -68,14 +68,14 @@ class SweepStore:
         close_stale_once(self.tracking_uri)
         self.client = MlflowClient(self.tracking_uri)
 
-    def find_parent(self, experiment: str, sweep_id: str) -> str | None:
-        """The newest parent run of ``sweep_id`` in ``experiment``, if any."""
+    def find_parent(self, experiment: str, sweep_id: str, kind: str = "sweep") -> str | None:
+        """The newest parent run of ``sweep_id`` (a ``kind`` run: sweep, cross-validation) in ``experiment``, if any."""
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return None
         runs = self.client.search_runs(
             [exp.experiment_id],
-            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = 'sweep'",
+            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = '{kind}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -128,18 +128,54 @@ class SweepStore:
         if self.client.get_run(run_id).info.status == "RUNNING":
             self.client.set_terminated(run_id, status)
 
-    def live_parents(self, experiment: str, sweep_id: str) -> list[Run]:
-        """Parent runs of ``sweep_id`` that a live process is running, oldest first."""
+    def live_parents(self, experiment: str, sweep_id: str, kind: str = "sweep") -> list[Run]:
+        """Parent runs of ``sweep_id`` (``kind`` runs) that a live process is running, oldest first."""
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return []
         runs = all_runs(
             self.client,
             [exp.experiment_id],
-            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = 'sweep' and attributes.status = 'RUNNING'",
+            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = '{kind}' and attributes.status = 'RUNNING'",
             ["attributes.start_time ASC"],
         )
         return [run for run in runs if owner_gone(run.data.tags, run.info.start_time or 0) is None]
+
+    def open_parent(
+        self,
+        experiment: str,
+        experiment_id: str,
+        sweep_id: str,
+        run_name: str,
+        kind: str = "sweep",
+        fresh: bool = False,
+    ) -> tuple[str, bool]:
+        """(The parent run of ``sweep_id`` to record into, whether another live process runs it.)
+
+        A parent a live process is running is joined; else the newest is resumed; else (or with ``fresh``)
+        a new one is claimed, so two processes starting the same sweep at once share one parent.
+        """
+        if not fresh:
+            live = self.live_parents(experiment, sweep_id, kind)
+            if live:
+                return live[0].info.run_id, True
+            newest = self.find_parent(experiment, sweep_id, kind)
+            if newest is not None:
+                return newest, False
+        tags = {KIND_TAG: kind, SWEEP_TAG: sweep_id}
+        if fresh:
+            return self.start_run(experiment_id, run_name, tags), False
+
+        def rivals(mine: str | None) -> list[Child]:
+            return [as_child(run) for run in self.live_parents(experiment, sweep_id, kind) if run.info.run_id != mine]
+
+        mine, _ = claim(lambda: self.start_run(experiment_id, run_name, tags), rivals, withdrawn(self.client))
+        if mine is not None:
+            return mine, False
+        live = self.live_parents(experiment, sweep_id, kind)
+        if not live:
+            raise UserError(f"{kind} {sweep_id}: could not start or join its parent run; run the command again")
+        return live[0].info.run_id, True
 
     def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         """A new RUNNING run owned by this process."""
