@@ -7,20 +7,29 @@ are read lands on the last page instead of pushing one already read onto the nex
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 from mlflow.entities import Experiment, Run, ViewType
-from mlflow.store.entities import PagedList
 from mlflow.tracking import MlflowClient
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Page(Protocol[T_co]):
+    """One page of a search, as MLflow's client returns it: its results and the token of the next page."""
+
+    token: str | None
+
+    def __iter__(self) -> Iterator[T_co]: ...
+
 
 #: Results per request: MLflow's own default page.
 PAGE_SIZE = 1000
 
 
-def every_page(search: Callable[[str | None, int], PagedList[T]], limit: int | None = None) -> list[T]:
+def every_page(search: Callable[[str | None, int], Page[T]], limit: int | None = None) -> list[T]:
     """The results of ``search(page_token, page_size)``, following each page's ``token`` until there is
     none, or the first ``limit`` of them."""
     results: list[T] = []

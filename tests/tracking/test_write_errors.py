@@ -10,6 +10,7 @@ import pytest
 
 from lit_d2l.cli import main
 from lit_d2l.tracking import check_store, storage_error
+from tests.conftest import LINEAR_CONFIG
 from tests.test_cli import assert_one_error_line, run_main
 
 
@@ -60,7 +61,7 @@ def test_the_cli_prints_a_failed_artifact_write_in_one_line(monkeypatch, capsys)
         raise OSError(errno.ENOSPC, "No space left on device", "/proj/mlruns/artifacts/1/config.yaml")
 
     monkeypatch.setattr("lit_d2l.runner.run_lightning", full_disk)
-    code, _, err = run_main(["fit", "--config", "x.yaml"], capsys)
+    code, _, err = run_main(["fit", "--config", str(LINEAR_CONFIG)], capsys)
     assert_one_error_line(code, err, r"disk full \(No space left on device\) writing /proj/mlruns/artifacts/1/config")
 
 
