@@ -39,6 +39,8 @@ from lit_d2l.tracking.takeover import settle
 _MAX_PARAM_VALUE_CHARS = 6000
 #: Values a tracking server has not taken yet, kept beside the run's checkpoints (see Outbox).
 UNSTORED_FILE = "unstored-values.jsonl"
+#: Added to the name of a run that diverged, so that MLflow's runs table shows it.
+DIVERGED_MARK = "✗ diverged"
 #: This machine's files of runs kept on a tracking server (their checkpoints), relative to the working directory.
 LOCAL_FILES = Path("mlruns")
 
@@ -82,6 +84,7 @@ class TrackingLogger(Logger):
         self._last_flush = time.monotonic()
         self._last_epoch: float | None = None
         self.status: str | None = None
+        self._stored_name: str | None = None  # the run's name in the store, once it has one
         self._copy_in_worker = False  # unpickled in a spawned DDP worker: the creating process ends the run
         # MLflow's own entities (see "MLflow's datasets, models and system metrics" below)
         self._system_metrics = system_metrics
@@ -198,8 +201,12 @@ class TrackingLogger(Logger):
 
     @rank_zero_only
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        """Queue run tags."""
+        """Queue run tags. A run tagged ``outcome=diverged`` also says so in its name (``l2=3/s0 ✗ diverged``):
+        MLflow's runs table shows every run that ended as FINISHED, so the name is where a divergence shows."""
         self._tags.extend(RunTag(key, str(value)) for key, value in tags.items())
+        if str(tags.get("outcome")) == "diverged" and self._stored_name and DIVERGED_MARK not in self._stored_name:
+            self._stored_name = f"{self._stored_name} {DIVERGED_MARK}"
+            self._tags.append(RunTag("mlflow.runName", self._stored_name))
 
     @rank_zero_only
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -318,6 +325,7 @@ class TrackingLogger(Logger):
         else:
             tags = {"mlflow.source.name": "lit-d2l", **self._initial_tags, **owner_tags()}
             run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
+            self._stored_name = run.info.run_name
             self._client, self._run_id = client, run.info.run_id
             self.status = RunStatus.to_string(RunStatus.RUNNING)
         self._heartbeat = Heartbeat(self.tracking_uri, self._run_id)
@@ -335,6 +343,7 @@ class TrackingLogger(Logger):
     def _continue_run(self, client: MlflowClient, run_id: str) -> None:
         """Take over an existing run: this process becomes its owner; what it stored is not written again."""
         run = client.get_run(run_id)
+        self._stored_name = run.info.run_name
         if run.info.status != "RUNNING":
             self._status_before_resume = run.info.status
         self._resumed = True
