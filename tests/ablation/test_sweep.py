@@ -89,7 +89,7 @@ def test_a_diverging_arm_is_tagged_and_the_sweep_goes_on(tmp_path, tracking_uri,
     assert diverged.status == "FINISHED" and diverged.tags["outcome"] == "diverged"
     assert int(diverged.tags["diverged_at_step"]) >= 0
     names = {c.arm: c.tags["mlflow.runName"] for c in children.values()}
-    assert names == {"model.lr=0.01": "lr=0.01/s0", "model.lr=1000.0": "lr=1000/s0 ✗ diverged"}, "seen in the runs table"
+    assert names == {"model.lr=0.01": "lr=0.01/s0", "model.lr=1000.0": "lr=1000/s0 ✗ diverged"}  # in the runs table
     text = build_report(result.sweep_id, out_dir=tmp_path / "r", tracking_uri=tracking_uri).read_text()
     assert f"lr=1000 | 1 | 1 (step {diverged.tags['diverged_at_step']}) |" in text
 
