@@ -94,12 +94,19 @@ def shared_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.slow
-def test_a_read_only_database_and_a_read_only_artifacts_directory(tracking_uri: str, shared_dir: Path) -> None:
+def shared_store(tracking_uri: str, shared_dir: Path) -> Path:
+    """A copy of the session's store in ``shared_dir/store/``, a directory the unprivileged child can use."""
     store = shared_dir / "store"
     store.mkdir(mode=0o777)
     db = store / "mlflow.db"
     shutil.copy(tracking_uri.removeprefix("sqlite:///"), db)
+    return db
+
+
+@pytest.mark.slow
+def test_a_read_only_database_and_a_read_only_artifacts_directory(tracking_uri: str, shared_dir: Path) -> None:
+    db = shared_store(tracking_uri, shared_dir)
+    store = db.parent
     db.chmod(0o444)
     (store / "artifacts").mkdir(mode=0o777)
     fit = [sys.executable, "-m", "lit_d2l", *FIT, "--tracking.uri", f"sqlite:///{db}"]
@@ -188,10 +195,8 @@ def test_bad_input_on_a_new_store_prints_one_line_and_makes_no_store(tmp_path: P
 
 @pytest.mark.slow
 def test_runs_lists_a_read_only_store(tracking_uri: str, shared_dir: Path) -> None:
-    store = shared_dir / "store"
-    store.mkdir(mode=0o777)
-    db = store / "mlflow.db"
-    shutil.copy(tracking_uri.removeprefix("sqlite:///"), db)
+    db = shared_store(tracking_uri, shared_dir)
+    store = db.parent
     run_id = MlflowClient(f"sqlite:///{db}").create_run("0", run_name="kept").info.run_id
     MlflowClient(f"sqlite:///{db}").set_terminated(run_id, "FINISHED")
     db.chmod(0o444)
