@@ -74,7 +74,7 @@ def ablate_command(argv: list[str]) -> int:
     took = clock_time(time.monotonic() - start)
     if not args.no_report:
         path = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
-        print(f"report: {path}")
+        print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name})")
     counts = Counter(outcome.outcome for outcome in result.outcomes)
     before = f"; {result.skipped} done before" if result.skipped else ""
     print(f"sweep {result.sweep_id}: {len(result.outcomes)} arm runs in {took}: {tally(counts)}{before}")
@@ -114,7 +114,7 @@ def report_command(argv: list[str]) -> int:
         check_registered_name(args.register, "--register")
     path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)
     print(path.read_text())
-    print(f"report: {path} (also logged on the parent run under report/)")
+    print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name}; both logged on the parent run)")
     if args.select:
         return select_command(args.sweep, args.select, args.mode, args.test, args.tracking_uri, args.register)
     return 0

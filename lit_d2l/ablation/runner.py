@@ -300,6 +300,7 @@ def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
             "sweep.seeds": json.dumps(spec.seeds),
             "sweep.metrics": json.dumps(spec.metrics),
             "sweep.axes": json.dumps(spec.axes),
+            **({"sweep.description": spec.description} if spec.description else {}),
         }
     )
     parent.log_text(spec.path.read_text(), "sweep.yaml")

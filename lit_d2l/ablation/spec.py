@@ -36,6 +36,7 @@ from lit_d2l.errors import ConfigError, not_utf8, require
 
 _KNOWN_KEYS = {
     "name",
+    "description",
     "base",
     "grid",
     "arms",
@@ -48,6 +49,8 @@ _KNOWN_KEYS = {
     "stability_demo",
 }
 SEED_KEYS = ("seed_everything", "data.seed")
+#: A description is stored as an MLflow param, whose values MLflow caps at 6,000 characters.
+MAX_DESCRIPTION = 6000
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 # What an arm may set: the run's own config, never where it is recorded (tracking.*) or another --config.
 _SETTING_KEY = re.compile(
@@ -96,6 +99,7 @@ class SweepSpec:
     diagnostics_every: int = 0
     max_grad_norm: float = 1e6
     stability_demo: bool = False
+    description: str = ""  # one paragraph on what the sweep studies, shown above its verdict
 
     @property
     def sweep_id(self) -> str:
@@ -176,6 +180,11 @@ def load_spec(path: str | Path, max_runs: int = MAX_RUNS) -> SweepSpec:
         f"{path}: axes must be a list of swept keys ({', '.join(swept)}), got {axes!r}",
     )
     diagnostics_every, max_grad_norm, stability_demo = _check_flags(path, raw)
+    description = raw.get("description") or ""
+    require(
+        isinstance(description, str) and len(description) <= MAX_DESCRIPTION,
+        f"{path}: description must be one paragraph of text (at most {MAX_DESCRIPTION} characters)",
+    )
     return SweepSpec(
         path=path.resolve(),
         name=name,
@@ -188,6 +197,7 @@ def load_spec(path: str | Path, max_runs: int = MAX_RUNS) -> SweepSpec:
         diagnostics_every=diagnostics_every,
         max_grad_norm=max_grad_norm,
         stability_demo=stability_demo,
+        description=" ".join(description.split()),
     )
 
 

@@ -301,3 +301,19 @@ def test_a_spec_or_base_that_is_not_utf8_is_one_line(which: str, tmp_path: Path,
     bad = spec if which == "spec" else base
     assert err.startswith(f"lit-d2l: error: {bad}: not UTF-8 text (byte 0xe9 at offset "), err
     assert client.get_experiment_by_name("not-utf8") is None
+
+
+def test_a_description_is_kept_as_one_paragraph_and_shown_above_the_verdict(tmp_path: Path) -> None:
+    from lit_d2l.ablation.verdict import sweep_verdict
+
+    head = "name: t\nbase: BASE\n"
+    path = write_spec(tmp_path, head + "grid: {model.l2: [0.0, 3.0]}\ndescription: |\n  Weight decay,\n  D2L 3.7.\n")
+    spec = load_spec(path)
+    assert spec.description == "Weight decay, D2L 3.7."
+    assert (
+        sweep_verdict([], ["val/loss"], ["model.l2"], spec.description)
+        .markdown()
+        .startswith("## Verdict\n\nWeight decay, D2L 3.7.\n")
+    )
+    with pytest.raises(ConfigError, match="description must be one paragraph of text"):
+        load_spec(write_spec(tmp_path, head + "grid: {model.l2: [0.0]}\ndescription: [not, text]\n"))
