@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lightning
 import torch
@@ -45,8 +46,7 @@ def log_model(
     params: Mapping[str, str] | None = None,
 ) -> LoggedModel:
     """Store ``model`` (on the CPU) as the run's MLflow model :data:`MODEL_NAME`, with the run's ``params``."""
-    import mlflow.pytorch  # here: a fifth of a second, for fits that log a model
-
+    pytorch_flavour = _pytorch_flavour()  # here: a fifth of a second, for fits that log a model
     logged = client.create_logged_model(
         experiment_id, MODEL_NAME, source_run_id=run_id, params=dict(params or {}), model_type=type(model).__name__
     )
@@ -54,7 +54,7 @@ def log_model(
         with tempfile.TemporaryDirectory() as tmp, _on_cpu(model), _pickle_warning_off():
             path = Path(tmp) / MODEL_NAME
             described = Model(artifact_path=logged.artifact_location, run_id=run_id, model_id=logged.model_id)
-            mlflow.pytorch.save_model(
+            pytorch_flavour.save_model(
                 model, path, mlflow_model=described, serialization_format="pickle", pip_requirements=PIP_REQUIREMENTS
             )
             client.log_model_artifacts(logged.model_id, str(path))
@@ -92,6 +92,19 @@ def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
         )
     version = register_model(client, name, client.get_logged_model(outputs[-1].model_id), run_id)
     return f"{name} version {version.version}"
+
+
+def _pytorch_flavour() -> Any:
+    """``mlflow.pytorch``, without the ``logging.basicConfig`` its Lightning-autologging module runs on import: that
+    handler on the root logger printed every later Lightning line a second time, unformatted and unfiltered."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import mlflow.pytorch
+
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    return mlflow.pytorch
 
 
 @contextmanager
