@@ -24,7 +24,7 @@ for argv in json.loads(sys.argv[1]):
         except SystemExit as exc:
             code = exc.code
     heavy = sorted(name for name in ("torch", "lightning") if name in sys.modules)
-    results.append({"argv": argv, "code": code, "heavy": heavy, "err": err.getvalue()[-300:]})
+    results.append({"argv": argv, "code": code, "heavy": heavy, "err": err.getvalue()[:2000]})
 print(json.dumps(results))
 """
 

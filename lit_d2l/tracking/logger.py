@@ -372,6 +372,11 @@ class TrackingLogger(Logger):
         version of that registered model (:attr:`registered`)."""
         client, run_id = self.experiment, self.run_id
         assert self._experiment_id is not None
+        outbox = self._server_outbox()
+        if outbox is not None:
+            outbox.send()  # the values first; a model goes only to a server that answers (no wait in MLflow's retries)
+            if outbox.away:  # the fit's last line says to resume once the server is back: that fit logs it
+                return
         logged = log_model(client, self._experiment_id, run_id, model, step, self._logged_params)
         self.model_uri = f"runs:/{run_id}/{MODEL_NAME}"
         if register_as is not None:

@@ -133,6 +133,11 @@ class Outbox:
         return restored
 
     @property
+    def away(self) -> bool:
+        """Whether the server has stopped answering (an outage that has not ended)."""
+        return self._since is not None
+
+    @property
     def values_waiting(self) -> int:
         with self._lock:
             return sum(len(batch) for batch in self._pending)
