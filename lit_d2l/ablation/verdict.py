@@ -9,7 +9,6 @@ cannot win: it is listed apart. :mod:`lit_d2l.ablation.selection` ranks arms the
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 from scipy import stats
 
 from lit_d2l.ablation.arm_values import arm_name, arm_sort_key, label, settings, short, sortable
+from lit_d2l.ablation.figure_axes import finite
 from lit_d2l.tracking.sweeps import Child
 
 #: The significance level of the comparison with the runner-up.
@@ -137,7 +137,7 @@ def arm_results(kept: list[Child], metric: str, mode: str) -> tuple[list[ArmResu
     excluded: list[tuple[str, str, str]] = []  # (arm, its short name, why)
     for arm, runs in by_arm.items():
         diverged = sum(c.outcome == "diverged" for c in runs)
-        missing = [c.seed for c in runs if c.outcome != "diverged" and not _finite(c.metrics.get(metric))]
+        missing = [c.seed for c in runs if c.outcome != "diverged" and not finite(c.metrics.get(metric))]
         if diverged:
             excluded.append((arm, arm_name(runs[0]), f"{diverged} seed(s) diverged"))
         elif missing:
@@ -196,10 +196,6 @@ def compare(best: ArmResult, other: ArmResult) -> Comparison:
 def _constant(values: list[float]) -> bool:
     """Equal up to floating-point rounding."""
     return max(values) - min(values) <= 1e-9 * max(abs(v) for v in values)
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value) and abs(value) < 1e300
 
 
 def primary_metric(metrics: list[str]) -> str | None:
