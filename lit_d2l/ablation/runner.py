@@ -204,7 +204,8 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
     experiment_id = ensure_experiment(store.client, spec.name, uri)
     store.close_stale(experiment_id)  # runs of killed processes, even ones that died after this process started
     parent_id, joined = _parent_run(store, spec, experiment_id, fresh)
-    children = store.children(store.client.get_run(parent_id))
+    parent_run = store.client.get_run(parent_id)
+    children = store.children(parent_run)
     done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
     elsewhere = {(c.arm, c.seed) for c in children if c.live}
     if joined:
@@ -219,7 +220,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         run_id=parent_id,
     )
     with _failed_on_error(parent):
-        if not children and not joined:
+        if not joined and "sweep.spec" not in parent_run.data.params:  # a new parent, or one that died undescribed
             _describe_sweep(parent, spec)
         parent.flush()
         names = _run_names(spec.arms)

@@ -160,8 +160,8 @@ class SweepStore:
             if live:
                 return live[0].info.run_id, True
             newest = self.find_parent(experiment, sweep_id, kind)
-            if newest is not None:
-                return newest, False
+            if newest is not None:  # a live process may have created it since the look above: then join it
+                return newest, self._held_elsewhere(newest)
         tags = {KIND_TAG: kind, SWEEP_TAG: sweep_id}
         if fresh:
             return self.start_run(experiment_id, run_name, tags), False
@@ -176,6 +176,13 @@ class SweepStore:
         if not live:
             raise UserError(f"{kind} {sweep_id}: could not start or join its parent run; run the command again")
         return live[0].info.run_id, True
+
+    def _held_elsewhere(self, run_id: str) -> bool:
+        """Whether another live process is running ``run_id``."""
+        run = self.client.get_run(run_id)
+        if run.info.status != "RUNNING" or owner_gone(run.data.tags, run.info.start_time or 0) is not None:
+            return False
+        return not as_child(run).owned_here
 
     def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         """A new RUNNING run owned by this process."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+
 import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.tracking.sweeps import PARENT_TAG, SweepStore
+from lit_d2l.tracking.liveness import OWNER_TAG, Owner, _process_start
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
 
 PAIR = {"arm": "model.l2=1.0", "seed": "0"}
 
@@ -54,3 +59,22 @@ def test_a_bulk_claim_that_backs_off_leaves_its_run_killed_not_running(contended
     withdrawn = {k: v for k, v in runs.items() if k not in (parent, second, *rival)}
     assert withdrawn and set(withdrawn.values()) == {("KILLED", "deleted")}, runs
     assert runs[second] == ("RUNNING", "active")
+
+
+def test_a_parent_created_by_a_live_process_during_the_lookup_is_joined_not_resumed(tracking_uri, client, experiment):
+    """Two sweeps of one spec at once: the second's look for live parents came just before the first created
+    one, so it found that parent as the newest. Resuming it would describe the sweep a second time, at the
+    same moment as its owner (an IntegrityError of MLflow's params table); it must join it instead."""
+    exp = client.create_experiment(experiment)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = Owner(socket.gethostname(), other.pid, _process_start(other.pid) or "?")
+        tags = {KIND_TAG: "sweep", SWEEP_TAG: "s1", OWNER_TAG: str(owner)}
+        theirs = client.create_run(exp, tags=tags).info.run_id
+        store = SweepStore(tracking_uri)
+        store.live_parents = lambda *args, **kwargs: []  # type: ignore[method-assign]  # looked before it existed
+        assert store.open_parent(experiment, exp, "s1", "s1") == (theirs, True)
+    finally:
+        other.kill()
+        other.wait()
+    assert SweepStore(tracking_uri).open_parent(experiment, exp, "s1", "s1") == (theirs, False)  # its owner gone
