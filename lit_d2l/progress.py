@@ -47,17 +47,19 @@ class Progress:
     def elapsed(self) -> float:
         return self.clock() - self.start
 
-    def credit(self, work: float) -> None:
-        """Count ``work`` as done before reporting units that ended together (a pack's arms, each reported with
-        ``work=0``), so that their lines show one ETA."""
+    def credit(self, work: float, units: int = 1) -> None:
+        """Count ``work`` as done before reporting ``units`` that ended together (a pack's arms, each reported
+        with ``work=0``), so that their lines show one ETA."""
         self.work_done += work
+        self.points.append((float(self.done + units), self.work_done, self.elapsed))
 
     def report(self, label: str, outcome: str, detail: str = "", work: float = 1.0) -> None:
         """One unit (of ``work``) ended with ``outcome`` (finished, diverged, failed, skipped)."""
         self.counts[outcome] += 1
         self.work_done += work
         elapsed, done = self.elapsed, self.done
-        self.points.append((float(done), self.work_done, elapsed))
+        if work:  # else its point came with the credit of the units it ended with
+            self.points.append((float(done), self.work_done, elapsed))
         eta = self.eta()
         name = f"{self.unit} {done}/{self.total}" + (f" {label}" if label else "")
         text = f"{outcome} {detail}".rstrip()

@@ -71,7 +71,7 @@ def test_units_that_end_together_show_one_eta() -> None:
     clock = Clock()
     progress = Progress("arm", 4, lines.append, clock, work=40)
     clock.now += 10
-    progress.credit(20)  # a pack of two arms, 10 steps each
+    progress.credit(20, units=2)  # a pack of two arms, 10 steps each
     for _ in range(2):
         progress.report("", "finished", work=0)
     assert [line.split("(")[1] for line in lines] == ["elapsed 0:10, ETA 0:10)"] * 2
