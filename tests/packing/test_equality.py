@@ -78,6 +78,14 @@ FAMILIES = {
             ],
         ],
     ),
+    "ResidualMLP": (  # a subclass in the user's own package (a test module), with its own forward
+        [*CLUSTERS, "--model", "tests.packing.own_models.ResidualMLP", "--model.depth", "2"],
+        [
+            ["--model.lr", "0.1", "--model.init", "normal", "--model.init_std", "0.1", *seeded(0)],
+            ["--model.lr", "0.05", "--model.momentum", "0.9", "--model.l2", "0.01", *seeded(1)],
+            ["--model.lr", "0.2", "--model.weight_decay", "0.01", "--model.init", "kaiming", *seeded(2)],
+        ],
+    ),
 }
 
 
@@ -97,7 +105,8 @@ def fit_args(base: list[str], arm: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "family", [pytest.param(name, marks=[] if name == "MLP" else [pytest.mark.slow]) for name in FAMILIES]
+    "family",
+    [pytest.param(name, marks=[] if name in ("MLP", "ResidualMLP") else [pytest.mark.slow]) for name in FAMILIES],
 )
 def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
     base, arms_settings = FAMILIES[family]

@@ -52,3 +52,28 @@ def test_a_model_a_pack_cannot_train_runs_alone_with_the_reason() -> None:
     packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
     assert [len(p.units) for p in packs] == [2, 1, 1]
     assert "optimizer" in packs[1].reason
+
+
+OWN = "tests.packing.own_models"
+
+
+def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_saying_why() -> None:
+    """Packability is a capability: the user's own D2LModule subclass (in their own package) packs; one
+    whose training step or layers a pack cannot run trains alone, and the plan says why."""
+    lrs = ({"model.lr": lr} for lr in (0.1, 0.2))
+    own = [*arms(*lrs)]
+    for unit in own:
+        unit["args"] += ["--model", f"{OWN}.ResidualMLP"]
+    packs = plan_packs(own, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
+    assert [len(p.units) for p in packs] == [2]
+    for model, why in (
+        ("OwnStepMLP", "defines its own training_step"),
+        ("NormalisedMLP", "running statistics"),
+        ("AdamMLP", "default_optimizer is Adam"),
+    ):
+        units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))
+        for unit in units:
+            unit["args"] += ["--model", f"{OWN}.{model}"]
+        packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
+        assert [len(p.units) for p in packs] == [1, 1], model
+        assert why in packs[0].reason and model in packs[0].reason, packs[0].reason
