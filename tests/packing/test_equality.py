@@ -21,6 +21,7 @@ QUIET += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summ
 LINEAR = [str(REPO / "experiments" / "linear_regression.yaml"), "--data.num_train", "96", "--data.num_val", "64"]
 LINEAR += ["--data.num_test", "0", "--test_after_fit", "false"]
 CLUSTERS = [str(REPO / "experiments" / "init_classification.yaml"), "--data.num_train", "192", "--data.num_val", "64"]
+IMAGES = ["--data.num_train", "96", "--data.num_val", "32"]  # 28×28 clusters: fewer, for LeNet's convolutions
 
 
 def seeded(seed: int) -> list[str]:
@@ -76,6 +77,14 @@ FAMILIES = {
                 "0.01",
                 *seeded(2),
             ],
+        ],
+    ),
+    "LeNet": (  # convolution and pooling (D2L 7.6), on 28×28 "images" of Gaussian clusters
+        [*CLUSTERS[:1], "--model", "lit_d2l.models.LeNet", "--data.num_inputs", "784", *IMAGES],
+        [
+            ["--model.lr", "0.9", *seeded(0)],
+            ["--model.lr", "0.3", "--model.momentum", "0.9", "--model.l2", "0.01", *seeded(1)],
+            ["--model.lr", "0.5", "--model.weight_decay", "0.01", *seeded(2)],
         ],
     ),
     "ResidualMLP": (  # a subclass in the user's own package (a test module), with its own forward

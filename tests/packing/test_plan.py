@@ -66,6 +66,10 @@ def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_say
         unit["args"] += ["--model", f"{OWN}.ResidualMLP"]
     packs = plan_packs(own, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
     assert [len(p.units) for p in packs] == [2]
+    lenet = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))  # convolution and pooling pack too (D2L 7.6)
+    for unit in lenet:
+        unit["args"] += ["--model", "lit_d2l.models.LeNet", "--data.num_inputs", "784"]
+    assert [len(p.units) for p in plan_packs(lenet, lambda u: u["settings"], lambda u: u["args"], budget=10**12)] == [2]
     for model, why in (
         ("OwnStepMLP", "defines its own training_step"),
         ("NormalisedMLP", "running statistics"),
