@@ -86,8 +86,17 @@ class D2LModule(L.LightningModule):
     # -- the model ----------------------------------------------------------------------------
 
     def build(self) -> None:
-        """Create the layers; every shape in :attr:`shape_args` is set by now."""
-        raise NotImplementedError
+        """Create the layers whose shapes come from the data; every shape in :attr:`shape_args` is set by now.
+
+        A model whose shapes are known in ``__init__`` may create its layers there, as Lightning's
+        documentation writes modules, and define no ``build``.
+        """
+        if any(True for _ in self.parameters()):  # layers made in __init__: nothing left to build
+            return
+        raise NotImplementedError(
+            f"{type(self).__name__} has no layers: create them in __init__, or in build() when their shapes "
+            "come from the data"
+        )
 
     def configure_model(self) -> None:
         """Fill in shapes left to the data, then :meth:`build` once (Lightning may call this hook again)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from lit_d2l.models import MLP
+from lit_d2l.models import MLP, Classifier
 
 
 class ResidualMLP(MLP):
@@ -38,3 +38,14 @@ class AdamMLP(MLP):
 
     def default_optimizer(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class InitLayersClassifier(Classifier):
+    """Layers created in ``__init__``, as Lightning's documentation writes a module (its shapes known there)."""
+
+    def __init__(self, num_inputs: int = 20, num_outputs: int = 10, hidden: int = 32, **kwargs) -> None:
+        super().__init__(num_inputs=num_inputs, num_outputs=num_outputs, **kwargs)
+        self.net = nn.Sequential(nn.Linear(num_inputs, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs))
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.net(X)

@@ -87,6 +87,14 @@ FAMILIES = {
             ["--model.lr", "0.5", "--model.weight_decay", "0.01", *seeded(2)],
         ],
     ),
+    "InitLayersClassifier": (  # layers made in __init__, as Lightning's documentation writes a module
+        [*CLUSTERS, "--model", "tests.packing.own_models.InitLayersClassifier"],
+        [
+            ["--model.lr", "0.1", *seeded(0)],
+            ["--model.lr", "0.05", "--model.momentum", "0.9", "--model.l2", "0.01", *seeded(1)],
+            ["--model.lr", "0.2", "--model.weight_decay", "0.01", *seeded(2)],
+        ],
+    ),
     "ResidualMLP": (  # a subclass in the user's own package (a test module), with its own forward
         [*CLUSTERS, "--model", "tests.packing.own_models.ResidualMLP", "--model.depth", "2"],
         [
@@ -113,9 +121,12 @@ def fit_args(base: list[str], arm: list[str]) -> list[str]:
     return ["--config", *base, *arm, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", *QUIET]
 
 
+FAST = ("MLP", "ResidualMLP", "InitLayersClassifier")  # the other families: slow
+
+
 @pytest.mark.parametrize(
     "family",
-    [pytest.param(name, marks=[] if name in ("MLP", "ResidualMLP") else [pytest.mark.slow]) for name in FAMILIES],
+    [pytest.param(name, marks=[] if name in FAST else [pytest.mark.slow]) for name in FAMILIES],
 )
 def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
     base, arms_settings = FAMILIES[family]
@@ -158,3 +169,22 @@ def test_a_pack_trains_in_bfloat16_when_asked() -> None:
     )
     assert last < first  # it learns
     assert all(p.dtype == torch.float32 for p in arms[0].model.parameters())  # mixed: weights stay float32
+
+
+def test_a_model_with_its_layers_in_init_checkpoints_and_resumes(tmp_path) -> None:
+    """Trained 2 epochs, checkpointed, resumed for a third: the same parameters as 3 epochs straight."""
+    base = [*CLUSTERS, "--model", "tests.packing.own_models.InitLayersClassifier", *seeded(0)]
+
+    def fit(epochs: int, ckpt_path: str | None = None):
+        cli = build("fit", [*fit_args(base, []), "--trainer.max_epochs", str(epochs)])
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        return cli
+
+    straight = fit(3)
+    path = tmp_path / "two-epochs.ckpt"
+    fit(2).trainer.save_checkpoint(path)
+    resumed = fit(3, str(path))
+    assert resumed.trainer.current_epoch == 3
+    expected = dict(straight.model.named_parameters())
+    for name, value in resumed.model.named_parameters():
+        torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-6)
