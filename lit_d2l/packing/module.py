@@ -36,7 +36,7 @@ from lit_d2l.graph import graph_figure
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
-from lit_d2l.packing.optim import PackedSGD
+from lit_d2l.packing.optim import PackedAdam, PackedSGD, arm_optimizer
 
 _DROPOUTS = (nn.Dropout, DropoutScratch)
 
@@ -80,9 +80,15 @@ class PackedModule(L.LightningModule):
         self.buffer_names = list(buffers)
         for name, value in buffers.items():
             self.register_buffer(f"arm_buffer_{_key(name)}", value)
-        for setting in ("lr", "momentum", "weight_decay", "l2"):
-            values = [float(getattr(a, setting)) for a in arms]
+        optimizers = [arm_optimizer(a) for a in arms]
+        kinds = {kind for kind, _ in optimizers}
+        if len(kinds) > 1:
+            raise ValueError(f"the arms of a pack must share one optimizer, got {sorted(kinds)}")
+        self.optimizer_kind = kinds.pop()
+        for setting in optimizers[0][1]:  # each arm's own lr, momentum or betas, weight decay ...
+            values = [settings[setting] for _, settings in optimizers]
             self.register_buffer(f"arm_{setting}", torch.tensor(values, dtype=torch.float32))
+        self.register_buffer("arm_l2", torch.tensor([float(a.l2) for a in arms], dtype=torch.float32))
         self.penalised = [bool(a.l2) for a in arms]
         self.any_penalty = any(self.penalised)  # else the penalty's terms are not even computed
         self.register_buffer("active", torch.ones(self.num_arms, dtype=torch.bool))
@@ -297,21 +303,31 @@ class PackedModule(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------
 
-    def configure_optimizers(self) -> PackedSGD:
+    def configure_optimizers(self) -> PackedSGD | PackedAdam:
+        """Each arm's own optimizer (its SGD, or the configured SGD, Adam or AdamW), restated for the pack;
+        biases never decay, as :meth:`D2LModule.parameter_groups` has it."""
         params, _ = self.stacked()
         weights = [params[name] for name in self.weight_names]
         biases = [p for name, p in params.items() if name not in self.weight_names]
-        momentum = bool((self.arm_momentum != 0).any())
         decay = bool((self.arm_weight_decay != 0).any())
+        if self.optimizer_kind != "sgd":
+            groups = [{"params": weights, "decay": decay}, {"params": biases, "decay": False}]
+            return PackedAdam([g for g in groups if g["params"]], self._adam_settings, self.optimizer_kind == "adamw")
+        momentum = bool((self.arm_momentum != 0).any())
         groups = [
             {"params": weights, "decay": decay, "momentum": momentum},
             {"params": biases, "decay": False, "momentum": momentum},
         ]
         return PackedSGD([g for g in groups if g["params"]], self._settings)
 
+    def _active(self) -> Tensor | None:
+        return None if not self.diverged else self.active  # None: every arm steps, nothing to mask
+
     def _settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        active = None if not self.diverged else self.active  # None: every arm steps, nothing to mask
-        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, active
+        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, self._active()
+
+    def _adam_settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        return self.arm_lr, self.arm_beta1, self.arm_beta2, self.arm_eps, self.arm_weight_decay, self._active()
 
     # -- per-arm results ------------------------------------------------------------------------
 

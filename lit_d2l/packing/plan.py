@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import torch
 
+from lit_d2l.config_checks import as_dict
 from lit_d2l.fit_parser import ParsedFit, parse_fit
 from lit_d2l.models import built
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.sgd import MinibatchSGD
+from lit_d2l.packing.optim import why_optimizer_not_packable
 
 #: Settings two arms of one pack may differ in.
 PACKABLE_KEYS = frozenset(
@@ -38,6 +40,11 @@ PACKABLE_KEYS = frozenset(
         "model.bias_init",
         "model.sigma",
         "model.init_seed",
+        "optimizer.lr",
+        "optimizer.momentum",
+        "optimizer.betas",
+        "optimizer.eps",
+        "optimizer.weight_decay",
     }
 )
 #: What a pack does in D2LModule's (or Classifier's) place, for every arm at once: a model that defines
@@ -93,8 +100,11 @@ def why_not_packable(parsed: ParsedFit) -> str | None:
     reason = why_model_not_packable(model, data)
     if reason is not None:
         return reason
-    if config.get("optimizer") is not None or config.get("lr_scheduler") is not None:
-        return "a configured --optimizer / --lr_scheduler"
+    if config.get("lr_scheduler") is not None:
+        return "a configured --lr_scheduler"
+    reason = why_optimizer_not_packable(as_dict(config.get("optimizer")))
+    if reason is not None:
+        return reason
     if getattr(data, "loader", None) != "tensor":
         return "data.loader is not 'tensor'"
     trainer = parsed.trainer_kwargs

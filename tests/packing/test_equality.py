@@ -95,6 +95,30 @@ FAMILIES = {
             ["--model.lr", "0.2", "--model.weight_decay", "0.01", *seeded(2)],
         ],
     ),
+    "MLP Adam": (  # each arm its own lr, betas, eps and weight decay (biases never decay)
+        [*CLUSTERS, "--model.depth", "2", "--optimizer", "Adam"],
+        [
+            ["--optimizer.lr", "0.01", *seeded(0)],
+            [
+                "--optimizer.lr",
+                "0.003",
+                "--optimizer.betas",
+                "[0.8, 0.99]",
+                "--optimizer.weight_decay",
+                "0.01",
+                *seeded(1),
+            ],
+            ["--optimizer.lr", "0.02", "--optimizer.eps", "1e-4", "--model.l2", "0.001", *seeded(2)],
+        ],
+    ),
+    "MLP AdamW": (
+        [*CLUSTERS, "--model.depth", "2", "--optimizer", "AdamW"],
+        [
+            ["--optimizer.lr", "0.01", "--optimizer.weight_decay", "0", *seeded(0)],
+            ["--optimizer.lr", "0.003", "--optimizer.weight_decay", "0.1", *seeded(1)],
+            ["--optimizer.lr", "0.02", "--optimizer.betas", "[0.85, 0.95]", *seeded(2)],
+        ],
+    ),
     "ResidualMLP": (  # a subclass in the user's own package (a test module), with its own forward
         [*CLUSTERS, "--model", "tests.packing.own_models.ResidualMLP", "--model.depth", "2"],
         [
@@ -121,7 +145,7 @@ def fit_args(base: list[str], arm: list[str]) -> list[str]:
     return ["--config", *base, *arm, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", *QUIET]
 
 
-FAST = ("MLP", "ResidualMLP", "InitLayersClassifier")  # the other families: slow
+FAST = ("MLP", "MLP Adam", "MLP AdamW", "ResidualMLP", "InitLayersClassifier")  # the other families: slow
 
 
 @pytest.mark.parametrize(
@@ -133,7 +157,7 @@ def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
     arms = [build_arm(fit_args(base, settings)) for settings in arms_settings]
     for arm in arms:
         arm.logger = MemoryLogger()
-    assert {type(arm.model).__name__ for arm in arms} == {family}
+    assert {type(arm.model).__name__ for arm in arms} == {family.split()[0]}
     results = fit_pack(arms)
     assert [r.outcome for r in results] == ["finished"] * 3
     for arm, settings in zip(arms, arms_settings, strict=True):
