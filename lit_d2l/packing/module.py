@@ -36,7 +36,7 @@ from lit_d2l.graph import graph_figure
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
-from lit_d2l.packing.optim import PackedAdam, PackedSGD, arm_optimizer
+from lit_d2l.packing.optim import PackedAdam, PackedSGD, arm_optimizer, arm_schedule, scheduled_lr
 
 _DROPOUTS = (nn.Dropout, DropoutScratch)
 
@@ -89,6 +89,15 @@ class PackedModule(L.LightningModule):
             values = [settings[setting] for _, settings in optimizers]
             self.register_buffer(f"arm_{setting}", torch.tensor(values, dtype=torch.float32))
         self.register_buffer("arm_l2", torch.tensor([float(a.l2) for a in arms], dtype=torch.float32))
+        schedules = [arm_schedule(a) for a in arms]
+        if len({s[0] if s else None for s in schedules}) > 1:
+            raise ValueError("the arms of a pack must share one kind of LR schedule")
+        self.schedule = schedules[0][0] if schedules[0] else None
+        self.schedule_settings: dict[str, Tensor] = {}
+        if self.schedule is not None:
+            self.register_buffer("arm_base_lr", self.arm_lr.clone())
+            for key in schedules[0][1]:
+                self.schedule_settings[key] = torch.tensor([s[1][key] for s in schedules], dtype=torch.float32)
         self.penalised = [bool(a.l2) for a in arms]
         self.any_penalty = any(self.penalised)  # else the penalty's terms are not even computed
         self.register_buffer("active", torch.ones(self.num_arms, dtype=torch.bool))
@@ -231,6 +240,14 @@ class PackedModule(L.LightningModule):
         for index, path in enumerate(self._linear_paths):
             values[f"act_mean/{path}"], values[f"act_std/{path}"] = stats[:, index, 0], stats[:, index, 1]
         self.log_arms(values, epoch=False)
+
+    def on_train_epoch_start(self) -> None:
+        """Each arm's learning rate for this epoch under its own ``--lr_scheduler``, as the scheduler a single
+        fit steps at every epoch's end sets it (in closed form: a resumed pack needs no scheduler state)."""
+        if self.schedule is None:
+            return
+        settings = {key: value.to(self.arm_base_lr.device) for key, value in self.schedule_settings.items()}
+        self.arm_lr.copy_(scheduled_lr(self.schedule, self.arm_base_lr, settings, self.current_epoch))
 
     def on_train_epoch_end(self) -> None:
         params, _ = self.stacked()

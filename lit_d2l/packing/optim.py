@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -161,4 +162,43 @@ def why_optimizer_not_packable(optimizer: dict[str, Any] | None) -> str | None:
     for key in _UNSUPPORTED:
         if args.get(key):
             return f"--optimizer.{key} {args[key]} (a pack restates plain {path.rsplit('.', 1)[-1]})"
+    return None
+
+
+#: The LR schedules a pack restates per arm (stepped once an epoch, as lit-d2l's fit steps them).
+PACKED_SCHEDULES = {
+    "torch.optim.lr_scheduler.StepLR": ("step_size", "gamma"),
+    "torch.optim.lr_scheduler.CosineAnnealingLR": ("T_max", "eta_min"),
+}
+
+
+def arm_schedule(model: Any) -> tuple[str, dict[str, float]] | None:
+    """(class path, settings) of the ``--lr_scheduler`` ``model`` trains with alone, None without one."""
+    config = getattr(model, "lr_scheduler_config", None)
+    if config is None:
+        return None
+    args = config.get("init_args") or {}
+    defaults = {"gamma": 0.1, "eta_min": 0.0}
+    keys = PACKED_SCHEDULES[config["class_path"]]
+    return config["class_path"], {key: float(args.get(key, defaults.get(key, 0.0))) for key in keys}
+
+
+def scheduled_lr(path: str, base_lr: Tensor, settings: dict[str, Tensor], epoch: int) -> Tensor:
+    """Each arm's learning rate in ``epoch`` (from 0) under its schedule, in closed form (D2L 12.11):
+    StepLR ``lr·γ^⌊epoch/step_size⌋``; CosineAnnealingLR ``η_min + (lr − η_min)(1 + cos(π·epoch/T_max))/2``."""
+    if path.endswith("StepLR"):
+        return base_lr * settings["gamma"] ** torch.floor(epoch / settings["step_size"])
+    eta_min = settings["eta_min"]
+    return eta_min + (base_lr - eta_min) * (1 + torch.cos(math.pi * epoch / settings["T_max"])) / 2
+
+
+def why_schedule_not_packable(scheduler: dict[str, Any] | None) -> str | None:
+    """None when a pack can restate the configured ``--lr_scheduler`` (StepLR, CosineAnnealingLR)."""
+    if scheduler is None:
+        return None
+    path = scheduler.get("class_path", "")
+    if path not in PACKED_SCHEDULES:
+        return f"--lr_scheduler {path.rsplit('.', 1)[-1]} (a pack restates StepLR and CosineAnnealingLR)"
+    if (scheduler.get("init_args") or {}).get("last_epoch", -1) != -1:
+        return "--lr_scheduler.last_epoch is set (a pack starts every schedule at its beginning)"
     return None

@@ -20,7 +20,7 @@ from lit_d2l.fit_parser import ParsedFit, parse_fit
 from lit_d2l.models import built
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.sgd import MinibatchSGD
-from lit_d2l.packing.optim import why_optimizer_not_packable
+from lit_d2l.packing.optim import why_optimizer_not_packable, why_schedule_not_packable
 
 #: Settings two arms of one pack may differ in.
 PACKABLE_KEYS = frozenset(
@@ -45,6 +45,10 @@ PACKABLE_KEYS = frozenset(
         "optimizer.betas",
         "optimizer.eps",
         "optimizer.weight_decay",
+        "lr_scheduler.step_size",
+        "lr_scheduler.gamma",
+        "lr_scheduler.T_max",
+        "lr_scheduler.eta_min",
     }
 )
 #: What a pack does in D2LModule's (or Classifier's) place, for every arm at once: a model that defines
@@ -100,9 +104,8 @@ def why_not_packable(parsed: ParsedFit) -> str | None:
     reason = why_model_not_packable(model, data)
     if reason is not None:
         return reason
-    if config.get("lr_scheduler") is not None:
-        return "a configured --lr_scheduler"
     reason = why_optimizer_not_packable(as_dict(config.get("optimizer")))
+    reason = reason or why_schedule_not_packable(as_dict(config.get("lr_scheduler")))
     if reason is not None:
         return reason
     if getattr(data, "loader", None) != "tensor":

@@ -119,6 +119,22 @@ FAMILIES = {
             ["--optimizer.lr", "0.02", "--optimizer.betas", "[0.85, 0.95]", *seeded(2)],
         ],
     ),
+    "MLP StepLR": (  # each arm its own step size and decay factor
+        [*CLUSTERS, "--model.depth", "2", "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1"],
+        [
+            ["--model.lr", "0.2", "--lr_scheduler.gamma", "0.5", *seeded(0)],
+            ["--model.lr", "0.1", "--lr_scheduler.gamma", "0.1", "--model.momentum", "0.9", *seeded(1)],
+            ["--model.lr", "0.3", "--lr_scheduler.step_size", "2", *seeded(2)],
+        ],
+    ),
+    "MLP Adam CosineAnnealingLR": (
+        [*CLUSTERS, "--model.depth", "2", "--optimizer", "Adam", "--lr_scheduler", "CosineAnnealingLR"],
+        [
+            ["--optimizer.lr", "0.01", "--lr_scheduler.T_max", "2", *seeded(0)],
+            ["--optimizer.lr", "0.003", "--lr_scheduler.T_max", "3", "--lr_scheduler.eta_min", "0.001", *seeded(1)],
+            ["--optimizer.lr", "0.02", "--lr_scheduler.T_max", "1", *seeded(2)],
+        ],
+    ),
     "ResidualMLP": (  # a subclass in the user's own package (a test module), with its own forward
         [*CLUSTERS, "--model", "tests.packing.own_models.ResidualMLP", "--model.depth", "2"],
         [
@@ -145,7 +161,15 @@ def fit_args(base: list[str], arm: list[str]) -> list[str]:
     return ["--config", *base, *arm, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", *QUIET]
 
 
-FAST = ("MLP", "MLP Adam", "MLP AdamW", "ResidualMLP", "InitLayersClassifier")  # the other families: slow
+FAST = (
+    "MLP",
+    "MLP Adam",
+    "MLP AdamW",
+    "MLP StepLR",
+    "MLP Adam CosineAnnealingLR",
+    "ResidualMLP",
+    "InitLayersClassifier",
+)  # the other families: slow
 
 
 @pytest.mark.parametrize(
