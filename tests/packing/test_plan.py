@@ -50,10 +50,10 @@ def test_a_model_a_pack_cannot_train_runs_alone_with_the_reason() -> None:
     units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)), config=SCRATCH)
     units += arms(*({"model.lr": lr, "optimizer": "Adam"} for lr in (0.1, 0.2)))  # Adam packs
     units += arms(*({"optimizer": "Adam", "optimizer.lr": lr, "optimizer.amsgrad": True} for lr in (0.1, 0.2)))
-    units += arms(*({"model.lr": lr, "lr_scheduler": "StepLR", "lr_scheduler.step_size": 1} for lr in (0.1, 0.2)))
+    units += arms(*({"model.lr": lr, "lr_scheduler": "ExponentialLR", "lr_scheduler.gamma": 0.9} for lr in (0.1, 0.2)))
     packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
     assert [len(p.units) for p in packs] == [2, 2, 1, 1, 1, 1]
-    assert "amsgrad" in packs[2].reason and "lr_scheduler" in packs[4].reason
+    assert "amsgrad" in packs[2].reason and "ExponentialLR" in packs[4].reason
 
 
 OWN = "tests.packing.own_models"
