@@ -149,7 +149,7 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
               figures.file_name(axis)) for axis in axes]  # fmt: skip
     drawn += [
         ("Loss curves per arm", figures.curves_figure(finished, store.history), "curves.png"),
-        ("Gradient norm per layer at step 0", figures.grad_norms_figure(finished, store.history), "grad_norms.png"),
+        ("Gradient norm per layer at step 0", figures.grad_norms_figure(finished, store.layer_table), "grad_norms.png"),
         ("Memory saved for backward, by depth and batch size", memory_figure(finished), "memory.png"),
     ]
     saved = [(caption, figures.save(fig, out_dir / name)) for caption, fig, name in drawn if fig is not None]
