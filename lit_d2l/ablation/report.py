@@ -32,8 +32,9 @@ METRIC_MEANINGS = {
     "train/loss_data": "L alone on the training set (epoch mean): compare this one with val/loss",
     "val/loss": "L on the validation set",
     "test/loss": "L on the test set",
-    SYMMETRY: "distinct hidden units per hidden layer at the end of training (fewest – most over layers and seeds): "
-    "1 means every unit of a layer is the same (symmetry, D2L 5.4.3)",
+    SYMMETRY: "distinct hidden units of the most symmetric hidden layer at the end of training (fewest – most over "
+    "seeds; every layer's count in the run's diagnostics/distinct_units.json): 1 means every unit of a layer is the "
+    "same (symmetry, D2L 5.4.3)",
 }
 
 
