@@ -89,7 +89,9 @@ def table_figure(rows: list[dict[str, Any]]) -> Any:
     fig = Figure(figsize=(14, 5), dpi=100, layout="constrained")
     panels = fig.subplots(1, 2)
     colours = matplotlib.colormaps["viridis"]
-    for ax, column, label in ((panels[0], "grad_norm", "‖∂L/∂W‖"), (panels[1], "act_std", "std of the layer's output")):
+    columns = (("grad_norm", "‖∂L/∂W‖", "Gradient norm of each weight"), ("act_std", "std", "Std of each output"))
+    for ax, (column, label, title) in zip(panels, columns, strict=True):
+        ax.set_title(title, fontsize=10, loc="left")
         for i, step in enumerate(steps):
             values = {r["layer"]: r.get(column) for r in rows if r["step"] == step}
             xs = [n for n, layer in enumerate(layers, 1) if _positive(values.get(layer))]
@@ -102,7 +104,7 @@ def table_figure(rows: list[dict[str, Any]]) -> Any:
     if len(steps) <= 12:
         panels[1].legend(fontsize=8)
     else:
-        panels[1].set_title(f"{len(steps)} steps, {steps[0]} (dark) → {steps[-1]} (light)", fontsize=9)
+        panels[1].set_title(f"{len(steps)} steps: {steps[0]} (dark) → {steps[-1]} (light)", fontsize=9, loc="right")
     fig.suptitle("Per-layer diagnostics (every value in diagnostics/layers.csv)")
     return fig
 
