@@ -241,12 +241,6 @@ class PackedModule(L.LightningModule):
                 summaries.setdefault(key, torch.full((self.num_arms,), math.nan))[arm] = value
         self.log_arms(summaries, epoch=False)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["arm_rows"] = self.arm_rows  # a resumed fit's tables keep the rows before it
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.arm_rows = checkpoint.get("arm_rows", self.arm_rows)
-
     def on_train_epoch_end(self) -> None:
         params, _ = self.stacked()
         squares = [params[name].detach().flatten(1).pow(2).sum(dim=1) for name in self.weight_names]
