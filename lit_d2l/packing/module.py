@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchmetrics import Metric
 
-from lit_d2l.callbacks.diagnostics import distinct_units
+from lit_d2l.callbacks.diagnostics import distinct_units, summarize, units_metrics, write_artifacts
 from lit_d2l.callbacks.memory import step_memory
 from lit_d2l.graph import FILES as GRAPH_FILES
 from lit_d2l.graph import graph_figure
@@ -113,6 +113,7 @@ class PackedModule(L.LightningModule):
         self.arm_data: tuple[Any, ...] = ()
         self.log_graph = False  # log each arm's graph.svg/graph.png at the first step, as a single fit does
         self._linear_paths = [name for name, m in template.named_modules() if isinstance(m, nn.Linear)]
+        self.arm_rows: list[list[dict[str, Any]]] = [[] for _ in arms]  # each arm's diagnostics/layers.csv
 
     # -- the vectorized model -------------------------------------------------------------------
 
@@ -220,6 +221,8 @@ class PackedModule(L.LightningModule):
             self._diverge(arm, reason)
 
     def _diverge(self, arm: int, reason: str) -> None:
+        if self.logger is not None and self.arm_rows[arm]:  # before its run closes, as a single fit's on_exception
+            write_artifacts(self.logger.arm(arm), self.arm_rows[arm], None)
         self.active[arm] = False
         self.diverged[arm] = (self.global_step, reason)
         if self.on_diverged is not None:
@@ -228,18 +231,30 @@ class PackedModule(L.LightningModule):
             self.trainer.should_stop = True
 
     def _log_diagnostics(self, params: dict[str, Tensor]) -> None:
-        """Per arm, what :class:`~lit_d2l.callbacks.LayerDiagnostics` logs for a single model."""
+        """Per arm, what :class:`~lit_d2l.callbacks.LayerDiagnostics` records for a single model (one definition:
+        :func:`~lit_d2l.callbacks.diagnostics.summarize`)."""
         stats, self._pending_stats = self._pending_stats, None
         assert stats is not None
-        values: dict[str, Tensor] = {}
-        for name in self.weight_names:
-            weight = params[name]
-            if weight.grad is not None:
-                values[f"grad_norm/{name}"] = weight.grad.detach().flatten(1).norm(dim=1)
-            values[f"weight_norm/{name}"] = weight.detach().flatten(1).norm(dim=1)
-        for index, path in enumerate(self._linear_paths):
-            values[f"act_mean/{path}"], values[f"act_std/{path}"] = stats[:, index, 0], stats[:, index, 1]
-        self.log_arms(values, epoch=False)
+        grads = {
+            n: params[n].grad.detach().flatten(1).norm(dim=1).tolist()
+            for n in self.weight_names
+            if params[n].grad is not None
+        }
+        norms = {n: params[n].detach().flatten(1).norm(dim=1).tolist() for n in self.weight_names}
+        acts = stats.tolist()
+        summaries: dict[str, Tensor] = {}
+        step = self.global_step
+        for arm in self._open_arms():
+            metrics, rows = summarize(
+                step,
+                {n: v[arm] for n, v in grads.items()},
+                {n: v[arm] for n, v in norms.items()},
+                {path: (acts[arm][i][0], acts[arm][i][1]) for i, path in enumerate(self._linear_paths)},
+            )
+            self.arm_rows[arm] = [r for r in self.arm_rows[arm] if r["step"] != step] + rows
+            for key, value in metrics.items():
+                summaries.setdefault(key, torch.full((self.num_arms,), math.nan))[arm] = value
+        self.log_arms(summaries, epoch=False)
 
     def on_train_epoch_start(self) -> None:
         """Each arm's learning rate for this epoch under its own ``--lr_scheduler``, as the scheduler a single
@@ -251,7 +266,8 @@ class PackedModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         params, _ = self.stacked()
-        values = {f"weight_norm/{name}": params[name].detach().flatten(1).norm(dim=1) for name in self.weight_names}
+        squares = [params[name].detach().flatten(1).pow(2).sum(dim=1) for name in self.weight_names]
+        values = {"weight_norm": torch.stack(squares).sum(dim=0).sqrt()} if squares else {}  # as D2LModule logs it
         train, data = self._mean("train"), self._mean("train_data")
         if train is not None:
             values["train/loss_epoch"] = train
@@ -364,12 +380,12 @@ class PackedModule(L.LightningModule):
         self.unpack_into(self.arm_models)
         for arm in self._open_arms():
             values = self.arm_models[arm].end_of_fit_metrics(self.arm_data[arm])
-            if self.diagnostics_every > 0:  # as LayerDiagnostics at a single fit's end: symmetry (D2L 5.4.3)
-                values |= {
-                    f"distinct_units/{name}": float(n) for name, n in distinct_units(self.arm_models[arm]).items()
-                }
+            units = distinct_units(self.arm_models[arm]) if self.diagnostics_every > 0 else {}
+            values |= units_metrics(units)  # as LayerDiagnostics at a single fit's end: symmetry (D2L 5.4.3)
             if values:
                 self.log_arms({key: torch.full((self.num_arms,), value) for key, value in values.items()}, [arm], False)
+            if self.diagnostics_every > 0 and self.logger is not None:
+                write_artifacts(self.logger.arm(arm), self.arm_rows[arm], units)
 
     # -- helpers --------------------------------------------------------------------------------
 
