@@ -113,6 +113,16 @@ class Verdict:
             return "untested"
         return "distinguishable" if self.comparison.distinguishable else "tie"
 
+    def headline(self) -> str:
+        """The answer in a few words: ``l2=10 is best on val/loss, a tie with l2=3``."""
+        if self.best is None:
+            return f"no arm is best on {self.metric}: none finished without diverging"
+        line = f"{self.best.name} is best on {self.metric}"
+        if self.comparison is not None and self.standing in ("tie", "distinguishable"):
+            runner_up = self.comparison.runner_up.name
+            line += f", a tie with {runner_up}" if self.tie else f", ahead of {runner_up} over seeds"
+        return line
+
     def text(self) -> str:
         goal = "highest" if self.mode == "max" else "lowest"
         if self.best is None:
@@ -219,7 +229,9 @@ class SweepVerdict:
 
     def markdown(self) -> str:
         """The verdict as the parent run's description and the report's first section."""
-        lines = ["## Verdict", ""]
+        primary = self.primary
+        # The answer in the heading: MLflow's Overview shows a run description's first lines only.
+        lines = [f"## Verdict: {primary.headline()}" if primary else "## Verdict", ""]
         if self.description:
             lines += [self.description.strip(), ""]
         lines += [f"- {v.text()}" for v in self.verdicts] or ["- No metric of this sweep says which way is better."]

@@ -94,7 +94,7 @@ def test_the_html_report_embeds_every_figure_the_table_and_the_legend(tmp_path, 
     assert "<th>train/loss_epoch</th><th>train/loss_data</th><th>val/loss</th>" in page
     assert '<tr class="best"><td>★ l2=0</td><td>1</td><td>0</td>' in page  # val/loss ties at 0.1: arm order
     assert "<tr><td>l2=100</td><td>1</td><td>1 (step 20)</td>" in page
-    assert page.index("<h2>Verdict</h2>") < page.index("<table>"), "the page opens on the verdict"
+    assert page.index("<h2>Verdict: l2=0 is best on val/loss") < page.index("<table>"), "the page opens on the verdict"
     assert "<strong>l2=0</strong>" in page and "out of the running: l2=100 (1 seed(s) diverged)" in page
     run = client.get_run(parent)
     assert run.data.tags["mlflow.note.content"].startswith("## Verdict")  # the run's description in MLflow

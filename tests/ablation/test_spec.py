@@ -313,7 +313,9 @@ def test_a_description_is_kept_as_one_paragraph_and_shown_above_the_verdict(tmp_
     assert (
         sweep_verdict([], ["val/loss"], ["model.l2"], spec.description)
         .markdown()
-        .startswith("## Verdict\n\nWeight decay, D2L 3.7.\n")
+        .startswith(
+            "## Verdict: no arm is best on val/loss: none finished without diverging\n\nWeight decay, D2L 3.7.\n"
+        )
     )
     with pytest.raises(ConfigError, match="description must be one paragraph of text"):
         load_spec(write_spec(tmp_path, head + "grid: {model.l2: [0.0]}\ndescription: [not, text]\n"))

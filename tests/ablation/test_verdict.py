@@ -37,6 +37,7 @@ def test_a_clear_winner_is_distinguishable_from_the_runner_up() -> None:
     assert result.comparison.distinguishable and not result.tie
     assert result.text().startswith("`val/loss` (lowest is best): **l2=1**, 0.11 ± ")
     assert "better than the runner-up l2=3" in result.text()
+    assert result.headline() == "l2=1 is best on val/loss, ahead of l2=3 over seeds"
 
 
 def test_arms_the_seeds_cannot_tell_apart_are_a_tie() -> None:
@@ -46,6 +47,7 @@ def test_arms_the_seeds_cannot_tell_apart_are_a_tie() -> None:
     assert result.comparison is not None and result.comparison.p_value is not None
     assert result.comparison.p_value >= 0.05
     assert "a tie with the runner-up" in result.text()
+    assert result.headline() == "l2=1 is best on val/loss, a tie with l2=3"
 
 
 def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
