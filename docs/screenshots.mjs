@@ -70,8 +70,11 @@ try {
   const columns = `document.querySelector('[data-component-id$="experimentviewrunscolumnselector.tsx_315"]')`;
   await page.evaluate(`${columns}.click()`);
   await page.waitFor(`document.querySelector('input[placeholder="Search columns"]')`, { settleMs: 500 });
-  const toggled = await page.evaluate(toggleColumns(["Source", "Models", "best/val/loss", "val/loss", "l2"]));
+  const toggled = await page.evaluate(toggleColumns(["Source", "Models", "best/val/loss", "val/loss"]));
   if (!toggled) throw new Error("the Columns menu has changed: a column to toggle was not found");
+  // The swept values, each a top-level param of the children (no dot: `l2`, `init`, `depth`).
+  const swept = (child.data.params || []).filter((p) => !p.key.includes(".") && p.value !== "None").map((p) => p.key);
+  await page.evaluate(toggleColumns(swept));
   await page.evaluate(`${columns}.click()`);
   await page.waitFor(`[...document.querySelectorAll("[role=columnheader]")].some((e) => e.innerText === "best/val/loss")`);
   await page.screenshot(join(out, "runs-table.png"));
@@ -97,7 +100,7 @@ try {
   for (const suite of suites) {
     const name = suite.sweep.replace(/-[0-9a-f]+$/, "");
     await page.goto(`${base}/#/experiments/${suite.experiment}/runs/${suite.parent.info.run_id}/artifacts/report/report.html?${ML}`);
-    await page.waitFor(`document.querySelector("iframe")`, { settleMs: 0 });
+    await page.waitFor(`document.querySelector("iframe")`, { settleMs: 0, timeoutMs: 180000 }); // 1 MB reports
     await page.evaluate(closeAssistant);
     const frame = { frame: "blob:" }; // the viewer shows the page in a sandboxed iframe of a blob: URL
     const loaded = "[...document.images].every((img) => img.complete && img.naturalWidth > 0)";
