@@ -32,9 +32,9 @@ from torchmetrics import Metric
 
 from lit_d2l.callbacks.diagnostics import distinct_units
 from lit_d2l.callbacks.memory import step_memory
+from lit_d2l.errors import require
 from lit_d2l.graph import FILES as GRAPH_FILES
 from lit_d2l.graph import computation_graph, graph_figure
-from lit_d2l.errors import require
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix

@@ -17,7 +17,6 @@ from lit_d2l.models import MLP
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.module import ArmDropout, PackedModule
 from lit_d2l.runner import run_configured
-from tests.conftest import REPO
 
 
 def test_arm_dropout_applies_its_given_mask_and_is_the_identity_in_evaluation() -> None:
@@ -69,12 +68,16 @@ def test_a_packed_dropout_arm_equals_the_solo_fit_of_its_recorded_config(tmp_pat
         "name": experiment,
         "base": str(base),
         # one pack of 4 arms (p 0.3 and 0.5, seeds 1 and 2) with nn.Dropout, one of 2 with DropoutScratch
-        "arms": [{"model.dropout": 0.3}, {"model.dropout": 0.5}, {"model.dropout": 0.5, "model.dropout_impl": "scratch"}],
+        "arms": [
+            {"model.dropout": 0.3},
+            {"model.dropout": 0.5},
+            {"model.dropout": 0.5, "model.dropout_impl": "scratch"},
+        ],
         "seeds": [1, 2],
     }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
+    run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
     exp = client.get_experiment_by_name(experiment)
     children = client.search_runs([exp.experiment_id], "tags.arm != ''")
     assert len(children) == 6
