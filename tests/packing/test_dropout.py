@@ -48,6 +48,30 @@ def test_each_arm_draws_the_masks_its_own_dropout_draws_from_its_own_stream() ->
     assert module.arm_masks([x]) != {} and module.eval().arm_masks([x]) == {}
 
 
+def test_a_packs_state_keeps_each_arms_stream_so_a_restored_pack_draws_the_same_masks() -> None:
+    def pack() -> PackedModule:
+        torch.manual_seed(0)
+        arms = [MLP(hidden_sizes=[8], dropout=p) for p in (0.2, 0.7)]
+        for arm in arms:
+            arm.num_inputs, arm.num_outputs = 6, 3
+            arm.build()
+        streams = []
+        for seed in (3, 4):
+            torch.manual_seed(seed)
+            streams.append((torch.get_rng_state(), None))
+        return PackedModule(arms, rng_states=streams).train()
+
+    x = torch.randn(2, 4, 6)
+    first = pack()
+    first.arm_masks([x])  # one step taken
+    state = first.state_dict()
+    assert {"arm_rng_cpu"} <= state.keys()
+    restored = pack()
+    restored.load_state_dict(state)
+    expected, got = first.arm_masks([x]), restored.arm_masks([x])
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
 BASE = {
     "seed_everything": 0,
     "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 1},
