@@ -39,16 +39,19 @@ from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
 from lit_d2l.packing.optim import PackedSGD
+from lit_d2l.seeding import run_seed
 
 _DROPOUTS = (nn.Dropout, DropoutScratch)
 
-#: An arm's random stream: the CPU generator's state, and the CUDA one's (None without CUDA).
-ArmStream = tuple[Tensor, Tensor | None]
+#: An arm's random stream: the CPU generator's state, and the seed its CUDA generator starts from
+#: (``seed_everything`` seeds every CUDA device with the run's seed and a solo fit draws nothing there before
+#: training; a seed rather than a state, so that building an arm does not initialise CUDA).
+ArmStream = tuple[Tensor, int | None]
 
 
 def current_stream() -> ArmStream:
     """The process's random stream now: where a solo fit's dropout starts drawing once it is built."""
-    return torch.get_rng_state(), torch.cuda.get_rng_state() if torch.cuda.is_available() else None
+    return torch.get_rng_state(), run_seed()
 
 
 class ArmDropout(nn.Module):
@@ -113,8 +116,8 @@ class PackedModule(L.LightningModule):
         self._dropout_calls: dict[tuple, list[tuple[torch.Size, torch.dtype]]] = {}
         states = list(rng_states) if rng_states is not None else [current_stream()] * self.num_arms
         self.register_buffer("arm_rng_cpu", torch.stack([cpu for cpu, _ in states]))
-        cuda = [state for _, state in states]
-        self.register_buffer("arm_rng_cuda", torch.stack(cuda) if all(c is not None for c in cuda) else None)
+        self._cuda_seeds = [seed for _, seed in states]
+        self.register_buffer("arm_rng_cuda", None)  # made at the first draw on a CUDA device
         self.diverged: dict[int, tuple[int, str]] = {}  # arm -> (step, reason)
         self.on_diverged: Callable[[int, int, str], None] | None = None
         self._sums: dict[str, Tensor] = {}
@@ -228,7 +231,9 @@ class PackedModule(L.LightningModule):
     def arm_stream(self, arm: int, device: torch.device | None = None) -> Iterator[None]:
         """Draw from arm ``arm``'s own stream (CPU, and CUDA on a CUDA ``device``) and keep where it got to.
         The caller restores the process's stream (``torch.random.fork_rng``)."""
-        cuda = device is not None and device.type == "cuda" and self.arm_rng_cuda is not None
+        cuda = device is not None and device.type == "cuda"
+        if cuda and self.arm_rng_cuda is None:
+            self.arm_rng_cuda = torch.stack([self._cuda_start(seed, device) for seed in self._cuda_seeds])
         # A copy of its own: torch reads a state that is a view into a stack from the stack's start (or crashes).
         torch.set_rng_state(self.arm_rng_cpu[arm].to("cpu", copy=True))
         if cuda:
@@ -237,6 +242,14 @@ class PackedModule(L.LightningModule):
         self.arm_rng_cpu[arm] = torch.get_rng_state().to(self.arm_rng_cpu.device)
         if cuda:
             self.arm_rng_cuda[arm] = torch.cuda.get_rng_state(device).to(self.arm_rng_cuda.device)
+
+    @staticmethod
+    def _cuda_start(seed: int | None, device: torch.device) -> Tensor:
+        """The state of ``device``'s generator seeded with ``seed`` (its state now when None)."""
+        with torch.random.fork_rng(devices=[device]), torch.cuda.device(device):
+            if seed is not None:
+                torch.cuda.manual_seed(seed)  # the current device's generator: ``device``'s, here
+            return torch.cuda.get_rng_state(device)
 
     # -- training -------------------------------------------------------------------------------
 

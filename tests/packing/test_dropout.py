@@ -33,7 +33,7 @@ def test_each_arm_draws_the_masks_its_own_dropout_draws_from_its_own_stream() ->
     streams = []
     for seed in (5, 7):
         torch.manual_seed(seed)
-        streams.append((torch.get_rng_state(), None))
+        streams.append((torch.get_rng_state(), seed))
     module = PackedModule(arms, rng_states=streams).train()
     x = torch.randn(2, 4, 6)
     masks = module.arm_masks([x])
@@ -58,7 +58,7 @@ def test_a_packs_state_keeps_each_arms_stream_so_a_restored_pack_draws_the_same_
         streams = []
         for seed in (3, 4):
             torch.manual_seed(seed)
-            streams.append((torch.get_rng_state(), None))
+            streams.append((torch.get_rng_state(), seed))
         return PackedModule(arms, rng_states=streams).train()
 
     x = torch.randn(2, 4, 6)
