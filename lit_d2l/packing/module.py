@@ -11,6 +11,10 @@ logger's public ``log_metrics`` rather than through ``self.log``: Lightning's re
 costs about a millisecond per ``self.log`` call once it holds K × 4 keys (measured: 9.4 s of a
 22.5 s fit of 18 arms), which would make the pack slower than the arms alone.
 
+Each arm's dropout masks are drawn outside the vectorized forward by that arm's own dropout modules, from
+its own random stream (captured where its solo fit starts training and kept in the pack's state), so a
+packed dropout arm draws the masks its solo fit draws (:meth:`PackedModule.arm_masks`).
+
 An arm whose loss or gradient norm becomes non-finite, or whose gradient norm exceeds
 ``max_grad_norm``, is recorded as diverged at that step (before its update, as
 :class:`~lit_d2l.callbacks.DivergenceGuard` does alone) and frozen; the others go on unaffected.
