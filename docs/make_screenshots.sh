@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Remake docs/screenshots/*.png: a small regularization sweep in a temporary store, `lit-d2l report`,
-# `lit-d2l ui` on that store, and headless Chromium (Debian's `chromium`) driven over its DevTools
+# Remake docs/screenshots/*.png from the three shipped suites, run in full in a temporary store
+# (experiments/ablations/{regularization,overfitting,initialization}.yaml, about 10 minutes on 2 cores),
+# then `lit-d2l ui` on that store and headless Chromium (Debian's `chromium`) driven over its DevTools
 # protocol by docs/screenshots.mjs (Node >= 20, no packages).
 #   bash docs/make_screenshots.sh            # with lit-d2l on PATH
 #   LIT_D2L="python -m lit_d2l" bash docs/make_screenshots.sh
@@ -19,20 +20,12 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$WORK"
-# experiments/ablations/regularization.yaml, shortened: 6 arms x 2 seeds of 40 epochs (about a minute).
-cat > regularization.yaml <<SPEC
-name: regularization
-base: $REPO/experiments/weight_decay.yaml
-grid:
-  model.l2: [0.0, 0.01, 0.1, 1.0, 3.0, 10.0]
-seeds: [0, 1]
-overrides: {trainer.max_epochs: 40, trainer.check_val_every_n_epoch: 2}
-metrics: [train/loss_epoch, val/loss, weight_norm/w]
-SPEC
-$LIT_D2L ablate regularization.yaml --workers 2 > ablate.log
-grep -E "^(sweep|report)" ablate.log
-SWEEP=$(sed -n 's/^sweep \([^:]*\): parent run.*/\1/p' ablate.log | head -1)
-$LIT_D2L report "$SWEEP" > /dev/null   # the report once more, as a user would (it replaces the logged one)
+SWEEPS=()
+for suite in regularization overfitting initialization; do
+  $LIT_D2L ablate "$REPO/experiments/ablations/$suite.yaml" --workers 2 > "$suite.log"
+  grep -E "^(sweep|report|verdict)" "$suite.log" || true
+  SWEEPS+=("$(sed -n 's/^sweep \([^:]*\): .*parent run .*/\1/p' "$suite.log" | head -1)")
+done
 
 $LIT_D2L ui --port "$PORT" > ui.log 2>&1 &
 UI_PID=$!
@@ -41,5 +34,5 @@ for _ in $(seq 120); do
   sleep 1
 done
 mkdir -p "$OUT"
-node --experimental-websocket --no-warnings "$REPO/docs/screenshots.mjs" "http://127.0.0.1:$PORT" "$OUT" "$SWEEP"
+node --experimental-websocket --no-warnings "$REPO/docs/screenshots.mjs" "http://127.0.0.1:$PORT" "$OUT" "${SWEEPS[@]}"
 ls -l "$OUT"

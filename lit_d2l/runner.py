@@ -121,7 +121,8 @@ class D2LCLI(LightningCLI):
         extra.append(MemoryMeter())  # memory/saved_for_backward_bytes, from a side pass at step 0
         if self.config_init.get("log_graph", True):
             extra.append(ComputationGraphArtifact())
-        if self.config_init.get("lr_scheduler") is not None:  # its learning rate, logged every epoch
+        logged = self.config_init.trainer.get("logger") is not False  # the monitor refuses a Trainer without one
+        if self.config_init.get("lr_scheduler") is not None and logged:  # its learning rate, logged every epoch
             extra.append(LearningRateMonitor(logging_interval="epoch"))
         # Given as a keyword, callbacks replace the config's trainer.callbacks: keep those too.
         configured = self.config_init.trainer.get("callbacks") or []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from types import SimpleNamespace
 
+import pytest
+
 from lit_d2l.progress import Progress, clock_time, tally
 
 
@@ -69,7 +71,7 @@ def test_units_that_end_together_show_one_eta() -> None:
     clock = Clock()
     progress = Progress("arm", 4, lines.append, clock, work=40)
     clock.now += 10
-    progress.credit(20)  # a pack of two arms, 10 steps each
+    progress.credit(20, units=2)  # a pack of two arms, 10 steps each
     for _ in range(2):
         progress.report("", "finished", work=0)
     assert [line.split("(")[1] for line in lines] == ["elapsed 0:10, ETA 0:10)"] * 2
@@ -125,3 +127,21 @@ def test_a_heartbeat_comes_at_an_epochs_end_at_most_every_30_s() -> None:
         "pack 2/5 (12 arms): epoch 60/400, elapsed 1:00",
         "pack 2/5 (12 arms): epoch 90/400, elapsed 1:30",
     ]
+
+
+def test_the_eta_counts_each_units_fixed_cost_beside_its_work() -> None:
+    """Each unit costs 2 s of setup plus 0.01 s a step. Small units first: a rate per step alone (the work's
+    share of the time) would say 1:33 are left after the first two; the fit of both costs is exact (0:26)."""
+    lines: list[str] = []
+    clock = Clock()
+    sizes = [10, 100, 1000, 1000, 10]
+    progress = Progress("arm", len(sizes), lines.append, clock, work=sum(sizes))
+    for size in sizes[:2]:
+        clock.now += 2 + 0.01 * size
+        progress.report("", "finished", work=size)
+    left = 3 * 2 + 0.01 * (1000 + 1000 + 10)  # 26.1 s
+    assert progress.eta() == pytest.approx(left)
+    assert lines[-1].endswith("ETA 0:26)")
+    clock.now += 2 + 0.01 * 1000
+    progress.report("", "finished", work=1000)
+    assert progress.eta() == pytest.approx(2 * 2 + 0.01 * 1010)

@@ -29,6 +29,7 @@ from lit_d2l.tracking.sweeps import Child
 TRAIN_J, TRAIN_L = "train/loss_epoch", "train/loss_data"
 #: ``history(run_id, metric)`` → ``[(step, value), ...]``, as :meth:`SweepStore.history` reads it.
 History = Callable[[str, str], list[tuple[int, float]]]
+LayerTable = Callable[[str], list[dict[str, Any]]]  # a run's diagnostics/layers.csv rows
 
 
 def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> Figure | None:
@@ -131,15 +132,18 @@ def curves_figure(children: list[Child], history: History) -> Figure | None:
     return fig
 
 
-def grad_norms_figure(children: list[Child], history: History) -> Figure | None:
-    """The gradient norm of each layer's weight at the first logged step (D2L 5.4), each arm's lowest seed."""
-    runs = first_seed_runs([c for c in children if any(k.startswith("grad_norm/") for k in c.metrics)])
-    if not runs:
-        return None
+def grad_norms_figure(children: list[Child], layer_table: LayerTable) -> Figure | None:
+    """The gradient norm of each layer's weight at the first logged step (D2L 5.4), each arm's lowest seed,
+    from the run's ``diagnostics/layers.csv`` (``layer_table(run_id)``: its rows, input layer first)."""
+    runs = first_seed_runs([c for c in children if "grad_norm/min" in c.metrics])
     norms = {}
     for child in runs:
-        layers = sorted((k for k in child.metrics if k.startswith("grad_norm/")), key=_natural_order)
-        norms[child.run_id] = [min(history(child.run_id, k), default=(0, math.nan))[1] for k in layers]
+        rows = [row for row in layer_table(child.run_id) if row.get("grad_norm") is not None]
+        first = min((row["step"] for row in rows), default=None)
+        norms[child.run_id] = [row["grad_norm"] for row in rows if row["step"] == first]
+    runs = [child for child in runs if norms[child.run_id]]
+    if not runs:
+        return None
     key = keying([settings(c) for c in runs])
     scale = scale_for(v for values in norms.values() for v in values)
     fig, panels = _panels(key, ["grad"], width=3.6)
@@ -249,8 +253,3 @@ def _epoch_of(epochs: list[tuple[int, float]]) -> Callable[[int], float]:
         return (changes[index][1] if index >= 0 else 0.0) + 1.0
 
     return epoch_of
-
-
-def _natural_order(name: str) -> list[int | str]:
-    """``net.3.weight`` before ``net.11.weight``: digits compare as numbers (layers in forward order)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]

@@ -67,8 +67,9 @@ def memory_figure(children: list[Child]) -> Figure | None:
 
 
 def hidden_layers(child: Child) -> int:
-    """The arm's ``model.depth``, else the number of weights it logged a norm for, less the output layer's."""
-    depth = settings(child).get("model.depth")
+    """The arm's ``model.depth``, else the length of its ``model.hidden_sizes``, from its swept settings."""
+    swept = settings(child)
+    depth, sizes = swept.get("model.depth"), swept.get("model.hidden_sizes")
     if isinstance(depth, int):
         return depth
-    return max(1, sum(key.startswith("weight_norm/") for key in child.metrics) - 1)
+    return len(sizes) if isinstance(sizes, list) and sizes else 1

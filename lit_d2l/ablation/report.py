@@ -32,8 +32,9 @@ METRIC_MEANINGS = {
     "train/loss_data": "L alone on the training set (epoch mean): compare this one with val/loss",
     "val/loss": "L on the validation set",
     "test/loss": "L on the test set",
-    SYMMETRY: "distinct hidden units per hidden layer at the end of training (fewest – most over layers and seeds): "
-    "1 means every unit of a layer is the same (symmetry, D2L 5.4.3)",
+    SYMMETRY: "distinct hidden units of the most symmetric hidden layer at the end of training (fewest – most over "
+    "seeds; every layer's count in the run's diagnostics/distinct_units.json): 1 means every unit of a layer is the "
+    "same (symmetry, D2L 5.4.3)",
 }
 
 
@@ -149,7 +150,7 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
               figures.file_name(axis)) for axis in axes]  # fmt: skip
     drawn += [
         ("Loss curves per arm", figures.curves_figure(finished, store.history), "curves.png"),
-        ("Gradient norm per layer at step 0", figures.grad_norms_figure(finished, store.history), "grad_norms.png"),
+        ("Gradient norm per layer at step 0", figures.grad_norms_figure(finished, store.layer_table), "grad_norms.png"),
         ("Memory saved for backward, by depth and batch size", memory_figure(finished), "memory.png"),
     ]
     saved = [(caption, figures.save(fig, out_dir / name)) for caption, fig, name in drawn if fig is not None]

@@ -331,7 +331,7 @@ def _run_tasks_quietly(
             task.unit = place
 
     def report(results: list[PairOutcome]) -> None:
-        progress.credit(sum(steps.get((outcome.arm, outcome.seed), 1.0) for outcome in results))  # one ETA a unit
+        progress.credit(sum(steps.get((o.arm, o.seed), 1.0) for o in results), len(results))  # one ETA a unit
         for outcome in results:
             outcomes.append(outcome)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))

@@ -31,7 +31,7 @@ class D2LModule(L.LightningModule):
     ``trainer.log_every_n_steps`` steps; ``train/loss_epoch`` is its mean over each epoch, and
     ``train/loss_data`` the epoch mean of L alone when a penalty is on.
     ``val/loss`` and ``test/loss`` are the data loss L alone, averaged over every example of the
-    split. ``weight_norm/<parameter>`` is logged per epoch. Epoch-level metrics are averaged over
+    split. ``weight_norm`` (‖W‖ over all weights) is logged per epoch. Epoch-level metrics are averaged over
     all DDP ranks. "Weights" are the parameters with two or more dimensions; biases are never
     decayed or penalised (D2L 3.7).
 
@@ -86,8 +86,17 @@ class D2LModule(L.LightningModule):
     # -- the model ----------------------------------------------------------------------------
 
     def build(self) -> None:
-        """Create the layers; every shape in :attr:`shape_args` is set by now."""
-        raise NotImplementedError
+        """Create the layers whose shapes come from the data; every shape in :attr:`shape_args` is set by now.
+
+        A model whose shapes are known in ``__init__`` may create its layers there, as Lightning's
+        documentation writes modules, and define no ``build``.
+        """
+        if any(True for _ in self.parameters()):  # layers made in __init__: nothing left to build
+            return
+        raise NotImplementedError(
+            f"{type(self).__name__} has no layers: create them in __init__, or in build() when their shapes "
+            "come from the data"
+        )
 
     def configure_model(self) -> None:
         """Fill in shapes left to the data, then :meth:`build` once (Lightning may call this hook again)."""
@@ -150,9 +159,10 @@ class D2LModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log_epoch_metric("train/loss_epoch", self.train_loss)
         self.log_epoch_metric("train/loss_data", self.train_data_loss)
-        for name, weight in self.weights().items():
+        weights = [weight.detach() for weight in self.weights().values()]
+        if weights:  # ‖W‖ over all weights, one metric however deep (D2L 4.5's "L2 norm of w")
             # Equal on every DDP rank; sync_dist only spares Lightning's warning about unsynced epoch values.
-            self.log(f"weight_norm/{name}", weight.detach().norm(), sync_dist=True)
+            self.log("weight_norm", torch.sqrt(sum((w**2).sum() for w in weights)), sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         add_batch_mean(self.val_loss, self.loss(self(*batch[:-1]), batch[-1]), len(batch[-1]))

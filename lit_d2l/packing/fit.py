@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from lit_d2l.config_checks import as_dict
 from lit_d2l.errors import require
 from lit_d2l.fit_parser import ParsedFit, parse_fit
 from lit_d2l.models import built
@@ -65,6 +66,9 @@ def build_arm(args: list[str], run_id: str | None = None) -> PackedArm:
     for split in ("train", "val"):
         require(len(data.splits[split][0]) > 0, f"the {split} split is empty; give data.num_{split} a positive size")
     built(parsed.model, data)
+    optimizer, scheduler = parsed.config.get("optimizer"), parsed.config.get("lr_scheduler")
+    if optimizer is not None or scheduler is not None:  # as LightningCLI's fit hands them to the model
+        parsed.model.use_optimizer(as_dict(optimizer), as_dict(scheduler))
     arm = PackedArm(parsed, shuffle_seed=data.shuffle_seed)
     if run_id is not None:  # recorded while the arm's seed is the process's: its seeds as they were used
         tracking = parsed.config.tracking

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchmetrics import Metric
 
-from lit_d2l.callbacks.diagnostics import distinct_units
+from lit_d2l.callbacks.diagnostics import distinct_units, summarize, units_metrics, write_artifacts
 from lit_d2l.callbacks.memory import step_memory
 from lit_d2l.errors import require
 from lit_d2l.graph import FILES as GRAPH_FILES
@@ -42,7 +42,7 @@ from lit_d2l.graph import computation_graph, graph_figure
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
-from lit_d2l.packing.optim import PackedSGD
+from lit_d2l.packing.optim import PackedAdam, PackedSGD, arm_optimizer, arm_schedule, scheduled_lr
 from lit_d2l.seeding import run_seed
 
 _DROPOUTS = (nn.Dropout, DropoutScratch)
@@ -107,9 +107,24 @@ class PackedModule(L.LightningModule):
         self.buffer_names = list(buffers)
         for name, value in buffers.items():
             self.register_buffer(f"arm_buffer_{_key(name)}", value)
-        for setting in ("lr", "momentum", "weight_decay", "l2"):
-            values = [float(getattr(a, setting)) for a in arms]
+        optimizers = [arm_optimizer(a) for a in arms]
+        kinds = {kind for kind, _ in optimizers}
+        if len(kinds) > 1:
+            raise ValueError(f"the arms of a pack must share one optimizer, got {sorted(kinds)}")
+        self.optimizer_kind = kinds.pop()
+        for setting in optimizers[0][1]:  # each arm's own lr, momentum or betas, weight decay ...
+            values = [settings[setting] for _, settings in optimizers]
             self.register_buffer(f"arm_{setting}", torch.tensor(values, dtype=torch.float32))
+        self.register_buffer("arm_l2", torch.tensor([float(a.l2) for a in arms], dtype=torch.float32))
+        schedules = [arm_schedule(a) for a in arms]
+        if len({s[0] if s else None for s in schedules}) > 1:
+            raise ValueError("the arms of a pack must share one kind of LR schedule")
+        self.schedule = schedules[0][0] if schedules[0] else None
+        self.schedule_settings: dict[str, Tensor] = {}
+        if self.schedule is not None:
+            self.register_buffer("arm_base_lr", self.arm_lr.clone())
+            for key in schedules[0][1]:
+                self.schedule_settings[key] = torch.tensor([s[1][key] for s in schedules], dtype=torch.float32)
         self.penalised = [bool(a.l2) for a in arms]
         self.any_penalty = any(self.penalised)  # else the penalty's terms are not even computed
         self.register_buffer("active", torch.ones(self.num_arms, dtype=torch.bool))
@@ -134,6 +149,7 @@ class PackedModule(L.LightningModule):
         self.arm_data: tuple[Any, ...] = ()
         self.log_graph = False  # log each arm's graph.svg/graph.png at the first step, as a single fit does
         self._linear_paths = [name for name, m in template.named_modules() if isinstance(m, nn.Linear)]
+        self.arm_rows: list[list[dict[str, Any]]] = [[] for _ in arms]  # each arm's diagnostics/layers.csv
 
     # -- the vectorized model -------------------------------------------------------------------
 
@@ -318,6 +334,8 @@ class PackedModule(L.LightningModule):
             self._diverge(arm, reason)
 
     def _diverge(self, arm: int, reason: str) -> None:
+        if self.logger is not None and self.arm_rows[arm]:  # before its run closes, as a single fit's on_exception
+            write_artifacts(self.logger.arm(arm), self.arm_rows[arm], None)
         self.active[arm] = False
         self.diverged[arm] = (self.global_step, reason)
         if self.on_diverged is not None:
@@ -326,22 +344,43 @@ class PackedModule(L.LightningModule):
             self.trainer.should_stop = True
 
     def _log_diagnostics(self, params: dict[str, Tensor]) -> None:
-        """Per arm, what :class:`~lit_d2l.callbacks.LayerDiagnostics` logs for a single model."""
+        """Per arm, what :class:`~lit_d2l.callbacks.LayerDiagnostics` records for a single model (one definition:
+        :func:`~lit_d2l.callbacks.diagnostics.summarize`)."""
         stats, self._pending_stats = self._pending_stats, None
         assert stats is not None
-        values: dict[str, Tensor] = {}
-        for name in self.weight_names:
-            weight = params[name]
-            if weight.grad is not None:
-                values[f"grad_norm/{name}"] = weight.grad.detach().flatten(1).norm(dim=1)
-            values[f"weight_norm/{name}"] = weight.detach().flatten(1).norm(dim=1)
-        for index, path in enumerate(self._linear_paths):
-            values[f"act_mean/{path}"], values[f"act_std/{path}"] = stats[:, index, 0], stats[:, index, 1]
-        self.log_arms(values, epoch=False)
+        grads = {
+            n: params[n].grad.detach().flatten(1).norm(dim=1).tolist()
+            for n in self.weight_names
+            if params[n].grad is not None
+        }
+        norms = {n: params[n].detach().flatten(1).norm(dim=1).tolist() for n in self.weight_names}
+        acts = stats.tolist()
+        summaries: dict[str, Tensor] = {}
+        step = self.global_step
+        for arm in self._open_arms():
+            metrics, rows = summarize(
+                step,
+                {n: v[arm] for n, v in grads.items()},
+                {n: v[arm] for n, v in norms.items()},
+                {path: (acts[arm][i][0], acts[arm][i][1]) for i, path in enumerate(self._linear_paths)},
+            )
+            self.arm_rows[arm] = [r for r in self.arm_rows[arm] if r["step"] != step] + rows
+            for key, value in metrics.items():
+                summaries.setdefault(key, torch.full((self.num_arms,), math.nan))[arm] = value
+        self.log_arms(summaries, epoch=False)
+
+    def on_train_epoch_start(self) -> None:
+        """Each arm's learning rate for this epoch under its own ``--lr_scheduler``, as the scheduler a single
+        fit steps at every epoch's end sets it (in closed form: a resumed pack needs no scheduler state)."""
+        if self.schedule is None:
+            return
+        settings = {key: value.to(self.arm_base_lr.device) for key, value in self.schedule_settings.items()}
+        self.arm_lr.copy_(scheduled_lr(self.schedule, self.arm_base_lr, settings, self.current_epoch))
 
     def on_train_epoch_end(self) -> None:
         params, _ = self.stacked()
-        values = {f"weight_norm/{name}": params[name].detach().flatten(1).norm(dim=1) for name in self.weight_names}
+        squares = [params[name].detach().flatten(1).pow(2).sum(dim=1) for name in self.weight_names]
+        values = {"weight_norm": torch.stack(squares).sum(dim=0).sqrt()} if squares else {}  # as D2LModule logs it
         train, data = self._mean("train"), self._mean("train_data")
         if train is not None:
             values["train/loss_epoch"] = train
@@ -410,21 +449,31 @@ class PackedModule(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------
 
-    def configure_optimizers(self) -> PackedSGD:
+    def configure_optimizers(self) -> PackedSGD | PackedAdam:
+        """Each arm's own optimizer (its SGD, or the configured SGD, Adam or AdamW), restated for the pack;
+        biases never decay, as :meth:`D2LModule.parameter_groups` has it."""
         params, _ = self.stacked()
         weights = [params[name] for name in self.weight_names]
         biases = [p for name, p in params.items() if name not in self.weight_names]
-        momentum = bool((self.arm_momentum != 0).any())
         decay = bool((self.arm_weight_decay != 0).any())
+        if self.optimizer_kind != "sgd":
+            groups = [{"params": weights, "decay": decay}, {"params": biases, "decay": False}]
+            return PackedAdam([g for g in groups if g["params"]], self._adam_settings, self.optimizer_kind == "adamw")
+        momentum = bool((self.arm_momentum != 0).any())
         groups = [
             {"params": weights, "decay": decay, "momentum": momentum},
             {"params": biases, "decay": False, "momentum": momentum},
         ]
         return PackedSGD([g for g in groups if g["params"]], self._settings)
 
+    def _active(self) -> Tensor | None:
+        return None if not self.diverged else self.active  # None: every arm steps, nothing to mask
+
     def _settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        active = None if not self.diverged else self.active  # None: every arm steps, nothing to mask
-        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, active
+        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, self._active()
+
+    def _adam_settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        return self.arm_lr, self.arm_beta1, self.arm_beta2, self.arm_eps, self.arm_weight_decay, self._active()
 
     # -- per-arm results ------------------------------------------------------------------------
 
@@ -444,12 +493,12 @@ class PackedModule(L.LightningModule):
         self.unpack_into(self.arm_models)
         for arm in self._open_arms():
             values = self.arm_models[arm].end_of_fit_metrics(self.arm_data[arm])
-            if self.diagnostics_every > 0:  # as LayerDiagnostics at a single fit's end: symmetry (D2L 5.4.3)
-                values |= {
-                    f"distinct_units/{name}": float(n) for name, n in distinct_units(self.arm_models[arm]).items()
-                }
+            units = distinct_units(self.arm_models[arm]) if self.diagnostics_every > 0 else {}
+            values |= units_metrics(units)  # as LayerDiagnostics at a single fit's end: symmetry (D2L 5.4.3)
             if values:
                 self.log_arms({key: torch.full((self.num_arms,), value) for key, value in values.items()}, [arm], False)
+            if self.diagnostics_every > 0 and self.logger is not None:
+                write_artifacts(self.logger.arm(arm), self.arm_rows[arm], units)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -52,3 +53,152 @@ class PackedSGD(torch.optim.Optimizer):
                 update = lr.view(shape) * direction
                 param.sub_(update if keep is None else torch.where(keep, update, 0.0))
         return loss
+
+
+class PackedAdam(torch.optim.Optimizer):
+    """Adam and AdamW (D2L 12.10) where every hyperparameter is a vector over the arms.
+
+    Arm k takes exactly the step ``torch.optim.Adam`` (``decoupled`` False: weight decay added to the
+    gradient) or ``torch.optim.AdamW`` (``decoupled`` True: θ ← θ·(1 − lr_k·wd_k)) would take alone:
+
+        m ← β1_k·m + (1 − β1_k)·g     v ← β2_k·v + (1 − β2_k)·g²
+        θ ← θ − lr_k/(1 − β1_kᵗ) · m / (√v/√(1 − β2_kᵗ) + ε_k)
+
+    ``settings()`` returns (lr, beta1, beta2, eps, weight_decay, active) vectors; an inactive (diverged)
+    arm is left as it is. Weight decay applies to groups with ``"decay": True`` (weights, never biases).
+    """
+
+    def __init__(
+        self,
+        groups: Iterable[dict[str, Any]],
+        settings: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]],
+        decoupled: bool,
+    ) -> None:
+        super().__init__(list(groups), {"decay": False})
+        self.settings = settings
+        self.decoupled = decoupled
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        lr, beta1, beta2, eps, weight_decay, active = self.settings()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                shape = (-1,) + (1,) * (param.ndim - 1)
+                keep = None if active is None else active.view(shape)
+                grad = param.grad if keep is None else torch.where(keep, param.grad, 0.0)
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.zeros(len(lr), device=param.device)
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                steps = state["step"]
+                steps.add_(1.0 if active is None else active.to(steps.dtype))  # a frozen arm's clock stops too
+                new = param.clone()
+                if group["decay"]:
+                    if self.decoupled:
+                        new.mul_(1 - (lr * weight_decay).view(shape))
+                    else:
+                        grad = grad + weight_decay.view(shape) * param
+                b1, b2 = beta1.view(shape), beta2.view(shape)
+                exp_avg = state["exp_avg"] * b1 + (1 - b1) * grad
+                exp_avg_sq = state["exp_avg_sq"] * b2 + (1 - b2) * grad * grad
+                t = steps.clamp(min=1).view(shape)
+                denom = (exp_avg_sq.sqrt() / (1 - b2**t).sqrt()) + eps.view(shape)
+                new = new - (lr.view(shape) / (1 - b1**t)) * exp_avg / denom
+                if keep is None:
+                    state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
+                    param.copy_(new)
+                else:
+                    state["exp_avg"] = torch.where(keep, exp_avg, state["exp_avg"])
+                    state["exp_avg_sq"] = torch.where(keep, exp_avg_sq, state["exp_avg_sq"])
+                    param.copy_(torch.where(keep, new, param))
+        return loss
+
+
+#: The optimizers a pack restates, by class path, and the settings each arm may hold its own value of.
+PACKED_OPTIMIZERS = {"torch.optim.SGD": "sgd", "torch.optim.Adam": "adam", "torch.optim.AdamW": "adamw"}
+#: Variants a pack does not restate: set to anything but off, the arm trains alone.
+_UNSUPPORTED = ("nesterov", "dampening", "amsgrad", "maximize")
+
+
+def arm_optimizer(model: Any) -> tuple[str, dict[str, float]]:
+    """(kind: sgd, adam or adamw; its settings) of the optimizer ``model`` trains with alone: its
+    ``--optimizer`` if one is configured, else its own SGD (``lr``, ``momentum``, ``weight_decay``)."""
+    config = getattr(model, "optimizer_config", None)
+    if config is None:
+        return "sgd", {"lr": model.lr, "momentum": model.momentum, "weight_decay": model.weight_decay}
+    kind = PACKED_OPTIMIZERS[config["class_path"]]
+    args = config.get("init_args") or {}
+    if kind == "sgd":
+        lr, momentum, decay = (float(args.get(key) or 0.0) for key in ("lr", "momentum", "weight_decay"))
+        return kind, {"lr": lr or 1e-3, "momentum": momentum, "weight_decay": decay}
+    beta1, beta2 = args.get("betas", (0.9, 0.999))
+    if kind == "adam" and args.get("decoupled_weight_decay"):
+        kind = "adamw"
+    default_decay = 0.01 if config["class_path"] == "torch.optim.AdamW" else 0.0
+    return kind, {
+        "lr": float(args.get("lr", 1e-3)),
+        "beta1": float(beta1),
+        "beta2": float(beta2),
+        "eps": float(args.get("eps", 1e-8)),
+        "weight_decay": float(args.get("weight_decay", default_decay)),
+    }
+
+
+def why_optimizer_not_packable(optimizer: dict[str, Any] | None) -> str | None:
+    """None when a pack can restate the configured ``--optimizer`` (SGD, Adam, AdamW), else why not."""
+    if optimizer is None:
+        return None
+    path = optimizer.get("class_path", "")
+    if path not in PACKED_OPTIMIZERS:
+        return f"--optimizer {path.rsplit('.', 1)[-1]} (a pack restates SGD, Adam and AdamW)"
+    args = optimizer.get("init_args") or {}
+    for key in _UNSUPPORTED:
+        if args.get(key):
+            return f"--optimizer.{key} {args[key]} (a pack restates plain {path.rsplit('.', 1)[-1]})"
+    return None
+
+
+#: The LR schedules a pack restates per arm (stepped once an epoch, as lit-d2l's fit steps them).
+PACKED_SCHEDULES = {
+    "torch.optim.lr_scheduler.StepLR": ("step_size", "gamma"),
+    "torch.optim.lr_scheduler.CosineAnnealingLR": ("T_max", "eta_min"),
+}
+
+
+def arm_schedule(model: Any) -> tuple[str, dict[str, float]] | None:
+    """(class path, settings) of the ``--lr_scheduler`` ``model`` trains with alone, None without one."""
+    config = getattr(model, "lr_scheduler_config", None)
+    if config is None:
+        return None
+    args = config.get("init_args") or {}
+    defaults = {"gamma": 0.1, "eta_min": 0.0}
+    keys = PACKED_SCHEDULES[config["class_path"]]
+    return config["class_path"], {key: float(args.get(key, defaults.get(key, 0.0))) for key in keys}
+
+
+def scheduled_lr(path: str, base_lr: Tensor, settings: dict[str, Tensor], epoch: int) -> Tensor:
+    """Each arm's learning rate in ``epoch`` (from 0) under its schedule, in closed form (D2L 12.11):
+    StepLR ``lr·γ^⌊epoch/step_size⌋``; CosineAnnealingLR ``η_min + (lr − η_min)(1 + cos(π·epoch/T_max))/2``."""
+    if path.endswith("StepLR"):
+        return base_lr * settings["gamma"] ** torch.floor(epoch / settings["step_size"])
+    eta_min = settings["eta_min"]
+    return eta_min + (base_lr - eta_min) * (1 + torch.cos(math.pi * epoch / settings["T_max"])) / 2
+
+
+def why_schedule_not_packable(scheduler: dict[str, Any] | None) -> str | None:
+    """None when a pack can restate the configured ``--lr_scheduler`` (StepLR, CosineAnnealingLR)."""
+    if scheduler is None:
+        return None
+    path = scheduler.get("class_path", "")
+    if path not in PACKED_SCHEDULES:
+        return f"--lr_scheduler {path.rsplit('.', 1)[-1]} (a pack restates StepLR and CosineAnnealingLR)"
+    if (scheduler.get("init_args") or {}).get("last_epoch", -1) != -1:
+        return "--lr_scheduler.last_epoch is set (a pack starts every schedule at its beginning)"
+    return None

@@ -15,15 +15,12 @@ from typing import Any, TypeVar
 
 import torch
 
+from lit_d2l.config_checks import as_dict
 from lit_d2l.fit_parser import ParsedFit, parse_fit
-from lit_d2l.models import (
-    MLP,
-    LinearRegression,
-    LinearRegressionScratch,
-    SoftmaxRegression,
-    SoftmaxRegressionScratch,
-    built,
-)
+from lit_d2l.models import built
+from lit_d2l.models.base import Classifier, D2LModule
+from lit_d2l.models.sgd import MinibatchSGD
+from lit_d2l.packing.optim import why_optimizer_not_packable, why_schedule_not_packable
 
 #: Settings two arms of one pack may differ in.
 PACKABLE_KEYS = frozenset(
@@ -43,10 +40,30 @@ PACKABLE_KEYS = frozenset(
         "model.bias_init",
         "model.sigma",
         "model.init_seed",
+        "optimizer.lr",
+        "optimizer.momentum",
+        "optimizer.betas",
+        "optimizer.eps",
+        "optimizer.weight_decay",
+        "lr_scheduler.step_size",
+        "lr_scheduler.gamma",
+        "lr_scheduler.T_max",
+        "lr_scheduler.eta_min",
     }
 )
-#: Models a pack can train: their training step is D2LModule's, their optimizer minibatch SGD.
-PACKABLE_MODELS = (LinearRegression, LinearRegressionScratch, SoftmaxRegression, SoftmaxRegressionScratch, MLP)
+#: What a pack does in D2LModule's (or Classifier's) place, for every arm at once: a model that defines
+#: its own version of one of these trains alone, since the pack would not run it.
+PACK_RESTATES = (
+    "objective",
+    "with_penalty",
+    "l2_penalty",
+    "weights",
+    "training_step",
+    "validation_step",
+    "test_step",
+    "configure_optimizers",
+    "parameter_groups",
+)
 _SIMPLE_TRAINER = {
     "strategy": ("auto",),
     "num_nodes": (1,),
@@ -84,10 +101,13 @@ def signature(settings: dict[str, Any]) -> str:
 def why_not_packable(parsed: ParsedFit) -> str | None:
     """None when a pack can train this configuration exactly as a single fit would; else the reason."""
     model, data, config = parsed.model, parsed.datamodule, parsed.config
-    if type(model) not in PACKABLE_MODELS:
-        return f"{type(model).__name__} is not one of the packable models"
-    if config.get("optimizer") is not None or config.get("lr_scheduler") is not None:
-        return "a configured --optimizer / --lr_scheduler"
+    reason = why_model_not_packable(model, data)
+    if reason is not None:
+        return reason
+    reason = why_optimizer_not_packable(as_dict(config.get("optimizer")))
+    reason = reason or why_schedule_not_packable(as_dict(config.get("lr_scheduler")))
+    if reason is not None:
+        return reason
     if getattr(data, "loader", None) != "tensor":
         return "data.loader is not 'tensor'"
     trainer = parsed.trainer_kwargs
@@ -99,6 +119,27 @@ def why_not_packable(parsed: ParsedFit) -> str | None:
         return f"trainer.devices = {devices!r} (a pack runs on one device)"
     if trainer.get("callbacks"):
         return "trainer.callbacks are configured"
+    return None
+
+
+def why_model_not_packable(model: Any, datamodule: Any = None) -> str | None:
+    """None when a pack can train ``model`` (lit-d2l's or the user's own class): a :class:`D2LModule` whose
+    training is the base class's (:data:`PACK_RESTATES`) and whose layers keep no running statistics."""
+    name = type(model).__name__
+    if not isinstance(model, D2LModule):
+        return f"{name} is not a lit_d2l D2LModule (a pack runs D2LModule's training step for every arm)"
+    base = Classifier if isinstance(model, Classifier) else D2LModule
+    own = [hook for hook in PACK_RESTATES if getattr(type(model), hook) is not getattr(base, hook)]
+    if own:
+        return f"{name} defines its own {', '.join(own)} (a pack runs {base.__name__}'s)"
+    model = built(model, datamodule)
+    optimizer = model.default_optimizer()  # the pack's own SGD steps each arm: only SGD can be restated
+    if not isinstance(optimizer, (torch.optim.SGD, MinibatchSGD)):
+        return f"{name}'s default_optimizer is {type(optimizer).__name__} (a pack trains with SGD)"
+    for path, layer in model.named_modules():
+        # Batch normalisation's running statistics change in place as it trains: not one set per arm.
+        if any(buffer.startswith("running_") for buffer, _ in layer.named_buffers(recurse=False)):
+            return f"{name}'s {type(layer).__name__} {path} keeps running statistics, which a pack cannot keep per arm"
     return None
 
 

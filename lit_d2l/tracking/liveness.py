@@ -17,9 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # imported where used: `lit-d2l runs|ui --help` answers without MLflow
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 from lit_d2l.tracking.paging import all_experiments, all_runs
 
@@ -151,6 +153,8 @@ def close_stale_runs(
 @functools.cache
 def close_stale_once(tracking_uri: str) -> int:
     """:func:`close_stale_runs` once per process and store (every command calls it when it opens a store)."""
+    from mlflow.tracking import MlflowClient
+
     return len(close_stale_runs(MlflowClient(tracking_uri)))
 
 
@@ -158,6 +162,8 @@ class Heartbeat:
     """A daemon thread that refreshes a run's heartbeat tag until stopped."""
 
     def __init__(self, tracking_uri: str, run_id: str, every_s: float = HEARTBEAT_S) -> None:
+        from mlflow.tracking import MlflowClient
+
         self._client = MlflowClient(tracking_uri)
         self._run_id = run_id
         self._every_s = every_s

@@ -8,10 +8,11 @@ are read lands on the last page instead of pushing one already read onto the nex
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from mlflow.entities import Experiment, Run, ViewType
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # MLflow is imported by the calls that use it: `lit-d2l runs --help` answers without it
+    from mlflow.entities import Experiment, Run
+    from mlflow.tracking import MlflowClient
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -48,13 +49,14 @@ def all_runs(
     experiment_ids: list[str],
     filter_string: str = "",
     order_by: list[str] | None = None,
-    view_type: int = ViewType.ACTIVE_ONLY,
+    view_type: int | None = None,
     limit: int | None = None,
 ) -> list[Run]:
     """Every run ``client.search_runs`` finds however many pages (or its first ``limit``), oldest first
     unless ``order_by`` says otherwise; each run once."""
     if not experiment_ids:
         return []
+    view_type = _active_only(view_type)
     order = order_by or ["attributes.start_time ASC"]
     runs = every_page(
         lambda token, size: client.search_runs(
@@ -65,8 +67,16 @@ def all_runs(
     return list({run.info.run_id: run for run in runs}.values())
 
 
-def all_experiments(client: MlflowClient, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+def all_experiments(client: MlflowClient, view_type: int | None = None) -> list[Experiment]:
     """Every experiment of the store, however many pages."""
+    view_type = _active_only(view_type)
     return every_page(
         lambda token, size: client.search_experiments(view_type=view_type, max_results=size, page_token=token)
     )
+
+
+def _active_only(view_type: int | None) -> int:
+    """``view_type``, by default MLflow's ACTIVE_ONLY (deleted runs and experiments left out)."""
+    from mlflow.entities import ViewType
+
+    return ViewType.ACTIVE_ONLY if view_type is None else view_type

@@ -7,10 +7,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+if TYPE_CHECKING:  # MLflow is imported where used: `lit-d2l runs --help` answers without it
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import OWNER_TAG, STALE_TAG, close_stale_once, close_stale_runs, stale_reason
@@ -39,6 +40,8 @@ class StoredRun:
 def open_store(uri: str, write: bool = True) -> MlflowClient:
     """A client on a checked store, after closing the runs whose process is gone (``write``: the store must be
     writable; else a read-only store is read as it is)."""
+    from mlflow.tracking import MlflowClient
+
     check_store(uri, write=write)
     if write:
         close_stale_once(uri)
@@ -47,6 +50,8 @@ def open_store(uri: str, write: bool = True) -> MlflowClient:
 
 def stored_run(uri: str, run_id: str) -> StoredRun:
     """The run ``run_id`` in the store at ``uri``; one clear error if there is none."""
+    from mlflow.exceptions import MlflowException
+
     client = open_store(uri)
     try:
         run = client.get_run(run_id)
@@ -57,6 +62,9 @@ def stored_run(uri: str, run_id: str) -> StoredRun:
 
 def config_of(uri: str, run_id: str, artifact: str) -> Path | None:
     """Download one artifact file of a run (e.g. its config.yaml); None if it has none."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
     try:
         return Path(MlflowClient(uri).download_artifacts(run_id, artifact, tempfile.mkdtemp(prefix="lit-d2l-")))
     except (MlflowException, OSError):
@@ -120,6 +128,8 @@ def runs_command(argv: list[str]) -> int:
         print(f"no runs in {uri}")  # and no store made to say so
         return 0
     if store_writable(uri):  # a read-only store is listed as it is
+        from mlflow.tracking import MlflowClient
+
         close_stale_runs(MlflowClient(uri))  # now, even if this process closed some before
     runs = list_runs(uri, experiment=args.experiment, stale_only=args.stale, limit=args.limit)
     if not runs:

@@ -12,8 +12,6 @@ import sys
 import time
 import urllib.request
 
-from mlflow.tracking import MlflowClient
-
 from lit_d2l.errors import UserError
 from lit_d2l.guard import die_with_parent, guarded, stop_process_group
 from lit_d2l.interrupts import Interrupted
@@ -86,6 +84,8 @@ def answering(server: subprocess.Popen, address: str) -> bool:
 
 def dashboard_links(uri: str, address: str) -> list[str]:
     """Links into the dashboard: the runs of the newest run's experiment, and the newest sweep's report."""
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:

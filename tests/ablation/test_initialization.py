@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lit_d2l.ablation.runner import run_sweep
@@ -12,6 +14,7 @@ from lit_d2l.ablation.stability import (
     sigmoid_stack_gradient,
     stability_figures,
 )
+from lit_d2l.callbacks.diagnostics import UNITS
 from lit_d2l.tracking.sweeps import SweepStore
 from tests.ablation.test_sweep import spec_file
 
@@ -50,8 +53,7 @@ stability_demo: true
     assert tiny.metrics["val/acc"] < 0.3, "gradients vanish through 10 layers of N(0, 0.01²)"
 
     def first_layer_grad_at_step_0(child) -> float:
-        step, value = store.history(child.run_id, "grad_norm/net.1.weight")[0]
-        assert step == 0
+        (value,) = [r["grad_norm"] for r in store.layer_table(child.run_id) if (r["step"], r["layer"]) == (0, "net.1")]
         return value
 
     assert first_layer_grad_at_step_0(tiny) < 1e-6 * first_layer_grad_at_step_0(kaiming)
@@ -68,9 +70,10 @@ arms:
   - {model.init: constant, model.init_value: 0.05}
   - {model.init: kaiming}
 grid: {model.activation: [relu], model.depth: [3]}
-overrides: {trainer.max_epochs: 1, data.num_train: 256, data.num_val: 64, log_graph: false}
+overrides: {trainer.max_epochs: 1, data.num_train: 256, data.num_val: 64, log_graph: false,
+  trainer.log_every_n_steps: 2}
 metrics: [val/acc]
-diagnostics_every: 10
+diagnostics_every: 3
 """
     path = spec_file(tmp_path, experiment, body, base="init_classification.yaml")
     result = run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lambda _: None)
@@ -78,8 +81,16 @@ diagnostics_every: 10
     children = {c.arm.split(";")[0]: c for c in store.children(store.client.get_run(result.parent_run_id))}
     layers = ["net.1", "net.3", "net.5"]  # the three hidden layers; net.7 is the output
     constant, kaiming = children["model.init=constant"], children["model.init=kaiming"]
-    assert {k: v for k, v in constant.metrics.items() if k.startswith("distinct_units/")} == {
-        f"distinct_units/{layer}": 1.0 for layer in layers
-    }
-    assert all(kaiming.metrics[f"distinct_units/{layer}"] == 64 for layer in layers), "hidden_sizes [64]"
+    units = {name: json.loads(store.download(c.run_id, UNITS).read_text()) for name, c in children.items()}
+    assert units["model.init=constant"] == dict.fromkeys(layers, 1)
+    assert units["model.init=kaiming"] == dict.fromkeys(layers, 64), "hidden_sizes [64]"
+    assert (constant.metrics["distinct_units/min"], kaiming.metrics["distinct_units/min"]) == (1, 64)
+    # The run page opens on the losses: a few summaries, every per-layer value in the table.
+    # 14: losses (4), val/acc, weight_norm, epoch, 4 gradient/activation summaries, distinct_units/min, memory (3)
+    assert len(kaiming.metrics) <= 14 and {"train/loss", "val/loss"} <= set(kaiming.metrics), sorted(kaiming.metrics)
+    assert not [key for key in kaiming.metrics if "net." in key], "no metric per layer"
+    rows = store.layer_table(kaiming.run_id)
+    steps = [m.step for m in store.client.get_metric_history(kaiming.run_id, "grad_norm/max")]
+    weights = [*layers, "net.7"]
+    assert [(r["step"], r["layer"]) for r in rows] == [(s, w) for s in steps for w in weights] and len(steps) > 1
     assert constant.metrics["memory/saved_for_backward_bytes"] == kaiming.metrics["memory/saved_for_backward_bytes"]

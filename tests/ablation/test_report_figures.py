@@ -84,6 +84,7 @@ ARMS = [{"model.init": init, "model.depth": depth} for init in ("normal", "xavie
 def wild_runs() -> tuple[list[Child], FakeHistory]:
     history = FakeHistory()
     children = []
+    tables = history.tables = {}
     finals = {
         (0, 0): {"train/loss_epoch": 1e-13, "val/loss": 2.0, "val/acc": 0.1},
         (0, 1): {"train/loss_epoch": INF, "val/loss": math.nan, "val/acc": 0.1},
@@ -96,9 +97,11 @@ def wild_runs() -> tuple[list[Child], FakeHistory]:
             diverged = index == 1 and seed == 0
             child = run(settings, seed, metrics, diverged_at=60 if diverged else None)
             grads = [1e-13, 3e-7, 1e7] if index == 0 else [INF, math.nan, float("inf")] if diverged else [0.0, 1.0, 2.0]
-            for layer, value in enumerate(grads):
-                child.metrics[f"grad_norm/net.{2 * layer + 1}.weight"] = value
-                history[child.run_id, f"grad_norm/net.{2 * layer + 1}.weight"] = [(20, 9.0), (0, value)]
+            child.metrics["grad_norm/min"] = min(grads)
+            tables[child.run_id] = [  # step 20 first: the figure draws the first step measured, not the first row
+                *({"step": 20, "layer": f"net.{2 * n + 1}", "grad_norm": 9.0} for n in range(3)),
+                *({"step": 0, "layer": f"net.{2 * n + 1}", "grad_norm": value} for n, value in enumerate(grads)),
+            ]
             losses = [(10, 2.0), (30, 1e-13), (50, 1e7)] + ([(60, INF), (70, 1.0)] if diverged else [(60, 0.3)])
             history[child.run_id, "train/loss_epoch"] = losses
             history[child.run_id, "val/loss"] = [(10, 2.5), (30, math.nan if diverged else 0.4), (50, -INF)]
@@ -112,7 +115,7 @@ def test_non_finite_values_stay_off_the_axes_and_every_finite_value_is_inside(tm
     figures = {
         "along": along_axis_figure(children, "model.depth", ["train/loss_epoch", "val/loss", "val/acc"]),
         "curves": curves_figure(children, history),
-        "grads": grad_norms_figure(children, history),
+        "grads": grad_norms_figure(children, lambda run_id: history.tables.get(run_id, [])),
     }
     for name, fig in figures.items():
         drawn = finite_values_inside(rendered(fig, tmp_path, f"{name}.png"))

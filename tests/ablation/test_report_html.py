@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from lit_d2l.ablation.report import build_report
 from lit_d2l.ablation.runner import run_sweep
 from lit_d2l.ablation.spec import load_spec
+from lit_d2l.callbacks.diagnostics import TABLE, table_text
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG
 from tests.conftest import REPO
 
@@ -65,8 +66,10 @@ def test_the_html_report_embeds_every_figure_the_table_and_the_legend(tmp_path, 
                 values = {key: math.inf for key in values}  # MLflow stores inf as 1.8e308
             for key, value in values.items():
                 client.log_metric(run, key, value, step=step)
-        client.log_metric(run, "grad_norm/net.1.weight", math.inf if diverged else 1e-13, step=0)
-        client.log_metric(run, "grad_norm/net.3.weight", math.nan if diverged else 1e7, step=0)
+        grads = {"net.1": math.inf, "net.3": math.nan} if diverged else {"net.1": 1e-13, "net.3": 1e7}
+        client.log_metric(run, "grad_norm/min", min(grads.values()), step=0)
+        rows = [{"step": 0, "layer": layer, "grad_norm": value} for layer, value in grads.items()]
+        client.log_text(run, table_text(rows), TABLE)  # the per-layer values, as LayerDiagnostics stores them
         client.set_terminated(run)
     client.set_terminated(parent)
 

@@ -58,7 +58,7 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
 
     # D2L 2nd ed. §3.7 in miniature: the penalty trades training fit for validation loss and smaller weights.
     assert mean_of("model.l2=3.0", "val/loss") < mean_of("model.l2=0.0", "val/loss")
-    assert mean_of("model.l2=3.0", "weight_norm/w") < mean_of("model.l2=0.0", "weight_norm/w")
+    assert mean_of("model.l2=3.0", "weight_norm") < mean_of("model.l2=0.0", "weight_norm")
     assert mean_of("model.l2=3.0", "train/loss_epoch") > mean_of("model.l2=0.0", "train/loss_epoch")
 
     report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
@@ -196,7 +196,7 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     assert runs["model.l2=3.0"].data.params["model.l2"] == "3.0" and runs["model.l2=3.0"].data.tags["device"] == "cpu"
     penalised, plain = runs["model.l2=3.0"].data.metrics, runs["model.l2=0.0"].data.metrics
     # D2L 2nd ed. §3.7 in miniature: the penalty trades training fit for validation loss and smaller weights.
-    assert penalised["val/loss"] < plain["val/loss"] and penalised["weight_norm/w"] < plain["weight_norm/w"]
+    assert penalised["val/loss"] < plain["val/loss"] and penalised["weight_norm"] < plain["weight_norm"]
     assert penalised["train/loss_epoch"] > plain["train/loss_epoch"] > 0
     assert {a.path for a in client.list_artifacts(parent_id)} >= {"sweep.yaml", "summary.md", "report"}
     assert "report/report.html" in {a.path for a in client.list_artifacts(parent_id, "report")}

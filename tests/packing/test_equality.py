@@ -21,6 +21,7 @@ QUIET += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summ
 LINEAR = [str(REPO / "experiments" / "linear_regression.yaml"), "--data.num_train", "96", "--data.num_val", "64"]
 LINEAR += ["--data.num_test", "0", "--test_after_fit", "false"]
 CLUSTERS = [str(REPO / "experiments" / "init_classification.yaml"), "--data.num_train", "192", "--data.num_val", "64"]
+IMAGES = ["--data.num_train", "96", "--data.num_val", "32"]  # 28×28 clusters: fewer, for LeNet's convolutions
 
 
 def seeded(seed: int) -> list[str]:
@@ -78,6 +79,70 @@ FAMILIES = {
             ],
         ],
     ),
+    "LeNet": (  # convolution and pooling (D2L 7.6), on 28×28 "images" of Gaussian clusters
+        [*CLUSTERS[:1], "--model", "lit_d2l.models.LeNet", "--data.num_inputs", "784", *IMAGES],
+        [
+            ["--model.lr", "0.9", *seeded(0)],
+            ["--model.lr", "0.3", "--model.momentum", "0.9", "--model.l2", "0.01", *seeded(1)],
+            ["--model.lr", "0.5", "--model.weight_decay", "0.01", *seeded(2)],
+        ],
+    ),
+    "InitLayersClassifier": (  # layers made in __init__, as Lightning's documentation writes a module
+        [*CLUSTERS, "--model", "tests.packing.own_models.InitLayersClassifier"],
+        [
+            ["--model.lr", "0.1", *seeded(0)],
+            ["--model.lr", "0.05", "--model.momentum", "0.9", "--model.l2", "0.01", *seeded(1)],
+            ["--model.lr", "0.2", "--model.weight_decay", "0.01", *seeded(2)],
+        ],
+    ),
+    "MLP Adam": (  # each arm its own lr, betas, eps and weight decay (biases never decay)
+        [*CLUSTERS, "--model.depth", "2", "--optimizer", "Adam"],
+        [
+            ["--optimizer.lr", "0.01", *seeded(0)],
+            [
+                "--optimizer.lr",
+                "0.003",
+                "--optimizer.betas",
+                "[0.8, 0.99]",
+                "--optimizer.weight_decay",
+                "0.01",
+                *seeded(1),
+            ],
+            ["--optimizer.lr", "0.02", "--optimizer.eps", "1e-4", "--model.l2", "0.001", *seeded(2)],
+        ],
+    ),
+    "MLP AdamW": (
+        [*CLUSTERS, "--model.depth", "2", "--optimizer", "AdamW"],
+        [
+            ["--optimizer.lr", "0.01", "--optimizer.weight_decay", "0", *seeded(0)],
+            ["--optimizer.lr", "0.003", "--optimizer.weight_decay", "0.1", *seeded(1)],
+            ["--optimizer.lr", "0.02", "--optimizer.betas", "[0.85, 0.95]", *seeded(2)],
+        ],
+    ),
+    "MLP StepLR": (  # each arm its own step size and decay factor
+        [*CLUSTERS, "--model.depth", "2", "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1"],
+        [
+            ["--model.lr", "0.2", "--lr_scheduler.gamma", "0.5", *seeded(0)],
+            ["--model.lr", "0.1", "--lr_scheduler.gamma", "0.1", "--model.momentum", "0.9", *seeded(1)],
+            ["--model.lr", "0.3", "--lr_scheduler.step_size", "2", *seeded(2)],
+        ],
+    ),
+    "MLP Adam CosineAnnealingLR": (
+        [*CLUSTERS, "--model.depth", "2", "--optimizer", "Adam", "--lr_scheduler", "CosineAnnealingLR"],
+        [
+            ["--optimizer.lr", "0.01", "--lr_scheduler.T_max", "2", *seeded(0)],
+            ["--optimizer.lr", "0.003", "--lr_scheduler.T_max", "3", "--lr_scheduler.eta_min", "0.001", *seeded(1)],
+            ["--optimizer.lr", "0.02", "--lr_scheduler.T_max", "1", *seeded(2)],
+        ],
+    ),
+    "ResidualMLP": (  # a subclass in the user's own package (a test module), with its own forward
+        [*CLUSTERS, "--model", "tests.packing.own_models.ResidualMLP", "--model.depth", "2"],
+        [
+            ["--model.lr", "0.1", "--model.init", "normal", "--model.init_std", "0.1", *seeded(0)],
+            ["--model.lr", "0.05", "--model.momentum", "0.9", "--model.l2", "0.01", *seeded(1)],
+            ["--model.lr", "0.2", "--model.weight_decay", "0.01", "--model.init", "kaiming", *seeded(2)],
+        ],
+    ),
 }
 
 
@@ -96,15 +161,27 @@ def fit_args(base: list[str], arm: list[str]) -> list[str]:
     return ["--config", *base, *arm, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1", *QUIET]
 
 
+FAST = (
+    "MLP",
+    "MLP Adam",
+    "MLP AdamW",
+    "MLP StepLR",
+    "MLP Adam CosineAnnealingLR",
+    "ResidualMLP",
+    "InitLayersClassifier",
+)  # the other families: slow
+
+
 @pytest.mark.parametrize(
-    "family", [pytest.param(name, marks=[] if name == "MLP" else [pytest.mark.slow]) for name in FAMILIES]
+    "family",
+    [pytest.param(name, marks=[] if name in FAST else [pytest.mark.slow]) for name in FAMILIES],
 )
 def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
     base, arms_settings = FAMILIES[family]
     arms = [build_arm(fit_args(base, settings)) for settings in arms_settings]
     for arm in arms:
         arm.logger = MemoryLogger()
-    assert {type(arm.model).__name__ for arm in arms} == {family}
+    assert {type(arm.model).__name__ for arm in arms} == {family.split()[0]}
     results = fit_pack(arms)
     assert [r.outcome for r in results] == ["finished"] * 3
     for arm, settings in zip(arms, arms_settings, strict=True):
@@ -140,3 +217,22 @@ def test_a_pack_trains_in_bfloat16_when_asked() -> None:
     )
     assert last < first  # it learns
     assert all(p.dtype == torch.float32 for p in arms[0].model.parameters())  # mixed: weights stay float32
+
+
+def test_a_model_with_its_layers_in_init_checkpoints_and_resumes(tmp_path) -> None:
+    """Trained 2 epochs, checkpointed, resumed for a third: the same parameters as 3 epochs straight."""
+    base = [*CLUSTERS, "--model", "tests.packing.own_models.InitLayersClassifier", *seeded(0)]
+
+    def fit(epochs: int, ckpt_path: str | None = None):
+        cli = build("fit", [*fit_args(base, []), "--trainer.max_epochs", str(epochs)])
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        return cli
+
+    straight = fit(3)
+    path = tmp_path / "two-epochs.ckpt"
+    fit(2).trainer.save_checkpoint(path)
+    resumed = fit(3, str(path))
+    assert resumed.trainer.current_epoch == 3
+    expected = dict(straight.model.named_parameters())
+    for name, value in resumed.model.named_parameters():
+        torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-6)

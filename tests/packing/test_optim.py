@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lit_d2l.models.sgd import MinibatchSGD
-from lit_d2l.packing.optim import PackedSGD
+from lit_d2l.packing.optim import PackedAdam, PackedSGD
 
 
 def test_each_arm_steps_as_sgd_with_its_own_lr_momentum_and_weight_decay() -> None:
@@ -49,3 +50,40 @@ def test_without_momentum_it_is_minibatch_sgd_and_an_inactive_arm_never_moves() 
     torch.testing.assert_close(packed_p[0], alone)
     assert torch.equal(packed_p[1], start[1])  # frozen, NaN and inf gradient notwithstanding
     assert not packed.state[packed_p]  # no momentum buffer when no arm uses momentum
+
+
+@pytest.mark.parametrize("decoupled", [False, True], ids=["Adam", "AdamW"])
+def test_each_arm_steps_as_adam_or_adamw_with_its_own_settings(decoupled: bool) -> None:
+    """Arm k of PackedAdam equals torch.optim.Adam (AdamW) alone with arm k's lr, betas, eps and weight
+    decay, weights decayed and biases not; a frozen (diverged) arm does not move."""
+    torch.manual_seed(0)
+    lr, eps = torch.tensor([0.01, 0.05, 0.002, 0.01]), torch.tensor([1e-8, 1e-6, 1e-4, 1e-8])
+    beta1, beta2 = torch.tensor([0.9, 0.8, 0.95, 0.9]), torch.tensor([0.999, 0.99, 0.9, 0.999])
+    decay, active = torch.tensor([0.0, 0.1, 0.01, 0.1]), torch.tensor([True, True, True, False])
+    W, B = torch.randn(4, 4, 5), torch.randn(4, 5)
+    packed_W, packed_B = W.clone().requires_grad_(), B.clone().requires_grad_()
+    groups = [{"params": [packed_W], "decay": True}, {"params": [packed_B], "decay": False}]
+    packed = PackedAdam(groups, lambda: (lr, beta1, beta2, eps, decay, active), decoupled)
+    alone = []
+    for k in range(3):
+        w, b = W[k].clone().requires_grad_(), B[k].clone().requires_grad_()
+        optimizer = (torch.optim.AdamW if decoupled else torch.optim.Adam)(
+            [{"params": [w], "weight_decay": float(decay[k])}, {"params": [b], "weight_decay": 0.0}],
+            lr=float(lr[k]),
+            betas=(float(beta1[k]), float(beta2[k])),
+            eps=float(eps[k]),
+        )
+        alone.append((w, b, optimizer))
+    for _ in range(5):
+        x = torch.randn(7, 4)
+        packed.zero_grad()
+        ((torch.einsum("bi,kio->kbo", x, packed_W) + packed_B[:, None]) ** 2).sum().backward()
+        packed.step()
+        for w, b, optimizer in alone:
+            optimizer.zero_grad()
+            ((x @ w + b) ** 2).sum().backward()
+            optimizer.step()
+    for k, (w, b, _) in enumerate(alone):
+        torch.testing.assert_close(packed_W[k], w, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(packed_B[k], b, rtol=1e-5, atol=1e-6)
+    assert torch.equal(packed_W[3], W[3]) and torch.equal(packed_B[3], B[3])

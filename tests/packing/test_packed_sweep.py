@@ -13,6 +13,7 @@ from lit_d2l.ablation.report import build_report
 from lit_d2l.ablation.runner import run_sweep
 from lit_d2l.ablation.spec import load_spec
 from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.tracking.sweeps import SweepStore
 from tests.conftest import REPO
 
 SPEC = """base: {base}
@@ -56,6 +57,8 @@ def recorded(client: MlflowClient, experiment: str) -> dict[tuple[str, str], dic
                 for key in run.data.metrics
             },
             "artifacts": sorted(a.path for a in client.list_artifacts(run.info.run_id)),
+            "diagnostics": sorted(a.path for a in client.list_artifacts(run.info.run_id, "diagnostics")),
+            "layers": SweepStore(client.tracking_uri).layer_table(run.info.run_id),
             "dataset": [(d.dataset.name, d.dataset.digest, d.dataset.profile) for d in run.inputs.dataset_inputs],
             "models": len(run.outputs.model_outputs) if run.outputs else 0,
         }
@@ -68,6 +71,18 @@ def same_values(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
     return all(
         (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6)
         for (_, x), (_, y) in zip(a, b, strict=True)
+    )
+
+
+def same_table(a: list[dict], b: list[dict]) -> bool:
+    """The same rows (step, layer, measured columns), values equal as :func:`same_values` compares them."""
+    if [(r["step"], r["layer"]) for r in a] != [(r["step"], r["layer"]) for r in b]:
+        return False
+    columns = ("grad_norm", "weight_norm", "act_mean", "act_std")
+    if any((x[c] is None) != (y[c] is None) for x, y in zip(a, b, strict=True) for c in columns):
+        return False
+    return all(
+        same_values([(0, x[c])], [(0, y[c])]) for x, y in zip(a, b, strict=True) for c in columns if x[c] is not None
     )
 
 
@@ -85,15 +100,14 @@ def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri,
     assert outcomes == {"finished", "diverged"}  # the N(0, 3²) start explodes, the others train
     for pair, run in with_packs.items():
         other = without[pair]
-        for field in ("status", "params", "tags", "artifacts", "dataset"):
+        for field in ("status", "params", "tags", "artifacts", "diagnostics", "dataset"):
             assert run[field] == other[field], (pair, field)
         assert run["dataset"][0][0] == "GaussianClusters" and run["models"] == other["models"] == 0, pair
         assert run["history"].keys() == other["history"].keys(), pair
         for key, values in run["history"].items():
             assert same_values(values, other["history"][key]), (pair, key, values[:3], other["history"][key][:3])
-    assert {"act_mean/net.1", "grad_norm/net.1.weight", "val/acc", "epoch"} <= set(
-        with_packs[next(iter(with_packs))]["history"]
-    )
+        assert same_table(run["layers"], other["layers"]) and run["layers"], pair  # diagnostics/layers.csv
+    assert {"act_std/min", "grad_norm/max", "val/acc", "epoch"} <= set(with_packs[next(iter(with_packs))]["history"])
     assert [o.outcome for o in packed.outcomes].count("diverged") == [o.outcome for o in alone.outcomes].count(
         "diverged"
     )

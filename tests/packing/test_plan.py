@@ -48,7 +48,38 @@ def test_the_memory_budget_and_pack_size_cut_packs_and_workers_each_get_one() ->
 
 def test_a_model_a_pack_cannot_train_runs_alone_with_the_reason() -> None:
     units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)), config=SCRATCH)
-    units += arms(*({"model.lr": lr, "optimizer": "Adam"} for lr in (0.1, 0.2)))
+    units += arms(*({"model.lr": lr, "optimizer": "Adam"} for lr in (0.1, 0.2)))  # Adam packs
+    units += arms(*({"optimizer": "Adam", "optimizer.lr": lr, "optimizer.amsgrad": True} for lr in (0.1, 0.2)))
+    units += arms(*({"model.lr": lr, "lr_scheduler": "ExponentialLR", "lr_scheduler.gamma": 0.9} for lr in (0.1, 0.2)))
     packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
-    assert [len(p.units) for p in packs] == [2, 1, 1]
-    assert "optimizer" in packs[1].reason
+    assert [len(p.units) for p in packs] == [2, 2, 1, 1, 1, 1]
+    assert "amsgrad" in packs[2].reason and "ExponentialLR" in packs[4].reason
+
+
+OWN = "tests.packing.own_models"
+
+
+def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_saying_why() -> None:
+    """Packability is a capability: the user's own D2LModule subclass (in their own package) packs; one
+    whose training step or layers a pack cannot run trains alone, and the plan says why."""
+    lrs = ({"model.lr": lr} for lr in (0.1, 0.2))
+    own = [*arms(*lrs)]
+    for unit in own:
+        unit["args"] += ["--model", f"{OWN}.ResidualMLP"]
+    packs = plan_packs(own, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
+    assert [len(p.units) for p in packs] == [2]
+    lenet = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))  # convolution and pooling pack too (D2L 7.6)
+    for unit in lenet:
+        unit["args"] += ["--model", "lit_d2l.models.LeNet", "--data.num_inputs", "784"]
+    assert [len(p.units) for p in plan_packs(lenet, lambda u: u["settings"], lambda u: u["args"], budget=10**12)] == [2]
+    for model, why in (
+        ("OwnStepMLP", "defines its own training_step"),
+        ("NormalisedMLP", "running statistics"),
+        ("AdamMLP", "default_optimizer is Adam"),
+    ):
+        units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))
+        for unit in units:
+            unit["args"] += ["--model", f"{OWN}.{model}"]
+        packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
+        assert [len(p.units) for p in packs] == [1, 1], model
+        assert why in packs[0].reason and model in packs[0].reason, packs[0].reason

@@ -1,0 +1,51 @@
+"""Models a researcher writes in their own package (here, a test module outside ``lit_d2l``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lit_d2l.models import MLP, Classifier
+
+
+class ResidualMLP(MLP):
+    """An MLP subclass with its own forward: the input's mean added to every logit (a toy skip path)."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        return super().forward(X) + X.mean(dim=-1, keepdim=True)
+
+
+class OwnStepMLP(MLP):
+    """An MLP that trains its own way: a pack cannot run its training step."""
+
+    def training_step(self, batch, batch_idx):
+        return super().training_step(batch, batch_idx) * 2
+
+
+class NormalisedMLP(MLP):
+    """An MLP with batch normalisation after its first layer (running statistics)."""
+
+    def build(self) -> None:
+        super().build()
+        self.norm = nn.BatchNorm1d(self.num_inputs)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return super().forward(self.norm(X.reshape(len(X), -1)))
+
+
+class AdamMLP(MLP):
+    """An MLP whose own default optimizer is Adam."""
+
+    def default_optimizer(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class InitLayersClassifier(Classifier):
+    """Layers created in ``__init__``, as Lightning's documentation writes a module (its shapes known there)."""
+
+    def __init__(self, num_inputs: int = 20, num_outputs: int = 10, hidden: int = 32, **kwargs) -> None:
+        super().__init__(num_inputs=num_inputs, num_outputs=num_outputs, **kwargs)
+        self.net = nn.Sequential(nn.Linear(num_inputs, hidden), nn.ReLU(), nn.Linear(hidden, num_outputs))
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.net(X)
