@@ -22,7 +22,7 @@ from lit_d2l.fit_parser import ParsedFit, parse_fit
 from lit_d2l.models import built
 from lit_d2l.packing.batches import PackedBatches, stack_arms
 from lit_d2l.packing.loggers import ArmLoggers
-from lit_d2l.packing.module import PackedModule
+from lit_d2l.packing.module import ArmStream, PackedModule, current_stream
 from lit_d2l.tracking.logger import TrackingLogger
 from lit_d2l.tracking.run_record import record_run
 
@@ -36,6 +36,7 @@ class PackedArm:
 
     parsed: ParsedFit
     shuffle_seed: int
+    stream: ArmStream | None = None  # the random stream its dropout draws from, where its solo fit starts training
     logger: TrackingLogger | None = None
 
     @property
@@ -75,6 +76,7 @@ def build_arm(args: list[str], run_id: str | None = None) -> PackedArm:
             experiment_name=tracking.experiment, tracking_uri=tracking.uri, tags=tracking.tags, run_id=run_id
         )
         record_run(arm.logger, parsed.text, parsed.config.as_dict(), parsed.model, data)
+    arm.stream = current_stream()  # built and recorded, as its solo fit is when it starts training
     return arm
 
 
@@ -139,7 +141,13 @@ def fit_pack(
         )
     loggers = ArmLoggers([arm.logger for arm in arms if arm.logger is not None])
     require(len(loggers.arms) in (0, len(arms)), "every arm of a pack needs a logger, or none does")
-    module = PackedModule([arm.model for arm in arms], max_grad_norm, diagnostics_every)
+    streams = [arm.stream for arm in arms]
+    module = PackedModule(
+        [arm.model for arm in arms],
+        max_grad_norm,
+        diagnostics_every,
+        rng_states=None if any(s is None for s in streams) else [s for s in streams if s is not None],
+    )
     data = PackedData(arms)
 
     def diverged(index: int, step: int, reason: str) -> None:
@@ -153,8 +161,6 @@ def fit_pack(
     kwargs = {k: v for k, v in arms[0].parsed.trainer_kwargs.items() if k not in ("logger", "callbacks")}
     kwargs |= {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
     kwargs |= trainer_overrides or {}
-    if arms[0].parsed.seed is not None:  # the global stream (dropout masks), as the first arm's fit seeds it
-        L.seed_everything(arms[0].parsed.seed, verbose=False)
     trainer = L.Trainer(**kwargs, logger=loggers if loggers.arms else False, callbacks=list(callbacks))
     try:
         trainer.fit(module, datamodule=data)

@@ -11,6 +11,10 @@ logger's public ``log_metrics`` rather than through ``self.log``: Lightning's re
 costs about a millisecond per ``self.log`` call once it holds K × 4 keys (measured: 9.4 s of a
 22.5 s fit of 18 arms), which would make the pack slower than the arms alone.
 
+Each arm's dropout masks are drawn outside the vectorized forward by that arm's own dropout modules, from
+its own random stream (captured where its solo fit starts training and kept in the pack's state), so a
+packed dropout arm draws the masks its solo fit draws (:meth:`PackedModule.arm_masks`).
+
 An arm whose loss or gradient norm becomes non-finite, or whose gradient norm exceeds
 ``max_grad_norm``, is recorded as diverged at that step (before its update, as
 :class:`~lit_d2l.callbacks.DivergenceGuard` does alone) and frozen; the others go on unaffected.
@@ -18,9 +22,10 @@ An arm whose loss or gradient norm becomes non-finite, or whose gradient norm ex
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import lightning as L
@@ -31,37 +36,61 @@ from torchmetrics import Metric
 
 from lit_d2l.callbacks.diagnostics import distinct_units, summarize, units_metrics, write_artifacts
 from lit_d2l.callbacks.memory import step_memory
+from lit_d2l.errors import require
 from lit_d2l.graph import FILES as GRAPH_FILES
-from lit_d2l.graph import graph_figure
+from lit_d2l.graph import computation_graph, graph_figure
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
 from lit_d2l.packing.optim import PackedAdam, PackedSGD, arm_optimizer, arm_schedule, scheduled_lr
+from lit_d2l.seeding import run_seed
 
 _DROPOUTS = (nn.Dropout, DropoutScratch)
 
+#: An arm's random stream: the CPU generator's state, and the seed its CUDA generator starts from
+#: (``seed_everything`` seeds every CUDA device with the run's seed and a solo fit draws nothing there before
+#: training; a seed rather than a state, so that building an arm does not initialise CUDA).
+ArmStream = tuple[Tensor, int | None]
+
+
+def current_stream() -> ArmStream:
+    """The process's random stream now: where a solo fit's dropout starts drawing once it is built."""
+    return torch.get_rng_state(), run_seed()
+
 
 class ArmDropout(nn.Module):
-    """Dropout whose probability is a buffer, so each arm of a pack drops with its own p (D2L 5.6.2).
+    """Dropout that applies the mask it is given (the ``mask`` buffer, one per arm through ``functional_call``).
 
-    Under ``vmap(..., randomness="different")`` every arm draws its own mask.
+    The pack draws each arm's masks outside the vectorized forward, with that arm's own dropout
+    module on that arm's own random stream (:meth:`PackedModule.arm_masks`), so they are the masks
+    the arm's solo fit draws. ``calls``, when a list, records the shape and dtype of every input
+    instead (the shapes the masks need).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("p", torch.zeros(()))
+        self.register_buffer("mask", torch.ones(()))
+        self.calls: list[tuple[torch.Size, torch.dtype]] | None = None
 
     def forward(self, X: Tensor) -> Tensor:
         if not self.training:
             return X
-        mask = (torch.rand_like(X) >= self.p).to(X.dtype)
-        return mask * X / (1.0 - self.p)
+        if self.calls is not None:
+            self.calls.append((X.shape, X.dtype))
+            return X
+        return X * self.mask
 
 
 class PackedModule(L.LightningModule):
     """The arms of a pack (built, identical in architecture) trained as one module."""
 
-    def __init__(self, arms: Sequence[D2LModule], max_grad_norm: float = math.inf, diagnostics_every: int = 0) -> None:
+    def __init__(
+        self,
+        arms: Sequence[D2LModule],
+        max_grad_norm: float = math.inf,
+        diagnostics_every: int = 0,
+        rng_states: Sequence[ArmStream] | None = None,
+    ) -> None:
         super().__init__()
         first = arms[0]
         self.num_arms = len(arms)
@@ -75,8 +104,6 @@ class PackedModule(L.LightningModule):
         self.param_names = list(params)
         self.packed = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in params.items()})
         buffers = {name: torch.stack([dict(a.named_buffers())[name] for a in arms]) for name in _buffer_names(first)}
-        for path in dropout_paths:
-            buffers[f"{path}.p"] = torch.tensor([_module(a, path).p for a in arms], dtype=torch.float32)
         self.buffer_names = list(buffers)
         for name, value in buffers.items():
             self.register_buffer(f"arm_buffer_{_key(name)}", value)
@@ -101,6 +128,15 @@ class PackedModule(L.LightningModule):
         self.penalised = [bool(a.l2) for a in arms]
         self.any_penalty = any(self.penalised)  # else the penalty's terms are not even computed
         self.register_buffer("active", torch.ones(self.num_arms, dtype=torch.bool))
+        # Dropout: each arm's own modules draw its masks from its own stream, saved with the pack's state
+        # (a resumed pack goes on with the same masks). By default every arm starts from the current stream.
+        self.dropout_paths = dropout_paths
+        self._arm_dropouts = tuple(tuple(_module(a, path) for path in dropout_paths) for a in arms)
+        self._dropout_calls: dict[tuple, list[tuple[torch.Size, torch.dtype]]] = {}
+        states = list(rng_states) if rng_states is not None else [current_stream()] * self.num_arms
+        self.register_buffer("arm_rng_cpu", torch.stack([cpu for cpu, _ in states]))
+        self._cuda_seeds = [seed for _, seed in states]
+        self.register_buffer("arm_rng_cuda", None)  # made at the first draw on a CUDA device
         self.diverged: dict[int, tuple[int, str]] = {}  # arm -> (step, reason)
         self.on_diverged: Callable[[int, int, str], None] | None = None
         self._sums: dict[str, Tensor] = {}
@@ -135,7 +171,8 @@ class PackedModule(L.LightningModule):
         def one(params: dict[str, Tensor], buffers: dict[str, Tensor], *batch: Tensor) -> Tensor:
             return functional_call(template, (params, buffers), batch)
 
-        return vmap(one, randomness="different")(*self.stacked(), *inputs)
+        params, buffers = self.stacked()
+        return vmap(one, randomness="different")(params, buffers | self.arm_masks(inputs), *inputs)
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return self.arm_outputs(inputs)
@@ -164,7 +201,75 @@ class PackedModule(L.LightningModule):
                 return objective, data_loss, torch.stack(stats)
             return objective, data_loss
 
-        return vmap(one, randomness="different")(*self.stacked(), self.arm_l2, *batch)
+        params, buffers = self.stacked()
+        buffers = buffers | self.arm_masks(batch[:-1])
+        return vmap(one, randomness="different")(params, buffers, self.arm_l2, *batch)
+
+    # -- dropout: each arm's masks from its own stream ------------------------------------------
+
+    def arm_masks(self, inputs: Sequence[Tensor]) -> dict[str, Tensor]:
+        """This step's dropout masks, ``{"<path>.mask": [K, ...]}``: arm k's are drawn by its own dropout
+        modules (``nn.Dropout``, ``DropoutScratch``, with its own p) on ones of the input's shape, in the
+        order its forward calls them, from its own stream, as its solo fit draws them (empty in evaluation)."""
+        if not self.training or not self.dropout_paths:
+            return {}
+        device = inputs[0].device
+        calls = self._calls(inputs)
+        masks: list[list[Tensor]] = [[] for _ in self.dropout_paths]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the process's stream is kept
+            for arm in range(self.num_arms):
+                with self.arm_stream(arm, device):
+                    for index, (module, (shape, dtype)) in enumerate(zip(self._arm_dropouts[arm], calls, strict=True)):
+                        module.train()
+                        masks[index].append(module(torch.ones(shape, dtype=dtype, device=device)))
+        return {f"{path}.mask": torch.stack(m) for path, m in zip(self.dropout_paths, masks, strict=True)}
+
+    def _calls(self, inputs: Sequence[Tensor]) -> list[tuple[torch.Size, torch.dtype]]:
+        """The input shape and dtype of each dropout module, in the paths' order, for one arm's ``inputs``
+        (from a forward pass on the meta device, once per input shape)."""
+        key = tuple((tuple(t.shape[1:]), t.dtype) for t in inputs)
+        if key not in self._dropout_calls:
+            template = self.template
+            dropouts = [_module(template, path) for path in self.dropout_paths]
+            for module in dropouts:
+                module.calls = []
+            try:
+                template.train(True)
+                template(*(torch.empty(shape, dtype=dtype, device="meta") for shape, dtype in key))
+            finally:
+                recorded = [module.calls or [] for module in dropouts]
+                for module in dropouts:
+                    module.calls = None
+            require(
+                all(len(calls) == 1 for calls in recorded),
+                "a packed model must call each of its dropout modules once per forward pass; run it alone (--pack off)",
+            )
+            self._dropout_calls[key] = [calls[0] for calls in recorded]
+        return self._dropout_calls[key]
+
+    @contextlib.contextmanager
+    def arm_stream(self, arm: int, device: torch.device | None = None) -> Iterator[None]:
+        """Draw from arm ``arm``'s own stream (CPU, and CUDA on a CUDA ``device``) and keep where it got to.
+        The caller restores the process's stream (``torch.random.fork_rng``)."""
+        cuda = device is not None and device.type == "cuda"
+        if cuda and self.arm_rng_cuda is None:
+            self.arm_rng_cuda = torch.stack([self._cuda_start(seed, device) for seed in self._cuda_seeds])
+        # A copy of its own: torch reads a state that is a view into a stack from the stack's start (or crashes).
+        torch.set_rng_state(self.arm_rng_cpu[arm].to("cpu", copy=True))
+        if cuda:
+            torch.cuda.set_rng_state(self.arm_rng_cuda[arm].to("cpu", copy=True), device)
+        yield
+        self.arm_rng_cpu[arm] = torch.get_rng_state().to(self.arm_rng_cpu.device)
+        if cuda:
+            self.arm_rng_cuda[arm] = torch.cuda.get_rng_state(device).to(self.arm_rng_cuda.device)
+
+    @staticmethod
+    def _cuda_start(seed: int | None, device: torch.device) -> Tensor:
+        """The state of ``device``'s generator seeded with ``seed`` (its state now when None)."""
+        with torch.random.fork_rng(devices=[device]), torch.cuda.device(device):
+            if seed is not None:
+                torch.cuda.manual_seed(seed)  # the current device's generator: ``device``'s, here
+            return torch.cuda.get_rng_state(device)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -188,13 +293,21 @@ class PackedModule(L.LightningModule):
         if self.global_step != 0 or batch_idx != 0 or not self.arm_models:
             return
         memory: dict[str, list[float]] = {}
-        for arm in self._open_arms():
-            own = tuple(t[arm].cpu().clone() for t in batch)  # its own storage: bytes are counted per storage
-            for key, value in step_memory(self.arm_models[arm], own).items():
-                memory.setdefault(key, [0.0] * self.num_arms)[arm] = value
+        graphed = self.log_graph and self.logger is not None
+        figure = None
+        # Each arm's side passes draw dropout masks from its own stream, as they do in its solo fit.
+        with torch.random.fork_rng(devices=[]):
+            for arm in self._open_arms():
+                own = tuple(t[arm].cpu().clone() for t in batch)  # its own storage: bytes are counted per storage
+                with self.arm_stream(arm):
+                    for key, value in step_memory(self.arm_models[arm], own).items():
+                        memory.setdefault(key, [0.0] * self.num_arms)[arm] = value
+                    if graphed and figure is None:
+                        _, figure = graph_figure(self.arm_models[arm], own)
+                    elif graphed and self.dropout_paths:  # the same figure; only its draws matter
+                        computation_graph(self.arm_models[arm], own)
         self.log_arms({key: torch.tensor(values) for key, values in memory.items()}, epoch=False)
-        if self.log_graph and self.logger is not None:
-            _, figure = graph_figure(self.arm_models[0], tuple(t[0].cpu() for t in batch))
+        if figure is not None and self.logger is not None:
             for arm in self._open_arms():  # one architecture: the same figure for every arm
                 for name in GRAPH_FILES:
                     self.logger.arm(arm).log_figure(figure, name)
