@@ -99,6 +99,7 @@ try {
   // 4. The first screen of every sweep's report.html in MLflow's artifact viewer, its figures loaded.
   for (const suite of suites) {
     const name = suite.sweep.replace(/-[0-9a-f]+$/, "");
+    await page.goto("about:blank"); // a fresh page: MLflow's viewer may keep the previous report otherwise
     await page.goto(`${base}/#/experiments/${suite.experiment}/runs/${suite.parent.info.run_id}/artifacts/report/report.html?${ML}`);
     await page.waitFor(`document.querySelector("iframe")`, { settleMs: 0, timeoutMs: 180000 }); // 1 MB reports
     await page.evaluate(closeAssistant);
