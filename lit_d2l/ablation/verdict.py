@@ -208,6 +208,10 @@ def _constant(values: list[float]) -> bool:
     return max(values) - min(values) <= 1e-9 * max(abs(v) for v in values)
 
 
+#: Said of a spec's metric that no run logged (the ablate command prints these lines too).
+UNLOGGED = "no run logged this metric (check its name in the spec's `metrics:`)"
+
+
 def primary_metric(metrics: list[str]) -> str | None:
     """The metric a sweep is judged by: its first validation metric with a known :func:`goal`, else its first
     metric with one."""
@@ -222,6 +226,8 @@ class SweepVerdict:
     description: str
     verdicts: list[Verdict]
     groups: list[tuple[str, Verdict]]  # per value of the first swept key, when several are swept
+    unlogged: list[str] = field(default_factory=list)  # the spec's metrics no run logged (a misspelt name)
+    logged: list[str] = field(default_factory=list)  # what the runs did log
 
     @property
     def primary(self) -> Verdict | None:
@@ -239,6 +245,9 @@ class SweepVerdict:
             primary = self.verdicts[0].metric
             lines += ["", f"Best `{primary}` per group:", ""]
             lines += [f"- {group}: {v.text().split(': ', 1)[-1]}" for group, v in self.groups]
+        if self.unlogged:
+            shown = ", ".join(f"`{m}`" for m in self.logged[:12]) + (", ..." if len(self.logged) > 12 else "")
+            lines += [""] + [f"- `{m}`: {UNLOGGED}; they logged {shown}." for m in self.unlogged]
         lines += [
             "",
             f"Tested with {ALPHA:.0%} significance over seeds; a tie means the seeds cannot tell the arms apart.",
@@ -264,4 +273,6 @@ def sweep_verdict(kept: list[Child], metrics: list[str], axes: list[str], descri
     primary = primary_metric(metrics)
     judged = [primary, *(m for m in metrics if m != primary and goal(m) is not None)] if primary else []
     groups = verdicts_per_group(kept, primary, axes[0]) if primary and len(axes) > 1 else []
-    return SweepVerdict(description, [verdict(kept, metric) for metric in judged], groups)
+    logged = sorted({key for child in kept for key in child.metrics})
+    unlogged = [metric for metric in metrics if kept and metric not in logged]
+    return SweepVerdict(description, [verdict(kept, metric) for metric in judged], groups, unlogged, logged)

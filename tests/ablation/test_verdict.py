@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lit_d2l.ablation.verdict import goal, verdict, verdicts_per_group
+from lit_d2l.ablation.verdict import goal, sweep_verdict, verdict, verdicts_per_group
 from lit_d2l.tracking.sweeps import Child
 
 
@@ -99,3 +99,17 @@ def test_a_verdict_names_three_arms_out_of_the_running_and_counts_the_rest() -> 
     children += [child({"model.l2": float(10 + i)}, 0, None, diverged=True) for i in range(5)]
     text = verdict(children, "val/loss").text()
     assert "out of the running: l2=10 (1 seed(s) diverged), l2=11" in text and "and 2 more (see the table)" in text
+
+
+def test_a_metric_no_run_logged_is_named_as_such_with_what_the_runs_did_log() -> None:
+    """A misspelt metric in the spec (`val/los`) is not a verdict of 'no metric says which way is better'."""
+    from lit_d2l.ablation.commands import verdict_lines
+
+    children = sweep({1.0: [0.10, 0.12, 0.11], 3.0: [0.30, 0.33, 0.31]})
+    found = sweep_verdict(children, ["val/loss", "val/los"], ["model.l2"])
+    assert found.unlogged == ["val/los"]
+    text = found.markdown()
+    assert "- `val/los`: no run logged this metric" in text and "they logged `val/loss`" in text
+    lines = verdict_lines(f"# Sweep s\n\n{text}")
+    assert lines[0] == "Verdict: l2=1 is best on val/loss, ahead of l2=3 over seeds"
+    assert lines[1].startswith("val/los: no run logged this metric (check its name in the spec's metrics:)")
