@@ -72,8 +72,9 @@ try {
   await page.waitFor(`document.querySelector('input[placeholder="Search columns"]')`, { settleMs: 500 });
   const toggled = await page.evaluate(toggleColumns(["Source", "Models", "best/val/loss", "val/loss"]));
   if (!toggled) throw new Error("the Columns menu has changed: a column to toggle was not found");
-  // The swept values, each a top-level param of the children (no dot: `l2`, `init`, `depth`).
-  const swept = (child.data.params || []).filter((p) => !p.key.includes(".") && p.value !== "None").map((p) => p.key);
+  // The swept values, each a top-level param of the children named by its key's last part (`l2`, `init`).
+  const settings = Object.keys(JSON.parse(tagOf(child, "arm_settings") || "{}"));
+  const swept = settings.map((key) => key.split(".").pop());
   await page.evaluate(toggleColumns(swept));
   await page.evaluate(`${columns}.click()`);
   await page.waitFor(`[...document.querySelectorAll("[role=columnheader]")].some((e) => e.innerText === "best/val/loss")`);
