@@ -120,6 +120,10 @@ class PackedModule(L.LightningModule):
         if len({s[0] if s else None for s in schedules}) > 1:
             raise ValueError("the arms of a pack must share one kind of LR schedule")
         self.schedule = schedules[0][0] if schedules[0] else None
+        config = getattr(first, "optimizer_config", None)  # named as LearningRateMonitor names it: lr-SGD/weights
+        self.optimizer_name = (
+            config["class_path"].rsplit(".", 1)[-1] if config else type(first.default_optimizer()).__name__
+        )
         self.schedule_settings: dict[str, Tensor] = {}
         if self.schedule is not None:
             self.register_buffer("arm_base_lr", self.arm_lr.clone())
@@ -376,6 +380,12 @@ class PackedModule(L.LightningModule):
             return
         settings = {key: value.to(self.arm_base_lr.device) for key, value in self.schedule_settings.items()}
         self.arm_lr.copy_(scheduled_lr(self.schedule, self.arm_base_lr, settings, self.current_epoch))
+        groups = [name for name, present in (("weights", self.weight_names), ("biases", self._bias_names())) if present]
+        rates = {f"lr-{self.optimizer_name}/{group}": self.arm_lr.clone() for group in groups}
+        self.log_arms(rates, epoch=False, step=self.global_step)  # as a single fit's LearningRateMonitor logs it
+
+    def _bias_names(self) -> list[str]:
+        return [name for name in self.param_names if name not in self.weight_names]
 
     def on_train_epoch_end(self) -> None:
         params, _ = self.stacked()

@@ -200,6 +200,12 @@ def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
         for name, value in arm.model.named_parameters():
             torch.testing.assert_close(value, alone[name], rtol=1e-5, atol=1e-5)
         assert arm.logger.metrics["val/loss"]  # and every epoch metric was recorded
+        if "StepLR" in family:  # the learning rate each epoch, as a single fit's LearningRateMonitor logs it
+            given = dict(zip(settings[::2], settings[1::2], strict=True))
+            gamma = float(given.get("--lr_scheduler.gamma", 0.1)) if "--lr_scheduler.step_size" not in given else 1.0
+            rates = arm.logger.metrics["lr-SGD/weights"]  # epoch 1 starts at half the steps of 2 epochs
+            assert list(rates) == [0, len(steps.losses) // 2]
+            assert rates[len(steps.losses) // 2] == pytest.approx(rates[0] * gamma)
         assert arm.logger.metrics["train/loss_epoch"]
 
 
