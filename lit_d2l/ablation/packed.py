@@ -40,6 +40,9 @@ def run_pack(
             store.log_params(run_id, task.params)
             built.append((index, build_arm([*task.args, "--tracking.run_id", run_id], run_id)))
         except Exception as exc:  # this arm's settings failed: its run ends FAILED, the pack goes on
+            if interrupts.requested() is not None:  # unless a stop signal cut its building short: a stop
+                store.end_if_running(run_id, "KILLED")
+                interrupts.raise_if_requested()
             store.end_if_running(run_id, "FAILED")
             results[index] = outcome(task, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
         except BaseException:
