@@ -127,23 +127,35 @@ class D2LModule(L.LightningModule):
         """The parameters that weight decay and the L2 penalty apply to."""
         return {name: p for name, p in self.named_parameters() if p.ndim > 1}
 
-    def l2_penalty(self) -> Tensor:
-        """λ/2 · Σ‖W‖² over the weights (D2L 3.7.2)."""
-        return self.l2 / 2 * sum((w**2).sum() for w in self.weights().values())
+    def l2_penalty(self, l2: float | Tensor | None = None) -> Tensor:
+        """λ/2 · Σ‖W‖² over the weights (D2L 3.7.2); λ is ``l2`` when given (a packed arm's), else the model's."""
+        l2 = self.l2 if l2 is None else l2
+        return l2 / 2 * sum((w**2).sum() for w in self.weights().values())
+
+    def objectives(self, batch: tuple[Tensor, ...], l2: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(J, L) on one minibatch: the data loss L and the objective J = L + λ/2·Σ‖W‖² (D2L 5.3).
+
+        The one definition both paths train on: a single fit's training step calls it, and a pack calls it
+        for every arm at once through ``torch.func`` (``l2`` then that arm's λ, a tensor).
+        """
+        data_loss = self.loss(self(*batch[:-1]), batch[-1])
+        return self.with_penalty(data_loss, l2), data_loss
 
     def objective(self, batch: tuple[Tensor, ...]) -> Tensor:
         """J = L + λ/2·Σ‖W‖² on one minibatch (D2L 5.3)."""
-        return self.with_penalty(self.loss(self(*batch[:-1]), batch[-1]))
+        return self.objectives(batch)[0]
 
-    def with_penalty(self, data_loss: Tensor) -> Tensor:
-        """J from L: the data loss plus λ/2·Σ‖W‖² when a penalty is on."""
-        return data_loss + self.l2_penalty() if self.l2 else data_loss
+    def with_penalty(self, data_loss: Tensor, l2: float | Tensor | None = None) -> Tensor:
+        """J from L: the data loss plus λ/2·Σ‖W‖² when a penalty is on (exactly L where λ = 0)."""
+        l2 = self.l2 if l2 is None else l2
+        if isinstance(l2, Tensor):  # a packed arm's λ: no Python branch on a value under torch.func
+            return torch.where(l2 > 0, data_loss + self.l2_penalty(l2), data_loss)
+        return data_loss + self.l2_penalty(l2) if l2 else data_loss
 
     # -- training, validation, testing ----------------------------------------------------------
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        data_loss = self.loss(self(*batch[:-1]), batch[-1])
-        objective = self.with_penalty(data_loss)
+        objective, data_loss = self.objectives(batch)
         self.log_train_loss(objective, data_loss)
         return objective
 
@@ -242,6 +254,12 @@ class D2LModule(L.LightningModule):
         if not hasattr(datamodule, name):
             raise ConfigError(f"{type(self).__name__} needs model.{name}: set it, or use a DataModule that provides it")
         return getattr(datamodule, name)
+
+    def on_fit_end(self) -> None:
+        """Log :meth:`end_of_fit_metrics` once the fit has ended (a pack logs each arm's from its own model)."""
+        values = self.end_of_fit_metrics(self.trainer.datamodule)
+        for logger in self.loggers if values else ():  # after the fit loop, where self.log is not allowed
+            logger.log_metrics(values, step=self.global_step)
 
     def end_of_fit_metrics(self, datamodule: Any) -> dict[str, float]:
         """Metrics a model logs once its fit ends (e.g. the linear models' distance to the closed form)."""

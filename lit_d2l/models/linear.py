@@ -25,12 +25,6 @@ class _LinearModel(D2LModule):
         """The learned w (flat) and b (scalar)."""
         raise NotImplementedError
 
-    def on_fit_end(self) -> None:
-        """Log how close the learned w, b came to the generating ones and to the closed form."""
-        errors = self.end_of_fit_metrics(self.trainer.datamodule)
-        for logger in self.loggers if errors else ():  # after the fit loop, where self.log is not allowed
-            logger.log_metrics(errors, step=self.global_step)
-
     def end_of_fit_metrics(self, datamodule: Any) -> dict[str, float]:
         """Largest errors against the generating parameters and the closed form, when the data knows them."""
         if not hasattr(datamodule, "true_params"):

@@ -23,6 +23,7 @@ from lit_d2l.models import built
 from lit_d2l.packing.batches import PackedBatches, stack_arms
 from lit_d2l.packing.loggers import ArmLoggers
 from lit_d2l.packing.module import ArmStream, PackedModule, current_stream
+from lit_d2l.packing.plan import configured_callbacks
 from lit_d2l.tracking.logger import TrackingLogger
 from lit_d2l.tracking.run_record import record_run
 
@@ -109,6 +110,11 @@ class PackedData(L.LightningDataModule):
         size = max(self.batch_size, EVAL_EXAMPLES // len(self.arm_data))
         return PackedBatches(self.stacked(split), size, transform=self.transform)
 
+    def batches(self, split: str) -> PackedBatches:
+        """Every arm's examples of ``split``, arm axis first, in evaluation batches (as a DataModule's
+        ``batches`` gives one model's), for callbacks such as :class:`~lit_d2l.callbacks.TrainAccuracy`."""
+        return self._batches(split)
+
     def train_dataloader(self) -> PackedBatches:
         return self._batches("train", shuffle=True)
 
@@ -161,7 +167,8 @@ def fit_pack(
     kwargs = {k: v for k, v in arms[0].parsed.trainer_kwargs.items() if k not in ("logger", "callbacks")}
     kwargs |= {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
     kwargs |= trainer_overrides or {}
-    trainer = L.Trainer(**kwargs, logger=loggers if loggers.arms else False, callbacks=list(callbacks))
+    configured = configured_callbacks(arms[0].parsed.trainer_kwargs)  # per_arm ones (the plan checks)
+    trainer = L.Trainer(**kwargs, logger=loggers if loggers.arms else False, callbacks=[*configured, *callbacks])
     try:
         trainer.fit(module, datamodule=data)
         if test_after_fit:

@@ -35,6 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torchmetrics import Metric
 
 from lit_d2l.callbacks.diagnostics import distinct_units, summarize, units_metrics, write_artifacts
+from lit_d2l.callbacks.divergence import why_diverged
 from lit_d2l.callbacks.memory import step_memory
 from lit_d2l.errors import require
 from lit_d2l.graph import FILES as GRAPH_FILES
@@ -97,9 +98,11 @@ class PackedModule(L.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.diagnostics_every = diagnostics_every
         self.is_classifier = isinstance(first, Classifier)
+        self.num_outputs = getattr(first, "num_outputs", None) if self.is_classifier else None  # for callbacks
         self.weight_names = list(first.weights())
         template, dropout_paths = _template(first)
         self._template = (template,)  # a tuple: not a registered submodule, so its meta tensors stay out
+        self._objectives = (_Objectives(template),)
         params, _ = stack_module_state(list(arms))
         self.param_names = list(params)
         self.packed = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in params.items()})
@@ -182,25 +185,22 @@ class PackedModule(L.LightningModule):
         return self.arm_outputs(inputs)
 
     def arm_objectives(self, batch: Sequence[Tensor], activations: bool = False) -> tuple[Tensor, ...]:
-        """(J, L) per arm, ``[K]`` each, on one ``[K, B, ...]`` batch; with ``activations``, also the mean
-        and std of every ``nn.Linear`` output per arm, ``[K, layers, 2]``."""
-        template = self.template
-        template.train(self.training)
-        weight_names = self.weight_names if self.any_penalty else []
+        """(J, L) per arm, ``[K]`` each, on one ``[K, B, ...]`` batch: the model's own
+        :meth:`~lit_d2l.models.base.D2LModule.objectives`, run for every arm at once with its own λ; with
+        ``activations``, also the mean and std of every ``nn.Linear`` output per arm, ``[K, layers, 2]``."""
+        objectives = self._objectives[0]
+        objectives.train(self.training)
 
         def one(params: dict[str, Tensor], buffers: dict[str, Tensor], l2: Tensor, *arm_batch: Tensor):
             stats: list[Tensor] = []
-            hooks = [_record_stats(m, stats) for m in _linear_modules(template)] if activations else []
+            hooks = [_record_stats(m, stats) for m in _linear_modules(objectives)] if activations else []
             try:
-                output = functional_call(template, (params, buffers), tuple(arm_batch[:-1]))
+                state = {f"model.{name}": value for name, value in (params | buffers).items()}
+                # λ = 0 for every arm: a float, so the penalty's terms are not even computed (as alone)
+                objective, data_loss = functional_call(objectives, state, (arm_batch, l2 if self.any_penalty else 0.0))
             finally:
                 for hook in hooks:
                     hook.remove()
-            data_loss = template.loss(output, arm_batch[-1])
-            objective = data_loss
-            if weight_names:  # J = L + λ/2·Σ‖W‖², exactly L where λ = 0 (as a single model adds no term)
-                penalty = l2 / 2 * sum((params[name] ** 2).sum() for name in weight_names)
-                objective = torch.where(l2 > 0, data_loss + penalty, data_loss)
             if activations:
                 return objective, data_loss, torch.stack(stats)
             return objective, data_loss
@@ -330,12 +330,10 @@ class PackedModule(L.LightningModule):
         norms = torch.stack(squares).sum(dim=0).sqrt()  # each arm's total gradient norm
         if self._pending_stats is not None:
             self._log_diagnostics(params)
-        finite_loss = torch.isfinite(self._step_objective) if self._step_objective is not None else True
-        bad = self.active & (~torch.isfinite(norms) | (norms > self.max_grad_norm) | ~finite_loss)
-        for arm in torch.nonzero(bad).flatten().tolist():
-            value = norms[arm].item()
-            reason = f"gradient norm {value:.3g} (bound {self.max_grad_norm:.3g})"
-            self._diverge(arm, reason)
+        reasons = why_diverged(self.max_grad_norm, norms, self._step_objective)  # as DivergenceGuard's, per arm
+        for arm in self._open_arms():
+            if reasons[arm] is not None:
+                self._diverge(arm, reasons[arm])
 
     def _diverge(self, arm: int, reason: str) -> None:
         if self.logger is not None and self.arm_rows[arm]:  # before its run closes, as a single fit's on_exception
@@ -450,6 +448,12 @@ class PackedModule(L.LightningModule):
         if self.logger is not None and arms:
             self.logger.log_metrics(metrics, step=self.global_step if step is None else step)
 
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """Lightning's ``self.log`` as a configured callback calls it on a pack (``per_arm`` callbacks such as
+        :class:`~lit_d2l.callbacks.TrainAccuracy`): ``value`` holds one value per arm, and each goes to its arm's
+        run at the step a single fit's epoch-level value goes to."""
+        self.log_arms({name: torch.as_tensor(value).reshape(self.num_arms)}, step=self._epoch_end_step())
+
     def _epoch_end_step(self) -> int:
         """The step Lightning records epoch-end and validation values at: during a fit, that of the last
         training step (one less than the steps taken); in a test after the fit, the steps taken."""
@@ -531,6 +535,17 @@ class PackedModule(L.LightningModule):
         """The epoch's mean of ``name`` per arm, then reset (None when nothing was accumulated)."""
         total, count = self._sums.pop(name, None), self._sums.pop(f"{name}#count", None)
         return None if total is None or count is None else total / count
+
+
+class _Objectives(nn.Module):
+    """A model's ``objectives`` as a module's forward, for ``torch.func.functional_call``."""
+
+    def __init__(self, model: D2LModule) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: tuple[Tensor, ...], l2: Tensor | float) -> tuple[Tensor, Tensor]:
+        return self.model.objectives(batch, l2)
 
 
 def _template(model: D2LModule) -> tuple[D2LModule, list[str]]:

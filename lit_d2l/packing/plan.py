@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
+from lightning.pytorch.core.hooks import DataHooks, ModelHooks
 
 from lit_d2l.config_checks import as_dict
 from lit_d2l.fit_parser import ParsedFit, parse_fit
@@ -51,18 +52,17 @@ PACKABLE_KEYS = frozenset(
         "lr_scheduler.eta_min",
     }
 )
-#: What a pack does in D2LModule's (or Classifier's) place, for every arm at once: a model that defines
-#: its own version of one of these trains alone, since the pack would not run it.
-PACK_RESTATES = (
-    "objective",
-    "with_penalty",
-    "l2_penalty",
-    "weights",
-    "training_step",
-    "validation_step",
-    "test_step",
-    "configure_optimizers",
-    "parameter_groups",
+#: What a pack runs in the model's place, for every arm at once: Lightning's hooks (the training, evaluation
+#: and optimizer steps, the epoch ends that log) and D2LModule's logging and optimizer groups. A model that
+#: defines its own version of one of these trains alone, since the pack would not run it. What the model
+#: defines for itself (layers, forward, loss, objectives, weights, end_of_fit_metrics) the pack runs as it is.
+PACK_RESTATES = tuple(
+    sorted(
+        {name for hooks in (ModelHooks, DataHooks) for name in vars(hooks) if not name.startswith("_")}
+        - {"configure_model", "configure_sharded_model"}  # building: the pack builds each arm with them
+        | {"training_step", "validation_step", "test_step", "configure_optimizers", "optimizer_step", "backward"}
+        | {"log_train_loss", "log_epoch_metric", "parameter_groups"}
+    )
 )
 _SIMPLE_TRAINER = {
     "strategy": ("auto",),
@@ -117,9 +117,16 @@ def why_not_packable(parsed: ParsedFit) -> str | None:
     devices = trainer.get("devices", "auto")
     if devices not in ("auto", 1, "1") and not (isinstance(devices, list) and len(devices) == 1):
         return f"trainer.devices = {devices!r} (a pack runs on one device)"
-    if trainer.get("callbacks"):
-        return "trainer.callbacks are configured"
+    for callback in configured_callbacks(trainer):  # a callback that works on one model sees none in a pack
+        if not getattr(callback, "per_arm", False):
+            return f"trainer.callbacks: {type(callback).__name__} works on one model (a packed callback sets per_arm)"
     return None
+
+
+def configured_callbacks(trainer_kwargs: dict[str, Any]) -> list[Any]:
+    """The callbacks a config's ``trainer.callbacks`` lists (one, or a list)."""
+    callbacks = trainer_kwargs.get("callbacks") or []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
 
 
 def why_model_not_packable(model: Any, datamodule: Any = None) -> str | None:
