@@ -80,6 +80,9 @@ def argument_error_line(message: str, command: str) -> str:
     """jsonargparse's multi-line report reduced to the key and the specific reasons, on one line."""
     # 'Parser key "model": ...', or '--data.help: ...' from a --*.help action
     key = re.search(r'Parser key "([^"]+)"', message) or re.match(r"--([\w.]+): ", message)
+    unimportable = _unimportable_module(message)
+    if unimportable:
+        return f"{key.group(1)}: {unimportable}" if key else unimportable
     prefix = r'^(Parser key "[^"]+"|--[\w.]+):'
     lines = (re.sub(prefix, "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
     reasons = [line for line in lines if line and not line.startswith(_GENERIC_PARSER_LINES)]
@@ -89,6 +92,22 @@ def argument_error_line(message: str, command: str) -> str:
     if key:
         text = f"{key.group(1)}: {text}"
     return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
+
+
+def _unimportable_module(message: str) -> str | None:
+    """A class path whose own module (or its package) Python cannot import, e.g. ``my_models.Net`` run from a
+    folder other than the one holding ``my_models.py``: said as such, with the usual fix."""
+    given = re.search(r"Problem with given class_path '([\w.]+)'", message)
+    missing = re.search(r"No module named '([\w.]+)'", message)
+    if not given or not missing:
+        return None
+    module = given.group(1).rpartition(".")[0]
+    if module != missing.group(1) and not module.startswith(f"{missing.group(1)}."):
+        return None  # the module was found; something it imports is missing, which the parser's reasons say
+    return (
+        f"cannot import {given.group(1)}: Python found no module {missing.group(1)!r}; is the folder that holds"
+        f" {missing.group(1).replace('.', '/')}.py on PYTHONPATH? (e.g. PYTHONPATH=/path/to/that/folder lit-d2l ...)"
+    )
 
 
 def _class_hint(key: str) -> str | None:

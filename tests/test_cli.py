@@ -61,6 +61,31 @@ def test_bad_settings_end_in_one_line_and_leave_no_run(override, pattern, tracki
     assert client.get_experiment_by_name(experiment) is None, "nothing was recorded for a run that never started"
 
 
+@pytest.mark.parametrize("command", ["fit", "ablate"])
+def test_a_model_in_a_module_python_cannot_import_asks_about_pythonpath(
+    command, tmp_path, tracking_uri, client, experiment, capsys
+) -> None:
+    """``model: my_models.Net`` run where ``my_models`` is not importable: the module is named and PYTHONPATH
+    asked about, in place of the parser's report and its --print_config hint."""
+    config = tmp_path / "own.yaml"
+    config.write_text("model: my_models_nowhere.Net\ndata: lit_d2l.data.Digits\n")
+    if command == "fit":
+        argv = ["fit", "--config", str(config), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    else:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(f"name: {experiment}\nbase: own.yaml\ngrid: {{model.lr: [0.1, 0.2]}}\n")
+        argv = ["ablate", str(spec), "--tracking-uri", tracking_uri]
+    code, _, err = run_main(argv, capsys)
+    assert_one_error_line(
+        code,
+        err,
+        r"^lit-d2l: error: model: cannot import my_models_nowhere\.Net: Python found no module 'my_models_nowhere';"
+        r" is the folder that holds my_models_nowhere\.py on PYTHONPATH\?",
+    )
+    assert "print_config" not in err
+    assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
+
+
 def test_a_setting_lightning_refuses_once_the_fit_starts_records_nothing(tracking_uri, client, experiment, capsys):
     argv = ["fit", "--config", str(LINEAR_CONFIG.parent / "init_classification.yaml"), "--tracking.uri", tracking_uri]
     argv += ["--tracking.experiment", experiment, *QUIET, "--model", "lit_d2l.models.MLPScratch"]

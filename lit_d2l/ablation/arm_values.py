@@ -35,17 +35,30 @@ def short(key: str) -> str:
     return key.split(".")[-1]
 
 
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """Each key's :func:`short` form, or, where keys share one, as many of its last parts as tell it apart:
+    ``optimizer.lr`` and ``model.lr`` stay whole, ``model.l2`` becomes ``l2``."""
+    names = {}
+    for key in keys:
+        parts, n = key.split("."), 1
+        while n < len(parts) and any(k != key and k.split(".")[-n:] == parts[-n:] for k in keys):
+            n += 1
+        names[key] = ".".join(parts[-n:])
+    return names
+
+
 #: Short forms of keys often swept, as D2L writes them (σ for an init's standard deviation).
 ABBREVIATIONS = {"init_std": "σ", "init_value": "c", "weight_decay": "wd", "num_train": "n"}
 
 
 def short_name(arm: dict[str, Any]) -> str:
     """A short name of an arm from its swept settings: a text value stands alone (``normal``, ``tanh``), a number
-    goes with its key's last part or D2L's letter (``l2=3``, ``σ=1``, ``depth=30``): ``normal σ=1 tanh depth=30``."""
-    parts = []
+    goes with its key's last part or D2L's letter (``l2=3``, ``σ=1``, ``depth=30``): ``normal σ=1 tanh depth=30``.
+    Two keys with one last part keep enough of the key to tell them apart: ``optimizer.lr=0.1 model.lr=0.01``."""
+    names, parts = short_keys(list(arm)), []
     for key, value in arm.items():
-        name = ABBREVIATIONS.get(short(key), short(key))
-        parts.append(value if isinstance(value, str) and value else f"{name}={_compact(value)}")
+        alone = isinstance(value, str) and value and names[key] == short(key)  # a text value of an ambiguous key: keyed
+        parts.append(value if alone else f"{ABBREVIATIONS.get(names[key], names[key])}={_compact(value)}")
     return " ".join(parts) or "base"
 
 

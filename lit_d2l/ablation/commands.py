@@ -73,8 +73,8 @@ def ablate_command(argv: list[str]) -> int:
     )
     took = clock_time(time.monotonic() - start)
     if not args.no_report:
-        path = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
-        for line in verdict_lines(path.read_text()):
+        path, found = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
+        for line in found.terminal_lines():
             print(line)
         print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name})")
     counts = Counter(outcome.outcome for outcome in result.outcomes)
@@ -86,15 +86,6 @@ def ablate_command(argv: list[str]) -> int:
         f"lit-d2l report {result.sweep_id}{store_option(uri)} (report.html), or {dashboard_hint(uri)}"
     )
     return 1 if result.failed else 0
-
-
-def verdict_lines(report: str) -> list[str]:
-    """The lines of a report's markdown worth a terminal: its verdict's headline and any metric no run logged."""
-    from lit_d2l.ablation.verdict import UNLOGGED
-
-    lines = report.splitlines()
-    heading = [line.removeprefix("## ") for line in lines if line.startswith("## Verdict")][:1]
-    return heading + [line.removeprefix("- ").replace("`", "") for line in lines if UNLOGGED in line]
 
 
 def report_command(argv: list[str]) -> int:
@@ -123,7 +114,7 @@ def report_command(argv: list[str]) -> int:
     if args.select:
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
         check_registered_name(args.register, "--register")
-    path = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)
+    path, _ = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)
     print(path.read_text())
     print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name}; both logged on the parent run)")
     if args.select:

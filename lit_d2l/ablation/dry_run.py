@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from lit_d2l.ablation.runner import QUIET_TRAINER, PairTask, check_pack_options, pack_tasks
 from lit_d2l.ablation.spec import SEED_KEYS, SweepSpec
-from lit_d2l.fit_parser import parse_fit
+from lit_d2l.config_checks import as_dict
+from lit_d2l.fit_parser import ParsedFit, parse_fit
+from lit_d2l.models import D2LModule, built
 
 
 def dry_run(
@@ -16,11 +18,10 @@ def dry_run(
     recording anything."""
     echo(f"sweep {spec.sweep_id}: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(spec.pairs())} runs")
     echo(f"base config: {spec.base}")
-    for arm in spec.arms:
-        echo(f"  {arm.key}")
     check_pack_options(pack, pack_size)
     for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised
-        parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), "--trainer.logger", "false"])
+        parsed = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), "--trainer.logger", "false"])
+        echo(f"  {arm.key}: {resolved(parsed)}")
     tasks = [
         PairTask(
             arm.key,
@@ -58,6 +59,20 @@ def dry_run(
     for unit in alone:
         task = unit.units[0]
         echo(f"  alone: {task.arm} seed {task.seed}" + (f" ({unit.reason})" if unit.reason else ""))
+
+
+def resolved(parsed: ParsedFit) -> str:
+    """``MLP, SGD``: the model's class (with its module when it is not lit-d2l's) and what it trains with."""
+    model = type(parsed.model)
+    name = model.__qualname__ if model.__module__.startswith("lit_d2l.") else f"{model.__module__}.{model.__qualname__}"
+    optimizer, scheduler = as_dict(parsed.config.get("optimizer")), as_dict(parsed.config.get("lr_scheduler"))
+    if optimizer is not None:
+        trains = optimizer["class_path"].rsplit(".", 1)[-1]
+    elif isinstance(parsed.model, D2LModule):  # the model's own default_optimizer, as its fit would build it
+        trains = type(built(parsed.model, parsed.datamodule).default_optimizer()).__name__
+    else:
+        trains = "its own configure_optimizers"
+    return ", ".join([name, trains, *([scheduler["class_path"].rsplit(".", 1)[-1]] if scheduler else [])])
 
 
 def _count(number: int, noun: str) -> str:

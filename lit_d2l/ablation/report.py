@@ -14,14 +14,14 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lit_d2l.ablation import figures
 from lit_d2l.ablation.arm_values import arm_name, arm_sort_key, label, settings, short, sortable
 from lit_d2l.ablation.memory_figure import memory_figure
 from lit_d2l.ablation.report_html import html_report
 from lit_d2l.ablation.spec import canonical
-from lit_d2l.ablation.verdict import arm_results, goal, primary_metric, sweep_verdict
+from lit_d2l.ablation.verdict import SweepVerdict, arm_results, goal, primary_metric, sweep_verdict
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
@@ -121,9 +121,16 @@ def one_run_per_pair(children: list[Child]) -> tuple[list[Child], int]:
     return list(kept.values()), len(finished) - len(kept)
 
 
-def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None) -> Path:
+class Report(NamedTuple):
+    """A written report: its markdown file and the verdict at its top."""
+
+    path: Path
+    verdict: SweepVerdict
+
+
+def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None) -> Report:
     """Write ``report.md``, ``report.html`` (figures embedded) and the PNGs for a sweep (its id or parent
-    run id), and log them on the parent run under ``report/``; returns the markdown file."""
+    run id), and log them on the parent run under ``report/``; returns the markdown file and the verdict."""
     store = SweepStore(tracking_uri)
     parent = store.resolve_parent(sweep)
     params = parent.data.params
@@ -167,7 +174,7 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
     page = html_report(title, found.markdown(), intro, table, summary.legend, summary.notes, stability, saved)
     (out_dir / "report.html").write_text(page)
     store.log_folder(parent.info.run_id, out_dir, "report")
-    return out_dir / "report.md"
+    return Report(out_dir / "report.md", found)
 
 
 def report_dir(root: Path, sweep_id: str) -> Path:

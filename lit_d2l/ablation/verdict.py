@@ -235,9 +235,8 @@ class SweepVerdict:
 
     def markdown(self) -> str:
         """The verdict as the parent run's description and the report's first section."""
-        primary = self.primary
         # The answer in the heading: MLflow's Overview shows a run description's first lines only.
-        lines = [f"## Verdict: {primary.headline()}" if primary else "## Verdict", ""]
+        lines = [f"## {self.headline()}", ""]
         if self.description:
             lines += [self.description.strip(), ""]
         lines += [f"- {v.text()}" for v in self.verdicts] or ["- No metric of this sweep says which way is better."]
@@ -246,13 +245,24 @@ class SweepVerdict:
             lines += ["", f"Best `{primary}` per group:", ""]
             lines += [f"- {group}: {v.text().split(': ', 1)[-1]}" for group, v in self.groups]
         if self.unlogged:
-            shown = ", ".join(f"`{m}`" for m in self.logged[:12]) + (", ..." if len(self.logged) > 12 else "")
-            lines += [""] + [f"- `{m}`: {UNLOGGED}; they logged {shown}." for m in self.unlogged]
+            lines += ["", *(f"- {line}" for line in self._unlogged_lines())]
         lines += [
             "",
             f"Tested with {ALPHA:.0%} significance over seeds; a tie means the seeds cannot tell the arms apart.",
         ]
         return "\n".join(lines) + "\n"
+
+    def headline(self) -> str:
+        """``Verdict: l2=1 is best on val/loss, ...``: the report's heading and the first line ``ablate`` prints."""
+        return f"Verdict: {self.primary.headline()}" if self.primary else "Verdict"
+
+    def terminal_lines(self) -> list[str]:
+        """What ``ablate`` prints of the verdict: its headline and each metric no run logged."""
+        return [self.headline(), *(line.replace("`", "") for line in self._unlogged_lines())]
+
+    def _unlogged_lines(self) -> list[str]:
+        shown = ", ".join(f"`{m}`" for m in self.logged[:12]) + (", ..." if len(self.logged) > 12 else "")
+        return [f"`{m}`: {UNLOGGED}; they logged {shown}." for m in self.unlogged]
 
     def best_metrics(self) -> dict[str, float]:
         """``best/<metric>``: the best arm's mean, for the parent's row in MLflow's runs table."""

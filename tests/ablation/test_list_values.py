@@ -37,7 +37,7 @@ def test_a_sweep_over_hidden_sizes_runs_and_reports_each_pair_once(tmp_path: Pat
     statuses = [c.status for c in store.children(store.client.get_run(result.parent_run_id))]
     assert statuses == ["FINISHED"] * 5
 
-    report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
+    report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri).path
     text = report.read_text()
     assert "; 4 finished." in text  # counted as the CLI counts them (none diverged)
     assert "hidden_sizes=[16] | 2 | 0 |" in text

@@ -77,7 +77,7 @@ def test_the_html_report_embeds_every_figure_the_table_and_the_legend(tmp_path, 
     try:
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
-            report = build_report(parent, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
+            report = build_report(parent, out_dir=tmp_path / "report", tracking_uri=tracking_uri).path
     finally:
         os.umask(umask)
     no_plot_warnings(record)
@@ -121,7 +121,7 @@ def test_a_tiny_initialisation_sweep_reports_its_diverged_arm_in_html(tmp_path, 
     assert outcomes["model.init=normal;model.init_std=1.0;model.depth=10"] == "diverged", outcomes
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
+        report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri).path
     no_plot_warnings(record)
     page = check_report(tmp_path / "report", report)
     assert {p.name for p in (tmp_path / "report").glob("*.png")} == {

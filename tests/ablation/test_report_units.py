@@ -82,6 +82,6 @@ def test_a_hostile_sweep_id_in_the_store_is_written_under_reports(tmp_path, trac
     client.set_terminated(parent.info.run_id)
     (tmp_path / "report_root").mkdir()
     monkeypatch.chdir(tmp_path / "report_root")
-    report = build_report(parent.info.run_id, tracking_uri=tracking_uri)
+    report = build_report(parent.info.run_id, tracking_uri=tracking_uri).path
     assert report.resolve().parent.parent == (tmp_path / "report_root" / "reports").resolve()
     assert not (tmp_path / "escaped").exists()

@@ -61,7 +61,7 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
     assert mean_of("model.l2=3.0", "weight_norm") < mean_of("model.l2=0.0", "weight_norm")
     assert mean_of("model.l2=3.0", "train/loss_epoch") > mean_of("model.l2=0.0", "train/loss_epoch")
 
-    report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri)
+    report = build_report(result.sweep_id, out_dir=tmp_path / "report", tracking_uri=tracking_uri).path
     text = report.read_text()
     assert "l2=0 | 2 | 0 |" in text and "l2=3 | 2 | 0 |" in text  # short names; the best marked ★
     # J (the objective) and L (the data loss) side by side, each named in the legend.
@@ -90,7 +90,7 @@ def test_a_diverging_arm_is_tagged_and_the_sweep_goes_on(tmp_path, tracking_uri,
     assert int(diverged.tags["diverged_at_step"]) >= 0
     names = {c.arm: c.tags["mlflow.runName"] for c in children.values()}
     assert names == {"model.lr=0.01": "lr=0.01/s0", "model.lr=1000.0": "lr=1000/s0 ✗ diverged"}  # in the runs table
-    text = build_report(result.sweep_id, out_dir=tmp_path / "r", tracking_uri=tracking_uri).read_text()
+    text = build_report(result.sweep_id, out_dir=tmp_path / "r", tracking_uri=tracking_uri).path.read_text()
     assert f"lr=1000 | 1 | 1 (step {diverged.tags['diverged_at_step']}) |" in text
 
 
@@ -183,6 +183,8 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     assert [line.split(":")[0] for line in arms] == ["arm 1/2 model.l2=0.0 seed 0", "arm 2/2 model.l2=3.0 seed 0"]
     assert all(re.search(r": finished val/loss=\S+ \(elapsed \d+:\d\d, ETA \d+:\d\d\)$", line) for line in arms)
     assert re.search(rf"sweep {sweep_id}: 2 arm runs in \d+:\d\d: 2 finished, 0 diverged, 0 failed, 0 skipped\n", out)
+    verdict = re.search(r"^Verdict: l2=\d is best on val/loss\n", out, re.M)  # the report's headline, then its path
+    assert verdict and out.index("report: ", verdict.start()) == verdict.end()
     store = f"--tracking-uri {tracking_uri}"  # not the default store: the follow-up commands name it
     assert f"(FINISHED); view it with: lit-d2l report {sweep_id} {store} (report.html), or lit-d2l ui {store}" in out
     parent_id = re.search(rf"sweep {sweep_id}: parent run (\w+) ", out).group(1)

@@ -103,13 +103,12 @@ def test_a_verdict_names_three_arms_out_of_the_running_and_counts_the_rest() -> 
 
 def test_a_metric_no_run_logged_is_named_as_such_with_what_the_runs_did_log() -> None:
     """A misspelt metric in the spec (`val/los`) is not a verdict of 'no metric says which way is better'."""
-    from lit_d2l.ablation.commands import verdict_lines
-
     children = sweep({1.0: [0.10, 0.12, 0.11], 3.0: [0.30, 0.33, 0.31]})
     found = sweep_verdict(children, ["val/loss", "val/los"], ["model.l2"])
     assert found.unlogged == ["val/los"]
     text = found.markdown()
     assert "- `val/los`: no run logged this metric" in text and "they logged `val/loss`" in text
-    lines = verdict_lines(f"# Sweep s\n\n{text}")
+    lines = found.terminal_lines()  # what ablate prints
+    assert text.startswith(f"## {lines[0]}\n")
     assert lines[0] == "Verdict: l2=1 is best on val/loss, ahead of l2=3 over seeds"
     assert lines[1].startswith("val/los: no run logged this metric (check its name in the spec's metrics:)")

@@ -19,6 +19,18 @@ from lit_d2l.packing.module import ArmDropout, PackedModule
 from lit_d2l.runner import run_configured
 
 
+def packed(arms: list[MLP], seeds: tuple[int, ...]) -> PackedModule:
+    """The arms built for 6 inputs and 3 classes, packed in training mode, each drawing from its seed's stream."""
+    for arm in arms:
+        arm.num_inputs, arm.num_outputs = 6, 3
+        arm.build()
+    streams = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        streams.append((torch.get_rng_state(), seed))
+    return PackedModule(arms, rng_states=streams).train()
+
+
 def test_arm_dropout_applies_its_given_mask_and_is_the_identity_in_evaluation() -> None:
     x, mask = torch.randn(3, 5), torch.tensor([0.0, 2.0, 0.0, 2.0, 2.0])
     assert torch.equal(functional_call(ArmDropout().train(), {"mask": mask}, (x,)), x * mask)
@@ -27,14 +39,7 @@ def test_arm_dropout_applies_its_given_mask_and_is_the_identity_in_evaluation() 
 
 def test_each_arm_draws_the_masks_its_own_dropout_draws_from_its_own_stream() -> None:
     arms = [MLP(hidden_sizes=[8, 8], dropout=p, dropout_impl=impl) for p, impl in ((0.3, "torch"), (0.6, "scratch"))]
-    for arm in arms:
-        arm.num_inputs, arm.num_outputs = 6, 3
-        arm.build()
-    streams = []
-    for seed in (5, 7):
-        torch.manual_seed(seed)
-        streams.append((torch.get_rng_state(), seed))
-    module = PackedModule(arms, rng_states=streams).train()
+    module = packed(arms, seeds=(5, 7))
     x = torch.randn(2, 4, 6)
     masks = module.arm_masks([x])
     for arm, (seed, model) in enumerate(zip((5, 7), arms, strict=True)):
@@ -50,16 +55,8 @@ def test_each_arm_draws_the_masks_its_own_dropout_draws_from_its_own_stream() ->
 
 def test_a_packs_state_keeps_each_arms_stream_so_a_restored_pack_draws_the_same_masks() -> None:
     def pack() -> PackedModule:
-        torch.manual_seed(0)
-        arms = [MLP(hidden_sizes=[8], dropout=p) for p in (0.2, 0.7)]
-        for arm in arms:
-            arm.num_inputs, arm.num_outputs = 6, 3
-            arm.build()
-        streams = []
-        for seed in (3, 4):
-            torch.manual_seed(seed)
-            streams.append((torch.get_rng_state(), seed))
-        return PackedModule(arms, rng_states=streams).train()
+        torch.manual_seed(0)  # the same initial weights each time
+        return packed([MLP(hidden_sizes=[8], dropout=p) for p in (0.2, 0.7)], seeds=(3, 4))
 
     x = torch.randn(2, 4, 6)
     first = pack()

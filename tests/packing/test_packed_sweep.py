@@ -113,7 +113,7 @@ def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri,
     )
 
     reports = [
-        build_report(result.parent_run_id, out_dir=tmp_path / name, tracking_uri=tracking_uri).read_text()
+        build_report(result.parent_run_id, out_dir=tmp_path / name, tracking_uri=tracking_uri).path.read_text()
         for result, name in ((packed, "packed"), (alone, "alone"))
     ]
     rows = [[line for line in report.splitlines() if line.startswith("| ") and "---" not in line] for report in reports]
