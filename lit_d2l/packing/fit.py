@@ -7,6 +7,7 @@ and tags. :class:`~lit_d2l.packing.module.PackedModule` then trains them in one 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import DoublePrecision
 from torch import Tensor
 
 from lit_d2l.config_checks import as_dict
@@ -66,7 +68,8 @@ def build_arm(args: list[str], run_id: str | None = None) -> PackedArm:
     data.prepare_data()
     for split in ("train", "val"):
         require(len(data.splits[split][0]) > 0, f"the {split} split is empty; give data.num_{split} a positive size")
-    built(parsed.model, data)
+    with _init_context(parsed.trainer_kwargs.get("precision")):  # as the solo fit's Trainer builds it
+        built(parsed.model, data)
     optimizer, scheduler = parsed.config.get("optimizer"), parsed.config.get("lr_scheduler")
     if optimizer is not None or scheduler is not None:  # as LightningCLI's fit hands them to the model
         parsed.model.use_optimizer(as_dict(optimizer), as_dict(scheduler))
@@ -79,6 +82,11 @@ def build_arm(args: list[str], run_id: str | None = None) -> PackedArm:
         record_run(arm.logger, parsed.text, parsed.config.as_dict(), parsed.model, data)
     arm.stream = current_stream()  # built and recorded, as its solo fit is when it starts training
     return arm
+
+
+def _init_context(precision: Any) -> contextlib.AbstractContextManager:
+    """Where a Trainer of ``precision`` creates a model's layers: float64 by default for 64-true."""
+    return DoublePrecision().module_init_context() if str(precision).startswith("64") else contextlib.nullcontext()
 
 
 class PackedData(L.LightningDataModule):
@@ -169,6 +177,8 @@ def fit_pack(
     kwargs |= trainer_overrides or {}
     configured = configured_callbacks(arms[0].parsed.trainer_kwargs)  # per_arm ones (the plan checks)
     trainer = L.Trainer(**kwargs, logger=loggers if loggers.arms else False, callbacks=[*configured, *callbacks])
+    for arm in arms:  # in the pack's precision (64-true: float64) for what runs on an arm's own model
+        trainer.precision_plugin.convert_module(arm.model)
     try:
         trainer.fit(module, datamodule=data)
         if test_after_fit:

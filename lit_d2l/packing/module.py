@@ -43,7 +43,7 @@ from lit_d2l.graph import computation_graph, graph_figure
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
-from lit_d2l.packing.optim import PackedAdam, PackedSGD, arm_optimizer, arm_schedule, scheduled_lr
+from lit_d2l.packing.optim import ADAM_SETTINGS, PackedAdam, PackedSGD, arm_optimizer, arm_schedule, scheduled_lr
 from lit_d2l.seeding import run_seed
 
 _DROPOUTS = (nn.Dropout, DropoutScratch)
@@ -117,7 +117,7 @@ class PackedModule(L.LightningModule):
         self.optimizer_kind = kinds.pop()
         for setting in optimizers[0][1]:  # each arm's own lr, momentum or betas, weight decay ...
             values = [settings[setting] for _, settings in optimizers]
-            self.register_buffer(f"arm_{setting}", torch.tensor(values, dtype=torch.float32))
+            self.register_buffer(f"arm_{setting}", torch.tensor(values, dtype=torch.float64))  # as torch holds them
         self.register_buffer("arm_l2", torch.tensor([float(a.l2) for a in arms], dtype=torch.float32))
         schedules = [arm_schedule(a) for a in arms]
         if len({s[0] if s else None for s in schedules}) > 1:
@@ -131,7 +131,7 @@ class PackedModule(L.LightningModule):
         if self.schedule is not None:
             self.register_buffer("arm_base_lr", self.arm_lr.clone())
             for key in schedules[0][1]:
-                self.schedule_settings[key] = torch.tensor([s[1][key] for s in schedules], dtype=torch.float32)
+                self.schedule_settings[key] = torch.tensor([s[1][key] for s in schedules], dtype=torch.float64)
         self.penalised = [bool(a.l2) for a in arms]
         self.any_penalty = any(self.penalised)  # else the penalty's terms are not even computed
         self.register_buffer("active", torch.ones(self.num_arms, dtype=torch.bool))
@@ -234,6 +234,8 @@ class PackedModule(L.LightningModule):
         key = tuple((tuple(t.shape[1:]), t.dtype) for t in inputs)
         if key not in self._dropout_calls:
             template = self.template
+            if key[0][1].is_floating_point:  # in the pack's precision (64-true: float64 inputs)
+                template.to(key[0][1])
             dropouts = [_module(template, path) for path in self.dropout_paths]
             for module in dropouts:
                 module.calls = []
@@ -472,22 +474,22 @@ class PackedModule(L.LightningModule):
         decay = bool((self.arm_weight_decay != 0).any())
         if self.optimizer_kind != "sgd":
             groups = [{"params": weights, "decay": decay}, {"params": biases, "decay": False}]
-            return PackedAdam([g for g in groups if g["params"]], self._adam_settings, self.optimizer_kind == "adamw")
+            decoupled = self.optimizer_kind == "adamw"
+            return PackedAdam([g for g in groups if g["params"]], self._optimizer_settings, decoupled)
         momentum = bool((self.arm_momentum != 0).any())
         groups = [
             {"params": weights, "decay": decay, "momentum": momentum},
             {"params": biases, "decay": False, "momentum": momentum},
         ]
-        return PackedSGD([g for g in groups if g["params"]], self._settings)
+        return PackedSGD([g for g in groups if g["params"]], self._optimizer_settings)
 
     def _active(self) -> Tensor | None:
         return None if not self.diverged else self.active  # None: every arm steps, nothing to mask
 
-    def _settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        return self.arm_lr, self.arm_momentum, self.arm_weight_decay, self._active()
-
-    def _adam_settings(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-        return self.arm_lr, self.arm_beta1, self.arm_beta2, self.arm_eps, self.arm_weight_decay, self._active()
+    def _optimizer_settings(self) -> dict[str, Tensor | None]:
+        """Each arm's optimizer settings (lr, momentum or betas and eps, weight decay) and which arms step."""
+        names = ("lr", "momentum", "weight_decay") if self.optimizer_kind == "sgd" else ADAM_SETTINGS
+        return {**{name: getattr(self, f"arm_{name}") for name in names}, "active": self._active()}
 
     # -- per-arm results ------------------------------------------------------------------------
 

@@ -10,22 +10,18 @@ import torch
 from torch import Tensor
 
 
-class PackedSGD(torch.optim.Optimizer):
-    """Minibatch SGD with momentum and weight decay where every hyperparameter is a vector over the arms.
+class PackedOptimizer(torch.optim.Optimizer):
+    """An optimizer for a pack of arms: every parameter carries the arm axis first, every hyperparameter is
+    a vector over the arms, and arm k takes exactly the step torch's optimizer takes for it alone.
 
-    Each parameter carries the arm axis first. Arm k takes exactly the step ``torch.optim.SGD`` (or
-    lit-d2l's ``MinibatchSGD``, which is SGD without momentum and decay) would take alone:
-
-        d = grad + wd_k · θ   (weights only)        b ← m_k · b + d        θ ← θ − lr_k · b
-
-    ``settings()`` returns the current (lr, momentum, weight_decay, active) vectors; an inactive
-    (diverged) arm is left exactly as it is, whatever its gradient holds (``active`` None: all step). A group with
-    ``"momentum": False`` (no arm uses momentum) keeps no momentum buffer.
+    ``settings()`` returns the current vectors by name (float64, as torch's optimizers hold Python floats)
+    and ``active``: None when every arm steps, else a boolean vector; an inactive (diverged) arm is left
+    exactly as it is, whatever its gradient holds. Subclasses define :meth:`update` for one parameter, with
+    the fused operations torch's optimizers use (``addcmul`` for a + α·b, ``lerp``, ``addcdiv``), so that an
+    arm's step is torch's bit for bit given the same gradient.
     """
 
-    def __init__(
-        self, groups: Iterable[dict[str, Any]], settings: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor | None]]
-    ) -> None:
+    def __init__(self, groups: Iterable[dict[str, Any]], settings: Callable[[], dict[str, Tensor | None]]) -> None:
         super().__init__(list(groups), {"decay": False})
         self.settings = settings
 
@@ -35,56 +31,8 @@ class PackedSGD(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        lr, momentum, weight_decay, active = self.settings()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                shape = (-1,) + (1,) * (param.ndim - 1)
-                keep = None if active is None else active.view(shape)
-                direction = param.grad if keep is None else torch.where(keep, param.grad, 0.0)
-                if group["decay"]:
-                    direction = direction + weight_decay.view(shape) * param
-                state = self.state[param]
-                if "momentum_buffer" in state or group.get("momentum", True):
-                    buffer = state.setdefault("momentum_buffer", torch.zeros_like(param))
-                    buffer.mul_(momentum.view(shape)).add_(direction)
-                    direction = buffer
-                update = lr.view(shape) * direction
-                param.sub_(update if keep is None else torch.where(keep, update, 0.0))
-        return loss
-
-
-class PackedAdam(torch.optim.Optimizer):
-    """Adam and AdamW (D2L 12.10) where every hyperparameter is a vector over the arms.
-
-    Arm k takes exactly the step ``torch.optim.Adam`` (``decoupled`` False: weight decay added to the
-    gradient) or ``torch.optim.AdamW`` (``decoupled`` True: θ ← θ·(1 − lr_k·wd_k)) would take alone:
-
-        m ← β1_k·m + (1 − β1_k)·g     v ← β2_k·v + (1 − β2_k)·g²
-        θ ← θ − lr_k/(1 − β1_kᵗ) · m / (√v/√(1 − β2_kᵗ) + ε_k)
-
-    ``settings()`` returns (lr, beta1, beta2, eps, weight_decay, active) vectors; an inactive (diverged)
-    arm is left as it is. Weight decay applies to groups with ``"decay": True`` (weights, never biases).
-    """
-
-    def __init__(
-        self,
-        groups: Iterable[dict[str, Any]],
-        settings: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]],
-        decoupled: bool,
-    ) -> None:
-        super().__init__(list(groups), {"decay": False})
-        self.settings = settings
-        self.decoupled = decoupled
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        lr, beta1, beta2, eps, weight_decay, active = self.settings()
+        settings = self.settings()
+        active = settings.pop("active", None)
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is None:
@@ -92,37 +40,89 @@ class PackedAdam(torch.optim.Optimizer):
                 shape = (-1,) + (1,) * (param.ndim - 1)
                 keep = None if active is None else active.view(shape)
                 grad = param.grad if keep is None else torch.where(keep, param.grad, 0.0)
-                state = self.state[param]
-                if not state:
-                    state["step"] = torch.zeros(len(lr), device=param.device)
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                steps = state["step"]
-                steps.add_(1.0 if active is None else active.to(steps.dtype))  # a frozen arm's clock stops too
-                new = param.clone()
-                if group["decay"]:
-                    if self.decoupled:
-                        new.mul_(1 - (lr * weight_decay).view(shape))
-                    else:
-                        grad = grad + weight_decay.view(shape) * param
-                b1, b2 = beta1.view(shape), beta2.view(shape)
-                exp_avg = state["exp_avg"] * b1 + (1 - b1) * grad
-                exp_avg_sq = state["exp_avg_sq"] * b2 + (1 - b2) * grad * grad
-                t = steps.clamp(min=1).view(shape)
-                denom = (exp_avg_sq.sqrt() / (1 - b2**t).sqrt()) + eps.view(shape)
-                new = new - (lr.view(shape) / (1 - b1**t)) * exp_avg / denom
-                if keep is None:
-                    state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
-                    param.copy_(new)
-                else:
-                    state["exp_avg"] = torch.where(keep, exp_avg, state["exp_avg"])
-                    state["exp_avg_sq"] = torch.where(keep, exp_avg_sq, state["exp_avg_sq"])
-                    param.copy_(torch.where(keep, new, param))
+                arm = {name: value.view(shape) for name, value in settings.items()}
+                new = self.update(param, grad, group, self.state[param], arm, active)
+                param.copy_(new if keep is None else torch.where(keep, new, param))
         return loss
+
+    def update(
+        self, param: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any], arm: dict[str, Tensor], active
+    ) -> Tensor:
+        """The parameter's next value for every arm (``arm``: each setting shaped to broadcast over it)."""
+        raise NotImplementedError
+
+
+def _as(value: Tensor, like: Tensor) -> Tensor:
+    """A float64 setting rounded to the parameter's dtype, as torch rounds a Python float it multiplies by."""
+    return value.to(like.dtype)
+
+
+class PackedSGD(PackedOptimizer):
+    """Minibatch SGD with momentum and weight decay (D2L 3.4.3, 12.6), each arm its own (lr, momentum,
+    weight_decay): the step ``torch.optim.SGD`` (or lit-d2l's ``MinibatchSGD``) takes for that arm alone,
+
+        d = grad + wd_k · θ   (weights only)        b ← m_k · b + d        θ ← θ − lr_k · b
+
+    A group with ``"momentum": False`` (no arm uses momentum) keeps no momentum buffer.
+    """
+
+    def update(self, param, grad, group, state, arm, active) -> Tensor:
+        direction = torch.addcmul(grad, param, _as(arm["weight_decay"], param)) if group["decay"] else grad
+        if "momentum_buffer" in state or group.get("momentum", True):
+            buffer = state.setdefault("momentum_buffer", torch.zeros_like(param))
+            new_buffer = buffer * _as(arm["momentum"], param) + direction
+            keep = None if active is None else active.view(arm["lr"].shape)
+            buffer.copy_(new_buffer if keep is None else torch.where(keep, new_buffer, buffer))
+            direction = new_buffer
+        return torch.addcmul(param, direction, _as(-arm["lr"], param))
+
+
+class PackedAdam(PackedOptimizer):
+    """Adam and AdamW (D2L 12.10), each arm its own (lr, beta1, beta2, eps, weight_decay): the step
+    ``torch.optim.Adam`` (``decoupled`` False: weight decay added to the gradient) or ``torch.optim.AdamW``
+    (``decoupled`` True: θ ← θ·(1 − lr_k·wd_k)) takes for that arm alone, in torch's own order of operations,
+
+        m ← β1_k·m + (1 − β1_k)·g     v ← β2_k·v + (1 − β2_k)·g²
+        θ ← θ − lr_k/(1 − β1_kᵗ) · m / (√v/√(1 − β2_kᵗ) + ε_k)
+
+    Weight decay applies to groups with ``"decay": True`` (weights, never biases); an arm's clock stops while
+    it is inactive.
+    """
+
+    def __init__(
+        self, groups: Iterable[dict[str, Any]], settings: Callable[[], dict[str, Tensor | None]], decoupled: bool
+    ) -> None:
+        super().__init__(groups, settings)
+        self.decoupled = decoupled
+
+    def update(self, param, grad, group, state, arm, active) -> Tensor:
+        if not state:
+            state["step"] = torch.zeros(len(param), dtype=torch.float64, device=param.device)
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        state["step"].add_(1.0 if active is None else active.to(torch.float64))
+        lr, beta1, beta2, decay = arm["lr"], arm["beta1"], arm["beta2"], arm["weight_decay"]
+        new = param
+        if group["decay"]:
+            if self.decoupled:
+                new = param * _as(1 - lr * decay, param)
+            else:
+                grad = torch.addcmul(grad, param, _as(decay, param))
+        exp_avg = state["exp_avg"].lerp(grad, _as(1 - beta1, param))
+        exp_avg_sq = torch.addcmul(state["exp_avg_sq"] * _as(beta2, param), _as(1 - beta2, param) * grad, grad)
+        step = state["step"].clamp(min=1).view(lr.shape)
+        denom = exp_avg_sq.sqrt() / _as((1 - beta2**step) ** 0.5, param) + _as(arm["eps"], param)
+        new = torch.addcdiv(new, _as(-lr / (1 - beta1**step), param) * exp_avg, denom)
+        keep = None if active is None else active.view(lr.shape)
+        for name, value in (("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
+            state[name] = value if keep is None else torch.where(keep, value, state[name])
+        return new
 
 
 #: The optimizers a pack restates, by class path, and the settings each arm may hold its own value of.
 PACKED_OPTIMIZERS = {"torch.optim.SGD": "sgd", "torch.optim.Adam": "adam", "torch.optim.AdamW": "adamw"}
+#: The settings of Adam and AdamW each arm holds its own value of.
+ADAM_SETTINGS = ("lr", "beta1", "beta2", "eps", "weight_decay")
 #: Variants a pack does not restate: set to anything but off, the arm trains alone.
 _UNSUPPORTED = ("nesterov", "dampening", "amsgrad", "maximize")
 

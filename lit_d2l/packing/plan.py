@@ -69,7 +69,7 @@ _SIMPLE_TRAINER = {
     "num_nodes": (1,),
     "accumulate_grad_batches": (1,),
     "gradient_clip_val": (None, 0, 0.0),
-    "precision": (None, 32, "32", "32-true", "bf16-mixed"),
+    "precision": (None, 32, "32", "32-true", "bf16-mixed", 64, "64", "64-true"),
 }
 
 Unit = TypeVar("Unit")

@@ -49,3 +49,18 @@ class InitLayersClassifier(Classifier):
 
     def forward(self, X: Tensor) -> Tensor:
         return self.net(X)
+
+
+class SmallCNN(Classifier):
+    """A convolutional network in the user's own package, its layers made in ``__init__`` as Lightning's
+    documentation writes a module: convolution → ReLU → 2×2 max-pooling → dropout → dense, on 1×28×28 images."""
+
+    def __init__(self, num_outputs: int = 10, channels: int = 4, dropout: float = 0.0, **kwargs) -> None:
+        super().__init__(num_outputs=num_outputs, **kwargs)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, channels, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout)
+        )
+        self.head = nn.Linear(channels * 14 * 14, num_outputs)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.head(self.features(X.reshape(-1, 1, 28, 28)).flatten(1))

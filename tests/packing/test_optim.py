@@ -11,12 +11,13 @@ from lit_d2l.packing.optim import PackedAdam, PackedSGD
 
 def test_each_arm_steps_as_sgd_with_its_own_lr_momentum_and_weight_decay() -> None:
     torch.manual_seed(0)
-    lr, momentum, decay = torch.tensor([0.1, 0.03, 0.5]), torch.tensor([0.0, 0.9, 0.5]), torch.tensor([0.0, 0.1, 1e-3])
+    settings = ([0.1, 0.03, 0.5], [0, 0.9, 0.5], [0, 0.1, 1e-3])
+    lr, momentum, decay = (torch.tensor(values, dtype=torch.float64) for values in settings)
     weights, biases = torch.randn(3, 4, 5), torch.randn(3, 5)
     packed_w, packed_b = torch.nn.Parameter(weights.clone()), torch.nn.Parameter(biases.clone())
     active = torch.ones(3, dtype=torch.bool)
     groups = [{"params": [packed_w], "decay": True}, {"params": [packed_b], "decay": False}]
-    packed = PackedSGD(groups, lambda: (lr, momentum, decay, active))
+    packed = PackedSGD(groups, lambda: {"lr": lr, "momentum": momentum, "weight_decay": decay, "active": active})
     alone = []
     for k in range(3):
         w, b = torch.nn.Parameter(weights[k].clone()), torch.nn.Parameter(biases[k].clone())
@@ -29,18 +30,18 @@ def test_each_arm_steps_as_sgd_with_its_own_lr_momentum_and_weight_decay() -> No
         for k, (w, b, sgd) in enumerate(alone):
             w.grad, b.grad = grad_w[k].clone(), grad_b[k].clone()
             sgd.step()
-    for k, (w, b, _) in enumerate(alone):
-        torch.testing.assert_close(packed_w[k], w, rtol=1e-6, atol=1e-7)
-        torch.testing.assert_close(packed_b[k], b, rtol=1e-6, atol=1e-7)
+    for k, (w, b, _) in enumerate(alone):  # bit for bit: the same operations in the same order
+        torch.testing.assert_close(packed_w[k], w, rtol=0, atol=0)
+        torch.testing.assert_close(packed_b[k], b, rtol=0, atol=0)
 
 
 def test_without_momentum_it_is_minibatch_sgd_and_an_inactive_arm_never_moves() -> None:
     start = torch.randn(2, 3)
     packed_p = torch.nn.Parameter(start.clone())
     active = torch.tensor([True, False])
-    lr = torch.tensor([0.2, 0.2])
-    zeros = torch.zeros(2)
-    packed = PackedSGD([{"params": [packed_p], "decay": False, "momentum": False}], lambda: (lr, zeros, zeros, active))
+    lr, zeros = torch.tensor([0.2, 0.2], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    settings = {"lr": lr, "momentum": zeros, "weight_decay": zeros, "active": active}
+    packed = PackedSGD([{"params": [packed_p], "decay": False, "momentum": False}], lambda: dict(settings))
     alone = torch.nn.Parameter(start[0].clone())
     sgd = MinibatchSGD([alone], lr=0.2)
     grad = torch.tensor([[1.0, -2.0, 0.5], [float("nan"), float("inf"), 1.0]])
@@ -57,13 +58,22 @@ def test_each_arm_steps_as_adam_or_adamw_with_its_own_settings(decoupled: bool) 
     """Arm k of PackedAdam equals torch.optim.Adam (AdamW) alone with arm k's lr, betas, eps and weight
     decay, weights decayed and biases not; a frozen (diverged) arm does not move."""
     torch.manual_seed(0)
-    lr, eps = torch.tensor([0.01, 0.05, 0.002, 0.01]), torch.tensor([1e-8, 1e-6, 1e-4, 1e-8])
-    beta1, beta2 = torch.tensor([0.9, 0.8, 0.95, 0.9]), torch.tensor([0.999, 0.99, 0.9, 0.999])
-    decay, active = torch.tensor([0.0, 0.1, 0.01, 0.1]), torch.tensor([True, True, True, False])
+    lr, eps, beta1, beta2, decay = (
+        torch.tensor(values, dtype=torch.float64)
+        for values in (
+            [0.01, 0.05, 0.002, 0.01],
+            [1e-8, 1e-6, 1e-4, 1e-8],
+            [0.9, 0.8, 0.95, 0.9],
+            [0.999, 0.99, 0.9, 0.999],
+            [0.0, 0.1, 0.01, 0.1],
+        )
+    )
+    active = torch.tensor([True, True, True, False])
     W, B = torch.randn(4, 4, 5), torch.randn(4, 5)
     packed_W, packed_B = W.clone().requires_grad_(), B.clone().requires_grad_()
     groups = [{"params": [packed_W], "decay": True}, {"params": [packed_B], "decay": False}]
-    packed = PackedAdam(groups, lambda: (lr, beta1, beta2, eps, decay, active), decoupled)
+    settings = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": decay}
+    packed = PackedAdam(groups, lambda: {**settings, "active": active}, decoupled)
     alone = []
     for k in range(3):
         w, b = W[k].clone().requires_grad_(), B[k].clone().requires_grad_()
@@ -74,16 +84,14 @@ def test_each_arm_steps_as_adam_or_adamw_with_its_own_settings(decoupled: bool) 
             eps=float(eps[k]),
         )
         alone.append((w, b, optimizer))
-    for _ in range(5):
-        x = torch.randn(7, 4)
-        packed.zero_grad()
-        ((torch.einsum("bi,kio->kbo", x, packed_W) + packed_B[:, None]) ** 2).sum().backward()
+    for _ in range(5):  # the same gradients for both, tiny ones included (Adam scales them up to ~lr)
+        grad_W, grad_B = torch.randn(4, 4, 5) * torch.logspace(-9, 0, 5), torch.randn(4, 5)
+        packed_W.grad, packed_B.grad = grad_W.clone(), grad_B.clone()
         packed.step()
-        for w, b, optimizer in alone:
-            optimizer.zero_grad()
-            ((x @ w + b) ** 2).sum().backward()
+        for k, (w, b, optimizer) in enumerate(alone):
+            w.grad, b.grad = grad_W[k].clone(), grad_B[k].clone()
             optimizer.step()
-    for k, (w, b, _) in enumerate(alone):
-        torch.testing.assert_close(packed_W[k], w, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(packed_B[k], b, rtol=1e-5, atol=1e-6)
+    for k, (w, b, _) in enumerate(alone):  # bit for bit: torch's own operations in its order
+        torch.testing.assert_close(packed_W[k], w, rtol=0, atol=0)
+        torch.testing.assert_close(packed_B[k], b, rtol=0, atol=0)
     assert torch.equal(packed_W[3], W[3]) and torch.equal(packed_B[3], B[3])
