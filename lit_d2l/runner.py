@@ -47,7 +47,7 @@ from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings, check_registered_name
 from lit_d2l.tracking.store import dashboard_hint, store_option
 from lit_d2l.tracking.system_metrics import check_system_metrics
-from lit_d2l.usage import CKPT_PATH_HELP, TEST_AFTER_FIT_HELP
+from lit_d2l.usage import CKPT_PATH_HELP, LOG_GRAPH_HELP, TEST_AFTER_FIT_HELP
 
 SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -89,9 +89,7 @@ class D2LCLI(LightningCLI):
         parser.add_class_arguments(TrackingSettings, "tracking")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help=CKPT_PATH_HELP)
         parser.add_argument("--test_after_fit", type=bool, default=False, help=TEST_AFTER_FIT_HELP)
-        parser.add_argument(
-            "--log_graph", type=bool, default=True, help="log graph.svg/graph.png, J's computation graph, at step 0"
-        )
+        parser.add_argument("--log_graph", type=bool, default=False, help=LOG_GRAPH_HELP)
 
     def before_instantiate_classes(self) -> None:
         self.logger: TrackingLogger | None = None
@@ -119,7 +117,7 @@ class D2LCLI(LightningCLI):
         extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
         extra.append(StoredFirst())  # a checkpoint file appears once the values logged before it are stored
         extra.append(MemoryMeter())  # memory/saved_for_backward_bytes, from a side pass at step 0
-        if self.config_init.get("log_graph", True):
+        if self.config_init.get("log_graph", False):
             extra.append(ComputationGraphArtifact())
         logged = self.config_init.trainer.get("logger") is not False  # the monitor refuses a Trainer without one
         if self.config_init.get("lr_scheduler") is not None and logged:  # its learning rate, logged every epoch

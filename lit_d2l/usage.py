@@ -46,6 +46,7 @@ TRACKING_KEYS = (
 #: The options of fit/validate/test that are lit-d2l's, besides model, data and trainer.
 CKPT_PATH_HELP = "checkpoint to resume (fit) or evaluate (validate, test)"
 TEST_AFTER_FIT_HELP = "after fit, also test, in the same MLflow run"
+LOG_GRAPH_HELP = "log graph.svg/graph.png, J's computation graph (D2L 5.3), at step 0 (about 0.2 s a fit)"
 
 _EVALUATE_USAGE = """usage: lit-d2l {command} --run RUN_ID [--section.key VALUE ...]
        lit-d2l {command} --config CONFIG.yaml --ckpt_path FILE [--section.key VALUE ...]

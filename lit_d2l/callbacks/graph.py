@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from matplotlib.figure import Figure
 
-from lit_d2l.graph import FILES, ComputationGraph, graph_figure, save_figure
+from lit_d2l.graph import ComputationGraph, graph_figure, save_figure
 from lit_d2l.models.base import D2LModule
 
 
@@ -32,10 +35,20 @@ class ComputationGraphArtifact(L.Callback):
         if not trainer.is_global_zero:
             return
         self.graph, figure = graph_figure(pl_module, tuple(batch))
+        files = log_graph_files(figure, trainer.loggers, self.out_dir)
         if self.out_dir is not None:
-            self.files = save_figure(figure, self.out_dir)
-        for logger in trainer.loggers:
-            log_figure = getattr(logger, "log_figure", None)
-            if callable(log_figure):
-                for name in FILES:
-                    log_figure(figure, name)
+            self.files = files
+
+
+def log_graph_files(figure: Figure, loggers: Iterable[Any], out_dir: Path | None = None) -> list[Path]:
+    """Render ``figure`` once as graph.svg and graph.png (into ``out_dir``, else a temporary folder) and store
+    both files on the run of every logger that takes files (``log_file``). Returns the files in ``out_dir``."""
+    takers = [logger for logger in loggers if callable(getattr(logger, "log_file", None))]
+    if out_dir is None and not takers:
+        return []
+    with tempfile.TemporaryDirectory() as scratch:
+        files = save_figure(figure, out_dir if out_dir is not None else Path(scratch))
+        for logger in takers:
+            for path in files:
+                logger.log_file(path)
+    return files if out_dir is not None else []

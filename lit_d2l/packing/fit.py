@@ -171,7 +171,7 @@ def fit_pack(
 
     module.on_diverged = diverged
     module.arm_models, module.arm_data = tuple(arm.model for arm in arms), tuple(data.arm_data)
-    module.log_graph = bool(arms[0].parsed.config.get("log_graph", True))
+    module.log_graph = bool(arms[0].parsed.config.get("log_graph", False))
     kwargs = {k: v for k, v in arms[0].parsed.trainer_kwargs.items() if k not in ("logger", "callbacks")}
     kwargs |= {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
     kwargs |= trainer_overrides or {}

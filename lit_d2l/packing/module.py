@@ -36,10 +36,10 @@ from torchmetrics import Metric
 
 from lit_d2l.callbacks.diagnostics import distinct_units, summarize, units_metrics, write_artifacts
 from lit_d2l.callbacks.divergence import why_diverged
+from lit_d2l.callbacks.graph import log_graph_files
 from lit_d2l.callbacks.memory import step_memory
 from lit_d2l.errors import require
-from lit_d2l.graph import FILES as GRAPH_FILES
-from lit_d2l.graph import computation_graph, graph_figure
+from lit_d2l.graph import graph_figure
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.packing.loggers import arm_prefix
@@ -293,30 +293,28 @@ class PackedModule(L.LightningModule):
         return torch.where(self.active, objective, torch.zeros_like(objective)).sum()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """At a fit's first step, what a single fit records then, per arm, from its own model and batch:
-        the memory a training step keeps for backward (:class:`~lit_d2l.callbacks.MemoryMeter`), and
-        the objective's graph (:class:`~lit_d2l.callbacks.ComputationGraphArtifact`) when asked."""
+        """At a fit's first step, what a single fit records then: the memory a training step keeps for
+        backward (:class:`~lit_d2l.callbacks.MemoryMeter`) and, when asked, the objective's graph
+        (:class:`~lit_d2l.callbacks.ComputationGraphArtifact`). Both depend only on the architecture, the
+        batch's shape and the penalty λ (the graph's s node and title), so one side pass per distinct λ
+        serves every arm with it; side passes draw nothing from the training's streams."""
         if self.global_step != 0 or batch_idx != 0 or not self.arm_models:
             return
         memory: dict[str, list[float]] = {}
         graphed = self.log_graph and self.logger is not None
-        figure = None
-        # Each arm's side passes draw dropout masks from its own stream, as they do in its solo fit.
-        with torch.random.fork_rng(devices=[]):
-            for arm in self._open_arms():
-                own = tuple(t[arm].cpu().clone() for t in batch)  # its own storage: bytes are counted per storage
-                with self.arm_stream(arm):
-                    for key, value in step_memory(self.arm_models[arm], own).items():
-                        memory.setdefault(key, [0.0] * self.num_arms)[arm] = value
-                    if graphed and figure is None:
-                        _, figure = graph_figure(self.arm_models[arm], own)
-                    elif graphed and self.dropout_paths:  # the same figure; only its draws matter
-                        computation_graph(self.arm_models[arm], own)
+        by_penalty: dict[float, list[int]] = {}
+        for arm in self._open_arms():
+            by_penalty.setdefault(float(self.arm_models[arm].l2), []).append(arm)
+        for arms in by_penalty.values():
+            model = self.arm_models[arms[0]]
+            own = tuple(t[arms[0]].cpu().clone() for t in batch)  # its own storage: bytes are counted per storage
+            for key, value in step_memory(model, own).items():
+                for arm in arms:
+                    memory.setdefault(key, [0.0] * self.num_arms)[arm] = value
+            if graphed:
+                _, figure = graph_figure(model, own)
+                log_graph_files(figure, [self.logger.arm(arm) for arm in arms])
         self.log_arms({key: torch.tensor(values) for key, values in memory.items()}, epoch=False)
-        if figure is not None and self.logger is not None:
-            for arm in self._open_arms():  # one architecture: the same figure for every arm
-                for name in GRAPH_FILES:
-                    self.logger.arm(arm).log_figure(figure, name)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._step_values is not None:

@@ -219,6 +219,11 @@ class TrackingLogger(Logger):
         self.experiment.log_figure(self.run_id, figure, artifact_file)
 
     @rank_zero_only
+    def log_file(self, path: str | Path) -> None:
+        """Store a file as an artifact of the run, under its own name."""
+        self.experiment.log_artifact(self.run_id, str(path))
+
+    @rank_zero_only
     def flush(self) -> None:
         """Write everything queued with ``log_batch``, in as few calls as MLflow's per-call limits allow."""
         with shielded():  # a stop signal takes effect once the values taken off the buffer are stored

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,7 @@ overrides:
   trainer.log_every_n_steps: 2
   data.num_train: 128
   data.num_val: 64
+  log_graph: true
 diagnostics_every: 3
 max_grad_norm: 200.0
 """
@@ -61,8 +64,15 @@ def recorded(client: MlflowClient, experiment: str) -> dict[tuple[str, str], dic
             "layers": SweepStore(client.tracking_uri).layer_table(run.info.run_id),
             "dataset": [(d.dataset.name, d.dataset.digest, d.dataset.profile) for d in run.inputs.dataset_inputs],
             "models": len(run.outputs.model_outputs) if run.outputs else 0,
+            "graph": graph_digest(client, run.info.run_id),
         }
     return runs
+
+
+def graph_digest(client: MlflowClient, run_id: str) -> str:
+    """The digest of the run's graph.png: the figure of its own J = L + s (λ in the title, s when λ > 0)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return hashlib.sha256(Path(client.download_artifacts(run_id, "graph.png", folder)).read_bytes()).hexdigest()
 
 
 def same_values(a: list[tuple[int, float]], b: list[tuple[int, float]]) -> bool:
@@ -100,7 +110,7 @@ def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri,
     assert outcomes == {"finished", "diverged"}  # the N(0, 3²) start explodes, the others train
     for pair, run in with_packs.items():
         other = without[pair]
-        for field in ("status", "params", "tags", "artifacts", "diagnostics", "dataset"):
+        for field in ("status", "params", "tags", "artifacts", "diagnostics", "dataset", "graph"):
             assert run[field] == other[field], (pair, field)
         assert run["dataset"][0][0] == "GaussianClusters" and run["models"] == other["models"] == 0, pair
         assert run["history"].keys() == other["history"].keys(), pair
@@ -108,6 +118,7 @@ def test_packed_and_unpacked_sweeps_record_the_same_runs(tmp_path, tracking_uri,
             assert same_values(values, other["history"][key]), (pair, key, values[:3], other["history"][key][:3])
         assert same_table(run["layers"], other["layers"]) and run["layers"], pair  # diagnostics/layers.csv
     assert {"act_std/min", "grad_norm/max", "val/acc", "epoch"} <= set(with_packs[next(iter(with_packs))]["history"])
+    assert len({run["graph"] for run in with_packs.values()}) == 4  # 2 depths × λ = 0 or 0.01: each its own figure
     assert [o.outcome for o in packed.outcomes].count("diverged") == [o.outcome for o in alone.outcomes].count(
         "diverged"
     )
