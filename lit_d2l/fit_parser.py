@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import Namespace
 
 from lit_d2l.config_checks import as_dict, check_checkpoint, check_optimizer
@@ -28,6 +29,8 @@ class ParsedFit:
     model: Any
     datamodule: Any
     trainer_kwargs: dict[str, Any]
+    #: torch's random stream once the model and data were made: where the run's fit goes on drawing from
+    stream: torch.Tensor | None = None
 
     @property
     def text(self) -> str:
@@ -85,4 +88,4 @@ def parse_fit(args: list[str]) -> ParsedFit:
             L.seed_everything(None if seed is True else seed, verbose=False)
         init = parser.instantiate_classes(config)
     trainer = init.trainer.as_dict() if hasattr(init.trainer, "as_dict") else dict(init.trainer)
-    return ParsedFit(config, init.get("model"), init.get("data"), trainer)
+    return ParsedFit(config, init.get("model"), init.get("data"), trainer, torch.random.get_rng_state())

@@ -37,12 +37,15 @@ def run_pack(
             results[index] = outcome(task, "skipped", error=taken, device=device)
             continue
         try:
-            store.log_params(run_id, task.params)
-            built.append((index, build_arm([*task.args, "--tracking.run_id", run_id], run_id)))
+            arm = build_arm([*task.args, "--tracking.run_id", run_id], run_id, task.take_parsed())
+            assert arm.logger is not None
+            arm.logger.log_hyperparams(task.params)  # written with the run's other params, in one call
+            built.append((index, arm))
         except Exception as exc:  # this arm's settings failed: its run ends FAILED, the pack goes on
             if interrupts.requested() is not None:  # unless a stop signal cut its building short: a stop
                 store.end_if_running(run_id, "KILLED")
                 interrupts.raise_if_requested()
+            store.log_params(run_id, task.params)
             store.end_if_running(run_id, "FAILED")
             results[index] = outcome(task, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
         except BaseException:

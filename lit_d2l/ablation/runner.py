@@ -98,6 +98,16 @@ class PairTask:
     params: dict[str, str] = field(default_factory=dict)  # the swept values as top-level params of the child run
     steps: float = 1.0  # its expected training steps: its weight in the sweep's ETA
     unit: str = ""  # which unit of the sweep it trains in ("pack 2/5 (12 arms)"), for the heartbeat lines
+    #: its args as the plan parsed them (this process only: a pack builds from it instead of parsing again)
+    parsed: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "parsed": None}  # another process parses for itself
+
+    def take_parsed(self) -> Any:
+        """The plan's parse of this pair, once (None when there is none)."""
+        parsed, self.parsed = self.parsed, None
+        return parsed
 
 
 @dataclass
@@ -195,9 +205,10 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
     """Check every arm parses, join the sweep's live parent run or resume (unless ``fresh``) or create
     one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
-    steps = {}
+    steps, first_seed = {}, {}
     for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
-        steps[arm.key] = expected_steps(parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where]))
+        first_seed[arm.key] = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
+        steps[arm.key] = expected_steps(first_seed[arm.key])
 
     store = SweepStore(uri)  # closes runs whose process is gone
     sweep_id = spec.sweep_id
@@ -238,6 +249,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
                 params=swept_params(dict(arm.settings)),
                 settings={**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
                 steps=steps[arm.key],
+                parsed=first_seed.pop(arm.key) if seed == spec.seeds[0] else None,  # parsed once, not again
             )
             for arm, seed in spec.pairs()
             if (arm.key, seed) not in done | elsewhere
@@ -392,6 +404,7 @@ def _init_worker(setting: tuple[int | None, int]) -> None:
 
 def _run_task(task: PairTask) -> PairOutcome:
     """Claim the pair, then fit it in the claimed run (or report it taken by another process)."""
+    task.take_parsed()  # a single fit parses through LightningCLI itself
     args, device = list(task.args), "cpu"
     if _worker_device is not None:
         args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]

@@ -28,8 +28,8 @@ def graph_figure(model: nn.Module, batch: tuple[Tensor, ...]) -> tuple[Computati
     from lit_d2l.graph.drawing import draw_graph
 
     graph = computation_graph(model, batch)
-    penalty = f"J = L + s, s = λ/2 Σ‖W‖² with λ = {getattr(model, 'l2', 0.0):g}"
-    objective = penalty if "s" in graph.nodes else "J = L (no penalty: λ = 0)"
+    # λ's value is the run's param, not part of the figure: arms that differ only in λ > 0 share one drawing.
+    objective = "J = L + s, s = λ/2 Σ‖W‖²" if "s" in graph.nodes else "J = L (no penalty: λ = 0)"
     graph.title = f"{type(model).__name__}: the computation graph of one training step (D2L 5.3)"
     graph.subtitle = (
         f"{objective}. Forward propagation follows the arrows; backpropagation runs them in reverse, "

@@ -296,15 +296,16 @@ class PackedModule(L.LightningModule):
         """At a fit's first step, what a single fit records then: the memory a training step keeps for
         backward (:class:`~lit_d2l.callbacks.MemoryMeter`) and, when asked, the objective's graph
         (:class:`~lit_d2l.callbacks.ComputationGraphArtifact`). Both depend only on the architecture, the
-        batch's shape and the penalty λ (the graph's s node and title), so one side pass per distinct λ
-        serves every arm with it; side passes draw nothing from the training's streams."""
+        batch's shape and whether λ > 0 (the graph's s node, the weights saved for it), so one side pass for the
+        unpenalised arms and one for the penalised serve every arm; side passes draw nothing from the training's
+        streams."""
         if self.global_step != 0 or batch_idx != 0 or not self.arm_models:
             return
         memory: dict[str, list[float]] = {}
         graphed = self.log_graph and self.logger is not None
-        by_penalty: dict[float, list[int]] = {}
+        by_penalty: dict[bool, list[int]] = {}
         for arm in self._open_arms():
-            by_penalty.setdefault(float(self.arm_models[arm].l2), []).append(arm)
+            by_penalty.setdefault(bool(self.arm_models[arm].l2), []).append(arm)
         for arms in by_penalty.values():
             model = self.arm_models[arms[0]]
             own = tuple(t[arms[0]].cpu().clone() for t in batch)  # its own storage: bytes are counted per storage

@@ -39,9 +39,10 @@ SERVER_TIMEOUT_S = 120.0
 #: The most values kept in memory while the server is away (a fit stops there too).
 MAX_VALUES = 500_000
 
-# MLflow's log_batch limits: 1000 metrics and 100 params + tags per call.
+# MLflow's log_batch limits per call: 1,000 metrics, 100 params, 100 tags, 1,000 values in all.
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
 
 
 def server_timeout_s(setting: float | None = None) -> float:
@@ -86,16 +87,17 @@ class Batch:
 
 
 def batches(params: list[Param], tags: list[RunTag], metrics: list[Metric]) -> list[Batch]:
-    """The values as ``log_batch`` calls within MLflow's per-call limits, params and tags first."""
-    half = MAX_PARAMS_TAGS_PER_BATCH // 2
-    calls = [
-        Batch(params=params[start : start + half], tags=tags[start : start + half])
-        for start in range(0, max(len(params), len(tags)), half)
-    ]
-    calls += [
-        Batch(metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
-        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH)
-    ]
+    """The values as the fewest ``log_batch`` calls MLflow's per-call limits allow: each call takes up to 100
+    params and 100 tags, and fills the rest of its 1,000 values with metrics (params and tags go first)."""
+    calls: list[Batch] = []
+    p = t = m = 0
+    while p < len(params) or t < len(tags) or m < len(metrics):
+        call_params = params[p : p + MAX_PARAMS_TAGS_PER_BATCH]
+        call_tags = tags[t : t + MAX_PARAMS_TAGS_PER_BATCH]
+        room = min(MAX_METRICS_PER_BATCH, MAX_ENTITIES_PER_BATCH - len(call_params) - len(call_tags))
+        call_metrics = metrics[m : m + room]
+        calls.append(Batch(params=call_params, tags=call_tags, metrics=call_metrics))
+        p, t, m = p + len(call_params), t + len(call_tags), m + len(call_metrics)
     return calls
 
 

@@ -59,7 +59,9 @@ def test_the_side_pass_leaves_training_as_it_was() -> None:
 def test_the_figure_is_written_as_svg_and_png(tmp_path) -> None:
     model = built(MLPScratch(num_hiddens=5, num_inputs=12, num_outputs=3, l2=0.1))
     graph, figure = graph_figure(model, batch())
-    assert graph.title.startswith("MLPScratch: the computation graph") and "λ = 0.1" in graph.subtitle
+    assert graph.title.startswith("MLPScratch: the computation graph") and "s = λ/2 Σ‖W‖²" in graph.subtitle
+    unpenalised, _ = graph_figure(built(MLPScratch(num_hiddens=5, num_inputs=12, num_outputs=3)), batch())
+    assert "no penalty" in unpenalised.subtitle and "s" not in unpenalised.nodes
     paths = save_figure(figure, tmp_path / "out")
     assert [p.name for p in paths] == ["graph.svg", "graph.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
