@@ -1,12 +1,18 @@
-"""Epoch time per arm of a pack of MLPs against one MLP alone, on Fashion-MNIST-shaped data (issue 13).
+"""Epoch time per arm of a pack of models against one model alone, on Fashion-MNIST-shaped data (issue 13).
 
-K arms of D2L's MLP (784-256-10, batch 256, lr 0.1) differ in their initialisation seed and share one
-copy of the data (60,000 examples of 784 features, 10 classes: GaussianClusters in Fashion-MNIST's
-shape, so it runs offline). One epoch of the pack is timed against one epoch of a single arm
-through ``lit-d2l fit``'s own path, both after a warm-up epoch, on the same device. Prints one JSON
-object last. Target on a GPU: a pack of >= 256 arms at <= 1/50 of a solo arm's epoch time per arm.
+K arms of one model differ in their initialisation seed and share one copy of the data (60,000
+examples of 784 features, 10 classes: GaussianClusters in Fashion-MNIST's shape, so it runs offline),
+batch 256:
 
-    python benchmarks/packed_epoch.py [--arms 256] [--accelerator gpu]
+- ``--model mlp`` (the default): D2L's MLP 784-256-10, lr 0.1 (D2L 5.2);
+- ``--model lenet``: the sigmoid LeNet-5 on the examples as 1x28x28 images, lr 0.9 (D2L 7.6): a pack of
+  convolutions, which ``vmap`` runs as grouped convolutions.
+
+One epoch of the pack is timed against one epoch of a single arm through ``lit-d2l fit``'s own path,
+both after a warm-up epoch, on the same device. Prints one JSON object last. Target on a GPU (MLP): a
+pack of >= 256 arms at <= 1/50 of a solo arm's epoch time per arm; LeNet has no target yet.
+
+    python benchmarks/packed_epoch.py [--model mlp|lenet] [--arms 256] [--accelerator gpu] [--examples 60000]
 """
 
 from __future__ import annotations
@@ -45,13 +51,21 @@ class EpochTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def arm_args(accelerator: str, init_seed: int, examples: int) -> list[str]:
+#: model -> (its fit arguments over the MLP config, the per-arm target against a solo epoch)
+MODELS: dict[str, tuple[list[str], float | None]] = {
+    "mlp": (["--model.hidden_sizes", "[256]", "--model.lr", "0.1"], 0.02),
+    "lenet": (["--model.class_path", "lit_d2l.models.LeNet", "--model.lr", "0.9"], None),
+}
+
+
+def arm_args(accelerator: str, init_seed: int, examples: int, model: str = "mlp") -> list[str]:
     return [
         *("--config", str(CONFIG), "--trainer.logger", "false", "--trainer.max_epochs", "2"),
         *("--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false"),
         *("--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0"),
         *("--trainer.limit_val_batches", "0", "--trainer.accelerator", accelerator),
-        *("--model.hidden_sizes", "[256]", "--model.lr", "0.1", "--model.init_seed", str(init_seed)),
+        *MODELS[model][0],
+        *("--model.init_seed", str(init_seed)),
         *("--data.num_inputs", "784", "--data.num_classes", "10", "--data.num_train", str(examples)),
         *("--data.num_val", "1000", "--data.batch_size", "256", "--seed_everything", "0", "--data.seed", "0"),
     ]
@@ -59,6 +73,7 @@ def arm_args(accelerator: str, init_seed: int, examples: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=list(MODELS), default="mlp")
     parser.add_argument("--arms", type=int, default=256)
     parser.add_argument("--accelerator", default="gpu" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--examples", type=int, default=60_000)
@@ -67,12 +82,12 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     solo_timer = EpochTimer()
-    cli = build("fit", arm_args(args.accelerator, 0, args.examples), callbacks=[solo_timer])
+    cli = build("fit", arm_args(args.accelerator, 0, args.examples, args.model), callbacks=[solo_timer])
     assert cli is not None
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     solo = min(solo_timer.seconds[1:] or solo_timer.seconds)
 
-    arms = [build_arm(arm_args(args.accelerator, seed, args.examples)) for seed in range(args.arms)]
+    arms = [build_arm(arm_args(args.accelerator, seed, args.examples, args.model)) for seed in range(args.arms)]
     pack_timer = EpochTimer()
     fit_pack(arms, callbacks=[pack_timer])
     packed = min(pack_timer.seconds[1:] or pack_timer.seconds)
@@ -81,6 +96,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "packed_epoch",
+                "model": args.model,
                 "device": device,
                 "arms": args.arms,
                 "examples": args.examples,
@@ -88,7 +104,7 @@ def main() -> None:
                 "pack_epoch_s": round(packed, 4),
                 "pack_epoch_per_arm_s": round(packed / args.arms, 5),
                 "per_arm_vs_solo": round(packed / args.arms / solo, 4),
-                "target_per_arm_vs_solo": 0.02,
+                "target_per_arm_vs_solo": MODELS[args.model][1],
             }
         )
     )
