@@ -198,7 +198,9 @@ def pack_tasks(tasks: list[PairTask], pack: str = "auto", pack_size: int = 0, wo
     """The units of work: packs of pairs that train together, or (``pack="off"``) one pair each."""
     if pack == "off":
         return [Pack([task], "--pack off") for task in tasks]
-    return plan_packs(tasks, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers)
+    return plan_packs(
+        tasks, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers, parsed=lambda t: t.parsed
+    )
 
 
 def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print) -> SweepPlan:

@@ -8,6 +8,7 @@ max_epochs, ...) go to separate packs. Packs are cut to fit a memory budget.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def why_model_not_packable(model: Any, datamodule: Any = None) -> str | None:
     own = [hook for hook in PACK_RESTATES if getattr(type(model), hook) is not getattr(base, hook)]
     if own:
         return f"{name} defines its own {', '.join(own)} (a pack runs {base.__name__}'s)"
-    model = built(model, datamodule)
+    model = built(copy.deepcopy(model), datamodule)  # a copy: the model itself is built once, by its fit
     optimizer = model.default_optimizer()  # the pack's own SGD steps each arm: only SGD can be restated
     if not isinstance(optimizer, (torch.optim.SGD, MinibatchSGD)):
         return f"{name}'s default_optimizer is {type(optimizer).__name__} (a pack trains with SGD)"
@@ -153,7 +154,7 @@ def why_model_not_packable(model: Any, datamodule: Any = None) -> str | None:
 def arm_bytes(parsed: ParsedFit) -> int:
     """A generous estimate of one arm's memory in a pack: parameters four times over (values, gradients,
     momentum, update), its own copy of the data, and a batch's activations."""
-    model, data = built(parsed.model, parsed.datamodule), parsed.datamodule
+    model, data = built(copy.deepcopy(parsed.model), parsed.datamodule), parsed.datamodule
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     widths = sum(p.shape[0] for p in model.parameters() if p.ndim > 1)
     activations = data.batch_size * widths * 4 * 3
@@ -188,12 +189,14 @@ def plan_packs(
     max_arms: int = 0,
     budget: int | None = None,
     workers: int = 1,
+    parsed: Callable[[Unit], ParsedFit | None] | None = None,
 ) -> list[Pack]:
     """Group ``units`` (one per arm × seed) into packs, in order of first appearance.
 
     ``settings(unit)`` gives an arm's swept settings, ``args(unit)`` its ``fit`` arguments (parsed once
-    per group, to check the model packs and to size the pack). ``max_arms`` > 0 caps a pack's size.
-    With several workers, large packs are split so that every worker gets one.
+    per group, to check the model packs and to size the pack, unless ``parsed(unit)`` already holds that
+    parse: it is read, not changed). ``max_arms`` > 0 caps a pack's size. With several workers, large
+    packs are split so that every worker gets one.
     """
     groups: dict[str, list[Unit]] = {}
     for unit in units:
@@ -204,12 +207,12 @@ def plan_packs(
         if len(members) == 1:
             packs.append(Pack(members, "the only arm with its settings"))
             continue
-        parsed = parse_fit(args(members[0]))
-        reason = why_not_packable(parsed)
+        first = (parsed(members[0]) if parsed is not None else None) or parse_fit(args(members[0]))
+        reason = why_not_packable(first)
         if reason is not None:
             packs.extend(Pack([member], reason) for member in members)
             continue
-        size = max(1, min(len(members), budget // max(1, arm_bytes(parsed))))
+        size = max(1, min(len(members), budget // max(1, arm_bytes(first))))
         if max_arms > 0:
             size = min(size, max_arms)
         packs.extend(Pack(members[start : start + size]) for start in range(0, len(members), size))
