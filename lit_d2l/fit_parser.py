@@ -19,6 +19,7 @@ from jsonargparse import Namespace
 from lit_d2l.config_checks import as_dict, check_checkpoint, check_optimizer
 from lit_d2l.runner import D2LCLI, config_errors
 from lit_d2l.tracking import check_store, resolve_tracking_uri
+from lit_d2l.tracking.run_record import recorded_text
 
 
 @dataclass
@@ -35,7 +36,7 @@ class ParsedFit:
     @property
     def text(self) -> str:
         """The resolved config as YAML, as ``lit-d2l fit`` records it (``config.yaml``)."""
-        return fit_parser().dump(self.config, skip_none=False)
+        return recorded_text(fit_parser(), self.config)
 
     @property
     def seed(self) -> int | None:

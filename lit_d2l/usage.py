@@ -46,7 +46,7 @@ TRACKING_KEYS = (
 #: The options of fit/validate/test that are lit-d2l's, besides model, data and trainer.
 CKPT_PATH_HELP = "checkpoint to resume (fit) or evaluate (validate, test)"
 TEST_AFTER_FIT_HELP = "after fit, also test, in the same MLflow run"
-LOG_GRAPH_HELP = "log graph.svg/graph.png, J's computation graph (D2L 5.3), at step 0 (about 0.2 s a fit)"
+LOG_GRAPH_HELP = "log graph.svg/graph.png, J's computation graph (D2L 5.3), at step 0 (off unless the config sets it)"
 
 _EVALUATE_USAGE = """usage: lit-d2l {command} --run RUN_ID [--section.key VALUE ...]
        lit-d2l {command} --config CONFIG.yaml --ckpt_path FILE [--section.key VALUE ...]
@@ -76,6 +76,7 @@ _OPTIONS = """options:
                            --lr_scheduler.help CLASS
   --ckpt_path FILE         {ckpt_path}
   --test_after_fit BOOL    {test_after_fit}
+  --log_graph BOOL         {log_graph}
   --seed_everything N      the run's seed (each random stream gets its own seed derived from it)
   --print_config           print the resolved config, every key with its value, and run nothing
   --help full              LightningCLI's full help: every option, the Trainer's ~40 included"""
@@ -111,9 +112,12 @@ def command_help(command: str) -> str:
     """The short help of ``lit-d2l fit|validate|test``."""
     usage = _FIT_USAGE if command == "fit" else _EVALUATE_USAGE.format(command=command)
     keys = ", ".join(TRACKING_KEYS)
-    options = _OPTIONS.format(tracking=keys, ckpt_path=CKPT_PATH_HELP, test_after_fit=TEST_AFTER_FIT_HELP)
+    options = _OPTIONS.format(
+        tracking=keys, ckpt_path=CKPT_PATH_HELP, test_after_fit=TEST_AFTER_FIT_HELP, log_graph=LOG_GRAPH_HELP
+    )
     if command != "fit":
         options = options.replace("  --test_after_fit BOOL    " + TEST_AFTER_FIT_HELP + "\n", "")
+        options = options.replace("  --log_graph BOOL         " + LOG_GRAPH_HELP + "\n", "")
     return "\n\n".join(
         [
             usage,

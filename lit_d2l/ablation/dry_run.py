@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lit_d2l.ablation.runner import QUIET_TRAINER, PairTask, check_pack_options, pack_tasks
+from lit_d2l.ablation.runner import QUIET_TRAINER, PairTask, check_arm_settings, check_pack_options, pack_tasks
 from lit_d2l.ablation.spec import SEED_KEYS, SweepSpec
 from lit_d2l.config_checks import as_dict
 from lit_d2l.fit_parser import ParsedFit, parse_fit
@@ -21,6 +21,7 @@ def dry_run(
     check_pack_options(pack, pack_size)
     for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised
         parsed = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), "--trainer.logger", "false"])
+        check_arm_settings(arm, parsed)
         echo(f"  {arm.key}: {resolved(parsed)}")
     tasks = [
         PairTask(

@@ -38,6 +38,7 @@ from lit_d2l.ablation.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.ablation.stability import stability_figures
 from lit_d2l.ablation.workers import supervise
 from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
+from lit_d2l.config_checks import as_dict
 from lit_d2l.errors import UserError
 from lit_d2l.fit_parser import parse_fit
 from lit_d2l.noise import lightning_info_off, worker_quiet
@@ -187,6 +188,23 @@ def expected_steps(parsed: Any) -> float:
     return float(min(steps, max_steps) if max_steps > 0 else steps)
 
 
+#: The model's own SGD settings: an arm trained with a configured ``--optimizer`` takes that optimizer's instead.
+MODEL_SGD_KEYS = ("model.lr", "model.momentum", "model.weight_decay")
+
+
+def check_arm_settings(arm: Arm, parsed: Any) -> None:
+    """Refuse an arm that varies the model's own SGD settings while an ``--optimizer`` is configured: its
+    arms would all train alike (the configured optimizer takes its own lr, momentum, weight decay)."""
+    optimizer = as_dict(parsed.config.get("optimizer"))
+    swept = [key for key in MODEL_SGD_KEYS if key in dict(arm.settings)]
+    if optimizer is not None and swept:
+        name = optimizer["class_path"].rsplit(".", 1)[-1]
+        raise UserError(
+            f"{swept[0]} varies between arms, but they train with optimizer {name}, which ignores it: "
+            f"vary optimizer.{swept[0].split('.', 1)[1]} instead"
+        )
+
+
 def check_pack_options(pack: str, pack_size: int) -> None:
     if pack not in PACK_MODES:
         raise UserError(f"--pack must be one of {', '.join(PACK_MODES)}, got {pack!r}")
@@ -210,6 +228,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
     steps, first_seed = {}, {}
     for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
         first_seed[arm.key] = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
+        check_arm_settings(arm, first_seed[arm.key])
         steps[arm.key] = expected_steps(first_seed[arm.key])
 
     store = SweepStore(uri)  # closes runs whose process is gone

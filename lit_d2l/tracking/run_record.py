@@ -30,8 +30,18 @@ class RunRecorder(SaveConfigCallback):
         logger = trainer.logger
         if not isinstance(logger, TrackingLogger):
             return
-        config_text = self.parser.dump(self.config, skip_none=False)
+        config_text = recorded_text(self.parser, self.config)
         record_run(logger, config_text, self.config.as_dict(), pl_module, trainer.datamodule, stage)
+
+
+def recorded_text(parser: Any, config: Any) -> str:
+    """The resolved config as ``config.yaml`` records it, with ``tracking.run_id`` null: ``lit-d2l fit --config
+    config.yaml`` then reproduces the run in a run of its own instead of writing into this one (``--resume``
+    names the run itself)."""
+    if config.get("tracking") is not None and config.get("tracking.run_id") is not None:
+        config = config.clone()
+        config["tracking.run_id"] = None
+    return parser.dump(config, skip_none=False)
 
 
 def record_run(

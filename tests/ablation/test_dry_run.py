@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lit_d2l.ablation.dry_run import dry_run
 from lit_d2l.ablation.spec import load_spec
+from lit_d2l.errors import UserError
 
 OWN_MODELS = '''
 import torch
@@ -49,3 +51,12 @@ def test_each_arm_names_its_model_class_and_the_optimizer_it_resolved(tmp_path: 
     monkeypatch.syspath_prepend(str(tmp_path))
     lines = listed(tmp_path, "own_models_dry.AdamNet", [{"model.lr": 0.01}])
     assert "  model.lr=0.01: own_models_dry.AdamNet, Adam" in lines  # the user's class, found where it lives
+
+
+def test_arms_that_vary_the_models_sgd_settings_under_another_optimizer_are_refused(tmp_path: Path) -> None:
+    """``model.lr`` is the model's own SGD's: with ``optimizer: Adam`` every arm would train alike."""
+    arms = [{"optimizer": "Adam", "model.lr": lr} for lr in (0.1, 0.01)]
+    with pytest.raises(UserError, match=r"^model\.lr varies between arms, but they train with optimizer Adam.*"):
+        listed(tmp_path, "lit_d2l.models.MLP", arms)
+    lines = listed(tmp_path, "lit_d2l.models.MLP", [{"optimizer": "Adam", "optimizer.lr": lr} for lr in (0.1, 0.01)])
+    assert any("1 pack of 2 runs" in line for line in lines), lines
