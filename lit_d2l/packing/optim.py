@@ -157,11 +157,12 @@ def why_optimizer_not_packable(optimizer: dict[str, Any] | None) -> str | None:
         return None
     path = optimizer.get("class_path", "")
     if path not in PACKED_OPTIMIZERS:
-        return f"--optimizer {path.rsplit('.', 1)[-1]} (a pack restates SGD, Adam and AdamW)"
+        return f"--optimizer {path.rsplit('.', 1)[-1]} (a pack runs SGD, Adam and AdamW)"
     args = optimizer.get("init_args") or {}
     for key in _UNSUPPORTED:
         if args.get(key):
-            return f"--optimizer.{key} {args[key]} (a pack restates plain {path.rsplit('.', 1)[-1]})"
+            name = path.rsplit(".", 1)[-1]
+            return f"--optimizer.{key} is set (a pack runs {name} without {key})"
     return None
 
 
@@ -198,7 +199,7 @@ def why_schedule_not_packable(scheduler: dict[str, Any] | None) -> str | None:
         return None
     path = scheduler.get("class_path", "")
     if path not in PACKED_SCHEDULES:
-        return f"--lr_scheduler {path.rsplit('.', 1)[-1]} (a pack restates StepLR and CosineAnnealingLR)"
+        return f"--lr_scheduler {path.rsplit('.', 1)[-1]} (a pack runs StepLR and CosineAnnealingLR)"
     if (scheduler.get("init_args") or {}).get("last_epoch", -1) != -1:
         return "--lr_scheduler.last_epoch is set (a pack starts every schedule at its beginning)"
     return None
