@@ -232,27 +232,6 @@ def build(command: str, args: list[str], callbacks: list[L.Callback] | None = No
     return _construct(D2LCLI, command, args, callbacks)
 
 
-class _Parsed(Exception):
-    """Raised right after parsing, when only validation was asked for."""
-
-
-class _ParseOnly(D2LCLI):
-    """Parses, checks the store and optimizer, and builds the model and DataModule (their constructors
-    check their settings); stops before the Trainer, so nothing runs and nothing is recorded."""
-
-    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        raise _Parsed
-
-
-def check_args(args: list[str]) -> None:
-    """Validate ``fit`` arguments (keys, types, files, the values the model and data accept) without
-    training or recording anything."""
-    try:
-        _construct(_ParseOnly, "fit", args, None)
-    except _Parsed:
-        return
-
-
 def _construct(
     cli_class: type[D2LCLI], command: str, args: list[str], callbacks: list[L.Callback] | None
 ) -> D2LCLI | None:

@@ -93,7 +93,7 @@ def test_ddp_strategy_on_cuda_uses_nccl(tracking_uri: str, client: MlflowClient,
 def test_ablation_workers_train_on_the_gpu(
     tmp_path: Path, tracking_uri: str, client: MlflowClient, experiment, backend: str, workers: int, monkeypatch
 ):
-    """--workers 2 and --backend ray (a local Ray instance) each place their units on the GPU (issue 15)."""
+    """--workers 2 and --backend ray (a local Ray instance) each place their units on the GPU."""
     from lit_d2l.ablation.runner import run_sweep
     from lit_d2l.ablation.spec import load_spec
 

@@ -1,4 +1,4 @@
-"""lit-d2l builds on the public APIs of Lightning, torch and MLflow only (DESIGN.md, "Speed, honestly")."""
+"""lit-d2l builds on the public APIs of Lightning, torch and MLflow only: no private module, no internal hook."""
 
 from __future__ import annotations
 

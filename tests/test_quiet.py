@@ -1,4 +1,4 @@
-"""A quiet CLI (issue 12): no third-party adverts, no seed lines, one device line per command."""
+"""A quiet CLI: no third-party adverts, no seed lines, one device line per command."""
 
 from __future__ import annotations
 

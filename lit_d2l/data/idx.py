@@ -59,10 +59,3 @@ def read_images_and_labels(images: Path, labels: Path) -> tuple[torch.Tensor, to
     if len(X) != len(y):
         raise IdxFormatError(f"{images.name} holds {len(X)} images but {labels.name} holds {len(y)} labels")
     return X, y
-
-
-def write_idx(path: str | Path, array: np.ndarray | torch.Tensor, compress: bool = True) -> None:
-    """Write a uint8 array as an IDX file (gzip-compressed by default)."""
-    data = np.asarray(array, dtype=np.uint8)
-    raw = bytes([0, 0, _UNSIGNED_BYTE, data.ndim]) + struct.pack(f">{data.ndim}I", *data.shape) + data.tobytes()
-    Path(path).write_bytes(gzip.compress(raw, mtime=0) if compress else raw)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lit_d2l.data.fashion_mnist import FILES
-from lit_d2l.data.idx import write_idx
+from tests.data.idx_files import write_idx
 
 
 def make_fashion_files(directory: Path, num_train: int = 600, num_test: int = 100, seed: int = 0) -> dict[str, str]:

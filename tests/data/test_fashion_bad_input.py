@@ -14,9 +14,9 @@ import pytest
 
 from lit_d2l.cli import main
 from lit_d2l.data import fashion_mnist
-from lit_d2l.data.idx import write_idx
 from tests.conftest import REPO
 from tests.data.fashion_files import make_fashion_files, stalling_server
+from tests.data.idx_files import write_idx
 from tests.test_cli import QUIET, assert_one_error_line
 
 CONFIG = REPO / "experiments" / "softmax_regression.yaml"

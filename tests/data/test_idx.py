@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_d2l.data.idx import IdxFormatError, read_idx, read_images_and_labels, write_idx
+from lit_d2l.data.idx import IdxFormatError, read_idx, read_images_and_labels
+from tests.data.idx_files import write_idx
 
 
 def header(type_code: int, dims: tuple[int, ...]) -> bytes:

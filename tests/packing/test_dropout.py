@@ -1,4 +1,4 @@
-"""Dropout in a pack: each arm draws its masks from its own stream, as its solo fit does (D2L 5.6, issue 25)."""
+"""Dropout in a pack: each arm draws its masks from its own stream, as its solo fit does (D2L 5.6)."""
 
 from __future__ import annotations
 

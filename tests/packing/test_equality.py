@@ -2,7 +2,7 @@
 
 For each model family a pack of three arms with different learning rates, penalties, momentum,
 initialisation and seeds is trained once, and each arm again alone through ``lit-d2l fit``'s own
-path; float32 agreement to 1e-5 is required (issue 13).
+path; float32 agreement to 1e-5 is required.
 """
 
 from __future__ import annotations

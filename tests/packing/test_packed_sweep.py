@@ -1,4 +1,4 @@
-"""A sweep records the same MLflow data whether its arms ran packed or one by one (issue 13)."""
+"""A sweep records the same MLflow data whether its arms ran packed or one by one."""
 
 from __future__ import annotations
 
