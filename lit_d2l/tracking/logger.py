@@ -356,6 +356,8 @@ class TrackingLogger(Logger):
         self._stored_up_to = {
             key: max(m.step for m in client.get_metric_history(run_id, key)) for key in run.data.metrics
         }
+        # epoch is recorded when it changes: the stored one is the last change, not a new one after a resume
+        self._last_epoch = run.data.metrics.get("epoch")
         client.update_run(run_id, status="RUNNING")
         for key, value in {**self._initial_tags, **owner_tags()}.items():
             client.set_tag(run_id, key, value)

@@ -82,6 +82,22 @@ def test_steps_latest_values_and_epoch_changes_only(tracking_uri, client, experi
     assert run.data.metrics == {"train/loss": pytest.approx(1 / 20), "epoch": 1.0}
 
 
+def test_a_resumed_run_records_epoch_only_when_it_changes_from_the_stored_one(tracking_uri, client, experiment) -> None:
+    """A fit killed mid-epoch and resumed from an earlier checkpoint goes on in the epoch the run last stored."""
+    first = TrackingLogger(experiment, tracking_uri=tracking_uri)
+    for step in (1, 33, 65):
+        first.log_metrics({"train/loss": 1.0, "epoch": step // 32}, step=step)
+    first.flush()
+    first.finalize("failed")
+    resumed = TrackingLogger(experiment, tracking_uri=tracking_uri, run_id=first.run_id)
+    assert resumed.run_id == first.run_id  # taken over, as a fit's logger is before its first step
+    for step in (66, 67, 97):  # steps after the stored ones, still in epoch 2, then epoch 3
+        resumed.log_metrics({"train/loss": 1.0, "epoch": step // 32}, step=step)
+    resumed.finalize("success")
+    epochs = sorted((m.step, m.value) for m in client.get_metric_history(first.run_id, "epoch"))
+    assert epochs == [(1, 0.0), (33, 1.0), (65, 2.0), (97, 3.0)]
+
+
 def test_writes_are_log_batch_calls_within_mlflow_limits_and_precede_the_end(
     tracking_uri, client, experiment, monkeypatch
 ) -> None:
