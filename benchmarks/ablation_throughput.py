@@ -17,7 +17,7 @@ Columns:
   iterator), the same SGD step (momentum, weight decay on the weights, the L2 penalty) and val on the
   same schedule, recording nothing.
 - ``vectorized``: the limit of packing. The suite's pairs grouped into packs as the packed runner
-  groups them (``lit_d2l.packing.plan.plan_packs``, planned outside the timing), each pack's arms
+  groups them (``lit_d2l.sweeps.packs.plan.plan_packs``, planned outside the timing), each pack's arms
   built from their configs as ``bare`` builds them, their parameters stacked, and one loop per pack of
   ``torch.func`` (``functional_call`` under ``vmap``, autograd on the stacked parameters) taking every
   arm's SGD step at once, with the minibatches the pack draws (``PackedBatches``: each arm its own
@@ -61,15 +61,15 @@ from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 from torchmetrics import Metric
 
-from lit_d2l.ablation.runner import run_sweep
-from lit_d2l.ablation.spec import SEED_KEYS, Arm, SweepSpec, load_spec
 from lit_d2l.data.batches import TensorBatches
-from lit_d2l.fit_parser import parse_fit
+from lit_d2l.fit.parse import parse_fit
 from lit_d2l.models import built
 from lit_d2l.models.mlp import DropoutScratch
-from lit_d2l.packing.batches import PackedBatches, stack_arms
-from lit_d2l.packing.fit import EVAL_EXAMPLES
-from lit_d2l.packing.plan import plan_packs
+from lit_d2l.sweeps.engine import run_sweep
+from lit_d2l.sweeps.packs.batches import PackedBatches, stack_arms
+from lit_d2l.sweeps.packs.fit import EVAL_EXAMPLES
+from lit_d2l.sweeps.packs.plan import plan_packs
+from lit_d2l.sweeps.spec import SEED_KEYS, Arm, SweepSpec, load_spec
 from lit_d2l.tracking.sweeps import SweepStore
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from lit_d2l.callbacks import ComputationGraphArtifact, MemoryMeter
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.run import run_configured
 
 REPO = Path(__file__).resolve().parents[1]
 #: The shipped configs whose data needs no download.

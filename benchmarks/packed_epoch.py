@@ -27,8 +27,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from lit_d2l.packing.fit import build_arm, fit_pack
-from lit_d2l.runner import build
+from lit_d2l.fit.run import build
+from lit_d2l.sweeps.packs.fit import build_arm, fit_pack
 
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "init_classification.yaml"
 

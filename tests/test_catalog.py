@@ -8,8 +8,8 @@ import lightning as L
 
 import lit_d2l.data
 import lit_d2l.models
-from lit_d2l import catalog
-from lit_d2l.catalog import Entry
+from lit_d2l.fit import catalog
+from lit_d2l.fit.catalog import Entry
 
 
 def exported_subclasses(package, base: type) -> set[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 from tests.conftest import linear_fit_args
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 from tests.conftest import LINEAR_CONFIG, only_run
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -173,7 +173,7 @@ def test_sigterm_stops_training_and_marks_the_run_killed(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (LINEAR_CONFIG.parent).glob("*.yaml")))
 def test_every_shipped_config_parses(config: str) -> None:
-    from lit_d2l.fit_parser import parse_fit
+    from lit_d2l.fit.parse import parse_fit
 
     parsed = parse_fit(["--config", str(LINEAR_CONFIG.parent / config), "--trainer.logger", "false"])
     assert parsed.model is not None and parsed.datamodule is not None
@@ -181,7 +181,7 @@ def test_every_shipped_config_parses(config: str) -> None:
 
 @pytest.mark.parametrize("scheduler", [[], ["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1"]])
 def test_callbacks_from_the_config_are_kept_beside_lit_d2ls(scheduler, tracking_uri, experiment) -> None:
-    from lit_d2l.runner import build
+    from lit_d2l.fit.run import build
 
     args = ["--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
     args += ["--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping", "--trainer.callbacks.monitor=val/loss"]

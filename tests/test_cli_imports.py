@@ -13,7 +13,7 @@ from tests.conftest import REPO
 # Lightning or MLflow (~1 s) was loaded by then (the first case that loads them is the one at fault).
 SCRIPT = """
 import contextlib, io, json, sys
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 
 results = []
 for argv in json.loads(sys.argv[1]):

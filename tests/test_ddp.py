@@ -18,8 +18,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
-from lit_d2l.resume import latest_checkpoint
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.resume import latest_checkpoint
+from lit_d2l.fit.run import run_configured
 from tests.conftest import LINEAR_CONFIG, REPO, only_run
 
 CLASSIFICATION = REPO / "experiments" / "init_classification.yaml"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 from lit_d2l.data import fashion_mnist
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.run import run_configured
 from tests.conftest import REPO, only_run
 from tests.data.fashion_files import make_fashion_files
 from tests.test_cli import QUIET
@@ -67,8 +67,8 @@ def test_plot_activations_writes_a_png_and_logs_it(tmp_path: Path, tracking_uri:
 
 @pytest.mark.slow
 def test_reduced_dropout_suite_on_generated_files(fashion_dir: Path, tmp_path: Path, tracking_uri, client, experiment):
-    from lit_d2l.ablation.runner import run_sweep
-    from lit_d2l.ablation.spec import load_spec
+    from lit_d2l.sweeps.engine import run_sweep
+    from lit_d2l.sweeps.spec import load_spec
 
     spec = tmp_path / "dropout.yaml"
     spec.write_text(

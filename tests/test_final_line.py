@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lit_d2l.progress import LineEnds, own_line
+from lit_d2l.processes.terminal import LineEnds, own_line
 from tests.conftest import LINEAR_CONFIG, REPO
 from tests.test_resilience import ENV, training, wait_for
 

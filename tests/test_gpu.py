@@ -14,7 +14,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.run import run_configured
 from tests.conftest import LINEAR_CONFIG, REPO, only_run
 from tests.test_cli import QUIET
 
@@ -94,8 +94,8 @@ def test_ablation_workers_train_on_the_gpu(
     tmp_path: Path, tracking_uri: str, client: MlflowClient, experiment, backend: str, workers: int, monkeypatch
 ):
     """--workers 2 and --backend ray (a local Ray instance) each place their units on the GPU."""
-    from lit_d2l.ablation.runner import run_sweep
-    from lit_d2l.ablation.spec import load_spec
+    from lit_d2l.sweeps.engine import run_sweep
+    from lit_d2l.sweeps.spec import load_spec
 
     if backend == "ray":
         pytest.importorskip("ray")

@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
-from lit_d2l.interrupts import Interrupted, stop_signals_handled
-from lit_d2l.runner import build, execute, run_configured
+from lit_d2l.fit.run import build, execute, run_configured
+from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
 from tests.conftest import REPO, linear_fit_args
 from tests.test_resilience import lit_d2l, running_runs, wait_for
 from tests.test_resume import EPOCHS, SignalAtStep

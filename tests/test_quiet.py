@@ -9,7 +9,7 @@ import sys
 import pytest
 from lightning.fabric.utilities.seed import seed_everything
 
-from lit_d2l.noise import quiet_third_party
+from lit_d2l.processes.quiet import quiet_third_party
 from tests.conftest import LINEAR_CONFIG
 
 NOISE = ("Tip:", "litlogger", "TPU available", "Seed set to")

@@ -19,15 +19,15 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.ablation.ray_backend import NODE_TAG, RAY_MISSING
-from lit_d2l.ablation.runner import run_sweep
-from lit_d2l.ablation.spec import load_spec
-from lit_d2l.crossval import cross_validate
 from lit_d2l.errors import UserError
-from lit_d2l.guard import stop_process_group
+from lit_d2l.processes.guard import stop_process_group
+from lit_d2l.sweeps.crossval import cross_validate
+from lit_d2l.sweeps.engine import run_sweep
+from lit_d2l.sweeps.ray_backend import NODE_TAG, RAY_MISSING
+from lit_d2l.sweeps.spec import load_spec
 from lit_d2l.tracking.liveness import STALE_TAG, Owner
-from tests.ablation.test_sweep import children_by_pair
 from tests.conftest import LINEAR_CONFIG, REPO
+from tests.sweeps.test_sweep import children_by_pair
 from tests.test_cli import assert_one_error_line, free_port, run_main
 from tests.tracking.test_server import mlflow_server
 
@@ -89,7 +89,8 @@ def test_an_address_nothing_answers_at_fails_at_once_in_one_line(tmp_path, track
 @pytest.mark.slow
 def test_the_cli_imports_ray_only_for_the_ray_backend() -> None:
     script = (
-        "import sys; from lit_d2l.cli import run; import lit_d2l.ablation.runner, lit_d2l.crossval; run(['--help']); "
+        "import sys; from lit_d2l.cli.main import run; import lit_d2l.sweeps.engine, lit_d2l.sweeps.crossval; "
+        "run(['--help']); "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.ablation.runner import run_sweep
-from lit_d2l.ablation.spec import load_spec
+from lit_d2l.sweeps.engine import run_sweep
+from lit_d2l.sweeps.spec import load_spec
 from lit_d2l.tracking.liveness import STALE_TAG
 from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG
-from tests.ablation.test_sweep import children_by_pair, spec_file
 from tests.conftest import LINEAR_CONFIG
+from tests.sweeps.test_sweep import children_by_pair, spec_file
 
 pytestmark = pytest.mark.slow
 

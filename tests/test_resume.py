@@ -10,10 +10,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.cli import main
-from lit_d2l.interrupts import Interrupted, stop_signals_handled
-from lit_d2l.resume import check_same_settings, resume_args
-from lit_d2l.runner import build, execute, run_configured
+from lit_d2l.cli.main import main
+from lit_d2l.fit.resume import check_same_settings, resume_args
+from lit_d2l.fit.run import build, execute, run_configured
+from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
 from tests.conftest import linear_fit_args
 
 EPOCHS = ["--trainer.max_epochs", "4", "--trainer.log_every_n_steps", "1", "--seed_everything", "3"]

@@ -8,16 +8,16 @@ from dataclasses import fields
 
 import pytest
 
-from lit_d2l import catalog
-from lit_d2l.cli import COMMANDS
+from lit_d2l.cli.main import COMMANDS
+from lit_d2l.cli.usage import TRACKING_KEYS
+from lit_d2l.fit import catalog
 from lit_d2l.tracking.settings import TrackingSettings
-from lit_d2l.usage import TRACKING_KEYS
 from tests.conftest import REPO
 from tests.test_cli import assert_one_error_line, run_main
 
 NO_TORCH = """
 import sys
-from lit_d2l.cli import run
+from lit_d2l.cli.main import run
 assert run(sys.argv[1:]) == 0
 heavy = sorted({name.split(".")[0] for name in sys.modules} & {"torch", "lightning", "mlflow"})
 assert not heavy, f"help imported {heavy}"
@@ -92,7 +92,7 @@ def test_an_unknown_class_name_lists_the_known_ones(args: list[str], key: str, c
 
 REGISTRATION = """
 import sys
-from lit_d2l.runner import build
+from lit_d2l.fit.run import build
 args = ["--model", "LinearRegressionScratch", "--data", "SyntheticRegressionData", "--print_config"]
 assert build("fit", args) is None
 assert build("fit", ["--model.help", "MLP"]) is None

@@ -10,8 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_d2l import interrupts
 from lit_d2l.callbacks.stored_first import commit
+from lit_d2l.processes import interrupts
 
 CHECKPOINT_DIR_TAG = "lit_d2l.checkpoint_dir"
 
@@ -124,7 +124,7 @@ class PendingStop(L.Callback):
 
 def deliver_pending(trainer: L.Trainer) -> None:
     """A stop signal noted before Lightning's SIGTERM handler was there (a sweep's worker notes every signal, see
-    :func:`~lit_d2l.interrupts.deferred`) is handed to it now: the fit stops at its first step boundary."""
+    :func:`~lit_d2l.processes.interrupts.deferred`) is handed to it now: the fit stops at its first step boundary."""
     main = threading.current_thread() is threading.main_thread()  # where signal handlers live
     if main and interrupts.requested() is not None and not trainer.received_sigterm:
         interrupts.deliver(signal.getsignal(signal.SIGTERM))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import lightning as L
 
-from lit_d2l.progress import clock_time
+from lit_d2l.processes.terminal import clock_time
 
 #: Seconds between two heartbeat lines.
 EVERY_S = 30.0

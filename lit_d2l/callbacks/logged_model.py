@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import lightning as L
 
-from lit_d2l import interrupts
+from lit_d2l.processes import interrupts
 
 
 class LogModel(L.Callback):

@@ -20,7 +20,7 @@ class TrainAccuracy(L.Callback):
     counts below are one per arm, and the pack's ``log`` sends each arm's value to that arm's run.
     """
 
-    #: Packed sweeps keep this callback (lit_d2l.packing.plan): its hooks handle a pack's arms too.
+    #: Packed sweeps keep this callback (lit_d2l.sweeps.packs.plan): its hooks handle a pack's arms too.
     per_arm: ClassVar[bool] = True
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

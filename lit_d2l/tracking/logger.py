@@ -26,8 +26,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from torch import Tensor
 
-from lit_d2l import interrupts
-from lit_d2l.interrupts import shielded
+from lit_d2l.processes import interrupts
+from lit_d2l.processes.interrupts import shielded
 from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
 from lit_d2l.tracking.models import MODEL_NAME, log_model, register_model
 from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
@@ -299,14 +298,6 @@ class SweepStore:
 
     def download(self, run_id: str, path: str) -> Path:
         return Path(self.client.download_artifacts(run_id, path, tempfile.mkdtemp()))
-
-    def layer_table(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's per-layer diagnostics (``diagnostics/layers.csv``) as rows; none when it has no table."""
-        from lit_d2l.callbacks.diagnostics import TABLE, read_table  # the one reader of the one writer
-
-        if not any(a.path == TABLE for a in self.client.list_artifacts(run_id, "diagnostics")):
-            return []
-        return read_table(self.download(run_id, TABLE).read_text())
 
 
 def as_child(run: Run) -> Child:

@@ -7,7 +7,7 @@ from pathlib import Path
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 from lit_d2l.callbacks.stored_first import PENDING, _PendingIO, remove_leftovers
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.run import run_configured
 from tests.conftest import linear_fit_args
 
 

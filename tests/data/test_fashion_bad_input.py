@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 from lit_d2l.data import fashion_mnist
 from tests.conftest import REPO
 from tests.data.fashion_files import make_fashion_files, stalling_server

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 from lit_d2l.data import GaussianClusters, HighDimLinearData, PolynomialData, SyntheticRegressionData
 from lit_d2l.errors import ConfigError
 from tests.conftest import LINEAR_CONFIG, linear_fit_args

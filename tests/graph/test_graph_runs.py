@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lit_d2l.cli import run
-from lit_d2l.runner import run_configured
+from lit_d2l.cli.main import run
+from lit_d2l.fit.run import run_configured
 from tests.conftest import REPO, linear_fit_args, only_run
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 from lit_d2l.errors import ConfigError
 from lit_d2l.models import LinearRegression
 from tests.conftest import linear_fit_args

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_d2l.runner import build
+from lit_d2l.fit.run import build
 from tests.conftest import REPO
 
 QUIET = ["--trainer.logger", "false", "--trainer.enable_checkpointing", "false"]

@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from lit_d2l.data import GaussianClusters, SyntheticRegressionData
 from lit_d2l.errors import ConfigError
+from lit_d2l.fit.run import run_configured
 from lit_d2l.models import MLP, LinearRegression, MLPScratch, SoftmaxRegression, built
-from lit_d2l.runner import run_configured
 from tests.conftest import linear_fit_args, only_run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.run import run_configured
 from tests.conftest import REPO, only_run
 from tests.test_cli import QUIET
 

@@ -3,7 +3,7 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.run import run_configured
 from tests.conftest import REPO, only_run
 from tests.test_cli import QUIET
 
@@ -19,7 +19,7 @@ def fit_with_and_without_decay(config: str, tracking_uri: str, client: MlflowCli
     return runs["3.0"], runs["0.0"]
 
 
-@pytest.mark.slow  # the fast suite checks the same trade: tests/ablation/test_sweep.py::test_ablate_and_report_commands
+@pytest.mark.slow  # the fast suite checks the same trade: tests/sweeps/test_sweep.py::test_ablate_and_report_commands
 def test_second_edition_decay_lowers_validation_loss_and_weight_norm(tracking_uri, client) -> None:
     """D2L 2nd ed. §3.7 (batch 5, lr 0.01, 10 epochs, w ~ N(0, 0.01²)): the penalty trades training fit."""
     decayed, plain = fit_with_and_without_decay("weight_decay_2nd_ed.yaml", tracking_uri, client)

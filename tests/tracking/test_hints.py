@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lit_d2l.interrupts import Interrupted
+from lit_d2l.processes.interrupts import Interrupted
 from lit_d2l.tracking.store import DEFAULT_TRACKING_URI, dashboard_hint, store_option
 
 

@@ -14,19 +14,19 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.ablation.commands import report_command
-from lit_d2l.ablation.runner import run_sweep
-from lit_d2l.ablation.spec import load_spec
-from lit_d2l.cli import main
+from lit_d2l.cli.ablate import report_command
+from lit_d2l.cli.main import main
 from lit_d2l.data import Digits, FashionMNIST, SyntheticRegressionData
 from lit_d2l.data.fashion_mnist import BASE_URL, FILES
 from lit_d2l.errors import ConfigError
-from lit_d2l.runner import build, execute, run_configured
+from lit_d2l.fit.run import build, execute, run_configured
+from lit_d2l.sweeps.engine import run_sweep
+from lit_d2l.sweeps.spec import load_spec
 from lit_d2l.tracking import system_metrics
 from lit_d2l.tracking.datasets import dataset_of
 from lit_d2l.tracking.sweeps import SweepStore
-from tests.ablation.test_sweep import spec_file
 from tests.conftest import linear_fit_args, only_run
+from tests.sweeps.test_sweep import spec_file
 from tests.test_cli import assert_one_error_line, run_main
 
 

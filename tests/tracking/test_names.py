@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lit_d2l.fit.run import default_run_name, run_configured
 from lit_d2l.models import LinearRegressionScratch
-from lit_d2l.runner import default_run_name, run_configured
 from lit_d2l.tracking.logger import EXPERIMENT_TAGS, ensure_experiment
 from tests.conftest import linear_fit_args, seed
 

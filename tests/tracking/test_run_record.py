@@ -8,7 +8,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.runner import run_configured
+from lit_d2l.fit.run import run_configured
 from tests.conftest import linear_fit_args, only_run
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-import lit_d2l.runner  # noqa: F401  (imported up front, so the timings below are the check's, not the imports')
+import lit_d2l.fit.run  # noqa: F401  (imported up front, so the timings below are the check's, not the imports')
 from tests.conftest import LINEAR_CONFIG, REPO
 from tests.test_cli import QUIET, assert_one_error_line, run_main
 

@@ -92,7 +92,7 @@ def test_resumes_started_at_the_same_instant_take_the_run_over_exactly_once(trac
 def _resume_at_once(uri: str, experiment: str, run_ids: list[str], barrier, results) -> None:
     """In a process of its own: for each run, ``fit --resume``'s takeover at the same instant as the other
     worker; the winner's logger then takes the run over, as a fit does, and ends it once both have reported."""
-    from lit_d2l.resume import resume_args
+    from lit_d2l.fit.resume import resume_args
     from lit_d2l.tracking import TrackingLogger
 
     for run_id in run_ids:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.tracking import ui
+from lit_d2l.cli import ui
 from tests.conftest import REPO
 from tests.test_cli import assert_one_error_line, free_port, run_main
 

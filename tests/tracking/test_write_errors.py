@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_d2l.cli import main
+from lit_d2l.cli.main import main
 from lit_d2l.tracking import check_store, storage_error
 from tests.conftest import LINEAR_CONFIG
 from tests.test_cli import assert_one_error_line, run_main
@@ -60,7 +60,7 @@ def test_the_cli_prints_a_failed_artifact_write_in_one_line(monkeypatch, capsys)
     def full_disk(argv: list[str]) -> int:
         raise OSError(errno.ENOSPC, "No space left on device", "/proj/mlruns/artifacts/1/config.yaml")
 
-    monkeypatch.setattr("lit_d2l.runner.run_lightning", full_disk)
+    monkeypatch.setattr("lit_d2l.fit.run.run_lightning", full_disk)
     code, _, err = run_main(["fit", "--config", str(LINEAR_CONFIG)], capsys)
     assert_one_error_line(code, err, r"disk full \(No space left on device\) writing /proj/mlruns/artifacts/1/config")
 
@@ -69,7 +69,7 @@ def test_other_exceptions_still_raise(monkeypatch) -> None:
     def bug(argv: list[str]) -> int:
         raise ZeroDivisionError("a bug, not the user's")
 
-    monkeypatch.setattr("lit_d2l.runner.run_lightning", bug)
+    monkeypatch.setattr("lit_d2l.fit.run.run_lightning", bug)
     with pytest.raises(ZeroDivisionError):
         main(["fit"])
 

@@ -1,0 +1,151 @@
+"""Settings checked before anything is built or recorded, and the parser's and Lightning's errors in one line.
+
+Used by :mod:`lit_d2l.fit.run` (every run) and :mod:`lit_d2l.fit.parse` (sweeps parse each arm first).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import instantiate_class
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from lit_d2l.errors import ConfigError, UserError, not_utf8
+from lit_d2l.fit import catalog
+
+
+def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:
+    """Build the optimizer and scheduler once, on a stand-in parameter, and take two steps: bad settings
+    (a negative learning rate, a step size of 0) fail now, in one line, before any run is recorded."""
+    probe = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        built = instantiate_class(probe, optimizer) if optimizer else torch.optim.SGD(probe, lr=0.1)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ConfigError(f"optimizer: {exc} (check the --optimizer.* settings)") from None
+    if scheduler is None:
+        return
+    try:
+        schedule = instantiate_class(built, scheduler)
+        for _ in range(2):
+            built.step()
+            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                schedule.step(0.0)
+            else:
+                schedule.step()
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise ConfigError(f"lr_scheduler: {exc} (check the --lr_scheduler.* settings)") from None
+
+
+def check_checkpoint(path: str) -> None:
+    """A ``--ckpt_path`` must be a Lightning checkpoint that loads with ``weights_only`` (no code runs)."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file; give a .ckpt file saved by lit-d2l (or Lightning)")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt, not a checkpoint, or holding objects beyond tensors
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--ckpt_path {path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(f"--ckpt_path {path}: not a Lightning checkpoint (it holds no state_dict)")
+
+
+def as_dict(config: Any) -> dict[str, Any] | None:
+    """A parsed class config (class_path + init_args) as plain dicts, as ``instantiate_class`` takes it."""
+    return None if config is None else (config.as_dict() if hasattr(config, "as_dict") else dict(config))
+
+
+def misconfiguration_line(exc: MisconfigurationException) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{first} (Lightning refused the settings: check the --trainer.* and --model.* options)"
+
+
+_GENERIC_PARSER_LINES = (
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Given value type:",
+    "Given value: NestedArg",
+    "Given value: Namespace",
+    "Problem with given class_path",
+    "Expected a <class 'NoneType'>",
+)
+
+
+def argument_error_line(message: str, command: str) -> str:
+    """jsonargparse's multi-line report reduced to the key and the specific reasons, on one line."""
+    # 'Parser key "model": ...', or '--data.help: ...' from a --*.help action
+    key = re.search(r'Parser key "([^"]+)"', message) or re.match(r"--([\w.]+): ", message)
+    unimportable = _unimportable_module(message)
+    if unimportable:
+        return f"{key.group(1)}: {unimportable}" if key else unimportable
+    prefix = r'^(Parser key "[^"]+"|--[\w.]+):'
+    lines = (re.sub(prefix, "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
+    reasons = [line for line in lines if line and not line.startswith(_GENERIC_PARSER_LINES)]
+    text = "; ".join(dict.fromkeys(reasons)) or "invalid arguments"
+    if key and _class_hint(key.group(1)) and "Expected a" in text and "path" in text:  # an unknown class name
+        text = f"{text}; expected {_class_hint(key.group(1))}"
+    if key:
+        text = f"{key.group(1)}: {text}"
+    return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
+
+
+def _unimportable_module(message: str) -> str | None:
+    """A class path whose own module (or its package) Python cannot import, e.g. ``my_models.Net`` run from a
+    folder other than the one holding ``my_models.py``: said as such, with the usual fix."""
+    given = re.search(r"Problem with given class_path '([\w.]+)'", message)
+    missing = re.search(r"No module named '([\w.]+)'", message)
+    if not given or not missing:
+        return None
+    module = given.group(1).rpartition(".")[0]
+    if module != missing.group(1) and not module.startswith(f"{missing.group(1)}."):
+        return None  # the module was found; something it imports is missing, which the parser's reasons say
+    return (
+        f"cannot import {given.group(1)}: Python found no module {missing.group(1)!r}; is the folder that holds"
+        f" {missing.group(1).replace('.', '/')}.py on PYTHONPATH? (e.g. PYTHONPATH=/path/to/that/folder lit-d2l ...)"
+    )
+
+
+def _class_hint(key: str) -> str | None:
+    """What a class-valued key takes, for the error line about a class that does not exist."""
+    if key in ("model", "model.help"):
+        names = ", ".join(entry.name for entry in catalog.models())
+        return f"one of {names}, or a class path such as my_models.MyNet (lit-d2l fit --help lists them)"
+    if key in ("data", "data.help"):
+        names = ", ".join(entry.name for entry in catalog.datamodules())
+        return f"one of {names}, or a class path (lit-d2l fit --help lists them)"
+    return {
+        "optimizer": "a torch.optim optimizer such as SGD, Adam or AdamW, or a full class path",
+        "lr_scheduler": "a torch.optim.lr_scheduler class such as StepLR or CosineAnnealingLR, or a full class "
+        "path (torch.optim.lr_scheduler.ReduceLROnPlateau)",
+    }.get(key)
+
+
+def not_utf8_config(args: list[str], exc: UnicodeDecodeError) -> ConfigError:
+    """The parser met a file that is not UTF-8: name it, from the config files ``args`` give."""
+    configs = [value for option, value in itertools.pairwise(args) if option == "--config"]
+    configs += [arg.split("=", 1)[1] for arg in args if "=" in arg]  # --config=X, --model=X.yaml
+    configs += [arg for arg in args if arg.endswith((".yaml", ".yml", ".json"))]  # --model X.yaml
+    for path in dict.fromkeys(configs):
+        try:
+            Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return not_utf8(path, bad)
+        except (OSError, ValueError):  # not a file
+            continue
+    return not_utf8("a config file", exc)
+
+
+def user_error_in(exc: BaseException) -> UserError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,0 +1,80 @@
+"""``lit-d2l ablate SPEC --dry-run``: the arms, runs and packs a sweep would make; nothing runs or is recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lit_d2l.fit.checks import as_dict
+from lit_d2l.fit.parse import ParsedFit, parse_fit
+from lit_d2l.models import D2LModule, built
+from lit_d2l.sweeps.engine import QUIET_TRAINER, PairTask, check_arm_settings, check_pack_options, pack_tasks
+from lit_d2l.sweeps.spec import SEED_KEYS, SweepSpec
+
+
+def dry_run(
+    spec: SweepSpec, echo: Callable[[str], None] = print, pack: str = "auto", pack_size: int = 0, workers: int = 1
+) -> None:
+    """List the arms, the runs a sweep would make and the packs they would train in, without running or
+    recording anything."""
+    echo(f"sweep {spec.sweep_id}: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(spec.pairs())} runs")
+    echo(f"base config: {spec.base}")
+    check_pack_options(pack, pack_size)
+    for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised
+        parsed = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), "--trainer.logger", "false"])
+        check_arm_settings(arm, parsed)
+        echo(f"  {arm.key}: {resolved(parsed)}")
+    tasks = [
+        PairTask(
+            arm.key,
+            seed,
+            spec.fit_args(arm, seed),
+            {},
+            0.0,
+            0,
+            "",
+            "",
+            "",
+            {**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
+        )
+        for arm, seed in spec.pairs()
+    ]
+    packs = pack_tasks(tasks, pack, pack_size, workers)
+    packed = [p for p in packs if p.packed]
+    alone = [p for p in packs if not p.packed]
+    echo(
+        f"--pack {pack}: {_count(len(packed), 'pack')} of {_count(sum(len(p.units) for p in packed), 'run')}, "
+        f"{_count(len(alone), 'run')} alone"
+    )
+    order = [a.key for a in spec.arms]
+    for number, unit in enumerate(packed, start=1):
+        arms = sorted({task.arm for task in unit.units}, key=order.index)
+        seeds = sorted({task.seed for task in unit.units})
+        if len(unit.units) == len(arms) * len(seeds):  # whole arms: every seed of each
+            echo(f"  pack {number}: {_count(len(unit.units), 'run')} = {_count(len(arms), 'arm')} x seeds {seeds}")
+            for key in arms:
+                echo(f"    {key}")
+        else:
+            echo(f"  pack {number}: {_count(len(unit.units), 'run')}")
+            for task in unit.units:
+                echo(f"    {task.arm} seed {task.seed}")
+    for unit in alone:
+        task = unit.units[0]
+        echo(f"  alone: {task.arm} seed {task.seed}" + (f" ({unit.reason})" if unit.reason else ""))
+
+
+def resolved(parsed: ParsedFit) -> str:
+    """``MLP, SGD``: the model's class (with its module when it is not lit-d2l's) and what it trains with."""
+    model = type(parsed.model)
+    name = model.__qualname__ if model.__module__.startswith("lit_d2l.") else f"{model.__module__}.{model.__qualname__}"
+    optimizer, scheduler = as_dict(parsed.config.get("optimizer")), as_dict(parsed.config.get("lr_scheduler"))
+    if optimizer is not None:
+        trains = optimizer["class_path"].rsplit(".", 1)[-1]
+    elif isinstance(parsed.model, D2LModule):  # the model's own default_optimizer, as its fit would build it
+        trains = type(built(parsed.model, parsed.datamodule).default_optimizer()).__name__
+    else:
+        trains = "its own configure_optimizers"
+    return ", ".join([name, trains, *([scheduler["class_path"].rsplit(".", 1)[-1]] if scheduler else [])])
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -1,0 +1,467 @@
+"""``lit-d2l ablate``: run every arm × seed of a sweep as a child of one MLflow parent run.
+
+Each pair is an ordinary ``fit`` built through the same config path (base YAML + dotted
+overrides). Every pair is claimed before it runs (:mod:`lit_d2l.tracking.sweeps`), so a pair is
+FINISHED exactly once whatever else runs: re-running the spec resumes (FINISHED pairs are skipped,
+runs whose process is gone are closed as KILLED), and two processes on one spec share the work.
+A diverging arm is a result (tagged ``outcome=diverged``); a failing arm, or one whose worker
+process died, is reported and the others go on. The units run here, in worker processes
+(:mod:`~lit_d2l.sweeps.workers`), or as tasks on a Ray cluster (:mod:`~lit_d2l.sweeps.ray_backend`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
+from lit_d2l.errors import UserError
+from lit_d2l.fit.checks import as_dict
+from lit_d2l.fit.parse import parse_fit
+from lit_d2l.fit.run import run_configured
+from lit_d2l.processes import interrupts
+from lit_d2l.processes.quiet import lightning_info_off, worker_quiet
+from lit_d2l.sweeps.arm_values import swept_params, unique_short_names
+from lit_d2l.sweeps.packs.plan import Pack, plan_packs
+from lit_d2l.sweeps.packs.run import run_pack
+from lit_d2l.sweeps.progress import Progress
+from lit_d2l.sweeps.ray_backend import (
+    NODE_TAG,
+    Cluster,
+    check_backend,
+    connected,
+    dead_node_check,
+    run_on_ray,
+    worker_place,
+)
+from lit_d2l.sweeps.reports.report import summary_table
+from lit_d2l.sweeps.reports.stability import stability_figures
+from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
+from lit_d2l.sweeps.workers import supervise
+from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
+from lit_d2l.tracking.logger import ensure_experiment
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
+
+# Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
+QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+QUIET_TRAINER += ["--trainer.enable_checkpointing", "false"]
+# Nor an MLflow model per arm (the cost): the arm `report --select --test` picks is trained again, with one.
+QUIET_TRAINER += ["--tracking.log_model", "false"]
+
+
+@dataclass
+class PairOutcome:
+    """What became of one arm × seed."""
+
+    arm: str
+    seed: int
+    outcome: str  # finished | diverged | failed | skipped (claimed by another process)
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class SweepResult:
+    parent_run_id: str
+    sweep_id: str
+    skipped: int
+    outcomes: list[PairOutcome]
+    status: str = "FINISHED"  # of the parent run; RUNNING while another process still works on it
+
+    @property
+    def failed(self) -> list[PairOutcome]:
+        return [o for o in self.outcomes if o.outcome == "failed"]
+
+
+@dataclass
+class PairTask:
+    """Everything a worker process needs to run one pair (picklable)."""
+
+    arm: str
+    seed: int
+    args: list[str]
+    tags: dict[str, str]
+    max_grad_norm: float
+    diagnostics_every: int
+    tracking_uri: str
+    experiment_id: str
+    run_name: str
+    settings: dict[str, Any] = field(default_factory=dict)  # the arm's swept settings and its seed
+    params: dict[str, str] = field(default_factory=dict)  # the swept values as top-level params of the child run
+    steps: float = 1.0  # its expected training steps: its weight in the sweep's ETA
+    unit: str = ""  # which unit of the sweep it trains in ("pack 2/5 (12 arms)"), for the heartbeat lines
+    #: its args as the plan parsed them (this process only: a pack builds from it instead of parsing again)
+    parsed: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "parsed": None}  # another process parses for itself
+
+    def take_parsed(self) -> Any:
+        """The plan's parse of this pair, once (None when there is none)."""
+        parsed, self.parsed = self.parsed, None
+        return parsed
+
+
+@dataclass
+class SweepPlan:
+    """A sweep ready to run: its parent run (created or resumed) and the pairs still to run."""
+
+    spec: SweepSpec
+    store: SweepStore
+    parent: TrackingLogger
+    skipped: int  # pairs that already have a FINISHED child
+    tasks: list[PairTask]  # the pairs to run, in spec order
+
+
+def run_sweep(
+    spec: SweepSpec,
+    workers: int = 1,
+    fresh: bool = False,
+    tracking_uri: str | None = None,
+    echo: Callable[[str], None] = print,
+    pack: str = "auto",
+    pack_size: int = 0,
+    backend: str = "local",
+    address: str | None = None,
+) -> SweepResult:
+    """Run (or resume) the sweep; returns when every pending pair has run.
+
+    ``pack="auto"`` trains arms that differ only in packable settings side by side in one vectorized
+    fit (:mod:`lit_d2l.sweeps.packs`), at most ``pack_size`` per pack when > 0; ``"off"`` fits every pair alone.
+    ``backend="ray"`` runs the units as tasks on the Ray cluster at ``address`` (:mod:`~lit_d2l.sweeps.ray_backend`).
+    """
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    check_pack_options(pack, pack_size)
+    check_backend(backend, address)
+    if backend == "ray" and workers != 1:
+        raise UserError("--workers is for --backend local; on Ray a sweep uses every CPU (or GPU) of the cluster")
+    with connected(address) if backend == "ray" else nullcontext() as cluster:
+        plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
+        with _failed_on_error(plan.parent):
+            units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
+            echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else _plural(workers, "worker")))
+            outcomes = run_pairs(plan, workers, echo, units, cluster)
+        return record_sweep(plan, outcomes, echo)
+
+
+def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
+    """What a sweep is about to do, printed before its first pair trains."""
+    packed = sum(unit.packed for unit in units)
+    alone = len(units) - packed
+    how = ", ".join(part for part in (_plural(packed, "pack"), _plural(alone, "single fit")) if part.split()[0] != "0")
+    done = f" ({plan.skipped} done before)" if plan.skipped else ""
+    return (
+        f"sweep {plan.spec.sweep_id}: {_plural(len(plan.tasks), 'run')} to train{done} as {how or 'nothing'} "
+        f"on {workers}; parent run {plan.parent.run_id}. Ctrl-C stops; run it again to resume"
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def expected_steps(parsed: Any) -> float:
+    """A pair's training steps, known before it trains: epochs × ceil(num_train / batch_size), capped by
+    ``max_steps``. A DataModule without ``num_train`` counts one step an epoch (its epochs still weigh)."""
+    trainer, data = parsed.trainer_kwargs, parsed.datamodule
+    num_train, batch_size = getattr(data, "num_train", None), getattr(data, "batch_size", None)
+    per_epoch = math.ceil(num_train / batch_size) if num_train and batch_size else 1
+    limit = trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        per_epoch = min(per_epoch, limit)
+    elif isinstance(limit, float):
+        per_epoch = max(1, math.ceil(per_epoch * limit))
+    epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps") or -1
+    if epochs is None or epochs < 0:  # Lightning's default: 1,000 epochs unless max_steps says otherwise
+        epochs = 1000 if epochs is None or max_steps < 0 else math.inf
+    steps = epochs * per_epoch
+    return float(min(steps, max_steps) if max_steps > 0 else steps)
+
+
+#: The model's own SGD settings: an arm trained with a configured ``--optimizer`` takes that optimizer's instead.
+MODEL_SGD_KEYS = ("model.lr", "model.momentum", "model.weight_decay")
+
+
+def check_arm_settings(arm: Arm, parsed: Any) -> None:
+    """Refuse an arm that varies the model's own SGD settings while an ``--optimizer`` is configured: its
+    arms would all train alike (the configured optimizer takes its own lr, momentum, weight decay)."""
+    optimizer = as_dict(parsed.config.get("optimizer"))
+    swept = [key for key in MODEL_SGD_KEYS if key in dict(arm.settings)]
+    if optimizer is not None and swept:
+        name = optimizer["class_path"].rsplit(".", 1)[-1]
+        raise UserError(
+            f"{swept[0]} varies between arms, but they train with optimizer {name}, which ignores it: "
+            f"vary optimizer.{swept[0].split('.', 1)[1]} instead"
+        )
+
+
+def check_pack_options(pack: str, pack_size: int) -> None:
+    if pack not in PACK_MODES:
+        raise UserError(f"--pack must be one of {', '.join(PACK_MODES)}, got {pack!r}")
+    if pack_size < 0:
+        raise UserError(f"--pack-size must be >= 0 (0: as many as fit in memory), got {pack_size}")
+
+
+def pack_tasks(tasks: list[PairTask], pack: str = "auto", pack_size: int = 0, workers: int = 1) -> list[Pack]:
+    """The units of work: packs of pairs that train together, or (``pack="off"``) one pair each."""
+    if pack == "off":
+        return [Pack([task], "--pack off") for task in tasks]
+    return plan_packs(
+        tasks, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers, parsed=lambda t: t.parsed
+    )
+
+
+def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print) -> SweepPlan:
+    """Check every arm parses, join the sweep's live parent run or resume (unless ``fresh``) or create
+    one, and list the pairs that no run has FINISHED yet."""
+    where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
+    steps, first_seed = {}, {}
+    for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
+        first_seed[arm.key] = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
+        check_arm_settings(arm, first_seed[arm.key])
+        steps[arm.key] = expected_steps(first_seed[arm.key])
+
+    store = SweepStore(uri)  # closes runs whose process is gone
+    sweep_id = spec.sweep_id
+    experiment_id = ensure_experiment(store.client, spec.name, uri)
+    store.close_stale(experiment_id)  # runs of killed processes, even ones that died after this process started
+    parent_id, joined = _parent_run(store, spec, experiment_id, fresh)
+    parent_run = store.client.get_run(parent_id)
+    children = store.children(parent_run)
+    done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
+    elsewhere = {(c.arm, c.seed) for c in children if c.live}
+    if joined:
+        echo(f"joining sweep {sweep_id}, running in another process: {len(elsewhere)} pairs running there")
+    elif done or children:
+        echo(f"resuming sweep {sweep_id}: {len(done)} of {len(spec.pairs())} pairs done")
+    parent = TrackingLogger(
+        experiment_name=spec.name,
+        tracking_uri=uri,
+        run_name=sweep_id,
+        tags={KIND_TAG: "sweep", SWEEP_TAG: sweep_id},
+        run_id=parent_id,
+    )
+    with _failed_on_error(parent):
+        if not joined and "sweep.spec" not in parent_run.data.params:  # a new parent, or one that died undescribed
+            _describe_sweep(parent, spec)
+        parent.flush()
+        names = _run_names(spec.arms)
+        tasks = [
+            PairTask(
+                arm=arm.key,
+                seed=seed,
+                args=[*QUIET_TRAINER, *spec.fit_args(arm, seed), *where],
+                tags={SWEEP_TAG: sweep_id, "arm": arm.key, "arm_settings": arm.settings_json, "seed": str(seed)},
+                max_grad_norm=spec.max_grad_norm,
+                diagnostics_every=spec.diagnostics_every,
+                tracking_uri=uri,
+                experiment_id=experiment_id,
+                run_name=f"{names[arm.key]}/s{seed}"[:240],
+                params=swept_params(dict(arm.settings)),
+                settings={**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
+                steps=steps[arm.key],
+                parsed=first_seed.pop(arm.key) if seed == spec.seeds[0] else None,  # parsed once, not again
+            )
+            for arm, seed in spec.pairs()
+            if (arm.key, seed) not in done | elsewhere
+        ]
+        for task in tasks:
+            task.tags[PARENT_TAG] = parent.run_id
+    return SweepPlan(spec, store, parent, skipped=len(done), tasks=tasks)
+
+
+def _parent_run(store: SweepStore, spec: SweepSpec, experiment_id: str, fresh: bool) -> tuple[str, bool]:
+    """(The parent run to record into, whether another live process runs it): see :meth:`SweepStore.open_parent`."""
+    return store.open_parent(spec.name, experiment_id, spec.sweep_id, spec.sweep_id, fresh=fresh)
+
+
+def run_pairs(
+    plan: SweepPlan,
+    workers: int = 1,
+    echo: Callable[[str], None] = print,
+    units: list[Pack] | None = None,
+    cluster: Cluster | None = None,
+) -> list[PairOutcome]:
+    """Run the plan's pending pairs (as ``units``: packs, by default one pair each) in ``workers``
+    processes, or as tasks on a Ray ``cluster``; one line per finished pair goes to ``echo``."""
+    units = units if units is not None else [Pack([task]) for task in plan.tasks]
+    with lightning_info_off():  # one line per arm instead of Lightning's banner per Trainer
+        return _run_tasks_quietly(units, len(plan.tasks), workers, echo, cluster)
+
+
+def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[str], None] = print) -> SweepResult:
+    """Log the summary table on the parent and end it: FINISHED once every pair has a FINISHED child.
+
+    While another process still runs pairs of the sweep, the parent stays open: the last one ends it.
+    """
+    spec, parent, store = plan.spec, plan.parent, plan.store
+    with _failed_on_error(parent):
+        children = store.children(store.client.get_run(parent.run_id))
+        table = summary_table(children, spec.metrics)
+        parent.log_text(table, "summary.md")
+        finished = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
+        complete = finished >= {(arm.key, seed) for arm, seed in spec.pairs()}
+        elsewhere = [c for c in children if c.live and not c.owned_here]
+    echo(table)
+    result = SweepResult(parent.run_id, spec.sweep_id, skipped=plan.skipped, outcomes=outcomes)
+    if elsewhere and not complete:
+        parent.flush()
+        echo(f"{len(elsewhere)} pairs still running in another process ({elsewhere[0].owner}); it ends the sweep")
+        result.status = "RUNNING"
+        return result
+    parent.finalize("success" if complete else "failed")
+    result.status = parent.status or "FAILED"
+    return result
+
+
+def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
+    """What a new parent run records about its sweep: the spec, and the stability figures if asked."""
+    parent.log_hyperparams(
+        {
+            "sweep.spec": str(spec.path),
+            "sweep.base": str(spec.base),
+            "sweep.arms": len(spec.arms),
+            "sweep.seeds": json.dumps(spec.seeds),
+            "sweep.metrics": json.dumps(spec.metrics),
+            "sweep.axes": json.dumps(spec.axes),
+            **({"sweep.description": spec.description} if spec.description else {}),
+        }
+    )
+    parent.log_text(spec.path.read_text(), "sweep.yaml")
+    if spec.stability_demo:
+        parent.log_metrics(stability_figures(), step=0)
+
+
+@contextmanager
+def _failed_on_error(parent: TrackingLogger) -> Iterator[None]:
+    """End the parent run as FAILED (KILLED on Ctrl-C) if the block raises, then re-raise."""
+    try:
+        yield
+    except BaseException:
+        parent.finalize("failed")
+        raise
+
+
+def _run_tasks_quietly(
+    units: list[Pack], total: int, workers: int, echo: Callable[[str], None], cluster: Cluster | None = None
+) -> list[PairOutcome]:
+    outcomes: list[PairOutcome] = []
+    steps = {(task.arm, task.seed): task.steps for unit in units for task in unit.units}
+    progress = Progress("arm", total, echo, work=sum(steps.values()))
+    for number, unit in enumerate(units, 1):
+        place = f"pack {number}/{len(units)} ({len(unit.units)} arms)" if unit.packed else f"fit {number}/{len(units)}"
+        for task in unit.units:
+            task.unit = place
+
+    def report(results: list[PairOutcome]) -> None:
+        progress.credit(sum(steps.get((o.arm, o.seed), 1.0) for o in results), len(results))  # one ETA a unit
+        for outcome in results:
+            outcomes.append(outcome)
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
+            detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
+            progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "", work=0.0)
+
+    def died(unit: list[PairTask], how: str) -> list[PairOutcome]:
+        gone = dead_node_check() if cluster is not None else None
+        SweepStore(unit[0].tracking_uri).close_stale(unit[0].experiment_id, gone)  # its runs, left RUNNING
+        return [PairOutcome(task.arm, task.seed, "failed", error=how) for task in unit]
+
+    work = [unit.units for unit in units]
+    if cluster is not None:
+        run_on_ray(work, _run_ray_unit, report, died, cluster)
+        return outcomes
+    if workers == 1 or len(work) <= 1:
+        for unit in work:
+            report(_run_unit(unit))
+        return outcomes
+    gpus = _gpu_count()
+    settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
+    supervise(work, settings, _run_unit, report, died, _init_worker)
+    return outcomes
+
+
+def _run_unit(unit: list[PairTask]) -> list[PairOutcome]:
+    """One unit of work: a pair alone, or a pack of pairs in one vectorized fit."""
+    if len(unit) == 1:
+        return [_run_task(unit[0])]
+    return run_pack(unit, _outcome, _worker_device)
+
+
+def _outcome(task: PairTask, kind: str, **details: Any) -> PairOutcome:
+    return PairOutcome(task.arm, task.seed, kind, **details)
+
+
+def _run_ray_unit(unit: list[PairTask]) -> list[PairOutcome]:
+    """A unit as a Ray task: on its node's GPU if it got one, its runs tagged with the node; a retry first
+    closes the runs its lost attempt left RUNNING, so that it can claim their pairs again."""
+    global _worker_device
+    node, _worker_device = worker_place()
+    first = unit[0]
+    SweepStore(first.tracking_uri).close_stale(first.experiment_id, dead_node_check())
+    return _run_unit([replace(task, tags={**task.tags, NODE_TAG: node}) for task in unit])
+
+
+_worker_device: int | None = None
+
+
+def _init_worker(setting: tuple[int | None, int]) -> None:
+    """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads."""
+    global _worker_device
+    _worker_device, workers = setting
+    worker_quiet()
+    if _worker_device is None:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _run_task(task: PairTask) -> PairOutcome:
+    """Claim the pair, then fit it in the claimed run (or report it taken by another process)."""
+    task.take_parsed()  # a single fit parses through LightningCLI itself
+    args, device = list(task.args), "cpu"
+    if _worker_device is not None:
+        args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
+        device = f"cuda:{_worker_device}"
+    callbacks: list = []
+    if task.diagnostics_every > 0:  # before the guard, so a run diverging at step 0 still logs its step-0 norms
+        callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every))
+    callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
+    callbacks.append(Heartbeat(task.unit or task.run_name))
+    try:
+        store = SweepStore(task.tracking_uri)
+        tags = {**task.tags, "device": device}
+        run_id: str | None = None
+        try:
+            with interrupts.deferred():  # a stop while claiming is acted on once the claim has settled
+                run_id, taken = store.claim_pair(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags)
+            interrupts.raise_if_requested()
+            if run_id is None:
+                return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
+            store.log_params(run_id, task.params)
+            result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
+        except BaseException as exc:  # e.g. the arm's settings failed, or a stop came, before its fit began
+            if run_id is not None:
+                stopped = isinstance(exc, (SystemExit, KeyboardInterrupt))
+                store.end_if_running(run_id, "KILLED" if stopped else "FAILED")
+            raise
+    except Exception as exc:  # a failing arm is reported; the sweep goes on
+        return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
+    assert result is not None
+    return PairOutcome(task.arm, task.seed, result.outcome, result.run_id, result.metrics, device=device)
+
+
+def _gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _run_names(arms: list[Arm]) -> dict[str, str]:
+    """Each arm's child-run name without its seed: ``l2=3``, ``normal σ=1 tanh depth=30`` (unique in the sweep)."""
+    return dict(zip((arm.key for arm in arms), unique_short_names([dict(arm.settings) for arm in arms]), strict=True))

@@ -1,0 +1,91 @@
+"""One Lightning logger for a pack that writes each arm's values to that arm's own MLflow run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger
+from torch import Tensor
+
+from lit_d2l.tracking.logger import TrackingLogger
+
+
+def arm_prefix(arm: int) -> str:
+    """How a packed module names arm ``arm``'s values for :class:`ArmLoggers`: ``arm3/val/loss``."""
+    return f"arm{arm}/"
+
+
+class ArmLoggers(Logger):
+    """Routes ``arm<k>/<name>`` to arm k's run as ``<name>``; unprefixed values (Lightning's ``epoch``) go
+    to every open arm. An arm closed early (it diverged) receives nothing more."""
+
+    accepts_tensors = True
+
+    def __init__(self, loggers: Sequence[TrackingLogger]) -> None:
+        super().__init__()
+        self.arms = list(loggers)
+        self.open = [True] * len(self.arms)
+
+    @property
+    def name(self) -> str | None:
+        return self.arms[0].name
+
+    @property
+    def version(self) -> str | None:
+        return None  # K runs, no single one
+
+    @property
+    def save_dir(self) -> str | None:
+        return None
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Each arm's run records its own config (see :mod:`lit_d2l.sweeps.packs.fit`); nothing pack-wide."""
+
+    def log_metrics(self, metrics: Mapping[str, float | Tensor], step: int | None = None) -> None:
+        routed: list[dict[str, float | Tensor]] = [{} for _ in self.arms]
+        shared: dict[str, float | Tensor] = {}
+        for key, value in metrics.items():
+            arm, _, name = key.partition("/")
+            if arm.startswith("arm") and arm[3:].isdigit() and name:
+                routed[int(arm[3:])][name] = value
+            else:
+                shared[key] = value
+        for index, logger in enumerate(self.arms):
+            if self.open[index] and (routed[index] or shared):
+                logger.log_metrics({**routed[index], **shared} if routed[index] else shared, step=step)
+
+    def arm(self, index: int) -> TrackingLogger:
+        return self.arms[index]
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for index, logger in enumerate(self.arms):
+            if self.open[index]:
+                logger.set_tags(tags)
+
+    def close(self, index: int, status: str = "success") -> None:
+        """End arm ``index``'s run now (e.g. it diverged); the others go on."""
+        if self.open[index]:
+            self.open[index] = False
+            self.arms[index].finalize(status)
+
+    def save(self) -> None:
+        for index, logger in enumerate(self.arms):
+            if self.open[index]:
+                logger.save()
+
+    def flush(self) -> None:
+        for index, logger in enumerate(self.arms):
+            if self.open[index]:
+                logger.flush()
+
+    def finalize(self, status: str) -> None:
+        """End every open arm's run with Lightning's status; one failing write does not leave the others RUNNING."""
+        errors: list[BaseException] = []
+        for index in range(len(self.arms)):
+            try:
+                self.close(index, status)
+            except Exception as exc:  # every run must be ended, whatever the others do
+                errors.append(exc)
+        if errors:
+            raise errors[0]

@@ -1,0 +1,232 @@
+"""Which arms of a sweep train together: packs of arms that differ only in settings a pack can vary.
+
+A pack's arms share the architecture, the data's shapes and every Trainer setting; each keeps its own
+seed, initialisation, learning rate, momentum, weight decay, L2 penalty and dropout probability
+(``PACKABLE_KEYS``). Arms that differ in anything else (depth, width, activation, degree, num_train,
+max_epochs, ...) go to separate packs. Packs are cut to fit a memory budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from lightning.pytorch.core.hooks import DataHooks, ModelHooks
+
+from lit_d2l.fit.checks import as_dict
+from lit_d2l.fit.parse import ParsedFit, parse_fit
+from lit_d2l.models import built
+from lit_d2l.models.base import Classifier, D2LModule
+from lit_d2l.models.sgd import MinibatchSGD
+from lit_d2l.sweeps.packs.optim import why_optimizer_not_packable, why_schedule_not_packable
+
+#: Settings two arms of one pack may differ in.
+PACKABLE_KEYS = frozenset(
+    {
+        "seed_everything",
+        "data.seed",
+        "data.shuffle_seed",
+        "data.noise",
+        "model.lr",
+        "model.momentum",
+        "model.weight_decay",
+        "model.l2",
+        "model.dropout",
+        "model.init",
+        "model.init_std",
+        "model.init_value",
+        "model.bias_init",
+        "model.sigma",
+        "model.init_seed",
+        "optimizer.lr",
+        "optimizer.momentum",
+        "optimizer.betas",
+        "optimizer.eps",
+        "optimizer.weight_decay",
+        "lr_scheduler.step_size",
+        "lr_scheduler.gamma",
+        "lr_scheduler.T_max",
+        "lr_scheduler.eta_min",
+    }
+)
+#: What a pack runs in the model's place, for every arm at once: Lightning's hooks (the training, evaluation
+#: and optimizer steps, the epoch ends that log) and D2LModule's logging and optimizer groups. A model that
+#: defines its own version of one of these trains alone, since the pack would not run it. What the model
+#: defines for itself (layers, forward, loss, objectives, weights, end_of_fit_metrics) the pack runs as it is.
+PACK_RESTATES = tuple(
+    sorted(
+        {name for hooks in (ModelHooks, DataHooks) for name in vars(hooks) if not name.startswith("_")}
+        - {"configure_model", "configure_sharded_model"}  # building: the pack builds each arm with them
+        | {"training_step", "validation_step", "test_step", "configure_optimizers", "optimizer_step", "backward"}
+        | {"log_train_loss", "log_epoch_metric", "parameter_groups"}
+    )
+)
+_SIMPLE_TRAINER = {
+    "strategy": ("auto",),
+    "num_nodes": (1,),
+    "accumulate_grad_batches": (1,),
+    "gradient_clip_val": (None, 0, 0.0),
+    "precision": (None, 32, "32", "32-true", "bf16-mixed", 64, "64", "64-true"),
+}
+
+Unit = TypeVar("Unit")
+
+
+@dataclass
+class Pack:
+    """Arms (any objects; for the sweep runner, its tasks) that train as one fit; ``reason`` says why a
+    single arm does not pack."""
+
+    units: list[Any]
+    reason: str = ""
+
+    @property
+    def packed(self) -> bool:
+        return len(self.units) > 1
+
+
+def signature(settings: dict[str, Any]) -> str:
+    """What must be equal for two arms to share a pack: every setting a pack cannot vary, and which
+    hidden layers have dropout at all (a layer without dropout has no Dropout module)."""
+    fixed = {key: value for key, value in settings.items() if key not in PACKABLE_KEYS}
+    if "model.dropout" in settings:
+        dropout = settings["model.dropout"]
+        fixed["model.dropout>0"] = [p > 0 for p in dropout] if isinstance(dropout, list) else dropout > 0
+    return json.dumps(fixed, sort_keys=True, default=str)
+
+
+def why_not_packable(parsed: ParsedFit) -> str | None:
+    """None when a pack can train this configuration exactly as a single fit would; else the reason."""
+    model, data, config = parsed.model, parsed.datamodule, parsed.config
+    reason = why_model_not_packable(model, data)
+    if reason is not None:
+        return reason
+    reason = why_optimizer_not_packable(as_dict(config.get("optimizer")))
+    reason = reason or why_schedule_not_packable(as_dict(config.get("lr_scheduler")))
+    if reason is not None:
+        return reason
+    if getattr(data, "loader", None) != "tensor":
+        return "data.loader is not 'tensor'"
+    trainer = parsed.trainer_kwargs
+    for key, allowed in _SIMPLE_TRAINER.items():
+        if trainer.get(key, allowed[0]) not in allowed:
+            return f"trainer.{key} = {trainer.get(key)!r}"
+    devices = trainer.get("devices", "auto")
+    if devices not in ("auto", 1, "1") and not (isinstance(devices, list) and len(devices) == 1):
+        return f"trainer.devices = {devices!r} (a pack runs on one device)"
+    for callback in configured_callbacks(trainer):  # a callback that works on one model sees none in a pack
+        if not getattr(callback, "per_arm", False):
+            return f"trainer.callbacks: {type(callback).__name__} works on one model (a packed callback sets per_arm)"
+    return None
+
+
+def configured_callbacks(trainer_kwargs: dict[str, Any]) -> list[Any]:
+    """The callbacks a config's ``trainer.callbacks`` lists (one, or a list)."""
+    callbacks = trainer_kwargs.get("callbacks") or []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+
+def why_model_not_packable(model: Any, datamodule: Any = None) -> str | None:
+    """None when a pack can train ``model`` (lit-d2l's or the user's own class): a :class:`D2LModule` whose
+    training is the base class's (:data:`PACK_RESTATES`) and whose layers keep no running statistics."""
+    name = type(model).__name__
+    if not isinstance(model, D2LModule):
+        return f"{name} is not a lit_d2l D2LModule (a pack runs D2LModule's training step for every arm)"
+    base = Classifier if isinstance(model, Classifier) else D2LModule
+    own = [hook for hook in PACK_RESTATES if getattr(type(model), hook) is not getattr(base, hook)]
+    if own:
+        return f"{name} defines its own {', '.join(own)} (a pack runs {base.__name__}'s)"
+    model = built(copy.deepcopy(model), datamodule)  # a copy: the model itself is built once, by its fit
+    optimizer = model.default_optimizer()  # the pack's own SGD steps each arm: only SGD can be restated
+    if not isinstance(optimizer, (torch.optim.SGD, MinibatchSGD)):
+        return f"{name}'s default_optimizer is {type(optimizer).__name__} (a pack trains with SGD)"
+    for path, layer in model.named_modules():
+        # Batch normalisation's running statistics change in place as it trains: not one set per arm.
+        if any(buffer.startswith("running_") for buffer, _ in layer.named_buffers(recurse=False)):
+            return f"{name}'s {type(layer).__name__} {path} keeps running statistics, which a pack cannot keep per arm"
+    return None
+
+
+def arm_bytes(parsed: ParsedFit) -> int:
+    """A generous estimate of one arm's memory in a pack: parameters four times over (values, gradients,
+    momentum, update), its own copy of the data, and a batch's activations."""
+    model, data = built(copy.deepcopy(parsed.model), parsed.datamodule), parsed.datamodule
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    widths = sum(p.shape[0] for p in model.parameters() if p.ndim > 1)
+    activations = data.batch_size * widths * 4 * 3
+    return 4 * params + _data_bytes(data) + activations
+
+
+def _data_bytes(data: Any) -> int:
+    """The bytes of a DataModule's splits, estimated from its sizes without generating or downloading them."""
+    examples = sum(getattr(data, f"num_{split}", 0) or 0 for split in ("train", "val", "test"))
+    if not examples and hasattr(data, "val_size"):  # Fashion-MNIST: 60,000 + 10,000 images
+        examples = 70_000
+    return examples * ((getattr(data, "num_inputs", 0) or 0) + 1) * 4
+
+
+def memory_budget() -> int:
+    """Bytes a pack may use: half the free memory of the GPU in use, else a quarter of the available RAM."""
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return free // 2
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024 // 4
+    except (OSError, KeyError, ValueError):
+        return 2 * 1024**3
+
+
+def plan_packs(
+    units: Sequence[Unit],
+    settings: Callable[[Unit], dict[str, Any]],
+    args: Callable[[Unit], list[str]],
+    max_arms: int = 0,
+    budget: int | None = None,
+    workers: int = 1,
+    parsed: Callable[[Unit], ParsedFit | None] | None = None,
+) -> list[Pack]:
+    """Group ``units`` (one per arm × seed) into packs, in order of first appearance.
+
+    ``settings(unit)`` gives an arm's swept settings, ``args(unit)`` its ``fit`` arguments (parsed once
+    per group, to check the model packs and to size the pack, unless ``parsed(unit)`` already holds that
+    parse: it is read, not changed). ``max_arms`` > 0 caps a pack's size. With several workers, large
+    packs are split so that every worker gets one.
+    """
+    groups: dict[str, list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(signature(settings(unit)), []).append(unit)
+    budget = memory_budget() if budget is None else budget
+    packs: list[Pack] = []
+    for members in groups.values():
+        if len(members) == 1:
+            packs.append(Pack(members, "the only arm with its settings"))
+            continue
+        first = (parsed(members[0]) if parsed is not None else None) or parse_fit(args(members[0]))
+        reason = why_not_packable(first)
+        if reason is not None:
+            packs.extend(Pack([member], reason) for member in members)
+            continue
+        size = max(1, min(len(members), budget // max(1, arm_bytes(first))))
+        if max_arms > 0:
+            size = min(size, max_arms)
+        packs.extend(Pack(members[start : start + size]) for start in range(0, len(members), size))
+    return _spread(packs, workers)
+
+
+def _spread(packs: list[Pack], workers: int) -> list[Pack]:
+    """Halve the largest pack until there is one per worker (or every pack is a single arm)."""
+    packs = list(packs)
+    while workers > 1 and len(packs) < workers:
+        largest = max(range(len(packs)), key=lambda i: len(packs[i].units))
+        units = packs[largest].units
+        if len(units) < 2:
+            break
+        half = (len(units) + 1) // 2
+        packs[largest : largest + 1] = [Pack(units[:half]), Pack(units[half:])]
+    return packs

@@ -1,0 +1,236 @@
+"""``lit-d2l report SWEEP``: the summary table (mean ± std over seeds per arm) and figures, from MLflow alone.
+
+Written as ``report.md`` (table, figure files beside it) and ``report.html`` (the same, figures embedded,
+for MLflow's artifact viewer). Figures (see :mod:`lit_d2l.sweeps.reports.figures`): the final metrics along each
+swept axis, the loss curves of every arm and, when the sweep logged diagnostics, per-layer gradient
+norms at step 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from lit_d2l.sweeps.reports import figures
+from lit_d2l.sweeps.arm_values import arm_name, arm_sort_key, label, settings, short, sortable
+from lit_d2l.sweeps.reports.memory_figure import memory_figure
+from lit_d2l.sweeps.reports.html import html_report
+from lit_d2l.sweeps.spec import canonical
+from lit_d2l.sweeps.reports.verdict import SweepVerdict, arm_results, goal, primary_metric, sweep_verdict
+from lit_d2l.errors import UserError
+from lit_d2l.tracking.sweeps import Child, SweepStore
+
+SYMMETRY = "distinct_units"
+#: What each standard metric is, printed under the table so J and L are never mistaken for each other.
+METRIC_MEANINGS = {
+    "train/loss_epoch": "J = L + λ/2·Σ‖W‖², the objective SGD minimises, on the training set (epoch mean)",
+    "train/loss_data": "L alone on the training set (epoch mean): compare this one with val/loss",
+    "val/loss": "L on the validation set",
+    "test/loss": "L on the test set",
+    SYMMETRY: "distinct hidden units of the most symmetric hidden layer at the end of training (fewest – most over "
+    "seeds; every layer's count in the run's diagnostics/distinct_units.json): 1 means every unit of a layer is the "
+    "same (symmetry, D2L 5.4.3)",
+}
+
+
+@dataclass
+class Summary:
+    """The summary table's cells, the meaning of each metric shown, and notes below it."""
+
+    header: list[str]
+    rows: list[list[str]]
+    legend: list[tuple[str, str]]
+    notes: list[str]
+
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + " --- |" * len(self.header)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        if self.legend:
+            lines += ["", *(f"- `{metric}`: {meaning}" for metric, meaning in self.legend)]
+        for note in self.notes:
+            lines += ["", note]
+        return "\n".join(lines) + "\n"
+
+
+def summary_table(children: list[Child], metrics: list[str]) -> str:
+    """The summary as a markdown table (see :func:`summarise`)."""
+    return summarise(children, metrics).markdown()
+
+
+def summarise(children: list[Child], metrics: list[str]) -> Summary:
+    """One row per arm: runs finished, diverged, and mean ± std over seeds of each metric.
+
+    When runs logged ``train/loss_data`` (a penalty was on), it is shown beside ``train/loss_epoch``
+    (J), and a legend says which loss is which.
+    """
+    kept, duplicates = one_run_per_pair(children)
+    by_arm: dict[str, list[Child]] = defaultdict(list)
+    for child in kept:
+        by_arm[child.arm].append(child)
+    penalised = any("train/loss_data" in c.metrics for runs in by_arm.values() for c in runs)
+    if penalised and "train/loss_epoch" in metrics and "train/loss_data" not in metrics:
+        at = metrics.index("train/loss_epoch") + 1
+        metrics = [*metrics[:at], "train/loss_data", *metrics[at:]]
+    symmetry = any(k.startswith(f"{SYMMETRY}/") for runs in by_arm.values() for c in runs for k in c.metrics)
+    order = sorted(by_arm, key=arm_sort_key)
+    primary = primary_metric(metrics)
+    best: str | None = None
+    if primary is not None:  # best first by the verdict's metric, then the arms out of the running
+        ranked, _ = arm_results(kept, primary, goal(primary) or "min")
+        best = ranked[0].arm if ranked else None
+        order = [r.arm for r in ranked] + [arm for arm in order if arm not in {r.arm for r in ranked}]
+    rows = []
+    for arm in order:
+        runs = by_arm[arm]
+        diverged = [c for c in runs if c.outcome == "diverged"]
+        cells = [arm_name(runs[0]), str(len(runs)), _diverged_cell(diverged)]
+        for metric in metrics:
+            values = [c.metrics[metric] for c in runs if c.outcome != "diverged" and metric in c.metrics]
+            cells.append(_mean_std(values))
+        if symmetry:
+            cells.append(_range([v for c in runs for k, v in c.metrics.items() if k.startswith(f"{SYMMETRY}/")]))
+        rows.append(cells)
+    metrics = [*metrics, SYMMETRY] if symmetry else metrics
+    legend = [(metric, METRIC_MEANINGS[metric]) for metric in metrics if metric in METRIC_MEANINGS]
+    notes = []
+    if duplicates:
+        notes.append(
+            f"{duplicates} duplicate FINISHED run(s) of an arm × seed ignored (the earliest-started one counts)."
+        )
+    if best is not None:
+        notes.append(f"Sorted by `{primary}`, best first; the best arm is marked ★.")
+        rows[0][0] = f"★ {rows[0][0]}"
+    return Summary(["arm", "seeds", "diverged", *metrics], rows, legend if penalised or len(legend) > 1 else [], notes)
+
+
+def one_run_per_pair(children: list[Child]) -> tuple[list[Child], int]:
+    """One FINISHED child per arm × seed (the earliest-started), and how many duplicates were left out.
+
+    Two processes resuming one sweep at once can both finish a pair; counting both would weigh
+    that seed twice in the mean and report more seeds than the spec has.
+    """
+    finished = sorted((c for c in children if c.status == "FINISHED"), key=lambda c: (c.start_time, c.run_id))
+    kept: dict[tuple[str, int], Child] = {}
+    for child in finished:
+        kept.setdefault((child.arm, child.seed), child)
+    return list(kept.values()), len(finished) - len(kept)
+
+
+class Report(NamedTuple):
+    """A written report: its markdown file and the verdict at its top."""
+
+    path: Path
+    verdict: SweepVerdict
+
+
+def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None) -> Report:
+    """Write ``report.md``, ``report.html`` (figures embedded) and the PNGs for a sweep (its id or parent
+    run id), and log them on the parent run under ``report/``; returns the markdown file and the verdict."""
+    store = SweepStore(tracking_uri)
+    parent = store.resolve_parent(sweep)
+    params = parent.data.params
+    metrics: list[str] = json.loads(params.get("sweep.metrics", '["val/loss"]'))
+    axes: list[str] = json.loads(params.get("sweep.axes", "[]"))
+    sweep_id = parent.data.tags.get("lit_d2l.sweep_id", parent.info.run_id)
+    out_dir = Path(out_dir) if out_dir is not None else report_dir(Path("reports"), sweep_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    children = store.children(parent)
+    finished, _ = one_run_per_pair(children)
+
+    diverged = sum(c.outcome == "diverged" for c in finished)
+    counts = f"{len(finished) - diverged} finished, {diverged} diverged" if diverged else f"{len(finished)} finished"
+    title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}."
+    found = sweep_verdict(finished, metrics, axes, params.get("sweep.description", ""))
+    store.record(parent.info.run_id, found.best_metrics(), found.tags(), (found.markdown(), "verdict.md"))
+    summary = summarise(children, metrics)
+    stability = [
+        (key.removeprefix("stability/"), f"{value:.3g}")
+        for key, value in sorted(parent.data.metrics.items())
+        if key.startswith("stability/")
+    ]
+    drawn = [(f"Final {', '.join(metrics)} along {axis}", figures.along_axis_figure(finished, axis, metrics),
+              figures.file_name(axis)) for axis in axes]  # fmt: skip
+    drawn += [
+        ("Loss curves per arm", figures.curves_figure(finished, store.history), "curves.png"),
+        ("Gradient norm per layer at step 0", figures.grad_norms_figure(finished, functools.partial(figures.layer_table, store)), "grad_norms.png"),
+        ("Memory saved for backward, by depth and batch size", memory_figure(finished), "memory.png"),
+    ]
+    saved = [(caption, figures.save(fig, out_dir / name)) for caption, fig, name in drawn if fig is not None]
+
+    sections = [f"# {title}", "", found.markdown(), intro.replace(parent.info.run_id, f"`{parent.info.run_id}`"), ""]
+    sections += [summary.markdown()]
+    if stability:
+        sections += ["## Numerical stability (D2L 5.4)", "", "| quantity | value |", "| --- | --- |"]
+        sections += [f"| {key} | {value} |" for key, value in stability] + [""]
+    sections += [f"![{caption}]({path.name})\n" for caption, path in saved]
+    sections += ["The same report with the figures embedded: report.html (opens in MLflow's artifact viewer).", ""]
+    (out_dir / "report.md").write_text("\n".join(sections))
+    table = (summary.header, summary.rows)
+    page = html_report(title, found.markdown(), intro, table, summary.legend, summary.notes, stability, saved)
+    (out_dir / "report.html").write_text(page)
+    store.log_folder(parent.info.run_id, out_dir, "report")
+    return Report(out_dir / "report.md", found)
+
+
+def report_dir(root: Path, sweep_id: str) -> Path:
+    """``root/<sweep id>``, with the id made a plain folder name: the store's tag never leads outside ``root``."""
+    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", sweep_id).lstrip(".") or "sweep"
+    path = root / folder
+    if path.parent.resolve() != root.resolve():
+        raise UserError(f"report folder {path} would be outside {root}; give --out")
+    return path
+
+
+def group_along_axis(children: list[Child], axis: str, metrics: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """For each setting of the other swept keys (a label), the values of ``axis`` in order, each with its
+    ``{label: value_text, metric: [values over seeds]}``. Values of any JSON type group by their canonical text.
+    """
+    points: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    others: dict[str, list[tuple[str, Any]]] = {}
+    values: dict[str, Any] = {}
+    for child in children:
+        if child.outcome == "diverged":
+            continue
+        arm = settings(child)
+        if axis not in arm:
+            continue
+        rest = [(k, v) for k, v in arm.items() if k != axis]
+        group, x = canonical(rest), canonical(arm[axis])
+        others[group], values[x] = rest, arm[axis]
+        for metric in metrics:
+            if metric in child.metrics:
+                points[group][x][metric].append(child.metrics[metric])
+    result = []
+    for group in sorted(points, key=lambda g: tuple(sortable(v) for _, v in others[g])):
+        name = ",".join(f"{short(k)}={label(v)}" for k, v in others[group])
+        xs = sorted(points[group], key=lambda x: sortable(values[x]))
+        result.append((name, {label(values[x]): points[group][x] for x in xs}))
+    return result
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} ± {statistics.pstdev(values):.2g}"
+
+
+def _range(values: list[float]) -> str:
+    if not values:
+        return "–"
+    low, high = int(min(values)), int(max(values))
+    return str(low) if low == high else f"{low} – {high}"
+
+
+def _diverged_cell(diverged: list[Child]) -> str:
+    if not diverged:
+        return "0"
+    steps = sorted(int(c.tags.get("diverged_at_step", -1)) for c in diverged)
+    return f"{len(diverged)} (step {', '.join(map(str, steps))})"

@@ -1,0 +1,177 @@
+"""`lit-d2l cv` stopped and run again: the same parent run goes on, FINISHED folds are not trained again."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.processes.interrupts import Interrupted
+from lit_d2l.sweeps import crossval
+from lit_d2l.tracking.liveness import owner_tags, this_process
+from lit_d2l.tracking.sweeps import SWEEP_TAG
+from tests.conftest import LINEAR_CONFIG, REPO
+from tests.test_cli import QUIET, run_main
+from tests.test_ddp import LINEAR, two_processes
+from tests.test_ddp import QUIET as DDP_QUIET
+from tests.test_ddp import lit_d2l as run_cli
+from tests.test_resilience import ENV, wait_for
+
+PARENT_KIND = "cross-validation"
+
+
+def cv_runs(client: MlflowClient, experiment: str) -> tuple[list, list]:
+    """(The cv parent runs, the fold runs) of the experiment."""
+    exp = client.get_experiment_by_name(experiment)
+    runs = [] if exp is None else client.search_runs([exp.experiment_id])
+    parents = [run for run in runs if run.data.tags.get("lit_d2l.kind") == PARENT_KIND]
+    return parents, [run for run in runs if "fold" in run.data.tags]
+
+
+def finished_per_fold(folds: list) -> Counter[str]:
+    return Counter(run.data.tags["fold"] for run in folds if run.info.status == "FINISHED")
+
+
+#: Folds of a few dozen examples, one epoch: a fit in well under a second.
+TINY = ["--data.num_train", "48", "--data.num_val", "48", "--trainer.max_epochs", "1", "--log_graph", "false"]
+
+
+def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
+    tracking_uri: str, client: MlflowClient, experiment: str, capsys, monkeypatch
+) -> None:
+    fitted: list[int] = []  # the folds fitted, in order
+    execute = crossval.execute
+
+    def stop_fold_1_once(cli, command: str):
+        fitted.append(cli.datamodule.fold)
+        if fitted == [0, 1]:  # a stop signal in fold 1's fit, handled as execute handles it
+            cli.logger.start()  # the fit had begun: its run exists
+            try:
+                raise Interrupted(signal.SIGHUP, step=3, checkpoint="interrupted-step=3.ckpt")
+            except Interrupted as stop:
+                cli.logger.finalize("failed")  # KILLED
+                stop.run_id = cli.logger.version
+                raise
+        return execute(cli, command)
+
+    monkeypatch.setattr(crossval, "execute", stop_fold_1_once)
+    argv = ["cv", "--folds", "2", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, *TINY]
+    code, _, err = run_main(argv, capsys)
+    assert code == 128 + signal.SIGHUP
+    (line,) = [line for line in err.splitlines() if line.startswith("lit-d2l")]
+    assert line.startswith("lit-d2l: interrupted by SIGHUP at step 3; MLflow run ") and "ckpt" not in line
+    assert line.endswith(f"is KILLED; continue it with: lit-d2l {shlex.join(argv)}"), line
+    (parent,), folds = cv_runs(client, experiment)
+    assert parent.info.status == "KILLED" and "val/loss_mean" not in parent.data.metrics
+    assert sorted((r.data.tags["fold"], r.info.status) for r in folds) == [("0", "FINISHED"), ("1", "KILLED")]
+
+    code, out, _ = run_main(argv, capsys)  # the same command again
+    assert code == 0
+    assert fitted == [0, 1, 1], "fold 0 is not fitted again; the stopped fold 1 is"
+    assert "resuming cross-validation cv-" in out and ": 1 of 2 folds done" in out
+    assert "1 folds in " in out and "; 1 done before; MLflow parent run" in out and "over 2 folds" in out
+    parents, folds = cv_runs(client, experiment)
+    assert [p.info.run_id for p in parents] == [parent.info.run_id]
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert finished_per_fold(folds) == {"0": 1, "1": 1}
+    losses = [r.data.metrics["val/loss"] for r in folds if r.info.status == "FINISHED"]
+    assert parent.data.metrics["val/loss_mean"] == pytest.approx(statistics.fmean(losses))
+
+    code, out, _ = run_main(argv, capsys)  # once more: nothing left to fit, the same summary
+    assert code == 0 and fitted == [0, 1, 1] and "2 of 2 folds done" in out
+    assert client.get_run(parent.info.run_id).data.metrics == parent.data.metrics
+
+    code, out, _ = run_main([*argv, "--fresh"], capsys)  # a new parent, every fold fitted again
+    assert code == 0 and fitted == [0, 1, 1, 0, 1] and "resuming" not in out
+    parents, folds = cv_runs(client, experiment)
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    assert finished_per_fold(folds) == {"0": 2, "1": 2}
+
+    newest = max(parents, key=lambda p: p.info.start_time).info.run_id
+    client.update_run(newest, status="RUNNING")  # as if a live process (this one) were running it
+    for key, value in owner_tags().items():
+        client.set_tag(newest, key, value)
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and fitted == [0, 1, 1, 0, 1]
+    assert err.strip().splitlines() == [
+        f"lit-d2l: error: cross-validation {parents[0].data.tags[SWEEP_TAG]} is running in {this_process()} "
+        f"(MLflow run {newest}): wait for it to end, or start another with --fresh"
+    ]
+    client.set_terminated(newest, "FINISHED")
+
+
+@pytest.mark.slow
+def test_sighup_of_cv_names_the_cv_command_and_running_it_again_finishes_the_same_parent(
+    tmp_path, tracking_uri: str, client: MlflowClient, experiment: str
+) -> None:
+    # Long enough folds (a few seconds each on a busy machine) that fold 1 is still training when the signal lands.
+    args = ["cv", "--folds", "3", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    args += ["--tracking.experiment", experiment, *QUIET, "--trainer.max_epochs", "25"]
+    command = [sys.executable, "-m", "lit_d2l", *args]
+    first = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def fold_1_training() -> bool:
+        _, folds = cv_runs(client, experiment)
+        training = [r for r in folds if r.data.tags["fold"] == "1" and r.info.status == "RUNNING"]
+        return finished_per_fold(folds)["0"] == 1 and any(
+            client.get_metric_history(r.info.run_id, "train/loss") for r in training
+        )
+
+    wait_for(fold_1_training, "fold 0 FINISHED and fold 1 training", timeout_s=300, process=first)
+    first.send_signal(signal.SIGHUP)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGHUP, err
+    lines = [line for line in err.splitlines() if line.startswith("lit-d2l")]
+    assert len(lines) == 1 and lines[0].startswith("lit-d2l: interrupted by SIGHUP"), err
+    assert lines[0].endswith(f"continue it with: lit-d2l {shlex.join(args)}"), lines[0]
+    assert "fit --resume" not in lines[0]
+
+    (parent,), folds = cv_runs(client, experiment)
+    assert parent.info.status == "KILLED"
+    (fold_0,) = [r.info.run_id for r in folds if r.data.tags["fold"] == "0"]
+
+    again = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming cross-validation" in again.stdout and "1 of 3 folds done" in again.stdout, again.stdout
+
+    parents, folds = cv_runs(client, experiment)
+    assert [p.info.run_id for p in parents] == [parent.info.run_id], "the same parent run goes on"
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    assert finished_per_fold(folds) == {"0": 1, "1": 1, "2": 1}, "each fold FINISHED exactly once"
+    assert [r.info.run_id for r in folds if r.data.tags["fold"] == "0"] == [fold_0], "fold 0 not trained again"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in folds)
+    losses = [r.data.metrics["val/loss"] for r in folds if r.info.status == "FINISHED"]
+    assert parent.data.metrics["val/loss_mean"] == pytest.approx(statistics.fmean(losses))
+    assert parent.data.metrics["val/loss_std"] == pytest.approx(statistics.pstdev(losses))
+    assert "over 3 folds" in again.stdout
+
+
+@pytest.mark.slow
+def test_under_ddp_every_process_resumes_the_same_folds(tmp_path, tracking_uri: str, client: MlflowClient, experiment):
+    # 300 pooled examples: both folds train on 150, which 2 processes share evenly
+    args = ["cv", "--folds", "2", *LINEAR, "--data.num_val", "100", "--trainer.max_epochs", "1", *DDP_QUIET]
+    args += ["--tracking.uri", tracking_uri, "--tracking.experiment", experiment, *two_processes("ddp")]
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (parent,), folds = cv_runs(client, experiment)
+    by_fold = {run.data.tags["fold"]: run.info.run_id for run in folds}
+    client.set_terminated(parent.info.run_id, "KILLED")  # as if stopped in fold 1: it did not finish
+    client.set_terminated(by_fold["1"], "KILLED")
+
+    again = run_cli(*args, cwd=tmp_path)  # rank 0 fits fold 1 only; so must the process it starts for rank 1
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 of 2 folds done" in again.stdout and again.stdout.count("MLflow parent run") == 1
+    parents, folds = cv_runs(client, experiment)
+    assert [p.info.run_id for p in parents] == [parent.info.run_id]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert finished_per_fold(folds) == {"0": 1, "1": 1}
+    assert [r.info.run_id for r in folds if r.data.tags["fold"] == "0"] == [by_fold["0"]]

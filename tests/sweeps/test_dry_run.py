@@ -1,0 +1,62 @@
+"""``ablate --dry-run`` names, per arm, the model class and the optimizer a run would train with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lit_d2l.errors import UserError
+from lit_d2l.sweeps.dry_run import dry_run
+from lit_d2l.sweeps.spec import load_spec
+
+OWN_MODELS = '''
+import torch
+
+from lit_d2l.models import MLP
+
+
+class AdamNet(MLP):
+    """A researcher's MLP whose own default optimizer is Adam."""
+
+    def default_optimizer(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+'''
+
+
+def listed(tmp_path: Path, model: str, arms: list[dict]) -> list[str]:
+    base = tmp_path / f"{model}.yaml"
+    config = {
+        "trainer": {"max_epochs": 1, "accelerator": "cpu"},
+        "model": {"class_path": model, "init_args": {"hidden_sizes": [8]}},
+        "data": {"class_path": "lit_d2l.data.Digits", "init_args": {"batch_size": 16}},
+    }
+    base.write_text(yaml.safe_dump(config))
+    spec = tmp_path / f"{model}-spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "dry", "base": base.name, "arms": arms}, sort_keys=False))
+    lines: list[str] = []
+    dry_run(load_spec(spec), echo=lines.append)
+    return lines
+
+
+def test_each_arm_names_its_model_class_and_the_optimizer_it_resolved(tmp_path: Path, monkeypatch) -> None:
+    schedule = {"optimizer": "SGD", "lr_scheduler": "StepLR", "lr_scheduler.step_size": 2}
+    lines = listed(tmp_path, "lit_d2l.models.MLP", [{"model.lr": 0.1}, {"optimizer": "Adam"}, schedule])
+    assert "  model.lr=0.1: MLP, SGD" in lines  # the model's own default
+    assert "  optimizer=Adam: MLP, Adam" in lines  # the spec's --optimizer
+    assert "  optimizer=SGD;lr_scheduler=StepLR;lr_scheduler.step_size=2: MLP, SGD, StepLR" in lines
+
+    (tmp_path / "own_models_dry.py").write_text(OWN_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lines = listed(tmp_path, "own_models_dry.AdamNet", [{"model.lr": 0.01}])
+    assert "  model.lr=0.01: own_models_dry.AdamNet, Adam" in lines  # the user's class, found where it lives
+
+
+def test_arms_that_vary_the_models_sgd_settings_under_another_optimizer_are_refused(tmp_path: Path) -> None:
+    """``model.lr`` is the model's own SGD's: with ``optimizer: Adam`` every arm would train alike."""
+    arms = [{"optimizer": "Adam", "model.lr": lr} for lr in (0.1, 0.01)]
+    with pytest.raises(UserError, match=r"^model\.lr varies between arms, but they train with optimizer Adam.*"):
+        listed(tmp_path, "lit_d2l.models.MLP", arms)
+    lines = listed(tmp_path, "lit_d2l.models.MLP", [{"optimizer": "Adam", "optimizer.lr": lr} for lr in (0.1, 0.01)])
+    assert any("1 pack of 2 runs" in line for line in lines), lines

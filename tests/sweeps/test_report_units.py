@@ -1,0 +1,87 @@
+"""Report building blocks on synthetic children: one run per arm × seed, grouping any JSON value, safe folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from lit_d2l.sweeps.reports.report import build_report, group_along_axis, one_run_per_pair, report_dir, summary_table
+from lit_d2l.sweeps.spec import canonical
+from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child
+
+
+def child(settings: dict, seed: int, loss: float, start: int, status: str = "FINISHED", run_id: str = "") -> Child:
+    """A recorded arm × seed, tagged as the runner tags it."""
+    arm = ";".join(f"{k}={v if isinstance(v, str) else canonical(v)}" for k, v in settings.items())
+    return Child(
+        run_id=run_id or f"{arm}-{seed}-{start}",
+        arm=arm,
+        seed=seed,
+        status=status,
+        outcome="finished" if status == "FINISHED" else "failed",
+        metrics={"val/loss": loss},
+        tags={"arm_settings": json.dumps(settings)},
+        start_time=start,
+    )
+
+
+L2 = {"model.l2": 0}
+
+
+def test_each_arm_and_seed_counts_once_the_earliest_finished_run() -> None:
+    children = [
+        child(L2, 0, 1.0, start=20, run_id="a"),  # a later duplicate of seed 0 (run id sorts first)
+        child(L2, 0, 3.0, start=10, run_id="z"),  # the earliest: the one that counts
+        child(L2, 0, 9.0, start=5, status="KILLED"),  # not finished: never counted
+        child(L2, 1, 5.0, start=11),
+        child(L2, 1, 7.0, start=30),  # duplicate of seed 1
+    ]
+    kept, duplicates = one_run_per_pair(children)
+    assert duplicates == 2
+    assert sorted((c.seed, c.metrics["val/loss"]) for c in kept) == [(0, 3.0), (1, 5.0)]
+
+    table = summary_table(children, ["val/loss"])
+    assert "| ★ l2=0 | 2 | 0 | 4 ± 1 |" in table, table  # 2 seeds, mean of 3 and 5 only; the best (only) arm
+    assert "2 duplicate FINISHED run(s) of an arm × seed ignored" in table
+    assert "duplicate" not in summary_table(kept, ["val/loss"])
+
+
+def test_list_and_mapping_values_group_along_an_axis_in_a_readable_order(tmp_path: Path) -> None:
+    children = [
+        child({"model.hidden_sizes": [16, 16], "model.act": "relu"}, 0, 1.0, start=1),
+        child({"model.hidden_sizes": [16, 16], "model.act": "relu"}, 1, 3.0, start=2),
+        child({"model.hidden_sizes": [16], "model.act": "relu"}, 0, 2.0, start=3),
+        child({"model.hidden_sizes": [8, 8, 8], "model.act": "relu"}, 0, 4.0, start=4),
+        child({"model.hidden_sizes": [16], "model.act": {"b": 1, "a": 2}}, 0, 5.0, start=5),
+    ]
+    groups = group_along_axis(children, "model.hidden_sizes", ["val/loss"])
+    assert [label for label, _ in groups] == ["act=relu", 'act={"a": 2, "b": 1}']
+    relu = groups[0][1]
+    assert list(relu) == ["[16]", "[16, 16]", "[8, 8, 8]"]  # by depth, then element by element
+    assert relu["[16, 16]"]["val/loss"] == [1.0, 3.0]  # both seeds in one point
+    along_act = group_along_axis(children, "model.act", ["val/loss"])
+    assert [label for label, _ in along_act] == ["hidden_sizes=[16]", "hidden_sizes=[16, 16]", "hidden_sizes=[8, 8, 8]"]
+    assert list(along_act[0][1]) == ["relu", '{"a": 2, "b": 1}']
+
+
+def test_the_report_folder_stays_under_its_root(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    for hostile in ("../../x", "..", ".", "/etc/x", "a/../../b", "a\\..\\b", ""):
+        path = report_dir(root, hostile)
+        assert path.parent == root and path.name not in ("", ".", ".."), (hostile, path)
+    assert report_dir(root, "overfitting-0123abcd") == root / "overfitting-0123abcd"
+
+
+def test_a_hostile_sweep_id_in_the_store_is_written_under_reports(tmp_path, tracking_uri, experiment, monkeypatch):
+    client = MlflowClient(tracking_uri)
+    parent = client.create_run(
+        client.create_experiment(experiment), tags={KIND_TAG: "sweep", SWEEP_TAG: "../../escaped"}
+    )
+    client.set_terminated(parent.info.run_id)
+    (tmp_path / "report_root").mkdir()
+    monkeypatch.chdir(tmp_path / "report_root")
+    report = build_report(parent.info.run_id, tracking_uri=tracking_uri).path
+    assert report.resolve().parent.parent == (tmp_path / "report_root" / "reports").resolve()
+    assert not (tmp_path / "escaped").exists()

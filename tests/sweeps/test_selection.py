@@ -1,0 +1,78 @@
+"""Model selection (D2L 3.6.3): the best arm by its mean validation metric over seeds; its one test."""
+
+from __future__ import annotations
+
+import pytest
+
+from lit_d2l.cli.ablate import report_command
+from lit_d2l.errors import UserError
+from lit_d2l.sweeps.engine import run_sweep
+from lit_d2l.sweeps.selection import direction, select_arm
+from lit_d2l.sweeps.spec import load_spec
+from lit_d2l.tracking.sweeps import KIND_TAG, TEST_KIND, SweepStore
+from tests.sweeps.test_report_units import child
+from tests.sweeps.test_sweep import spec_file
+
+
+def with_acc(run, acc: float):
+    run.metrics["val/acc"] = acc
+    return run
+
+
+def test_the_arm_with_the_best_mean_over_seeds_is_selected() -> None:
+    children = [
+        child({"model.lr": 0.1}, 0, 0.50, start=1),
+        child({"model.lr": 0.1}, 1, 0.10, start=2),  # the best single run, but not the best mean
+        child({"model.lr": 0.3}, 0, 0.25, start=3),
+        child({"model.lr": 0.3}, 1, 0.30, start=4),
+    ]
+    selection = select_arm(children, "val/loss")
+    assert (selection.arm, selection.mode) == ("model.lr=0.3", "min")
+    assert [arm for arm, _, _ in selection.ranking] == ["model.lr=0.3", "model.lr=0.1"]
+    assert selection.best_run().seed == 0, "the test retrains the selected arm's best seed"
+    accuracies = [with_acc(c, acc) for c, acc in zip(children, [0.9, 0.99, 0.8, 0.7], strict=True)]
+    assert select_arm(accuracies, "val/acc").arm == "model.lr=0.1", "an accuracy: the highest mean"
+    assert select_arm(children, "val/loss", mode="max").arm == "model.lr=0.1", "--mode overrides"
+
+
+def test_an_arm_that_diverged_on_a_seed_is_not_a_candidate() -> None:
+    children = [child({"model.lr": 9.0}, 0, 0.01, start=1), child({"model.lr": 9.0}, 1, 0.02, start=2)]
+    children[1].outcome = "diverged"
+    children.append(child({"model.lr": 0.1}, 0, 0.5, start=3))
+    assert select_arm(children, "val/loss").arm == "model.lr=0.1"
+    with pytest.raises(UserError, match="no arm of this sweep logged val/acc"):
+        select_arm(children, "val/acc")
+
+
+def test_the_test_split_and_unknown_directions_are_refused() -> None:
+    with pytest.raises(UserError, match="not test/acc"):
+        direction("test/acc")
+    with pytest.raises(UserError, match="give --mode min or --mode max"):
+        direction("weight_norm/w")
+    assert direction("weight_norm/w", "min") == "min"
+    assert (direction("train/loss_epoch"), direction("val/acc")) == ("min", "max")
+
+
+@pytest.mark.slow
+def test_select_val_loss_and_test_logs_one_test_of_the_best_arm(tmp_path, tracking_uri, client, experiment, capsys):
+    body = "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\noverrides: {data.num_test: 50}\n"
+    result = run_sweep(load_spec(spec_file(tmp_path, experiment, body)), tracking_uri=tracking_uri, echo=print)
+    store = SweepStore(tracking_uri)
+    parent = store.client.get_run(result.parent_run_id)
+    children = store.children(parent)
+    means = {arm: sum(c.metrics["val/loss"] for c in children if c.arm == arm) / 2 for arm in {c.arm for c in children}}
+    best = min(means, key=means.get)
+    args = [result.sweep_id, "--out", str(tmp_path / "report"), "--tracking-uri", tracking_uri]
+    assert report_command([*args, "--select", "val/loss", "--test"]) == 0
+    assert f"**{best}**" in capsys.readouterr().out
+
+    tests = store.selection_tests(parent.info.run_id, parent.info.experiment_id)
+    assert len(tests) == 1 and tests[0].status == "FINISHED" and tests[0].arm == best
+    assert tests[0].tags[KIND_TAG] == TEST_KIND and "test/loss" in tests[0].metrics
+    recorded = client.get_run(parent.info.run_id).data
+    assert recorded.metrics["test/loss"] == tests[0].metrics["test/loss"]
+    assert recorded.tags["lit_d2l.selection.arm"] == best and recorded.tags["lit_d2l.selection.metric"] == "val/loss"
+    assert len(store.children(parent)) == 4, "the test run is not one of the sweep's arm × seed runs"
+    with pytest.raises(UserError, match="already tested, once"):
+        report_command([*args, "--select", "val/loss", "--test"])
+    assert len(store.selection_tests(parent.info.run_id, parent.info.experiment_id)) == 1

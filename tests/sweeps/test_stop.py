@@ -1,0 +1,126 @@
+"""A sweep stopped by a signal: one line, every interrupted run KILLED (none FAILED or RUNNING), quickly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lit_d2l.processes import interrupts
+from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
+from lit_d2l.sweeps import engine
+from lit_d2l.sweeps.spec import load_spec
+from lit_d2l.tracking.sweeps import KIND_TAG, SweepStore
+from tests.conftest import REPO
+from tests.sweeps.test_sweep import spec_file
+from tests.test_resilience import ENV, children_of, gone, running_runs, wait_for
+
+#: A stop must end the command within this; a machine busier than its cores gets proportionally longer.
+STOP_S = 5.0
+
+
+def _signal_after_claim(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """SweepStore.claim_pair sends this process SIGTERM once it has claimed: the signal lands between the
+    claim and the fit. Returns the runs claimed."""
+    claimed: list[str] = []
+    claim_pair = SweepStore.claim_pair
+
+    def claim_then_signal(self, *args, **kwargs):
+        run_id, taken = claim_pair(self, *args, **kwargs)
+        claimed.append(run_id)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return run_id, taken
+
+    monkeypatch.setattr(SweepStore, "claim_pair", claim_then_signal)
+    return claimed
+
+
+def test_a_stop_between_claim_and_fit_leaves_the_pair_killed(tmp_path, tracking_uri, client, experiment, monkeypatch):
+    spec = load_spec(spec_file(tmp_path, experiment, "grid: {model.l2: [0.0]}\n"))
+    claimed = _signal_after_claim(monkeypatch)
+    with stop_signals_handled(), pytest.raises(Interrupted):
+        engine.run_sweep(spec, tracking_uri=tracking_uri, echo=lambda _: None, pack="off")
+    (run_id,) = claimed
+    assert client.get_run(run_id).info.status == "KILLED"  # not FAILED: nothing failed, it was stopped
+
+
+def test_in_a_worker_a_stop_between_claim_and_fit_is_acted_on_before_the_fit(
+    tmp_path, tracking_uri, client, experiment, monkeypatch
+):
+    # A worker only notes signals (they would land anywhere, also in a weakref callback, and be "ignored").
+    spec = load_spec(spec_file(tmp_path, experiment, "grid: {model.l2: [0.0]}\n"))
+    plan = engine.plan_sweep(spec, tracking_uri, echo=lambda _: None)
+    claimed = _signal_after_claim(monkeypatch)
+    with stop_signals_handled(), interrupts.deferred(), pytest.raises(Interrupted):
+        engine._run_task(plan.tasks[0])
+    (run_id,) = claimed
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and "train/loss" not in run.data.metrics  # stopped before training
+    plan.parent.finalize("failed")
+
+
+@pytest.mark.slow
+def test_sigterm_and_ctrl_c_of_a_sweep_with_workers_stop_it_cleanly_and_quickly(tmp_path, tracking_uri, client):
+    body = "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 3000}\n"
+    trials = [("SIGTERM", "auto", False), ("SIGINT", "auto", True), ("SIGTERM", "off", False), ("SIGINT", "off", True)]
+    for index, (name, pack, to_group) in enumerate(trials):
+        experiment = f"stop-{index}-{os.getpid()}"
+        path = spec_file(tmp_path, experiment, body)
+        args = ["ablate", str(path), "--tracking-uri", tracking_uri, "--workers", "2", "--no-report", "--pack", pack]
+        sweep = subprocess.Popen(
+            [sys.executable, "-m", "lit_d2l", *args],
+            cwd=REPO,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group, as a terminal's foreground job: Ctrl-C reaches every process
+        )
+        busy = 5 if pack == "auto" else 3  # the parent, and both workers' runs (a pack holds two)
+        wait_for(lambda e=experiment, n=busy: len(running_runs(client, e)) >= n, "both training", process=sweep)
+        signum = getattr(signal, name)
+        sent = time.monotonic()
+        os.killpg(sweep.pid, signum) if to_group else sweep.send_signal(signum)
+        _, err = sweep.communicate(timeout=60)
+        took = time.monotonic() - sent
+        trial = f"{name} {'to the group' if to_group else 'to ablate'}, --pack {pack}"
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        assert took < STOP_S * max(1.0, load), f"{trial}: ablate took {took:.1f} s to go (load {load:.1f} per core)"
+        assert sweep.returncode == 128 + signum, (trial, err)
+        assert [line for line in err.splitlines() if line.strip()] == [f"lit-d2l: interrupted by {name}"], (trial, err)
+
+        exp = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([exp.experiment_id])
+        (parent,) = [run for run in runs if run.data.tags.get(KIND_TAG) == "sweep"]
+        assert parent.info.status == "KILLED", trial
+        children = Counter(run.info.status for run in runs if run is not parent)
+        assert children["KILLED"] >= 2 and set(children) <= {"FINISHED", "KILLED"}, (trial, children)
+
+
+@pytest.mark.slow
+def test_after_sigkill_of_a_sweep_its_workers_go_within_seconds_leaving_no_run_running(tmp_path, tracking_uri, client):
+    body = "grid: {model.l2: [0.0, 3.0]}\nseeds: [0, 1]\noverrides: {trainer.max_epochs: 3000}\n"
+    for trial in range(3):
+        experiment = f"sigkill-{trial}-{os.getpid()}"
+        path = spec_file(tmp_path, experiment, body)
+        args = ["ablate", str(path), "--tracking-uri", tracking_uri, "--workers", "2", "--no-report", "--pack", "off"]
+        sweep = subprocess.Popen([sys.executable, "-m", "lit_d2l", *args], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL)
+        wait_for(lambda e=experiment: len(running_runs(client, e)) >= 3, "both workers training", process=sweep)
+        workers = [pid for pid in children_of(sweep.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        sweep.kill()
+        killed = time.monotonic()
+        sweep.wait()
+        wait_for(lambda w=workers: all(gone(pid) for pid in w), "the workers gone", timeout_s=60)
+        took = time.monotonic() - killed
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        assert took < STOP_S * max(1.0, load), f"trial {trial}: workers took {took:.1f} s to go (load {load:.1f})"
+        exp = client.get_experiment_by_name(experiment)
+        children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(KIND_TAG) != "sweep"]
+        assert {r.info.status for r in children} == {"KILLED"}, trial  # ended by the workers themselves

@@ -1,0 +1,114 @@
+"""The verdict of a sweep, from synthetic runs: a clear winner, a tie, a diverged arm, best per group."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lit_d2l.sweeps.reports.verdict import goal, sweep_verdict, verdict, verdicts_per_group
+from lit_d2l.tracking.sweeps import Child
+
+
+def child(settings: dict, seed: int, value: float | None, metric: str = "val/loss", diverged: bool = False) -> Child:
+    arm = ";".join(f"{key}={json.dumps(v)}" for key, v in settings.items())
+    return Child(
+        run_id=f"{arm}/{seed}",
+        arm=arm,
+        seed=seed,
+        status="FINISHED",
+        outcome="diverged" if diverged else "finished",
+        metrics={} if value is None else {metric: value},
+        tags={"arm_settings": json.dumps(settings)},
+    )
+
+
+def sweep(values: dict[float, list[float]], metric: str = "val/loss") -> list[Child]:
+    return [child({"model.l2": l2}, seed, v, metric) for l2, seeds in values.items() for seed, v in enumerate(seeds)]
+
+
+def test_a_clear_winner_is_distinguishable_from_the_runner_up() -> None:
+    children = sweep({0.0: [1.00, 1.10, 0.95], 1.0: [0.10, 0.12, 0.11], 3.0: [0.30, 0.33, 0.31]})
+    result = verdict(children, "val/loss")
+    assert result.best is not None and result.best.arm == "model.l2=1.0"
+    assert result.best.mean == pytest.approx(0.11)
+    assert result.comparison is not None and result.comparison.runner_up.arm == "model.l2=3.0"
+    assert "paired t-test over seeds 0, 1, 2" in result.comparison.test
+    assert result.comparison.distinguishable and not result.tie
+    assert result.text().startswith("`val/loss` (lowest is best): **l2=1**, 0.11 ± ")
+    assert "better than the runner-up l2=3" in result.text()
+    assert result.headline() == "l2=1 is best on val/loss, ahead of l2=3 over seeds"
+
+
+def test_arms_the_seeds_cannot_tell_apart_are_a_tie() -> None:
+    children = sweep({1.0: [0.10, 0.30, 0.20], 3.0: [0.21, 0.12, 0.29]})
+    result = verdict(children, "val/loss")
+    assert result.tie
+    assert result.comparison is not None and result.comparison.p_value is not None
+    assert result.comparison.p_value >= 0.05
+    assert "a tie with the runner-up" in result.text()
+    assert result.headline() == "l2=1 is best on val/loss, a tie with l2=3"
+
+
+def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
+    children = sweep({0.1: [0.50, 0.52, 0.51], 1.0: [0.20, 0.21, 0.22]})
+    children.append(child({"model.l2": 10.0}, 0, 0.01))  # the lowest value of all, but its other seed diverged
+    children.append(child({"model.l2": 10.0}, 1, None, diverged=True))
+    children.append(child({"model.l2": 30.0}, 0, float("inf")))  # not diverged, yet no finite value
+    result = verdict(children, "val/loss")
+    assert result.best is not None and result.best.arm == "model.l2=1.0"
+    assert result.excluded == [("l2=10", "1 seed(s) diverged"), ("l2=30", "no finite value on seed 0")]
+    assert "out of the running: l2=10 (1 seed(s) diverged), l2=30 (no finite value on seed 0)" in result.text()
+
+
+def test_every_arm_diverged_names_no_winner() -> None:
+    children = [child({"model.lr": 10.0}, seed, None, diverged=True) for seed in range(2)]
+    result = verdict(children, "val/loss")
+    assert result.best is None and "none is best" in result.text()
+
+
+def test_accuracy_is_maximised_and_one_seed_is_not_tested() -> None:
+    children = sweep({0.0: [0.80], 1.0: [0.85]}, metric="val/acc")
+    result = verdict(children, "val/acc")
+    assert (goal("val/acc"), goal("train/loss_epoch"), goal("weight_norm/w")) == ("max", "min", None)
+    assert result.best is not None and result.best.arm == "model.l2=1.0"
+    assert result.comparison is not None and result.comparison.p_value is None
+    assert "run more seeds" in result.text() and not result.tie
+
+
+def test_a_two_key_grid_gives_the_best_per_group() -> None:
+    values = {("relu", 0.1): 0.30, ("relu", 1.0): 0.20, ("tanh", 0.1): 0.10, ("tanh", 1.0): 0.40}
+    children = [
+        child({"model.activation": act, "model.init_std": std}, seed, value + 0.01 * seed)
+        for (act, std), value in values.items()
+        for seed in range(3)
+    ]
+    overall = verdict(children, "val/loss")
+    assert overall.best is not None and overall.best.arm == 'model.activation="tanh";model.init_std=0.1'
+    groups = verdicts_per_group(children, "val/loss", "model.activation")
+    assert [(name, v.best.name if v.best else None) for name, v in groups] == [
+        ("activation=relu", "relu σ=1"),
+        ("activation=tanh", "tanh σ=0.1"),
+    ]
+    # Within a group the seeds move together (+0.01 per seed): a paired test sees a constant gap.
+    assert all(v.comparison is not None and v.comparison.distinguishable for _, v in groups)
+
+
+def test_a_verdict_names_three_arms_out_of_the_running_and_counts_the_rest() -> None:
+    children = sweep({1.0: [0.2, 0.21]})
+    children += [child({"model.l2": float(10 + i)}, 0, None, diverged=True) for i in range(5)]
+    text = verdict(children, "val/loss").text()
+    assert "out of the running: l2=10 (1 seed(s) diverged), l2=11" in text and "and 2 more (see the table)" in text
+
+
+def test_a_metric_no_run_logged_is_named_as_such_with_what_the_runs_did_log() -> None:
+    """A misspelt metric in the spec (`val/los`) is not a verdict of 'no metric says which way is better'."""
+    children = sweep({1.0: [0.10, 0.12, 0.11], 3.0: [0.30, 0.33, 0.31]})
+    found = sweep_verdict(children, ["val/loss", "val/los"], ["model.l2"])
+    assert found.unlogged == ["val/los"]
+    text = found.markdown()
+    assert "- `val/los`: no run logged this metric" in text and "they logged `val/loss`" in text
+    lines = found.terminal_lines()  # what ablate prints
+    assert text.startswith(f"## {lines[0]}\n")
+    assert lines[0] == "Verdict: l2=1 is best on val/loss, ahead of l2=3 over seeds"
+    assert lines[1].startswith("val/los: no run logged this metric (check its name in the spec's metrics:)")
