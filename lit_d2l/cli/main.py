@@ -1,4 +1,4 @@
-"""The ``lit-d2l`` command: fit / validate / test through LightningCLI, plus ``ui``.
+"""The ``lit-d2l`` command: one entry point that dispatches every subcommand (fit, cv, ablate, runs, ui, ...).
 
 Every run goes to MLflow through :class:`~lit_d2l.tracking.TrackingLogger`; errors a user can
 fix end in one line on stderr and exit status 2, with no run left RUNNING.

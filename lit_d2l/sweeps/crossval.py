@@ -310,7 +310,3 @@ def summarise(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
 def is_rank_zero() -> bool:
     """True in the process that records runs: the only one, or DDP's global rank 0."""
     return rank_zero_only.rank == 0
-
-
-def _silent(_: str) -> None:
-    """Progress lines of a DDP rank other than 0 go nowhere."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.sweeps.reports.report import build_report, group_along_axis, one_run_per_pair, report_dir, summary_table
+from lit_d2l.sweeps.reports.report import build_report, one_run_per_pair, report_dir, summary_table
 from lit_d2l.sweeps.spec import canonical
 from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child
 
@@ -46,24 +46,6 @@ def test_each_arm_and_seed_counts_once_the_earliest_finished_run() -> None:
     assert "| ★ l2=0 | 2 | 0 | 4 ± 1 |" in table, table  # 2 seeds, mean of 3 and 5 only; the best (only) arm
     assert "2 duplicate FINISHED run(s) of an arm × seed ignored" in table
     assert "duplicate" not in summary_table(kept, ["val/loss"])
-
-
-def test_list_and_mapping_values_group_along_an_axis_in_a_readable_order(tmp_path: Path) -> None:
-    children = [
-        child({"model.hidden_sizes": [16, 16], "model.act": "relu"}, 0, 1.0, start=1),
-        child({"model.hidden_sizes": [16, 16], "model.act": "relu"}, 1, 3.0, start=2),
-        child({"model.hidden_sizes": [16], "model.act": "relu"}, 0, 2.0, start=3),
-        child({"model.hidden_sizes": [8, 8, 8], "model.act": "relu"}, 0, 4.0, start=4),
-        child({"model.hidden_sizes": [16], "model.act": {"b": 1, "a": 2}}, 0, 5.0, start=5),
-    ]
-    groups = group_along_axis(children, "model.hidden_sizes", ["val/loss"])
-    assert [label for label, _ in groups] == ["act=relu", 'act={"a": 2, "b": 1}']
-    relu = groups[0][1]
-    assert list(relu) == ["[16]", "[16, 16]", "[8, 8, 8]"]  # by depth, then element by element
-    assert relu["[16, 16]"]["val/loss"] == [1.0, 3.0]  # both seeds in one point
-    along_act = group_along_axis(children, "model.act", ["val/loss"])
-    assert [label for label, _ in along_act] == ["hidden_sizes=[16]", "hidden_sizes=[16, 16]", "hidden_sizes=[8, 8, 8]"]
-    assert list(along_act[0][1]) == ["relu", '{"a": 2, "b": 1}']
 
 
 def test_the_report_folder_stays_under_its_root(tmp_path: Path) -> None:

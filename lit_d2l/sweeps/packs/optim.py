@@ -1,4 +1,7 @@
-"""SGD for a pack of arms: one update of every arm's parameters at once, each with its own settings (D2L 3.4.3)."""
+"""SGD, Adam and AdamW for a pack of arms (D2L 3.4.3, 12.10).
+
+One update of every arm's parameters at once, each arm with its own settings.
+"""
 
 from __future__ import annotations
 

@@ -187,33 +187,6 @@ def report_dir(root: Path, sweep_id: str) -> Path:
     return path
 
 
-def group_along_axis(children: list[Child], axis: str, metrics: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    """For each setting of the other swept keys (a label), the values of ``axis`` in order, each with its
-    ``{label: value_text, metric: [values over seeds]}``. Values of any JSON type group by their canonical text.
-    """
-    points: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    others: dict[str, list[tuple[str, Any]]] = {}
-    values: dict[str, Any] = {}
-    for child in children:
-        if child.outcome == "diverged":
-            continue
-        arm = settings(child)
-        if axis not in arm:
-            continue
-        rest = [(k, v) for k, v in arm.items() if k != axis]
-        group, x = canonical(rest), canonical(arm[axis])
-        others[group], values[x] = rest, arm[axis]
-        for metric in metrics:
-            if metric in child.metrics:
-                points[group][x][metric].append(child.metrics[metric])
-    result = []
-    for group in sorted(points, key=lambda g: tuple(sortable(v) for _, v in others[g])):
-        name = ",".join(f"{short(k)}={label(v)}" for k, v in others[group])
-        xs = sorted(points[group], key=lambda x: sortable(values[x]))
-        result.append((name, {label(values[x]): points[group][x] for x in xs}))
-    return result
-
-
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "–"
