@@ -16,6 +16,22 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lit_d2l.errors import ConfigError, UserError, not_utf8
 from lit_d2l.fit import catalog
+from lit_d2l.tracking.settings import check_registered_name
+from lit_d2l.tracking.store import check_store, resolve_tracking_uri
+from lit_d2l.tracking.system_metrics import check_system_metrics
+
+
+def check_settings(config: Any) -> None:
+    """What every run's parsed settings must pass before anything is built or recorded (a fit's and each arm's
+    of a sweep): the store and the names it records, the optimizer and schedule, the checkpoint."""
+    if config.trainer.logger in (None, True):
+        check_store(resolve_tracking_uri(config.tracking.uri), create=False)  # made once the input is good
+        check_registered_name(config.tracking.register_model)
+        if config.tracking.system_metrics:
+            check_system_metrics()
+    check_optimizer(as_dict(config.get("optimizer")), as_dict(config.get("lr_scheduler")))
+    if config.get("ckpt_path") is not None:
+        check_checkpoint(config.ckpt_path)
 
 
 def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] | None) -> None:

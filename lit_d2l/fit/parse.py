@@ -16,9 +16,8 @@ import lightning as L
 import torch
 from jsonargparse import Namespace
 
-from lit_d2l.fit.checks import as_dict, check_checkpoint, check_optimizer
+from lit_d2l.fit.checks import check_settings
 from lit_d2l.fit.run import D2LCLI, config_errors
-from lit_d2l.tracking import check_store, resolve_tracking_uri
 from lit_d2l.tracking.run_record import recorded_text
 
 
@@ -79,11 +78,7 @@ def parse_fit(args: list[str]) -> ParsedFit:
     parser = fit_parser()
     with config_errors("fit", args):
         config = parser.parse_args(args)
-        if config.trainer.logger in (None, True):
-            check_store(resolve_tracking_uri(config.tracking.uri), create=False)  # made once the input is good
-        check_optimizer(as_dict(config.get("optimizer")), as_dict(config.get("lr_scheduler")))
-        if config.get("ckpt_path") is not None:
-            check_checkpoint(config.ckpt_path)
+        check_settings(config)
         seed = config.get("seed_everything")
         if seed is not None and seed is not False:
             L.seed_everything(None if seed is True else seed, verbose=False)

@@ -34,8 +34,7 @@ from lit_d2l.fit.catalog import CKPT_PATH_HELP, LOG_GRAPH_HELP, TEST_AFTER_FIT_H
 from lit_d2l.fit.checks import (
     argument_error_line,
     as_dict,
-    check_checkpoint,
-    check_optimizer,
+    check_settings,
     misconfiguration_line,
     not_utf8_config,
     user_error_in,
@@ -43,11 +42,10 @@ from lit_d2l.fit.checks import (
 from lit_d2l.fit.resume import check_same_settings, evaluate_args, pop_option, resume_args
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.processes import interrupts
-from lit_d2l.tracking import TrackingLogger, check_store, resolve_tracking_uri
+from lit_d2l.tracking import TrackingLogger
 from lit_d2l.tracking.run_record import RunRecorder
-from lit_d2l.tracking.settings import TrackingSettings, check_registered_name
+from lit_d2l.tracking.settings import TrackingSettings
 from lit_d2l.tracking.store import dashboard_hint, store_option
-from lit_d2l.tracking.system_metrics import check_system_metrics
 
 SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -93,14 +91,7 @@ class D2LCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         self.logger: TrackingLogger | None = None
-        if self.config.trainer.logger in (None, True):
-            check_store(resolve_tracking_uri(self.config.tracking.uri), create=False)  # made once the input is good
-            check_registered_name(self.config.tracking.register_model)
-            if self.config.tracking.system_metrics:
-                check_system_metrics()
-        check_optimizer(as_dict(self.config.get("optimizer")), as_dict(self.config.get("lr_scheduler")))
-        if self.config.ckpt_path is not None:
-            check_checkpoint(self.config.ckpt_path)
+        check_settings(self.config)
 
     def after_instantiate_classes(self) -> None:
         optimizer, scheduler = self.config_init.get("optimizer"), self.config_init.get("lr_scheduler")
