@@ -43,6 +43,7 @@ from lit_d2l.fit.resume import check_same_settings, evaluate_args, pop_option, r
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.processes import interrupts
 from lit_d2l.tracking import TrackingLogger
+from lit_d2l.tracking.logger import EndStatusOnException, run_status_for
 from lit_d2l.tracking.run_record import RunRecorder
 from lit_d2l.tracking.settings import TrackingSettings
 from lit_d2l.tracking.store import dashboard_hint, store_option
@@ -105,7 +106,8 @@ class D2LCLI(LightningCLI):
         use_optimizer(as_dict(optimizer), as_dict(scheduler))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        extra: list[L.Callback] = [GracefulStop()]  # a stop signal ends the step and saves a checkpoint first
+        # A stop signal ends the step and saves a checkpoint first; an exception's run ends as that exception means.
+        extra: list[L.Callback] = [GracefulStop(), EndStatusOnException()]
         extra.append(StoredFirst())  # a checkpoint file appears once the values logged before it are stored
         extra.append(MemoryMeter())  # memory/saved_for_backward_bytes, from a side pass at step 0
         if self.config_init.get("log_graph", False):
@@ -295,7 +297,7 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
     except (interrupts.Interrupted, SIGTERMException) as exc:
         stop = exc if isinstance(exc, interrupts.Interrupted) else _interrupted(trainer)
         if logger is not None:
-            logger.finalize("failed")  # KILLED
+            logger.end("KILLED")
             stop.run_id, stop.run_status, stop.reason = logger.version, logger.status or "KILLED", logger.stop_reason
             stop.store_option = store_option(logger.tracking_uri, "--tracking.uri")
         raise stop from None
@@ -307,7 +309,7 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         raise
     except RuntimeError as exc:
         if logger is not None:
-            logger.finalize("failed")
+            logger.end("FAILED")
         if cli.config.ckpt_path and "loading state_dict" in str(exc):
             if logger is not None:
                 logger.abandon()
@@ -317,12 +319,12 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
                 "give a checkpoint saved with the same model and shapes"
             ) from None
         raise
-    except BaseException:
+    except BaseException as exc:
         if logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
-            logger.finalize("failed")
+            logger.end(run_status_for(exc))
         raise
     if logger is not None:  # ends a run this process created for spawned workers; else already ended
-        logger.finalize("success")
+        logger.end("FINISHED")
         if (unstored := logger.unstored()) is not None:  # a tracking server away past its limit
             raise TrackingError(unstored)
     result = _result(cli, metrics | _scalars(trainer.callback_metrics))

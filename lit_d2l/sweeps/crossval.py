@@ -36,7 +36,7 @@ from lit_d2l.sweeps.ray_backend import (
     worker_place,
 )
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.logger import closing, ensure_experiment
+from lit_d2l.tracking.logger import closing, ensure_experiment, run_status_for
 from lit_d2l.tracking.store import dashboard_hint
 from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child, SweepStore, as_child
 
@@ -140,8 +140,8 @@ def cross_validate(
                     report(fold, _claimed(store, claims[fold], _fit_here(args, fold, num_folds)))
             folds = [results[fold] if fold in results else _as_result(done[fold], store) for fold in range(num_folds)]
             summary = summarise([fold.metrics for fold in folds])
-        except BaseException:
-            parent.finalize("failed")
+        except BaseException as exc:
+            parent.end(run_status_for(exc))
             raise
     with closing(parent) as run:
         run.log_metrics(summary, step=0)

@@ -46,7 +46,7 @@ from lit_d2l.sweeps.reports.stability import stability_figures
 from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.logger import ensure_experiment
+from lit_d2l.tracking.logger import ensure_experiment, run_status_for
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
@@ -319,7 +319,7 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
         echo(f"{len(elsewhere)} pairs still running in another process ({elsewhere[0].owner}); it ends the sweep")
         result.status = "RUNNING"
         return result
-    parent.finalize("success" if complete else "failed")
+    parent.end("FINISHED" if complete else "FAILED")
     result.status = parent.status or "FAILED"
     return result
 
@@ -347,8 +347,8 @@ def _failed_on_error(parent: TrackingLogger) -> Iterator[None]:
     """End the parent run as FAILED (KILLED on Ctrl-C) if the block raises, then re-raise."""
     try:
         yield
-    except BaseException:
-        parent.finalize("failed")
+    except BaseException as exc:
+        parent.end(run_status_for(exc))
         raise
 
 

@@ -10,13 +10,13 @@ the store, whichever it is, stays MLflow's to write. A tracking server's values 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
@@ -46,7 +46,11 @@ LOCAL_FILES = Path("mlruns")
 
 
 class TrackingLogger(Logger):
-    """Buffered MLflow logger: one run per fit, params, metrics, artifacts and an honest end status."""
+    """Buffered MLflow logger: one run per fit, params, metrics, artifacts and an honest end status.
+
+    In a Trainer of your own, add :class:`EndStatusOnException` to its callbacks: a run stopped by Ctrl-C or
+    SIGTERM then ends KILLED, as in lit-d2l's commands, instead of FAILED.
+    """
 
     def __init__(
         self,
@@ -96,6 +100,8 @@ class TrackingLogger(Logger):
         self._outbox: Outbox | None = None  # a tracking server's values on their way
         self.stop_reason: str | None = None  # why this logger stopped the fit (a server away past its limit)
         self._ending = "FINISHED"  # the end status being set
+        #: How the run ends when Lightning ends it after an exception (set by EndStatusOnException).
+        self.end_status: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """What a spawned DDP worker (``ddp_spawn``) gets: the run to log into, without the client or heartbeat."""
@@ -183,19 +189,24 @@ class TrackingLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Flush and end the run: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-        if self._run_id is None and (status not in ("success", "finished") or not self._has_pending()):
+        """Lightning's end of the run: "success" ends it FINISHED; on an exception Lightning says "failed", and the
+        run ends as :class:`EndStatusOnException` recorded from that exception (FAILED where none did)."""
+        self.end("FINISHED" if status in ("success", "finished") else self.end_status or "FAILED")
+
+    @rank_zero_only
+    def end(self, status: str) -> None:
+        """Flush and end the run with MLflow's ``status``: FINISHED, FAILED or KILLED (see :func:`run_status_for`)."""
+        if self._run_id is None and (status != "FINISHED" or not self._has_pending()):
             self._metrics, self._params, self._tags = [], [], []  # failed before it began: record nothing
             return
-        exception = sys.exc_info()[1]
         with shielded():  # a second Ctrl-C or SIGTERM now would lose what is still buffered
             try:
                 self.flush()
             finally:  # even when a write fails, the run must not stay RUNNING
                 if self._outbox is None:
-                    self.end_run(_run_status(status, exception))
+                    self.end_run(status)
         if self._outbox is not None:  # not shielded: waiting for a server away, a stop signal is honoured at once
-            self.end_run(_run_status(status, exception))
+            self.end_run(status)
 
     # -- lit-d2l additions --------------------------------------------------------------------
 
@@ -444,10 +455,9 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _run_status(lightning_status: str, exception: BaseException | None) -> str:
-    if lightning_status in ("success", "finished"):
-        return "FINISHED"
-    # An exception may say how its run ends (e.g. a divergence is a result, so FINISHED).
+def run_status_for(exception: BaseException) -> str:
+    """How a run that ``exception`` ended is recorded: KILLED for a stop (Ctrl-C, SIGTERM), FAILED for an error,
+    or what the exception declares (a divergence is a result: FINISHED)."""
     declared = getattr(exception, "run_status", None)
     if declared in ("FINISHED", "FAILED", "KILLED"):
         return declared
@@ -462,7 +472,17 @@ def closing(logger: TrackingLogger) -> Iterator[TrackingLogger]:
     """Use a logger's run outside a Trainer; it ends FINISHED, or FAILED / KILLED if the block raises."""
     try:
         yield logger
-    except BaseException:
-        logger.finalize("failed")
+    except BaseException as exc:
+        logger.end(run_status_for(exc))
         raise
-    logger.finalize("success")
+    logger.end("FINISHED")
+
+
+class EndStatusOnException(L.Callback):
+    """Lightning ends its loggers' runs with "failed" whatever stopped the fit: this tells each TrackingLogger
+    (a pack's arms included) the status that exception means, before Lightning ends the run."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        for logger in trainer.loggers:
+            if hasattr(logger, "end_status"):
+                logger.end_status = run_status_for(exception)

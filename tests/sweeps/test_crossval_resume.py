@@ -55,7 +55,7 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
             try:
                 raise Interrupted(signal.SIGHUP, step=3, checkpoint="interrupted-step=3.ckpt")
             except Interrupted as stop:
-                cli.logger.finalize("failed")  # KILLED
+                cli.logger.end("KILLED")
                 stop.run_id = cli.logger.version
                 raise
         return execute(cli, command)

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from lit_d2l.data import SyntheticRegressionData
 from lit_d2l.models import LinearRegression
 from lit_d2l.tracking import TrackingLogger
+from lit_d2l.tracking.logger import EndStatusOnException
 from tests.conftest import only_run
 
 
@@ -25,7 +26,9 @@ class RaiseAtStep(L.Callback):
 
 def fit_with(callback: L.Callback, tracking_uri: str, experiment: str, quiet_trainer: dict) -> None:
     logger = TrackingLogger(experiment_name=experiment, tracking_uri=tracking_uri)
-    trainer = L.Trainer(max_epochs=2, logger=logger, callbacks=[callback], log_every_n_steps=1, **quiet_trainer)
+    # The logger's partner callback tells it what the exception means, as every lit-d2l command does.
+    callbacks = [callback, EndStatusOnException()]
+    trainer = L.Trainer(max_epochs=2, logger=logger, callbacks=callbacks, log_every_n_steps=1, **quiet_trainer)
     trainer.fit(LinearRegression(lr=0.03), SyntheticRegressionData(num_train=320, num_val=64))
 
 

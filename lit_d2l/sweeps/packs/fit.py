@@ -26,7 +26,7 @@ from lit_d2l.sweeps.packs.batches import PackedBatches, stack_arms
 from lit_d2l.sweeps.packs.loggers import ArmLoggers
 from lit_d2l.sweeps.packs.module import ArmStream, PackedModule, current_stream
 from lit_d2l.sweeps.packs.plan import configured_callbacks
-from lit_d2l.tracking.logger import TrackingLogger
+from lit_d2l.tracking.logger import EndStatusOnException, TrackingLogger, run_status_for
 from lit_d2l.tracking.run_record import record_run
 
 #: Examples (over all arms) in one evaluation batch of a pack; each arm gets at least its batch_size.
@@ -184,17 +184,19 @@ def fit_pack(
     kwargs |= {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
     kwargs |= trainer_overrides or {}
     configured = configured_callbacks(arms[0].parsed.trainer_kwargs)  # per_arm ones (the plan checks)
-    trainer = L.Trainer(**kwargs, logger=loggers if loggers.arms else False, callbacks=[*configured, *callbacks])
+    trainer = L.Trainer(
+        **kwargs, logger=loggers if loggers.arms else False, callbacks=[*configured, *callbacks, EndStatusOnException()]
+    )
     for arm in arms:  # in the pack's precision (64-true: float64) for what runs on an arm's own model
         trainer.precision_plugin.convert_module(arm.model)
     try:
         trainer.fit(module, datamodule=data)
         if test_after_fit:
             trainer.test(module, datamodule=data)
-    except BaseException:
-        loggers.finalize("failed")
+    except BaseException as exc:
+        loggers.end(run_status_for(exc))
         raise
-    loggers.finalize("success")
+    loggers.end("FINISHED")
     results = []
     for index in range(len(arms)):
         metrics = {key: float(value) for key, value in module.last[index].items()}

@@ -26,6 +26,8 @@ class ArmLoggers(Logger):
         super().__init__()
         self.arms = list(loggers)
         self.open = [True] * len(self.arms)
+        #: How the arms' runs end when Lightning ends them after an exception (set by EndStatusOnException).
+        self.end_status: str | None = None
 
     @property
     def name(self) -> str | None:
@@ -63,11 +65,11 @@ class ArmLoggers(Logger):
             if self.open[index]:
                 logger.set_tags(tags)
 
-    def close(self, index: int, status: str = "success") -> None:
-        """End arm ``index``'s run now (e.g. it diverged); the others go on."""
+    def close(self, index: int, status: str = "FINISHED") -> None:
+        """End arm ``index``'s run now with MLflow's ``status`` (e.g. it diverged: FINISHED); the others go on."""
         if self.open[index]:
             self.open[index] = False
-            self.arms[index].finalize(status)
+            self.arms[index].end(status)
 
     def save(self) -> None:
         for index, logger in enumerate(self.arms):
@@ -80,7 +82,11 @@ class ArmLoggers(Logger):
                 logger.flush()
 
     def finalize(self, status: str) -> None:
-        """End every open arm's run with Lightning's status; one failing write does not leave the others RUNNING."""
+        """Lightning's end of the pack: as :meth:`TrackingLogger.finalize`, for every open arm."""
+        self.end("FINISHED" if status in ("success", "finished") else self.end_status or "FAILED")
+
+    def end(self, status: str) -> None:
+        """End every open arm's run with MLflow's ``status``; one failing write does not leave the others RUNNING."""
         errors: list[BaseException] = []
         for index in range(len(self.arms)):
             try:

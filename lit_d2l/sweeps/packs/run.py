@@ -13,6 +13,7 @@ from lit_d2l.callbacks.graceful_stop import PendingStop
 from lit_d2l.callbacks.heartbeat import Heartbeat
 from lit_d2l.processes import interrupts
 from lit_d2l.sweeps.packs.fit import PackedArm, build_arm, fit_pack
+from lit_d2l.tracking.logger import run_status_for
 from lit_d2l.tracking.sweeps import PARENT_TAG, SweepStore
 
 
@@ -68,7 +69,7 @@ def run_pack(
                 interrupts.raise_if_requested()
                 for index, arm in group:
                     if arm.logger is not None and arm.logger.status == "RUNNING":
-                        arm.logger.finalize("failed")
+                        arm.logger.end("FAILED")
                     results[index] = outcome(
                         tasks[index], "failed", run_id=_run_id(arm), error=f"{type(exc).__name__}: {exc}", device=device
                     )
@@ -77,10 +78,10 @@ def run_pack(
                 results[index] = outcome(
                     tasks[index], result.outcome, run_id=_run_id(arm), metrics=result.metrics, device=device
                 )
-    except BaseException:  # a stop signal: no built arm's run stays RUNNING
+    except BaseException as exc:  # a stop signal: no built arm's run stays RUNNING
         for _, arm in built:
             if arm.logger is not None and arm.logger.status == "RUNNING":
-                arm.logger.finalize("failed")
+                arm.logger.end(run_status_for(exc))
         raise
     return [results[index] for index in range(len(tasks))]
 

@@ -27,9 +27,9 @@ class MemoryLogger:
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.tags.update(tags)
 
-    def finalize(self, status: str) -> None:
+    def end(self, status: str) -> None:
         self.finalized.append(status)
-        self.status = "FINISHED" if status == "success" else "FAILED"
+        self.status = status
 
     def save(self) -> None:
         pass
