@@ -81,7 +81,7 @@ class D2LModule(L.LightningModule):
         self.test_loss = MeanMetric(nan_strategy="disable")
         for running in (self.train_loss, self.train_data_loss):  # in checkpoints: a fit resumed mid-epoch
             running.persistent(True)  # continues its epoch's mean
-        self.built = False
+        self.layers_built = False
 
     # -- the model ----------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ class D2LModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Fill in shapes left to the data, then :meth:`build` once (Lightning may call this hook again)."""
-        if self.built:
+        if self.layers_built:
             return
         for name in self.shape_args:
             if getattr(self, name) is None:
@@ -113,7 +113,7 @@ class D2LModule(L.LightningModule):
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 self.build()
-        self.built = True
+        self.layers_built = True
 
     def initialisation_seed(self) -> int | None:
         """``init_seed`` if pinned, else derived from the run's seed_everything (None when there is none)."""
@@ -310,7 +310,7 @@ class Classifier(D2LModule):
         self.num_inputs, self.num_outputs = num_inputs, num_outputs
 
     def configure_model(self) -> None:
-        if self.built:
+        if self.layers_built:
             return
         super().configure_model()
         self.val_acc = MulticlassAccuracy(self.num_outputs, average="micro")
