@@ -29,7 +29,7 @@ def test_top_help_lists_commands_models_and_datamodules(capsys) -> None:
     assert code == 0
     for command in COMMANDS:
         assert f"\n  {command} " in out, command
-    for entry in [*catalog.models(), *catalog.datamodules()]:
+    for entry in [*catalog.MODELS, *catalog.DATAMODULES]:
         assert any(line.split() == [entry.name, *entry.summary.split()] for line in out.splitlines()), entry
     assert "LinearRegressionScratch" in out and "FashionMNIST" in out
 
@@ -86,7 +86,7 @@ def test_short_class_names_for_model_and_data(capsys) -> None:
 def test_an_unknown_class_name_lists_the_known_ones(args: list[str], key: str, capsys) -> None:
     code, _, err = run_main(["fit", *args], capsys)
     assert_one_error_line(code, err, rf"^lit-d2l: error: {key}: .*Bogus.*expected one of \w+, ")
-    names = catalog.models() if key == "model" else catalog.datamodules()
+    names = catalog.MODELS if key == "model" else catalog.DATAMODULES
     assert all(entry.name in err for entry in names)
 
 

@@ -100,8 +100,8 @@ def top_help() -> str:
     return "\n\n".join(
         [
             COMMANDS_USAGE,
-            catalog.listing("models (--model NAME)", catalog.models()),
-            catalog.listing("DataModules (--data NAME)", catalog.datamodules()),
+            catalog.listing("models (--model NAME)", catalog.MODELS),
+            catalog.listing("DataModules (--data NAME)", catalog.DATAMODULES),
         ]
     )
 
@@ -120,8 +120,8 @@ def command_help(command: str) -> str:
         [
             usage,
             options,
-            catalog.listing("models", catalog.models()),
-            catalog.listing("DataModules", catalog.datamodules()),
+            catalog.listing("models", catalog.MODELS),
+            catalog.listing("DataModules", catalog.DATAMODULES),
         ]
     )
 

@@ -129,10 +129,10 @@ def _unimportable_module(message: str) -> str | None:
 def _class_hint(key: str) -> str | None:
     """What a class-valued key takes, for the error line about a class that does not exist."""
     if key in ("model", "model.help"):
-        names = ", ".join(entry.name for entry in catalog.models())
+        names = ", ".join(entry.name for entry in catalog.MODELS)
         return f"one of {names}, or a class path such as my_models.MyNet (lit-d2l fit --help lists them)"
     if key in ("data", "data.help"):
-        names = ", ".join(entry.name for entry in catalog.datamodules())
+        names = ", ".join(entry.name for entry in catalog.DATAMODULES)
         return f"one of {names}, or a class path (lit-d2l fit --help lists them)"
     return {
         "optimizer": "a torch.optim optimizer such as SGD, Adam or AdamW, or a full class path",
