@@ -9,6 +9,9 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# Lightning has no public switch for these lines (its docs only offer the logger levels, which would hide its
+# warnings too), so they are filtered here, by the loggers that emit them, and nowhere else. MLflow's own output is
+# quieted through its documented environment variables (below).
 #: Lines Lightning prints on every Trainer: adverts, the TPU line, and "Seed set to N" (the seeds are params).
 _DROPPED = ("💡 Tip:", "TPU available:", "Seed set to ", "Received SIGTERM")
 #: Lines worth reading once per command, not once per fold or arm.
