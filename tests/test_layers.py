@@ -6,6 +6,7 @@ docs/architecture.md describes the layers; this test keeps the code and that pag
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -24,27 +25,53 @@ LAYERS = (
 )
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     return {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts): p for p in PACKAGE.rglob("*.py")}
 
 
-def _imports(path: Path, module: str, top_level_only: bool) -> set[str]:
-    """The lit_d2l modules ``module`` imports (at its top level only, or anywhere, lazy imports included)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+def _module_of(name: str) -> str | None:
+    """``name`` as a module of the package (a package by its ``__init__``), or None."""
+    modules = _modules()
+    return name if name in modules else f"{name}.__init__" if f"{name}.__init__" in modules else None
+
+
+def _import_nodes(tree: ast.AST, at_import_time: bool) -> list[ast.stmt]:
+    """Every import statement, or only those that run when the module is imported (not inside a function)."""
+    found: list[ast.stmt] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                found.append(child)
+            elif not (at_import_time and isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)):
+                visit(child)
+
+    visit(tree)
+    return found
+
+
+def _imports(path: Path, module: str, at_import_time: bool) -> set[str]:
+    """The lit_d2l modules ``module`` imports: anywhere (lazy imports included), or when it is imported."""
+    package = module.rsplit(".", 1)[0] if not module.endswith(".__init__") else module.removesuffix(".__init__")
     found: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lit_d2l"):
-            for alias in node.names:  # ``from package import module`` needs the module, not the package's names
-                submodule = f"{node.module}.{alias.name}"
-                found.add(submodule if submodule in _modules() else node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith("lit_d2l"))
-    return {name for name in found if name in _modules() or f"{name}.__init__" in _modules()} - {module}
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8")), at_import_time):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+            continue
+        base = node.module or ""
+        if node.level:  # relative: from the module's own package upwards
+            parts = package.split(".")
+            base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+        for alias in node.names:  # ``from package import module`` needs the module, not the package's names
+            submodule = f"{base}.{alias.name}"
+            found.add(submodule if _module_of(submodule) else base)
+    resolved = {_module_of(name) for name in found if name.startswith("lit_d2l")}
+    return {name for name in resolved if name is not None} - {module}
 
 
 def _layer(module: str) -> int:
-    part = module.split(".")[1] if "." in module else "__init__"
+    part = module.split(".")[1]
     return next(i for i, names in enumerate(LAYERS) if part in names)
 
 
@@ -56,14 +83,14 @@ def test_every_module_belongs_to_a_layer() -> None:
 @pytest.mark.parametrize("module", sorted(_modules()))
 def test_no_module_imports_from_a_layer_above_its_own(module: str) -> None:
     above = {
-        name for name in _imports(_modules()[module], module, top_level_only=False) if _layer(name) > _layer(module)
+        name for name in _imports(_modules()[module], module, at_import_time=False) if _layer(name) > _layer(module)
     }
     assert not above, f"{module} (layer {_layer(module)}) imports from above: {sorted(above)}"
 
 
-def test_the_top_level_imports_have_no_cycle() -> None:
+def test_the_imports_at_import_time_have_no_cycle() -> None:
     modules = _modules()
-    graph = {m: {n if n in modules else f"{n}.__init__" for n in _imports(p, m, True)} for m, p in modules.items()}
+    graph = {m: _imports(p, m, at_import_time=True) for m, p in modules.items()}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(node: str, path: list[str]) -> None:

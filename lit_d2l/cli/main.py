@@ -74,7 +74,7 @@ def run(argv: list[str]) -> int:
 
         return serve(rest)
     if command == "runs":
-        from lit_d2l.tracking.runs import runs_command
+        from lit_d2l.cli.runs import runs_command
 
         return runs_command(rest)
     if command == "plot-activations":
@@ -97,9 +97,9 @@ def run(argv: list[str]) -> int:
         if wants_help(rest):
             print(CV_HELP)
             return 0
-        from lit_d2l.sweeps.crossval import main as cross_validate
+        from lit_d2l.cli.cv import cv_command
 
-        return cross_validate(rest)
+        return cv_command(rest)
     if command in ("fit", "validate", "test"):
         if wants_help(rest):  # the short help, without importing Lightning; --help full: LightningCLI's
             full = full_help_args(rest)

@@ -1,8 +1,8 @@
 """One configured run: config (YAML + dotted overrides) → DataModule, model, Trainer → MLflow run.
 
-``build`` then ``execute`` (together ``run_configured``) is the single way lit-d2l builds and
-runs a model: ``lit-d2l fit`` uses it, and so do K-fold cross-validation and ablation sweeps,
-with extra overrides.
+``build`` then ``execute`` (together ``run_configured``) build and run one fit, validate or test:
+``lit-d2l fit``, each fold of ``lit-d2l cv`` and each arm of a sweep that trains alone. A packed arm is
+built from the same parse (:mod:`lit_d2l.fit.parse`) and trained in a pack (:mod:`lit_d2l.sweeps.packs`).
 """
 
 from __future__ import annotations

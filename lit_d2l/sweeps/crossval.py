@@ -9,9 +9,7 @@ command run again resumes: FINISHED folds are kept, the others run again, each F
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import shlex
 import statistics
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,7 +26,6 @@ from lit_d2l.sweeps.progress import Progress
 from lit_d2l.sweeps.ray_backend import (
     NODE_TAG,
     Cluster,
-    add_backend_options,
     check_backend,
     connected,
     dead_node_check,
@@ -37,7 +34,6 @@ from lit_d2l.sweeps.ray_backend import (
 )
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import closing, ensure_experiment, run_status_for
-from lit_d2l.tracking.store import dashboard_hint
 from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child, SweepStore, as_child
 
 #: The kind of a cross-validation's parent run (a sweep's is "sweep").
@@ -53,27 +49,6 @@ class CrossValidation:
     summary: dict[str, float]
     totals: str = ""  # "5 folds in 0:12: 5 finished, 0 diverged, 0 failed, 0 skipped"
     tracking_uri: str = ""  # the store the runs are in
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lit-d2l cv", add_help=False)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--fresh", action="store_true")
-    add_backend_options(parser)
-    known, rest = parser.parse_known_args(argv)
-    try:
-        result = cross_validate(rest, known.folds, backend=known.backend, address=known.address, fresh=known.fresh)
-    except interrupts.Interrupted as stop:  # the way on is this command again (it resumes), not fit --resume
-        stop.rerun = f"lit-d2l cv {shlex.join(arg for arg in argv if arg != '--fresh')}"
-        raise
-    if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
-        return 0
-    for key in sorted(k for k in result.summary if k.endswith("_mean")):
-        base = key.removesuffix("_mean")
-        print(f"{base}: {result.summary[key]:.4g} ± {result.summary[base + '_std']:.2g} over {len(result.folds)} folds")
-    hint = dashboard_hint(result.tracking_uri)
-    print(f"{result.totals}; MLflow parent run {result.parent_run_id}, view it with: {hint}")
-    return 0
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The report's figures, one per question: final metrics along a swept axis, loss curves, gradient norms per layer.
 
 Each metric gets its own panel and y label, with one y range shared by its panels; lines are coloured
-by a swept key and the other keys split the figure into panels (see :func:`figure_axes.keying`).
-Non-finite values never set a range: they are marked on the edge (see :mod:`figure_axes`).
+by a swept key and the other keys split the figure into panels (see :func:`.figure_axes.keying`).
+Non-finite values never set a range: they are marked on the edge (see :mod:`.figure_axes`).
 Figures are plain :class:`~matplotlib.figure.Figure` objects, outside pyplot: no backend switch.
 """
 

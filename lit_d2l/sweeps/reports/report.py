@@ -1,9 +1,10 @@
-"""``lit-d2l report SWEEP``: the summary table (mean ± std over seeds per arm) and figures, from MLflow alone.
+"""``lit-d2l report SWEEP``: the verdict, the summary table (mean ± std over seeds per arm) and the figures, from
+MLflow alone.
 
 Written as ``report.md`` (table, figure files beside it) and ``report.html`` (the same, figures embedded,
 for MLflow's artifact viewer). Figures (see :mod:`lit_d2l.sweeps.reports.figures`): the final metrics along each
-swept axis, the loss curves of every arm and, when the sweep logged diagnostics, per-layer gradient
-norms at step 0.
+swept axis, the loss curves of every arm, per-layer gradient norms at step 0 when the sweep logged
+diagnostics, and the memory figure when it swept depth or batch size.
 """
 
 from __future__ import annotations

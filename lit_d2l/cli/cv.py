@@ -1,0 +1,32 @@
+"""``lit-d2l cv``: its options, the K-fold run (:mod:`lit_d2l.sweeps.crossval`) and the summary it prints."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from lit_d2l.processes import interrupts
+from lit_d2l.sweeps.crossval import cross_validate, is_rank_zero
+from lit_d2l.sweeps.ray_backend import add_backend_options
+from lit_d2l.tracking.store import dashboard_hint
+
+
+def cv_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lit-d2l cv", add_help=False)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--fresh", action="store_true")
+    add_backend_options(parser)
+    known, rest = parser.parse_known_args(argv)
+    try:
+        result = cross_validate(rest, known.folds, backend=known.backend, address=known.address, fresh=known.fresh)
+    except interrupts.Interrupted as stop:  # the way on is this command again (it resumes), not fit --resume
+        stop.rerun = f"lit-d2l cv {shlex.join(arg for arg in argv if arg != '--fresh')}"
+        raise
+    if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
+        return 0
+    for key in sorted(k for k in result.summary if k.endswith("_mean")):
+        base = key.removesuffix("_mean")
+        print(f"{base}: {result.summary[key]:.4g} ± {result.summary[base + '_std']:.2g} over {len(result.folds)} folds")
+    hint = dashboard_hint(result.tracking_uri)
+    print(f"{result.totals}; MLflow parent run {result.parent_run_id}, view it with: {hint}")
+    return 0

@@ -1,0 +1,43 @@
+"""``lit-d2l runs``: the newest runs of the store and their status, or those closed because their process was gone."""
+
+from __future__ import annotations
+
+import argparse
+
+from lit_d2l.errors import UserError
+from lit_d2l.tracking.liveness import STALE_TAG, close_stale_runs
+from lit_d2l.tracking.runs import list_runs
+from lit_d2l.tracking.store import resolve_tracking_uri, sqlite_path, store_writable
+
+
+def runs_command(argv: list[str]) -> int:
+    """``lit-d2l runs [--stale] [--experiment NAME] [--limit N]``: the newest runs and their status."""
+    parser = argparse.ArgumentParser(prog="lit-d2l runs", description="List recorded runs, newest first.")
+    parser.add_argument("--stale", action="store_true", help="only runs closed because their process was gone")
+    parser.add_argument("--experiment", default=None, help="only this experiment")
+    parser.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
+    )
+    args = parser.parse_args(argv)
+    if args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        print(f"no runs in {uri}")  # and no store made to say so
+        return 0
+    if store_writable(uri):  # a read-only store is listed as it is
+        from mlflow.tracking import MlflowClient
+
+        close_stale_runs(MlflowClient(uri))  # now, even if this process closed some before
+    runs = list_runs(uri, experiment=args.experiment, stale_only=args.stale, limit=args.limit)
+    if not runs:
+        print("no runs closed as stale" if args.stale else f"no runs in {uri}")
+        return 0
+    for run in runs:
+        line = f"{run.run_id}  {run.status:<8}  {run.started}  {run.experiment}/{run.name}"
+        if args.stale:
+            line += f"\n    {run.tags.get(STALE_TAG, '')}"
+        print(line)
+    return 0
