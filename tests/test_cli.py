@@ -201,3 +201,13 @@ def test_a_config_that_is_not_utf8_is_one_line(head, byte, tmp_path, tracking_ur
         assert_one_error_line(code, err, rf"{re.escape(str(config))}: not UTF-8 text \(byte 0x{byte} at offset \d+\)")
         assert "save it as UTF-8" in err
     assert client.get_experiment_by_name(experiment) is None
+
+
+def test_runs_lists_each_run_with_its_validation_result(tracking_uri, client, experiment, capsys) -> None:
+    argv = ["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    assert run_main([*argv, *QUIET, "--trainer.max_epochs", "1"], capsys)[0] == 0
+    run = only_run(client, experiment)
+    code, out, _ = run_main(["runs", "--tracking-uri", tracking_uri], capsys)
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if line.startswith(run.info.run_id)]
+    assert f"val/loss {run.data.metrics['val/loss']:.4g}" in line, line

@@ -36,8 +36,18 @@ def runs_command(argv: list[str]) -> int:
         print("no runs closed as stale" if args.stale else f"no runs in {uri}")
         return 0
     for run in runs:
-        line = f"{run.run_id}  {run.status:<8}  {run.started}  {run.experiment}/{run.name}"
+        line = f"{run.run_id}  {run.status:<8}  {run.started}  {run.experiment}/{run.name}{_answer(run.metrics)}"
         if args.stale:
             line += f"\n    {run.tags.get(STALE_TAG, '')}"
         print(line)
     return 0
+
+
+#: What a line of ``lit-d2l runs`` shows of a run's results: a fit's validation, a parent's summary.
+SHOWN = ("val/loss", "val/acc", "best/val/loss", "val/loss_mean")
+
+
+def _answer(metrics: dict[str, float]) -> str:
+    """``  val/loss 0.0123, val/acc 0.91``: the run's headline metrics, where it logged them."""
+    shown = [f"{key} {metrics[key]:.4g}" for key in SHOWN if key in metrics]
+    return f"  {', '.join(shown)}" if shown else ""

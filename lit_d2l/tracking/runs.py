@@ -30,6 +30,7 @@ class StoredRun:
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     stale: str | None = None  # why a RUNNING run's process is gone
+    metrics: dict[str, float] = field(default_factory=dict)  # each metric's last value
 
     @property
     def started(self) -> str:
@@ -102,6 +103,7 @@ def _stored(client: MlflowClient, run: Run, names: dict[str, str]) -> StoredRun:
         params=dict(run.data.params),
         tags=dict(run.data.tags),
         stale=stale_reason(run) if run.info.status == "RUNNING" else None,
+        metrics=dict(run.data.metrics),
     )
 
 
