@@ -116,7 +116,7 @@ def test_unknown_command_and_help(capsys) -> None:
     code, _, err = run_main(["train"], capsys)
     assert_one_error_line(code, err, r"unknown command 'train'")
     code, out, _ = run_main(["--help"], capsys)
-    assert code == 0 and "lit-d2l {fit,validate,test}" in out
+    assert code == 0 and out.startswith("usage: lit-d2l") and "lit-d2l COMMAND --help" in out
 
 
 def cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:

@@ -13,39 +13,12 @@ from collections import Counter
 from lit_d2l.errors import UserError
 from lit_d2l.processes.terminal import clock_time
 from lit_d2l.sweeps.progress import tally
-from lit_d2l.sweeps.ray_backend import add_backend_options
-from lit_d2l.sweeps.spec import MAX_RUNS, PACK_MODES, load_spec
+from lit_d2l.sweeps.spec import load_spec
 from lit_d2l.tracking.settings import check_registered_name
 from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, sqlite_path, store_option
 
 
-def ablate_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lit-d2l ablate", description="Run an ablation sweep.")
-    parser.add_argument("spec", help="sweep spec YAML, e.g. experiments/ablations/overfitting.yaml")
-    parser.add_argument("--dry-run", action="store_true", help="list the arms; run nothing")
-    parser.add_argument("--workers", type=int, default=1, help="arms run in N processes (one GPU each if any)")
-    parser.add_argument("--resume", action="store_true", help="resume the sweep (the default when it exists)")
-    parser.add_argument("--fresh", action="store_true", help="start a new parent run even if the sweep exists")
-    parser.add_argument(
-        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
-    )
-    parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
-    parser.add_argument(
-        "--pack",
-        choices=PACK_MODES,
-        default="auto",
-        help="auto: arms differing only in seed, lr, momentum, weight decay, L2, dropout or init train side by side"
-        " in one vectorized fit, each still its own MLflow run; off: every arm x seed alone (default: auto)",
-    )
-    parser.add_argument("--pack-size", type=int, default=0, help="at most N runs per pack (default 0: memory decides)")
-    parser.add_argument(
-        "--max-runs",
-        type=int,
-        default=MAX_RUNS,
-        help=f"refuse a spec of more than N arm x seed runs, counted before any arm is made (default {MAX_RUNS:,})",
-    )
-    add_backend_options(parser)
-    args = parser.parse_args(argv)
+def ablate_command(args: argparse.Namespace, rest: list[str]) -> int:
     if args.max_runs < 1:
         raise UserError(f"--max-runs must be >= 1, got {args.max_runs}")
     spec = load_spec(args.spec, max_runs=args.max_runs)
@@ -89,22 +62,11 @@ def ablate_command(argv: list[str]) -> int:
     return 1 if result.failed else 0
 
 
-def report_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lit-d2l report", description="Tables and plots of a sweep.")
-    parser.add_argument("sweep", help="sweep id (printed by lit-d2l ablate) or parent run id")
-    parser.add_argument("--out", default=None, help="folder to write (default reports/<sweep id>)")
-    parser.add_argument("--tracking-uri", default=None)
-    parser.add_argument("--select", metavar="METRIC", help="name the arm with the best mean over seeds of METRIC")
-    parser.add_argument("--mode", choices=("min", "max"), help="better METRIC is lower or higher (default: by name)")
-    parser.add_argument("--test", action="store_true", help="with --select: test that arm once, on the parent run")
-    parser.add_argument(
-        "--register", metavar="NAME", help="with --select --test: put the tested arm's model in the Model Registry"
-    )
-    args = parser.parse_args(argv)
+def report_command(args: argparse.Namespace, rest: list[str]) -> int:
     if args.test and not args.select:
-        parser.error("--test needs --select METRIC (e.g. --select val/loss)")
+        raise UserError("--test needs --select METRIC (e.g. --select val/loss)")
     if args.register is not None and not args.test:
-        parser.error("--register needs --select METRIC --test: the registered model is the tested arm's")
+        raise UserError("--register needs --select METRIC --test: the registered model is the tested arm's")
     uri = resolve_tracking_uri(args.tracking_uri)
     db = sqlite_path(uri)
     if db is not None and not db.exists():  # said without making a store (seconds of MLflow's migrations)

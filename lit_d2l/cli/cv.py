@@ -7,20 +7,14 @@ import shlex
 
 from lit_d2l.processes import interrupts
 from lit_d2l.sweeps.crossval import cross_validate, is_rank_zero
-from lit_d2l.sweeps.ray_backend import add_backend_options
 from lit_d2l.tracking.store import dashboard_hint
 
 
-def cv_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lit-d2l cv", add_help=False)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--fresh", action="store_true")
-    add_backend_options(parser)
-    known, rest = parser.parse_known_args(argv)
+def cv_command(args: argparse.Namespace, rest: list[str]) -> int:
     try:
-        result = cross_validate(rest, known.folds, backend=known.backend, address=known.address, fresh=known.fresh)
+        result = cross_validate(rest, args.folds, backend=args.backend, address=args.address, fresh=args.fresh)
     except interrupts.Interrupted as stop:  # the way on is this command again (it resumes), not fit --resume
-        stop.rerun = f"lit-d2l cv {shlex.join(arg for arg in argv if arg != '--fresh')}"
+        stop.rerun = f"lit-d2l cv {shlex.join(arg for arg in args.argv if arg != '--fresh')}"
         raise
     if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
         return 0

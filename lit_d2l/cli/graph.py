@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from lit_d2l.errors import UserError
 from lit_d2l.processes.quiet import lightning_info_off
@@ -17,16 +16,7 @@ ONE_STEP = [
 ]
 
 
-def graph_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="lit-d2l graph",
-        description="Write graph.svg and graph.png: the computation graph of J = L + s for one training step "
-        "of the config's model on its data (nothing is recorded in MLflow). Other options are config "
-        "overrides, as for lit-d2l fit (e.g. --model.l2 0.1).",
-    )
-    parser.add_argument("--config", required=True, action="append", help="a lit-d2l fit config (YAML)")
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder to write to (default: here)")
-    args, overrides = parser.parse_known_args(argv)
+def graph_command(args: argparse.Namespace, overrides: list[str]) -> int:
     from lit_d2l.callbacks.graph import ComputationGraphArtifact  # torch and Lightning: after the arguments
     from lit_d2l.fit.run import build
 

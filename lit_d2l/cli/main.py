@@ -10,18 +10,18 @@ torch and Lightning take ~5 s to import, and help or a missing file should answe
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
 from pathlib import Path
 
 import yaml
 
-from lit_d2l.cli.usage import CV_HELP, command_help, full_help_args, top_help, wants_help
+from lit_d2l.cli.commands import HANDLERS, LIGHTNING_HELP, TAKES_RUN_SETTINGS, parser
+from lit_d2l.cli.usage import command_help, full_help_args, wants_help
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.processes.quiet import quiet_third_party
 from lit_d2l.processes.terminal import LineEnds, own_line
-
-COMMANDS = ("fit", "validate", "test", "cv", "ablate", "report", "runs", "ui", "plot-activations", "graph")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,53 +64,25 @@ def _final(message: str, code: int) -> int:
 def run(argv: list[str]) -> int:
     """Run one command; return its exit status. Raises :class:`UserError` for bad input."""
     if not argv or argv[0] in ("-h", "--help"):
-        print(top_help())
+        print(parser().format_help().rstrip())
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command in ("fit", "validate", "test", "cv", "graph") and not wants_help(rest):
+    if command not in HANDLERS:
+        raise UserError(f"unknown command {command!r}; choose one of: {', '.join(HANDLERS)}")
+    if command in TAKES_RUN_SETTINGS and not wants_help(rest):
         check_config_files(rest)
-    if command == "ui":
-        from lit_d2l.cli.ui import serve
-
-        return serve(rest)
-    if command == "runs":
-        from lit_d2l.cli.runs import runs_command
-
-        return runs_command(rest)
-    if command == "plot-activations":
-        from lit_d2l.cli.plots import plot_activations_command
-
-        return plot_activations_command(rest)
-    if command == "graph":
-        from lit_d2l.cli.graph import graph_command
-
-        return graph_command(rest)
-    if command == "ablate":
-        from lit_d2l.cli.ablate import ablate_command
-
-        return ablate_command(rest)
-    if command == "report":
-        from lit_d2l.cli.ablate import report_command
-
-        return report_command(rest)
-    if command == "cv":
-        if wants_help(rest):
-            print(CV_HELP)
+    if command in LIGHTNING_HELP and wants_help(rest):  # the short help, without importing Lightning
+        full = full_help_args(rest)  # --help full: LightningCLI's own
+        if full is None:
+            print(command_help(command))
             return 0
-        from lit_d2l.cli.cv import cv_command
-
-        return cv_command(rest)
-    if command in ("fit", "validate", "test"):
-        if wants_help(rest):  # the short help, without importing Lightning; --help full: LightningCLI's
-            full = full_help_args(rest)
-            if full is None:
-                print(command_help(command))
-                return 0
-            argv = [command, *full]
-        from lit_d2l.fit.run import run_lightning
-
-        return run_lightning(argv)
-    raise UserError(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+        argv = [command, *full]
+    args, unknown = parser().parse_known_args(argv)
+    if unknown and command not in TAKES_RUN_SETTINGS:
+        raise UserError(f"unrecognized arguments: {' '.join(unknown)} (see lit-d2l {command} --help)")
+    args.argv = argv[1:]  # as given, for a command that names itself again (cv: how to go on after a stop)
+    module, _, function = args.handler.partition(":")
+    return getattr(importlib.import_module(module), function)(args, unknown)
 
 
 def check_config_files(args: list[str]) -> None:

@@ -5,25 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-from pathlib import Path
+
+from lit_d2l.errors import UserError
 
 ARTIFACT = "activations.png"
 
 
-def plot_activations_command(argv: list[str]) -> int:
-    description = "Plot activation functions and their derivatives over [-8, 8]."
-    parser = argparse.ArgumentParser(prog="lit-d2l plot-activations", description=description)
-    parser.add_argument("--out", type=Path, default=Path(ARTIFACT), help="PNG to write (default activations.png)")
-    parser.add_argument(
-        "--names",
-        nargs="+",
-        default=["relu", "sigmoid", "tanh"],
-        help="activations, e.g. relu gelu (default: relu sigmoid tanh)",
-    )
-    parser.add_argument("--log", action="store_true", help="also log the figure to an MLflow run")
-    parser.add_argument("--experiment", default="figures", help="MLflow experiment for --log")
-    parser.add_argument("--tracking-uri", default=None)
-    args = parser.parse_args(argv)
+def plot_activations_command(args: argparse.Namespace, rest: list[str]) -> int:
     # The names are torch modules: checked after the arguments, so that --help needs no torch.
     from lit_d2l.models.activations import CONCISE
     from lit_d2l.models.figures import plot_activations
@@ -32,7 +20,7 @@ def plot_activations_command(argv: list[str]) -> int:
 
     unknown = [name for name in args.names if name not in CONCISE]
     if unknown:
-        parser.error(f"argument --names: invalid choice: {unknown[0]!r} (choose from {', '.join(sorted(CONCISE))})")
+        raise UserError(f"argument --names: invalid choice: {unknown[0]!r} (choose from {', '.join(sorted(CONCISE))})")
     figure = plot_activations(args.names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed, so a failure never leaves half a PNG. Created by savefig like

@@ -10,16 +10,8 @@ from lit_d2l.tracking.runs import list_runs
 from lit_d2l.tracking.store import resolve_tracking_uri, sqlite_path, store_writable
 
 
-def runs_command(argv: list[str]) -> int:
+def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
     """``lit-d2l runs [--stale] [--experiment NAME] [--limit N]``: the newest runs and their status."""
-    parser = argparse.ArgumentParser(prog="lit-d2l runs", description="List recorded runs, newest first.")
-    parser.add_argument("--stale", action="store_true", help="only runs closed because their process was gone")
-    parser.add_argument("--experiment", default=None, help="only this experiment")
-    parser.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
-    parser.add_argument(
-        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db"
-    )
-    args = parser.parse_args(argv)
     if args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     uri = resolve_tracking_uri(args.tracking_uri)

@@ -23,13 +23,8 @@ __all__ = ["MODEL_TRAINING_HINT", "check_port", "serve", "stop_process_group"]
 MODEL_TRAINING_HINT = 'runs, metrics and reports: pick "Model training" at the top of the sidebar (once per browser)'
 
 
-def serve(argv: list[str]) -> int:
+def serve(args: argparse.Namespace, rest: list[str]) -> int:
     """Start a lean MLflow server on the store; once it answers, print where to look; runs until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="lit-d2l ui", description="Open the MLflow dashboard.")
-    parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--tracking-uri", default=None, help="store to show (default: the project's)")
-    args = parser.parse_args(argv)
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
         raise UserError(f"{uri} is already a tracking server: open it in a browser instead of running lit-d2l ui")

@@ -1,36 +1,14 @@
-"""Help texts: ``lit-d2l --help`` and the short ``lit-d2l fit --help``.
+"""The short help of ``lit-d2l fit``, ``validate`` and ``test``: a page of LightningCLI's options, not its 500 lines.
 
-Both name the models and DataModules from :mod:`lit_d2l.fit.catalog`, so they follow the package. Nothing
-here imports torch or Lightning: help answers at once. ``lit-d2l fit --help full`` is LightningCLI's
-own help (every Trainer option).
+It lists the models and DataModules of :mod:`lit_d2l.fit.catalog`. Nothing here imports torch or
+Lightning: help answers at once. ``lit-d2l fit --help full`` is LightningCLI's own help (every Trainer
+option). Every other command's help is argparse's, from :mod:`lit_d2l.cli.commands`.
 """
 
 from __future__ import annotations
 
 from lit_d2l.fit import catalog
 from lit_d2l.fit.catalog import CKPT_PATH_HELP, LOG_GRAPH_HELP, TEST_AFTER_FIT_HELP
-
-COMMANDS_USAGE = """usage: lit-d2l {fit,validate,test} --config CONFIG.yaml [--section.key VALUE ...]
-       lit-d2l fit --resume RUN_ID [--section.key VALUE ...]
-       lit-d2l cv --config CONFIG.yaml --folds K [--section.key VALUE ...]
-       lit-d2l ablate SPEC.yaml [--dry-run] [--workers N] [--pack auto|off] [--resume | --fresh]
-       lit-d2l report SWEEP [--out DIR] [--select METRIC [--test]]
-       lit-d2l runs [--stale] [--experiment NAME] [--limit N]
-       lit-d2l ui [--port PORT] [--tracking-uri URI]
-       lit-d2l plot-activations [--out FILE.png] [--names relu sigmoid tanh] [--log]
-       lit-d2l graph --config CONFIG.yaml [--out DIR] [--section.key VALUE ...]
-
-commands:
-  fit        train a model (lit-d2l fit --help: its options, the models and the DataModules)
-  validate   evaluate a fit's weights on the validation split (--run RUN_ID or --ckpt_path FILE)
-  test       evaluate a fit's weights on the test split (--run RUN_ID or --ckpt_path FILE)
-  cv         K-fold cross-validation: K fits as child runs of one MLflow parent run
-  ablate     run an ablation sweep: every arm x seed as a child of one MLflow parent run
-  report     HTML and markdown report of a sweep (tables, figures), logged on its parent run
-  runs       the newest runs; --stale: those closed because their process was gone
-  ui         open the MLflow dashboard on this machine's store
-  plot-activations  activation functions and their derivatives over [-8, 8] as a PNG
-  graph      the computation graph of J = L + s for one training step, as graph.svg and graph.png"""
 
 #: The keys of :class:`~lit_d2l.tracking.settings.TrackingSettings` (not imported: lit_d2l.tracking loads MLflow).
 TRACKING_KEYS = (
@@ -78,32 +56,6 @@ _OPTIONS = """options:
   --seed_everything N      the run's seed (each random stream gets its own seed derived from it)
   --print_config           print the resolved config, every key with its value, and run nothing
   --help full              LightningCLI's full help: every option, the Trainer's ~40 included"""
-
-
-CV_HELP = """usage: lit-d2l cv --config CONFIG.yaml [--folds K] [--backend ray] [--section.key VALUE ...]
-
-K-fold cross-validation (D2L 5.7): fold k of K validates and the other K-1 train. Each fold is an
-ordinary fit, recorded as a child of one MLflow parent run, which gets the mean and standard
-deviation of every val/ metric over the folds. The same command run again (after a stop, a crash)
-resumes that parent run: folds already FINISHED are kept, the others are fitted again.
-
-options:
-  --folds K                how many folds (default 5)
-  --fresh                  start a new parent run even if this cross-validation was run before
-  --backend ray            fit the folds as tasks on a Ray cluster (default local: one after another here)
-  --address ADDR           with --backend ray: the cluster (auto, HEAD:6379); default a Ray started here
-  --section.key VALUE      any option of lit-d2l fit (lit-d2l fit --help lists them)"""
-
-
-def top_help() -> str:
-    """``lit-d2l --help``: the commands, then the models and DataModules, one line each."""
-    return "\n\n".join(
-        [
-            COMMANDS_USAGE,
-            catalog.listing("models (--model NAME)", catalog.MODELS),
-            catalog.listing("DataModules (--data NAME)", catalog.DATAMODULES),
-        ]
-    )
 
 
 def command_help(command: str) -> str:

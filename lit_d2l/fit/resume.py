@@ -27,26 +27,20 @@ from lit_d2l.tracking.takeover import take_over
 FIXED_SECTIONS = ("model", "data", "seed_everything", "optimizer", "lr_scheduler")
 
 
-def pop_option(args: list[str], name: str) -> tuple[str | None, list[str]]:
-    """Remove ``name VALUE`` / ``name=VALUE`` from ``args``; return (VALUE, the rest)."""
-    rest: list[str] = []
+def option_value(args: list[str], name: str) -> str | None:
+    """The value of ``name VALUE`` / ``name=VALUE`` in run settings not parsed yet (the last one wins)."""
     value: str | None = None
-    items = iter(args)
-    for item in items:
-        if item == name:
-            value = next(items, None)
-            if value is None:
-                raise ConfigError(f"{name} needs a value (a run id printed by lit-d2l)")
+    for index, item in enumerate(args):
+        if item == name and index + 1 < len(args):
+            value = args[index + 1]
         elif item.startswith(name + "="):
             value = item.split("=", 1)[1]
-        else:
-            rest.append(item)
-    return value, rest
+    return value
 
 
 def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The ``fit`` arguments that continue run ``run_id``, and the params it recorded."""
-    uri_arg, _ = pop_option(args, "--tracking.uri")
+    uri_arg = option_value(args, "--tracking.uri")
     uri = resolve_tracking_uri(uri_arg)
     run = stored_run(uri, run_id)
     rank_zero = rank_zero_only.rank == 0  # under srun/torchrun every rank resumes; rank 0 takes the run over
@@ -68,7 +62,7 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
 
 def evaluate_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The ``validate``/``test`` arguments that evaluate run ``run_id``'s newest checkpoint, recorded in that run."""
-    uri_arg, _ = pop_option(args, "--tracking.uri")
+    uri_arg = option_value(args, "--tracking.uri")
     uri = resolve_tracking_uri(uri_arg)
     run = stored_run(uri, run_id)
     if run.status == "RUNNING":

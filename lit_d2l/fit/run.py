@@ -39,7 +39,7 @@ from lit_d2l.fit.checks import (
     not_utf8_config,
     user_error_in,
 )
-from lit_d2l.fit.resume import check_same_settings, evaluate_args, pop_option, resume_args
+from lit_d2l.fit.resume import check_same_settings, evaluate_args, resume_args
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.processes import interrupts
 from lit_d2l.tracking import TrackingLogger
@@ -152,11 +152,14 @@ def _is_help(args: list[str]) -> bool:
     return any(arg in ("-h", "--help", "--print_config") or arg.startswith("--print_config=") for arg in args)
 
 
-def run_lightning(argv: list[str]) -> int:
-    """``lit-d2l fit|validate|test ...``: run, print the outcome, return the exit status."""
-    command, args = argv[0], argv[1:]
-    run_id, args = pop_option(args, "--resume")
-    trained_in, args = pop_option(args, "--run")
+def lightning_command(options: Any, args: list[str]) -> int:
+    """``lit-d2l fit|validate|test``, as :mod:`lit_d2l.cli.commands` parsed it: ``args`` are the run's settings."""
+    return run_lightning(options.command, args, getattr(options, "resume", None), getattr(options, "run", None))
+
+
+def run_lightning(command: str, args: list[str], run_id: str | None = None, trained_in: str | None = None) -> int:
+    """Run ``command`` (fit, validate, test) with the settings ``args``; ``run_id``: the fit to resume,
+    ``trained_in``: the fit whose weights validate or test. Print the outcome, return the exit status."""
     recorded: dict[str, str] | None = None
     if (run_id or trained_in) and _has_option(args, "--ckpt_path"):
         raise ConfigError("--resume and --run take the run's own newest checkpoint: drop --ckpt_path")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lit_d2l.cli.ablate import report_command
+from lit_d2l.cli.main import run as lit_d2l
 from lit_d2l.errors import UserError
 from lit_d2l.sweeps.engine import run_sweep
 from lit_d2l.sweeps.selection import direction, select_arm
@@ -63,7 +63,7 @@ def test_select_val_loss_and_test_logs_one_test_of_the_best_arm(tmp_path, tracki
     means = {arm: sum(c.metrics["val/loss"] for c in children if c.arm == arm) / 2 for arm in {c.arm for c in children}}
     best = min(means, key=means.get)
     args = [result.sweep_id, "--out", str(tmp_path / "report"), "--tracking-uri", tracking_uri]
-    assert report_command([*args, "--select", "val/loss", "--test"]) == 0
+    assert lit_d2l(["report", *args, "--select", "val/loss", "--test"]) == 0
     assert f"**{best}**" in capsys.readouterr().out
 
     tests = store.selection_tests(parent.info.run_id, parent.info.experiment_id)
@@ -74,5 +74,5 @@ def test_select_val_loss_and_test_logs_one_test_of_the_best_arm(tmp_path, tracki
     assert recorded.tags["lit_d2l.selection.arm"] == best and recorded.tags["lit_d2l.selection.metric"] == "val/loss"
     assert len(store.children(parent)) == 4, "the test run is not one of the sweep's arm × seed runs"
     with pytest.raises(UserError, match="already tested, once"):
-        report_command([*args, "--select", "val/loss", "--test"])
+        lit_d2l(["report", *args, "--select", "val/loss", "--test"])
     assert len(store.selection_tests(parent.info.run_id, parent.info.experiment_id)) == 1

@@ -14,8 +14,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.cli.ablate import report_command
 from lit_d2l.cli.main import main
+from lit_d2l.cli.main import run as lit_d2l
 from lit_d2l.data import Digits, FashionMNIST, SyntheticRegressionData
 from lit_d2l.data.fashion_mnist import BASE_URL, FILES
 from lit_d2l.errors import ConfigError
@@ -141,13 +141,15 @@ def test_sweep_arms_log_no_model_and_the_tested_selection_is_registered(
 
     name = f"{experiment}-selected"
     args = [result.sweep_id, "--out", str(tmp_path / "report"), "--tracking-uri", tracking_uri]
-    assert report_command([*args, "--select", "val/loss", "--test", "--register", name]) == 0
+    assert lit_d2l(["report", *args, "--select", "val/loss", "--test", "--register", name]) == 0
     (test_run,) = store.selection_tests(parent.info.run_id, parent.info.experiment_id)
     assert client.get_registered_model(name).name == name
     versions = client.search_model_versions(f"name = '{name}'")
     assert [(int(v.version), v.run_id) for v in versions] == [(1, test_run.run_id)]
     again = [*args, "--select", "val/loss", "--test", "--register"]
-    assert report_command([*again, name]) == 0 and report_command([*again, f"{name}-too"]) == 0, "not tested again"
+    assert lit_d2l(["report", *again, name]) == 0 and lit_d2l(["report", *again, f"{name}-too"]) == 0, (
+        "not tested again"
+    )
     assert len(store.selection_tests(parent.info.run_id, parent.info.experiment_id)) == 1
     assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1], "once"
     assert [v.run_id for v in client.search_model_versions(f"name = '{name}-too'")] == [test_run.run_id]

@@ -57,7 +57,7 @@ def test_other_errors_are_not_storage_errors(tracking_uri: str) -> None:
 
 
 def test_the_cli_prints_a_failed_artifact_write_in_one_line(monkeypatch, capsys) -> None:
-    def full_disk(argv: list[str]) -> int:
+    def full_disk(*args: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device", "/proj/mlruns/artifacts/1/config.yaml")
 
     monkeypatch.setattr("lit_d2l.fit.run.run_lightning", full_disk)
@@ -66,7 +66,7 @@ def test_the_cli_prints_a_failed_artifact_write_in_one_line(monkeypatch, capsys)
 
 
 def test_other_exceptions_still_raise(monkeypatch) -> None:
-    def bug(argv: list[str]) -> int:
+    def bug(*args: object) -> int:
         raise ZeroDivisionError("a bug, not the user's")
 
     monkeypatch.setattr("lit_d2l.fit.run.run_lightning", bug)
