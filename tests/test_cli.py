@@ -207,7 +207,8 @@ def test_runs_lists_each_run_with_its_validation_result(tracking_uri, client, ex
     argv = ["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
     assert run_main([*argv, *QUIET, "--trainer.max_epochs", "1"], capsys)[0] == 0
     run = only_run(client, experiment)
-    code, out, _ = run_main(["runs", "--tracking-uri", tracking_uri], capsys)
-    assert code == 0
-    (line,) = [line for line in out.splitlines() if line.startswith(run.info.run_id)]
-    assert f"val/loss {run.data.metrics['val/loss']:.4g}" in line, line
+    for spelling in ("--tracking-uri", "--tracking.uri"):  # the store option as fit spells it works too
+        code, out, _ = run_main(["runs", spelling, tracking_uri], capsys)
+        assert code == 0
+        (line,) = [line for line in out.splitlines() if line.startswith(run.info.run_id)]
+        assert f"val/loss {run.data.metrics['val/loss']:.4g}" in line, line

@@ -45,6 +45,13 @@ class CommandParser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """The store a command reads or writes, spelled as a run's setting (``--tracking.uri``) or ``--tracking-uri``."""
+    parser.add_argument(
+        "--tracking-uri", "--tracking.uri", dest="tracking_uri", metavar="URI", default=None, help=_STORE
+    )
+
+
 def parser() -> CommandParser:
     """The parser of every command (cheap: no command's code is imported)."""
     top = CommandParser(
@@ -91,7 +98,7 @@ def parser() -> CommandParser:
     ablate.add_argument("--workers", type=int, default=1, help="arms run in N processes (one GPU each if any)")
     ablate.add_argument("--resume", action="store_true", help="resume the sweep (the default when it exists)")
     ablate.add_argument("--fresh", action="store_true", help="start a new parent run even if the sweep exists")
-    ablate.add_argument("--tracking-uri", default=None, help=_STORE)
+    add_store_option(ablate)
     ablate.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     ablate.add_argument(
         "--pack",
@@ -112,7 +119,7 @@ def parser() -> CommandParser:
     report = command("report", "HTML and markdown report of a sweep (tables, figures), logged on its parent run")
     report.add_argument("sweep", help="sweep id (printed by lit-d2l ablate) or parent run id")
     report.add_argument("--out", default=None, help="folder to write (default reports/<sweep id>)")
-    report.add_argument("--tracking-uri", default=None, help=_STORE)
+    add_store_option(report)
     report.add_argument("--select", metavar="METRIC", help="name the arm with the best mean over seeds of METRIC")
     report.add_argument("--mode", choices=("min", "max"), help="better METRIC is lower or higher (default: by name)")
     report.add_argument("--test", action="store_true", help="with --select: test that arm once, on the parent run")
@@ -124,12 +131,12 @@ def parser() -> CommandParser:
     runs.add_argument("--stale", action="store_true", help="only runs closed because their process was gone")
     runs.add_argument("--experiment", default=None, help="only this experiment")
     runs.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
-    runs.add_argument("--tracking-uri", default=None, help=_STORE)
+    add_store_option(runs)
 
     ui = command("ui", "open the MLflow dashboard on this machine's store")
     ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    ui.add_argument("--tracking-uri", default=None, help=f"store to show ({_STORE})")
+    add_store_option(ui)
 
     plots = command("plot-activations", "activation functions and their derivatives over [-8, 8] as a PNG")
     plots.add_argument("--out", type=Path, default=Path("activations.png"), help="PNG to write (default: %(default)s)")
@@ -138,7 +145,7 @@ def parser() -> CommandParser:
     )
     plots.add_argument("--log", action="store_true", help="also log the figure to an MLflow run")
     plots.add_argument("--experiment", default="figures", help="MLflow experiment for --log")
-    plots.add_argument("--tracking-uri", default=None, help=_STORE)
+    add_store_option(plots)
 
     graph = command(
         "graph",
