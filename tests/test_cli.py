@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+import lit_d2l
 from lit_d2l.cli.main import main
 from tests.conftest import LINEAR_CONFIG, only_run
 
@@ -212,3 +213,26 @@ def test_runs_lists_each_run_with_its_validation_result(tracking_uri, client, ex
         assert code == 0
         (line,) = [line for line in out.splitlines() if line.startswith(run.info.run_id)]
         assert f"val/loss {run.data.metrics['val/loss']:.4g}" in line, line
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["ablate", "spec.yaml", "--resume", "--fresh"], r"--resume and --fresh contradict each other"),
+        (["ablate", "spec.yaml", "--dry-run", "--workers", "0"], r"--workers must be >= 1, got 0"),
+        (["runs", "--bogus"], r"unrecognized arguments: --bogus \(see lit-d2l runs --help\)"),
+        (["ablate"], r"required: spec \(see lit-d2l ablate --help\)"),
+        (["cv", "--folds", "2", "--trainer.max_epochs", "1"], r"cv folds a run's settings: give --config FILE"),
+        (["validate", "--run", "abc", "--ckpt_path", "x.ckpt"], r"^lit-d2l: error: --run takes the run's own newest"),
+    ],
+)
+def test_bad_command_lines_are_one_line_each(argv, pattern, tmp_path: Path, monkeypatch, capsys) -> None:
+    (tmp_path / "spec.yaml").write_text("base: x.yaml\ngrid: {model.lr: [0.1]}\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(argv, capsys)
+    assert_one_error_line(code, err, pattern)
+
+
+def test_version(capsys) -> None:
+    code, out, _ = run_main(["--version"], capsys)
+    assert code == 0 and out.strip() == f"lit-d2l {lit_d2l.__version__}"

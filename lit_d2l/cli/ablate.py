@@ -21,6 +21,10 @@ from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, sqlite_
 def ablate_command(args: argparse.Namespace, rest: list[str]) -> int:
     if args.max_runs < 1:
         raise UserError(f"--max-runs must be >= 1, got {args.max_runs}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.resume and args.fresh:
+        raise UserError("--resume and --fresh contradict each other: give one (resuming is the default)")
     spec = load_spec(args.spec, max_runs=args.max_runs)
     if not args.dry_run:  # at once: checking the arms (and importing torch) takes seconds, training minutes
         seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) > 1 else "")

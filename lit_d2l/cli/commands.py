@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
+import lit_d2l
 from lit_d2l.errors import UserError
 from lit_d2l.fit import catalog
 from lit_d2l.sweeps.ray_backend import add_backend_options
@@ -67,6 +68,7 @@ def parser() -> CommandParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    top.add_argument("--version", action="version", version=f"lit-d2l {lit_d2l.__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=CommandParser)
 
     def command(name: str, summary: str, **kwargs: object) -> CommandParser:
@@ -92,10 +94,16 @@ def parser() -> CommandParser:
     cv.add_argument("--fresh", action="store_true", help="a new parent run even if this cross-validation ran before")
     add_backend_options(cv)
 
-    ablate = command("ablate", "run an ablation sweep: every arm x seed as a child of one MLflow parent run")
+    ablate = command(
+        "ablate",
+        "run an ablation sweep: every arm x seed as a child of one MLflow parent run",
+        epilog="The runs' settings come from the spec (its base config and overrides), not from this command line.",
+    )
     ablate.add_argument("spec", help="sweep spec YAML, e.g. experiments/ablations/overfitting.yaml")
     ablate.add_argument("--dry-run", action="store_true", help="list the arms and packs; run nothing")
-    ablate.add_argument("--workers", type=int, default=1, help="arms run in N processes (one GPU each if any)")
+    ablate.add_argument(
+        "--workers", metavar="N", type=int, default=1, help="arms run in N processes (one GPU each if any)"
+    )
     ablate.add_argument("--resume", action="store_true", help="resume the sweep (the default when it exists)")
     ablate.add_argument("--fresh", action="store_true", help="start a new parent run even if the sweep exists")
     add_store_option(ablate)
@@ -107,9 +115,12 @@ def parser() -> CommandParser:
         help="auto: arms differing only in seed, lr, momentum, weight decay, L2, dropout or init train side by side"
         " in one vectorized fit, each still its own MLflow run; off: every arm x seed alone (default: auto)",
     )
-    ablate.add_argument("--pack-size", type=int, default=0, help="at most N runs per pack (default 0: memory decides)")
+    ablate.add_argument(
+        "--pack-size", metavar="N", type=int, default=0, help="at most N runs per pack (default 0: memory decides)"
+    )
     ablate.add_argument(
         "--max-runs",
+        metavar="N",
         type=int,
         default=MAX_RUNS,
         help=f"refuse a spec of more than N arm x seed runs, counted before any arm is made (default {MAX_RUNS:,})",
@@ -134,7 +145,7 @@ def parser() -> CommandParser:
     add_store_option(runs)
 
     ui = command("ui", "open the MLflow dashboard on this machine's store")
-    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     add_store_option(ui)
 
@@ -152,6 +163,6 @@ def parser() -> CommandParser:
         "the computation graph of J = L + s for one training step, as graph.svg and graph.png",
         epilog="Nothing is recorded in MLflow. Other options are run settings, as for lit-d2l fit (--model.l2 0.1).",
     )
-    graph.add_argument("--config", required=True, action="append", help="a lit-d2l fit config (YAML)")
+    graph.add_argument("--config", metavar="FILE", required=True, action="append", help="a lit-d2l fit config (YAML)")
     graph.add_argument("--out", type=Path, default=Path("."), help="folder to write to (default: here)")
     return top

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from lit_d2l.errors import UserError
 from lit_d2l.processes import interrupts
 from lit_d2l.sweeps.crossval import cross_validate, is_rank_zero
 from lit_d2l.tracking.store import dashboard_hint
 
 
 def cv_command(args: argparse.Namespace, rest: list[str]) -> int:
+    named = {arg.split("=", 1)[0].split(".", 1)[0] for arg in rest}
+    if not {"-c", "--config"} & named and not {"--model", "--data"} <= named:
+        raise UserError("cv folds a run's settings: give --config FILE (or --model NAME --data NAME)")
     try:
         result = cross_validate(rest, args.folds, backend=args.backend, address=args.address, fresh=args.fresh)
     except interrupts.Interrupted as stop:  # the way on is this command again (it resumes), not fit --resume

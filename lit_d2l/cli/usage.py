@@ -22,7 +22,6 @@ TRACKING_KEYS = (
     "system_metrics",
     "server_timeout_s",
 )
-#: The options of fit/validate/test that are lit-d2l's, besides model, data and trainer.
 
 _EVALUATE_USAGE = """usage: lit-d2l {command} --run RUN_ID [--section.key VALUE ...]
        lit-d2l {command} --config CONFIG.yaml --ckpt_path FILE [--section.key VALUE ...]
@@ -37,41 +36,50 @@ _FIT_USAGE = """usage: lit-d2l fit --config CONFIG.yaml [--section.key VALUE ...
 Train a model and record the run in MLflow. Every constructor argument of the model, the
 DataModule and Lightning's Trainer is a key, set in a YAML config or on the command line."""
 
-_OPTIONS = """options:
-  -c, --config FILE        a YAML config, e.g. experiments/linear_regression.yaml (several: in order)
-  --model MODEL            a model below, or a class path (my_models.MyNet); --model.KEY VALUE
-  --model.help MODEL       that model's keys and defaults
-  --data DATAMODULE        a DataModule below, or a class path; --data.KEY VALUE
-  --data.help DATAMODULE   that DataModule's keys and defaults
-  --trainer.KEY VALUE      Lightning's Trainer: max_epochs, accelerator, devices, precision, ...
-  --tracking.KEY VALUE     where and what the run records (MLflow):
-                           {tracking}
-  --optimizer CLASS        a torch.optim optimizer replacing the model's SGD (Adam, AdamW, ...);
-                           --optimizer.lr VALUE, --optimizer.help CLASS
-  --lr_scheduler CLASS     a torch.optim.lr_scheduler class (StepLR, CosineAnnealingLR, ...);
-                           --lr_scheduler.help CLASS
-  --ckpt_path FILE         {ckpt_path}
-  --test_after_fit BOOL    {test_after_fit}
-  --log_graph BOOL         {log_graph}
-  --seed_everything N      the run's seed (each random stream gets its own seed derived from it)
-  --print_config           print the resolved config, every key with its value, and run nothing
-  --help full              LightningCLI's full help: every option, the Trainer's ~40 included"""
+#: (option, what it does, the commands it is for) of fit, validate and test; the options are LightningCLI's.
+_OPTIONS = (
+    ("--resume RUN_ID", "continue that interrupted fit, from its newest checkpoint, in its own run", "fit"),
+    ("--run RUN_ID", "that fit's newest checkpoint and config; recorded in its run", "validate test"),
+    ("-c, --config FILE", "a YAML config, e.g. experiments/linear_regression.yaml (several: in order)", ""),
+    ("--model MODEL", "a model below, or a class path (my_models.MyNet); --model.KEY VALUE", ""),
+    ("--model.help MODEL", "that model's keys and defaults", ""),
+    ("--data DATAMODULE", "a DataModule below, or a class path; --data.KEY VALUE", ""),
+    ("--data.help DATAMODULE", "that DataModule's keys and defaults", ""),
+    ("--trainer.KEY VALUE", "Lightning's Trainer: max_epochs, accelerator, devices, precision, ...", ""),
+    ("--tracking.KEY VALUE", "where and what the run records (MLflow):\n" + ", ".join(TRACKING_KEYS), ""),
+    (
+        "--optimizer CLASS",
+        "a torch.optim optimizer replacing the model's SGD (Adam, AdamW, ...);\n"
+        "--optimizer.lr VALUE, --optimizer.help CLASS",
+        "fit",
+    ),
+    (
+        "--lr_scheduler CLASS",
+        "a torch.optim.lr_scheduler class (StepLR, CosineAnnealingLR, ...);\n--lr_scheduler.help CLASS",
+        "fit",
+    ),
+    ("--ckpt_path FILE", CKPT_PATH_HELP, "fit"),
+    ("--ckpt_path FILE", "a checkpoint whose weights to evaluate (recorded in a new run)", "validate test"),
+    ("--test_after_fit BOOL", TEST_AFTER_FIT_HELP, "fit"),
+    ("--log_graph BOOL", LOG_GRAPH_HELP, "fit"),
+    ("--seed_everything N", "the run's seed (each random stream gets its own seed derived from it)", ""),
+    ("--print_config", "print the resolved config, every key with its value, and run nothing", ""),
+    ("--help full", "LightningCLI's full help: every option, the Trainer's ~40 included", ""),
+)
 
 
 def command_help(command: str) -> str:
     """The short help of ``lit-d2l fit|validate|test``."""
     usage = _FIT_USAGE if command == "fit" else _EVALUATE_USAGE.format(command=command)
-    keys = ", ".join(TRACKING_KEYS)
-    options = _OPTIONS.format(
-        tracking=keys, ckpt_path=CKPT_PATH_HELP, test_after_fit=TEST_AFTER_FIT_HELP, log_graph=LOG_GRAPH_HELP
-    )
-    if command != "fit":
-        options = options.replace("  --test_after_fit BOOL    " + TEST_AFTER_FIT_HELP + "\n", "")
-        options = options.replace("  --log_graph BOOL         " + LOG_GRAPH_HELP + "\n", "")
+    lines = ["options:"]
+    for option, text, commands in _OPTIONS:
+        if not commands or command in commands.split():
+            first, *more = text.split("\n")
+            lines += [f"  {option:<23}  {first}", *(f"{'':27}{line}" for line in more)]
     return "\n\n".join(
         [
             usage,
-            options,
+            "\n".join(lines),
             catalog.listing("models", catalog.MODELS),
             catalog.listing("DataModules", catalog.DATAMODULES),
         ]

@@ -162,7 +162,8 @@ def run_lightning(command: str, args: list[str], run_id: str | None = None, trai
     ``trained_in``: the fit whose weights validate or test. Print the outcome, return the exit status."""
     recorded: dict[str, str] | None = None
     if (run_id or trained_in) and _has_option(args, "--ckpt_path"):
-        raise ConfigError("--resume and --run take the run's own newest checkpoint: drop --ckpt_path")
+        given = "--resume" if run_id else "--run"
+        raise ConfigError(f"{given} takes the run's own newest checkpoint: drop --ckpt_path")
     if run_id is not None:
         if command != "fit":
             raise ConfigError(f"--resume continues a fit: use lit-d2l fit --resume {run_id}")
