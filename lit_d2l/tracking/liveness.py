@@ -127,6 +127,8 @@ def close_stale_runs(
     parent run stays open while any of its children is alive (another process may be running arms of
     the same sweep).
     """
+    from lit_d2l.tracking.races import set_tags
+
     ids = experiment_ids if experiment_ids is not None else [e.experiment_id for e in all_experiments(client)]
     running = all_runs(client, ids, "attributes.status = 'RUNNING'")
     closed: list[tuple[Run, str]] = []
@@ -144,7 +146,7 @@ def close_stale_runs(
         if reason is None or run.info.run_id in live_parents:
             continue
         note = f"{reason}; closed by {me.describe()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        client.set_tag(run.info.run_id, STALE_TAG, note)
+        set_tags(client, run.info.run_id, {STALE_TAG: note})
         client.set_terminated(run.info.run_id, "KILLED")
         closed.append((run, note))
     return closed

@@ -32,6 +32,7 @@ from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
 from lit_d2l.tracking.models import MODEL_NAME, log_model, register_model
 from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches
 from lit_d2l.tracking.outbox import server_timeout_s as server_timeout_s_of
+from lit_d2l.tracking.races import log_inputs, set_tags
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
 from lit_d2l.tracking.system_metrics import start_monitor
 from lit_d2l.tracking.takeover import settle
@@ -370,8 +371,7 @@ class TrackingLogger(Logger):
         # epoch is recorded when it changes: the stored one is the last change, not a new one after a resume
         self._last_epoch = run.data.metrics.get("epoch")
         client.update_run(run_id, status="RUNNING")
-        for key, value in {**self._initial_tags, **owner_tags()}.items():
-            client.set_tag(run_id, key, value)
+        set_tags(client, run_id, {**self._initial_tags, **owner_tags()})
         settle(client, run_id, run.data.tags)  # owned by this process now: its fit --resume claim is done
         self._client, self._run_id = client, run_id
         self.status = "RUNNING"
@@ -382,7 +382,7 @@ class TrackingLogger(Logger):
     def log_dataset(self, dataset: Dataset, context: str = "training") -> None:
         """Record ``dataset`` (:func:`~lit_d2l.tracking.datasets.dataset_of`) as an input of the run."""
         inputs = [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])]
-        self.experiment.log_inputs(self.run_id, datasets=inputs)
+        log_inputs(self.experiment, self.run_id, inputs)
 
     @rank_zero_only
     def log_model(self, model: torch.nn.Module, step: int = 0, register_as: str | None = None) -> None:

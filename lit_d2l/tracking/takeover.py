@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import takeover_claims, takeover_marker
+from lit_d2l.tracking.races import set_tags
 
 #: (tracking URI, run id) of the claims this process holds and has not settled yet.
 _held: set[tuple[str, str]] = set()
@@ -49,7 +50,7 @@ def take_over(uri: str, run_id: str, refusal: Callable[[Run], str], attempts: in
     for attempt in range(attempts):
         if why := rival(client.get_run(run_id)):
             raise UserError(why)
-        client.set_tag(run_id, key, value)
+        set_tags(client, run_id, {key: value})
         _hold(uri, run_id)
         try:
             contended = bool(rival(client.get_run(run_id)))
