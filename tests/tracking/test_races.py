@@ -22,16 +22,15 @@ def _write_at_once(uri: str, experiment_id: str, shared_run: str, barrier, failu
     one new tag on the run both processes share."""
     client = MlflowClient(uri)
     own_run = client.create_run(experiment_id).info.run_id
+    pid = str(multiprocessing.current_process().pid)
     for round_ in range(ROUNDS):
-        dataset = Dataset(name="digits", digest=f"d{round_}", source_type="code", source="{}")
-        for write in (
-            lambda: log_inputs(client, own_run, [DatasetInput(dataset)]),
-            lambda: set_tags(client, shared_run, {f"claim.{round_}": str(multiprocessing.current_process().pid)}),
-        ):
+        dataset = DatasetInput(Dataset(name="digits", digest=f"d{round_}", source_type="code", source="{}"))
+        writes = [(log_inputs, own_run, [dataset]), (set_tags, shared_run, {f"claim.{round_}": pid})]
+        for write, run_id, what in writes:
             barrier.wait(timeout=60)
             try:
-                write()
-            except Exception as exc:  # noqa: BLE001  (counted: the test says how many failed and why)
+                write(client, run_id, what)
+            except Exception as exc:  # counted: the test says how many failed and why
                 failures.put(f"round {round_}: {type(exc).__name__}: {str(exc)[:200]}")
 
 
