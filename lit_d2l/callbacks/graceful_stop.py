@@ -88,7 +88,7 @@ class GracefulStop(L.Callback):
         if self._lightning_handler is not None or threading.current_thread() is not threading.main_thread():
             return
         handler = signal.getsignal(signal.SIGTERM)
-        if callable(handler) and handler is not interrupts.handle:
+        if callable(handler) and not isinstance(handler, interrupts.StopSignals):
             self._lightning_handler, self._held = handler, False
             signal.signal(signal.SIGTERM, self._hold)
 

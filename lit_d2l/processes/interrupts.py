@@ -10,7 +10,6 @@ runs :func:`deferred`: there a signal is only ever noted, and acted on where sto
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -50,52 +49,91 @@ class Interrupted(SystemExit):
         return f"{what}{where}{saved}{run}{hint}"
 
 
-class _State:
-    graceful = 0  # fits currently able to stop at a step boundary
-    requested: int | None = None  # the signal waiting to be acted on
-    forwarded = False  # a SIGTERM we sent ourselves, so that Lightning stops at the step boundary
-    shield = 0  # writes that must not be cut short (a run's buffered metrics going to the store)
-    held: int | None = None  # a signal that arrived during them
-    deferred = 0  # blocks where every stop signal is only noted (see deferred())
+class StopSignals:
+    """lit-d2l's handler of the stop signals, and what it has noted. :func:`stop_signals_handled` installs one for
+    a block; the functions below act on the installed one (none installed: the process's default handling)."""
+
+    def __init__(self) -> None:
+        self.graceful = 0  # fits currently able to stop at a step boundary
+        self.requested: int | None = None  # the signal waiting to be acted on
+        self.forwarded = False  # a SIGTERM handed to Lightning's handler, so that it stops at the step boundary
+        self.shield = 0  # writes that must not be cut short (a run's buffered metrics going to the store)
+        self.held: int | None = None  # a signal that arrived during them
+        self.deferred = 0  # blocks where every stop signal is only noted (see deferred())
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        """During a fit, note the signal and make sure Lightning's SIGTERM handler sees it (Lightning stops its
+        loop at the next step boundary, on every DDP rank); anywhere else, or at a second signal, stop now
+        (after any shielded write)."""
+        if self.shield:
+            self.held = self.held or signum
+            return
+        if self.graceful or self.deferred:
+            if self.requested is None:
+                self.requested = signum
+                if signum != signal.SIGTERM:  # SIGINT, SIGHUP, SIGUSR1: Lightning stops for a SIGTERM only
+                    self.forward(signal.getsignal(signal.SIGTERM))
+                return
+            if (self.forwarded and signum == signal.SIGTERM) or self.deferred:
+                return
+        self.requested, self.forwarded = None, False
+        raise Interrupted(signum)
+
+    def forward(self, handler: Any) -> None:
+        """Hand the noted stop to ``handler`` (Lightning's SIGTERM handler, which chains this one) as a SIGTERM:
+        noted once, not taken for a second signal."""
+        if callable(handler) and handler is not self:
+            self.forwarded = True
+            try:
+                handler(signal.SIGTERM, None)
+            finally:
+                self.forwarded = False
+
+
+def installed() -> StopSignals:
+    """The installed :class:`StopSignals`; where none is (another thread, a library caller), a fresh one that
+    notes nothing any handler would read."""
+    handler = signal.getsignal(signal.SIGINT)
+    return handler if isinstance(handler, StopSignals) else StopSignals()
 
 
 def requested() -> int | None:
     """The stop signal received while a fit could stop gracefully, if any."""
-    return _State.requested
+    return installed().requested
 
 
 def enter_graceful() -> None:
     """A fit that can stop at a step boundary starts: stop signals are noted, not raised."""
-    _State.graceful += 1
+    installed().graceful += 1
 
 
 def leave_graceful() -> None:
-    _State.graceful = max(0, _State.graceful - 1)
+    handler = installed()
+    handler.graceful = max(0, handler.graceful - 1)
 
 
 def take_requested() -> int | None:
     """The pending stop signal, cleared; the caller stops (e.g. raises :class:`Interrupted`)."""
-    signum, _State.requested, _State.forwarded = _State.requested, None, False
+    handler = installed()
+    signum, handler.requested, handler.forwarded = handler.requested, None, False
     return signum
 
 
 def deliver(handler: Any) -> None:
     """Hand a noted stop signal to ``handler`` (Lightning's SIGTERM handler, held back until a point where its
-    stop is clean) as the SIGTERM lit-d2l sends itself: noted once, not taken for a second signal."""
-    if callable(handler):
-        _State.forwarded = True
-        try:
-            handler(signal.SIGTERM, None)
-        finally:
-            _State.forwarded = False
+    stop is clean) as a SIGTERM: noted once, not taken for a second signal."""
+    installed().forward(handler)
 
 
 def stop_fit() -> bool:
     """Stop the running fit as a SIGTERM does (at a step boundary, with a checkpoint to resume from); False where
     no fit can stop so (none running, or not on the main thread)."""
-    if not _State.graceful or _State.requested is not None or threading.current_thread() is not threading.main_thread():
+    handler = installed()
+    main = threading.current_thread() is threading.main_thread()
+    if not handler.graceful or handler.requested is not None or not main:
         return False
-    os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler and lit-d2l's both see it, as a real one
+    handler(signal.SIGTERM, None)  # noted as a SIGTERM that arrived now
+    handler.forward(signal.getsignal(signal.SIGTERM))  # and Lightning's handler stops the loop
     return True
 
 
@@ -109,14 +147,15 @@ def raise_if_requested() -> None:
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
     """A block a stop signal must not cut short (e.g. writing a run's metrics): the signal takes effect after it."""
-    _State.shield += 1
+    handler = installed()
+    handler.shield += 1
     try:
         yield
     finally:
-        _State.shield -= 1
-        if _State.shield == 0 and _State.held is not None:
-            signum, _State.held = _State.held, None
-            handle(signum, None)
+        handler.shield -= 1
+        if handler.shield == 0 and handler.held is not None:
+            signum, handler.held = handler.held, None
+            handler(signum, None)
 
 
 @contextlib.contextmanager
@@ -125,32 +164,17 @@ def deferred() -> Iterator[None]:
     acts on :func:`requested` at points where stopping is clean. A signal raised from a handler lands anywhere,
     also in a weakref callback or ``__del__``, where Python prints "Exception ignored" and carries on; a sweep's
     workers use this, and their supervisor is the one that escalates (SIGKILL after a grace)."""
-    _State.deferred += 1
+    handler = installed()
+    handler.deferred += 1
     try:
         yield
     finally:
-        _State.deferred -= 1
+        handler.deferred -= 1
 
 
 def handle(signum: int, frame: Any) -> None:
-    """lit-d2l's stop-signal handler. During a fit, note the signal and make sure Lightning sees a
-    SIGTERM (it stops the loop at the next step boundary, on every DDP rank); anywhere else, or at a
-    second signal, stop now (after any shielded write)."""
-    if _State.shield:
-        _State.held = _State.held or signum
-        return
-    if _State.graceful or _State.deferred:
-        if _State.requested is None:
-            _State.requested = signum
-            if signum != signal.SIGTERM:
-                _State.forwarded = True
-                os.kill(os.getpid(), signal.SIGTERM)
-            return
-        if (_State.forwarded and signum == signal.SIGTERM) or _State.deferred:
-            _State.forwarded = False
-            return
-    _State.requested, _State.forwarded = None, False
-    raise Interrupted(signum)
+    """Pass a signal to the installed :class:`StopSignals` (as if it had arrived now)."""
+    installed()(signum, frame)
 
 
 @contextlib.contextmanager
@@ -160,9 +184,9 @@ def stop_signals_handled() -> Iterator[None]:
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    handler = StopSignals()
     for signum in STOP_SIGNALS:
-        signal.signal(signum, handle)
-    _State.requested = None
+        signal.signal(signum, handler)
     try:
         yield
     finally:
