@@ -16,7 +16,6 @@ from pathlib import Path
 
 import yaml
 
-import lit_d2l
 from lit_d2l.cli.commands import HANDLERS, LIGHTNING_HELP, TAKES_RUN_SETTINGS, parser
 from lit_d2l.cli.usage import command_help, full_help_args, wants_help
 from lit_d2l.errors import ConfigError, UserError
@@ -68,8 +67,7 @@ def run(argv: list[str]) -> int:
         print(parser().format_help().rstrip())
         return 0 if argv else 2
     if argv[0] == "--version":
-        print(f"lit-d2l {lit_d2l.__version__}")
-        return 0
+        parser().parse_args(argv[:1])  # its version action prints and exits 0
     command, rest = argv[0], argv[1:]
     if command not in HANDLERS:
         raise UserError(f"unknown command {command!r}; choose one of: {', '.join(HANDLERS)}")

@@ -25,10 +25,6 @@ from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import takeover_claims, takeover_marker
 from lit_d2l.tracking.races import set_tags
 
-#: (tracking URI, run id) of the claims this process holds and has not settled yet.
-_held: set[tuple[str, str]] = set()
-_release_at_exit: list[bool] = []
-
 
 def take_over(uri: str, run_id: str, refusal: Callable[[Run], str], attempts: int = 6) -> None:
     """Claim run ``run_id`` for this process, or raise :class:`UserError` with why not.
@@ -71,29 +67,24 @@ def settle(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     for claim, owner in takeover_claims(tags).items():
         if claim == key or owner is None:
             _delete(client, run_id, claim)
-    _held.difference_update({held for held in _held if held[1] == run_id})
+    atexit.unregister(_release_at_exit)  # settled: nothing of this process's is left to withdraw
 
 
 def release(uri: str, run_id: str) -> None:
     """Withdraw this process's claim on a run (it backed off, or stopped before taking the run over)."""
-    if (uri, run_id) in _held:
-        _held.discard((uri, run_id))
-        _delete(MlflowClient(uri), run_id, takeover_marker()[0])
+    atexit.unregister(_release_at_exit)
+    _delete(MlflowClient(uri), run_id, takeover_marker()[0])
 
 
 def _hold(uri: str, run_id: str) -> None:
-    if not _release_at_exit:  # a resume refused after its claim (e.g. changed settings) leaves no claim behind
-        _release_at_exit.append(True)
-        atexit.register(_release_all)
-    _held.add((uri, run_id))
+    """A resume refused after its claim (e.g. changed settings) leaves no claim behind: withdrawn at exit. A process
+    resumes one run, so it holds one claim at a time."""
+    atexit.register(_release_at_exit, uri, run_id)
 
 
-def _release_all() -> None:
-    for uri, run_id in list(_held):
-        try:
-            release(uri, run_id)
-        except Exception:  # an unreachable store at exit: the claim of a process gone is ignored anyway
-            continue
+def _release_at_exit(uri: str, run_id: str) -> None:
+    with contextlib.suppress(Exception):  # an unreachable store at exit: the claim of a process gone is ignored
+        release(uri, run_id)
 
 
 def _delete(client: MlflowClient, run_id: str, key: str) -> None:
