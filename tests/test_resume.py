@@ -14,6 +14,8 @@ from lit_d2l.cli.main import main
 from lit_d2l.fit.resume import check_same_settings, resume_args
 from lit_d2l.fit.run import build, execute, run_configured
 from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
+from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
+from lit_d2l.tracking.runs import config_of
 from tests.conftest import linear_fit_args
 
 EPOCHS = ["--trainer.max_epochs", "4", "--trainer.log_every_n_steps", "1", "--seed_everything", "3"]
@@ -147,6 +149,30 @@ def test_resume_refuses_a_finished_run_and_changed_settings(tracking_uri, client
 
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.mark.slow
+def test_a_resume_lightning_refuses_leaves_the_runs_config_as_it_was(tracking_uri, client, experiment, capsys):
+    args = linear_fit_args(tracking_uri, experiment, *EPOCHS)
+    with stop_signals_handled(), pytest.raises(Interrupted) as stopped:
+        run_configured("fit", args, callbacks=[SignalAtStep(70)])  # in epoch 2 (32 steps an epoch)
+    run_id = stopped.value.run_id
+    recorded = config_of(tracking_uri, run_id, CONFIG_ARTIFACT).read_text()
+    capsys.readouterr()  # MLflow's download bar
+    resume = ["fit", "--resume", run_id, "--tracking.uri", tracking_uri, *QUIET]
+    with pytest.raises(SystemExit) as exit_:  # fewer epochs than the checkpoint has done: Lightning refuses
+        main([*resume, "--trainer.max_epochs", "1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lit-d2l: error: You restored a checkpoint with current_epoch=2") and "\n" not in err
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert config_of(tracking_uri, run_id, CONFIG_ARTIFACT).read_text() == recorded, "the refused settings stay out"
+
+    with pytest.raises(SystemExit) as exit_:  # the run's own config.yaml again: its 4 epochs
+        main(resume)
+    assert exit_.value.code == 0
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(_history(client, run_id, "train/loss_epoch")) == 4, "one value per epoch of the 4"
 
 
 def test_a_signal_during_a_write_to_the_store_takes_effect_after_it(tracking_uri, client, experiment):

@@ -46,11 +46,20 @@ _SOURCES = (
 )
 
 
+_CHECKPOINTS = r"lightning\.pytorch\.callbacks\.model_checkpoint"
+_FIT_LOOP = r"lightning\.pytorch\.loops\.fit_loop"
+
+
 def quiet_third_party() -> None:
-    """Lightning's adverts, TPU and seed lines, repeated GPU lines and a deprecation inside Lightning itself;
-    MLflow's progress bar per artifact download."""
+    """Lightning's adverts, TPU and seed lines, repeated GPU lines, a deprecation inside Lightning itself and two
+    warnings that do not apply to lit-d2l's fits; MLflow's progress bar per artifact download."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # A resumed run saves its checkpoints where it saved them before: the directory is meant to hold them.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty", module=_CHECKPOINTS)
+    # Lightning counts log_every_n_steps over the whole fit, not per epoch, so an epoch shorter than the interval
+    # still logs every n steps (polynomial.yaml: 10 batches an epoch, a value every 20 steps).
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval", module=_FIT_LOOP)
     for name in _SOURCES:
         logger = logging.getLogger(name)
         if _NOISE not in logger.filters:

@@ -20,28 +20,44 @@ SAMPLES_ARTIFACT = "data_samples.png"
 
 
 class RunRecorder(SaveConfigCallback):
-    """LightningCLI's config saver, writing to the MLflow run instead of a log directory."""
+    """LightningCLI's config saver, writing to the MLflow run instead of a log directory.
+
+    A resumed fit (one given a ``--ckpt_path``) is recorded once training starts: only then has Lightning restored
+    the checkpoint and accepted the settings, so a resume it refuses (say, ``trainer.max_epochs`` below the
+    checkpoint's epoch) leaves the run's ``config.yaml`` as it was, and the next ``--resume`` reads that.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["save_to_log_dir"] = False
         super().__init__(*args, **kwargs)
+        self._resume_to_record = False
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        logger = trainer.logger
-        if not isinstance(logger, TrackingLogger):
+        if not isinstance(trainer.logger, TrackingLogger):
             return
+        self._resume_to_record = stage == "fit" and self.config.get("ckpt_path") is not None
+        if not self._resume_to_record:
+            self._record(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._resume_to_record:  # set on global rank zero only, as save_config runs there alone
+            self._resume_to_record = False
+            self._record(trainer, pl_module, "fit")
+
+    def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        assert isinstance(trainer.logger, TrackingLogger)
         config_text = recorded_text(self.parser, self.config)
-        record_run(logger, config_text, self.config.as_dict(), pl_module, trainer.datamodule, stage)
+        record_run(trainer.logger, config_text, self.config.as_dict(), pl_module, trainer.datamodule, stage)
 
 
 def recorded_text(parser: Any, config: Any) -> str:
     """The resolved config as ``config.yaml`` records it, with ``tracking.run_id`` null: ``lit-d2l fit --config
     config.yaml`` then reproduces the run in a run of its own instead of writing into this one (``--resume``
-    names the run itself)."""
+    names the run itself). ``config`` was checked when it was parsed, so it is not checked again here."""
     if config.get("tracking") is not None and config.get("tracking.run_id") is not None:
         config = config.clone()
         config["tracking.run_id"] = None
-    return parser.dump(config, skip_none=False)
+    return parser.dump(config, skip_unset=False, skip_validation=True)
 
 
 def record_run(
