@@ -64,8 +64,9 @@ def final_parameters(run) -> dict[str, torch.Tensor]:
     return {name: value for name, value in state.items() if value.is_floating_point() and value.ndim > 0}
 
 
-def epoch_metrics(client: MlflowClient, run_id: str) -> dict[str, list[float]]:
-    return {key: [m.value for m in client.get_metric_history(run_id, key)] for key in EPOCH_METRICS}
+def epoch_metrics(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Each epoch metric's (step, value) pairs in step order (MLflow returns a history in timestamp order)."""
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in EPOCH_METRICS}
 
 
 def assert_same_fit(client: MlflowClient, one, ddp) -> None:
@@ -76,8 +77,8 @@ def assert_same_fit(client: MlflowClient, one, ddp) -> None:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=TOLERANCE, msg=name)
     expected, got = epoch_metrics(client, one.info.run_id), epoch_metrics(client, ddp.info.run_id)
     for key in EPOCH_METRICS:
-        assert len(got[key]) == len(expected[key]), key
-        assert got[key] == pytest.approx(expected[key], abs=TOLERANCE), key
+        assert [step for step, _ in got[key]] == [step for step, _ in expected[key]], key
+        assert [v for _, v in got[key]] == pytest.approx([v for _, v in expected[key]], abs=TOLERANCE), key
 
 
 @pytest.mark.slow
