@@ -221,7 +221,14 @@ def test_runs_lists_each_run_with_its_validation_result(tracking_uri, client, ex
         (["ablate", "spec.yaml", "--resume", "--fresh"], r"--resume and --fresh contradict each other"),
         (["ablate", "spec.yaml", "--dry-run", "--workers", "0"], r"--workers must be >= 1, got 0"),
         (["runs", "--bogus"], r"unrecognized arguments: --bogus \(see lit-d2l runs --help\)"),
+        # an option's prefix is not taken for it (argparse would read --trainer.max_epoch as --trainer.max_epochs)
+        (
+            ["fit", "--config", str(LINEAR_CONFIG), "--trainer.max_epoch", "1"],
+            r"unrecognized arguments: --trainer.max_e",
+        ),
         (["ablate"], r"required: spec \(see lit-d2l ablate --help\)"),
+        (["ablate", "spec.yaml", "--trainer.max_epochs", "2"], r"run settings go in its spec, under overrides:"),
+        (["fit"], r"required: model \(give a config: lit-d2l fit --config experiments/"),
         (["cv", "--folds", "2", "--trainer.max_epochs", "1"], r"cv folds a run's settings: give --config FILE"),
         (["validate", "--run", "abc", "--ckpt_path", "x.ckpt"], r"^lit-d2l: error: --run takes the run's own newest"),
     ],
@@ -236,3 +243,16 @@ def test_bad_command_lines_are_one_line_each(argv, pattern, tmp_path: Path, monk
 def test_version(capsys) -> None:
     code, out, _ = run_main(["--version"], capsys)
     assert code == 0 and out.strip() == f"lit-d2l {lit_d2l.__version__}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["runs", "--tracking-uri", "sqlite:///missing/mlflow.db"]])
+def test_a_reader_that_went_away_ends_the_command_quietly(args, tmp_path) -> None:
+    # `lit-d2l runs | head -5`: stdout is a pipe whose reader has gone; every write to it fails.
+    reader, writer = os.pipe()
+    os.close(reader)
+    done = subprocess.run(
+        [sys.executable, "-m", "lit_d2l", *args], stdout=writer, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    os.close(writer)
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 141, done.stderr[-2000:]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with stop_signals_handled():
             code = run(argv)
+        sys.stdout.flush()  # a reader that went away (``lit-d2l runs | head``) is found here, not at exit
+    except BrokenPipeError:
+        code = _reader_gone(stdout)
     except UserError as exc:
         code = _final(f"lit-d2l: error: {exc}", 2)
     except Interrupted as exc:
@@ -52,6 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     # MLflow) at exit took 2-3 s on a busy 2-core machine, a stop included: skip them; atexit handlers still run.
     gc.freeze()
     sys.exit(code)
+
+
+def _reader_gone(stdout: TextIO) -> int:
+    """stdout's reader went away: end quietly with the status a Unix tool killed by SIGPIPE has (128 + 13).
+    What is still buffered goes to /dev/null (Python would otherwise fail again writing it at exit)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+    return 141
 
 
 def _final(message: str, code: int) -> int:
@@ -81,7 +93,10 @@ def run(argv: list[str]) -> int:
         argv = [command, *full]
     args, unknown = parser().parse_known_args(argv)
     if unknown and command not in TAKES_RUN_SETTINGS:
-        raise UserError(f"unrecognized arguments: {' '.join(unknown)} (see lit-d2l {command} --help)")
+        hint = f"see lit-d2l {command} --help"
+        if command == "ablate" and any("." in arg for arg in unknown if arg.startswith("--")):  # e.g. --model.lr
+            hint = "a sweep's run settings go in its spec, under overrides: or grid:; see docs/ablations.md"
+        raise UserError(f"unrecognized arguments: {' '.join(unknown)} ({hint})")
     args.argv = argv[1:]  # as given, for a command that names itself again (cv: how to go on after a stop)
     module, _, function = args.handler.partition(":")
     return getattr(importlib.import_module(module), function)(args, unknown)

@@ -107,6 +107,8 @@ def argument_error_line(message: str, command: str) -> str:
         text = f"{text}; expected {_class_hint(key.group(1))}"
     if key:
         text = f"{key.group(1)}: {text}"
+    if re.match(r"the following arguments are required: (model|data)", text):  # no config, no model or data given
+        return f"{text} (give a config: lit-d2l {command} --config experiments/linear_regression.yaml)"
     return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
 
 

@@ -17,7 +17,7 @@ import torch
 from jsonargparse import Namespace
 
 from lit_d2l.fit.checks import check_settings
-from lit_d2l.fit.run import D2LCLI, config_errors
+from lit_d2l.fit.run import D2LCLI, config_errors, parser_kwargs
 from lit_d2l.tracking.run_record import recorded_text
 
 
@@ -62,7 +62,7 @@ def fit_parser() -> Any:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             _ParserOnly(
-                parser_kwargs={"exit_on_error": False, "prog": "lit-d2l fit"},
+                parser_kwargs=parser_kwargs("fit"),
                 trainer_defaults={"enable_autolog_hparams": False},
                 args=[],
                 run=False,

@@ -21,6 +21,7 @@ from lit_d2l.tracking.logger import flatten
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT, config_params
 from lit_d2l.tracking.runs import StoredRun, config_of, owner_of, stored_run
 from lit_d2l.tracking.store import resolve_tracking_uri
+from lit_d2l.tracking.sweeps import PARENT_TAG
 from lit_d2l.tracking.takeover import take_over
 
 #: Settings a resumed run must keep: anything that changes what is computed.
@@ -48,10 +49,7 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
         _check_resumable(run)
     checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
     if checkpoint is None:
-        raise UserError(
-            f"run {run_id} saved no checkpoint to resume from (it stopped before its first step, or its "
-            f"checkpoints were deleted); start it again with lit-d2l fit"
-        )
+        raise UserError(_no_checkpoint(run))
     args = _with_run_config(uri, run_id, args)
     if rank_zero:  # exclusive: two resumes started at once must not both train (the logger settles the claim)
         take_over(uri, run_id, lambda now: _refusal(run_id, now.info.status, now.data.tags))
@@ -86,6 +84,19 @@ def _with_run_config(uri: str, run_id: str, args: list[str]) -> list[str]:
     if config is None:
         raise UserError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact: give its config with --config")
     return ["--config", str(config), *args]
+
+
+def _no_checkpoint(run: StoredRun) -> str:
+    """Why ``run`` cannot be resumed from a checkpoint, and what finishes it instead."""
+    parent = run.tags.get(PARENT_TAG)
+    if parent and "fold" in run.tags:
+        return f"run {run.run_id} is a fold of cross-validation run {parent}: run the same lit-d2l cv command again"
+    if parent and "arm" in run.tags:  # a sweep's arms keep no checkpoints: a rerun fits an unfinished arm again
+        return f"run {run.run_id} is an arm of sweep run {parent}: run lit-d2l ablate with its spec again to finish it"
+    return (
+        f"run {run.run_id} saved no checkpoint to resume from (it stopped before its first step, or its "
+        "checkpoints were deleted); start it again with lit-d2l fit"
+    )
 
 
 def _check_resumable(run: StoredRun) -> None:

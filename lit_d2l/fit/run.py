@@ -238,7 +238,7 @@ def _construct(
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             cli = cli_class(
                 save_config_callback=RunRecorder,
-                parser_kwargs={"exit_on_error": False, "prog": f"lit-d2l {command}"},
+                parser_kwargs=parser_kwargs(command),
                 # The RunRecorder logs the whole resolved config; Lightning's own hparams would repeat it.
                 trainer_defaults={
                     "enable_autolog_hparams": False,
@@ -252,6 +252,12 @@ def _construct(
             return None
         raise
     return cli
+
+
+def parser_kwargs(command: str) -> dict[str, Any]:
+    """LightningCLI's parser for ``lit-d2l COMMAND``: errors raised (said in one line), not printed with the usage;
+    an option is named in full (argparse would take ``--trainer.max_epoch`` for ``--trainer.max_epochs``)."""
+    return {"exit_on_error": False, "allow_abbrev": False, "prog": f"lit-d2l {command}"}
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lit_d2l.cli.main import main
 from lit_d2l.processes import interrupts
 from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.sweeps import engine
@@ -41,13 +42,21 @@ def _signal_after_claim(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return claimed
 
 
-def test_a_stop_between_claim_and_fit_leaves_the_pair_killed(tmp_path, tracking_uri, client, experiment, monkeypatch):
+def test_a_stop_between_claim_and_fit_leaves_the_pair_killed(
+    tmp_path, tracking_uri, client, experiment, monkeypatch, capsys
+):
     spec = load_spec(spec_file(tmp_path, experiment, "grid: {model.l2: [0.0]}\n"))
     claimed = _signal_after_claim(monkeypatch)
     with stop_signals_handled(), pytest.raises(Interrupted):
         engine.run_sweep(spec, tracking_uri=tracking_uri, echo=lambda _: None, pack="off")
     (run_id,) = claimed
     assert client.get_run(run_id).info.status == "KILLED"  # not FAILED: nothing failed, it was stopped
+    # An arm keeps no checkpoint: `fit --resume` of it says what finishes it.
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--resume", run_id, "--tracking.uri", tracking_uri])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lit-d2l: error: run {run_id} is an arm of sweep run ") and "ablate" in err, err
 
 
 def test_in_a_worker_a_stop_between_claim_and_fit_is_acted_on_before_the_fit(

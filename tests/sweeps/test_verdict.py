@@ -111,4 +111,15 @@ def test_a_metric_no_run_logged_is_named_as_such_with_what_the_runs_did_log() ->
     lines = found.terminal_lines()  # what ablate prints
     assert text.startswith(f"## {lines[0]}\n")
     assert lines[0] == "Verdict: l2=1 is best on val/loss, ahead of l2=3 over seeds"
-    assert lines[1].startswith("val/los: no run logged this metric (check its name in the spec's metrics:)")
+    assert lines[1].startswith("val/los: no run logged this metric (check its name in the spec's metrics:;")
+
+
+def test_with_no_value_of_the_metric_the_verdict_says_so_not_that_arms_diverged() -> None:
+    """E.g. trainer.max_epochs below trainer.check_val_every_n_epoch: no validation ran, so no run has val/loss."""
+    children = [child({"model.l2": l2}, seed, None) for l2 in (0.0, 3.0) for seed in (0, 1)]
+    found = sweep_verdict(children, ["val/loss"], ["model.l2"])
+    assert found.headline() == "Verdict: no arm is best on val/loss: no run has a finite value of it"
+    assert found.verdicts[0].text().startswith("`val/loss`: no run has a finite value of it, so none is best.")
+    assert "check_val_every_n_epoch" in found.terminal_lines()[1]
+    children[0] = child({"model.l2": 0.0}, 0, None, diverged=True)
+    assert verdict(children, "val/loss").why_none == "every arm diverged or has no finite value of it"

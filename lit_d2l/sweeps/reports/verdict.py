@@ -113,10 +113,20 @@ class Verdict:
             return "untested"
         return "distinguishable" if self.comparison.distinguishable else "tie"
 
+    @property
+    def why_none(self) -> str:
+        """Why no arm is best (when none is): every arm diverged, none has a value of the metric, or both."""
+        diverged = sum("diverged" in why for _, why in self.excluded)
+        if diverged == len(self.excluded):
+            return "none finished without diverging"
+        if diverged == 0:
+            return "no run has a finite value of it"
+        return "every arm diverged or has no finite value of it"
+
     def headline(self) -> str:
         """The answer in a few words: ``l2=10 is best on val/loss, a tie with l2=3``."""
         if self.best is None:
-            return f"no arm is best on {self.metric}: none finished without diverging"
+            return f"no arm is best on {self.metric}: {self.why_none}"
         line = f"{self.best.name} is best on {self.metric}"
         if self.comparison is not None and self.standing in ("tie", "distinguishable"):
             runner_up = self.comparison.runner_up.name
@@ -126,7 +136,7 @@ class Verdict:
     def text(self) -> str:
         goal = "highest" if self.mode == "max" else "lowest"
         if self.best is None:
-            return f"`{self.metric}`: no arm finished without diverging, so none is best."
+            return f"`{self.metric}`: {self.why_none}, so none is best."
         line = f"`{self.metric}` ({goal} is best): **{self.best.name}**, {self.best.summary()}"
         if self.comparison is not None:
             line += f"; {self.comparison.text()}"
@@ -209,7 +219,10 @@ def _constant(values: list[float]) -> bool:
 
 
 #: Said of a spec's metric that no run logged (the ablate command prints these lines too).
-UNLOGGED = "no run logged this metric (check its name in the spec's `metrics:`)"
+UNLOGGED = (
+    "no run logged this metric (check its name in the spec's `metrics:`; a `val/` metric is logged only by a "
+    "validation, which runs every `trainer.check_val_every_n_epoch` epochs)"
+)
 
 
 def primary_metric(metrics: list[str]) -> str | None:
