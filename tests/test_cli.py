@@ -46,7 +46,8 @@ def assert_one_error_line(code: int, err: str, pattern: str) -> None:
     ("override", "pattern"),
     [
         (["--model.bogus", "1"], r"model: Option 'bogus' is not accepted"),
-        (["--trainer.max_epochs", "many"], r"trainer\.max_epochs: Expected a <class 'int'>"),
+        (["--trainer.max_epochs", "many"], r"trainer\.max_epochs: expected int, got many \("),
+        (["--model.lr", "fast"], r"error: model\.lr: expected float, got fast \("),  # a class's own setting, named
         (["--trainer.max_epochs", "-5"], r"`max_epochs` must be a non-negative integer or -1. You passed in -5"),
         (["--model.lr", "0"], r"model\.lr must be > 0"),
         (["--model.lr", "-0.5"], r"model\.lr must be > 0"),

@@ -83,10 +83,17 @@ def test_short_class_names_for_model_and_data(capsys) -> None:
     assert code == 0 and "--data.val_size" in out
 
 
-@pytest.mark.parametrize(("args", "key"), [(["--model", "Bogus"], "model"), (["--data.help", "Bogus"], "data.help")])
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--model", "Bogus"], "model"),
+        (["--data.help", "Bogus"], "data.help"),
+        (["--config", "model: {class_path: lit_d2l.models.Bogus}"], "model"),  # as a config file gives it
+    ],
+)
 def test_an_unknown_class_name_lists_the_known_ones(args: list[str], key: str, capsys) -> None:
     code, _, err = run_main(["fit", *args], capsys)
-    assert_one_error_line(code, err, rf"^lit-d2l: error: {key}: .*Bogus.*expected one of \w+, ")
+    assert_one_error_line(code, err, rf"^lit-d2l: error: {key}: no class [\w.]*Bogus; expected one of \w+, ")
     names = catalog.MODELS if key == "model" else catalog.DATAMODULES
     assert all(entry.name in err for entry in names)
 

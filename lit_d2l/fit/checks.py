@@ -95,18 +95,29 @@ _GENERIC_PARSER_LINES = (
 def argument_error_line(message: str, command: str) -> str:
     """jsonargparse's multi-line report reduced to the key and the specific reasons, on one line."""
     # 'Parser key "model": ...', or '--data.help: ...' from a --*.help action
-    key = re.search(r'Parser key "([^"]+)"', message) or re.match(r"--([\w.]+): ", message)
+    found = re.search(r'Parser key "([^"]+)"', message) or re.match(r"--([\w.]+): ", message)
+    key = found.group(1) if found else None
+    nested = set(re.findall(r'Parser key "([^"]+)"', message))
+    if key and len(nested) == 2:  # a class's own setting, e.g. "model" holding "lr": said as model.lr
+        key = f"{key}.{(nested - {key}).pop()}"
     unimportable = _unimportable_module(message)
     if unimportable:
-        return f"{key.group(1)}: {unimportable}" if key else unimportable
+        return f"{key}: {unimportable}" if key else unimportable
     prefix = r'^(Parser key "[^"]+"|--[\w.]+):'
     lines = (re.sub(prefix, "", line.strip()).strip().lstrip("- ") for line in message.splitlines())
     reasons = [line for line in lines if line and not line.startswith(_GENERIC_PARSER_LINES)]
     text = "; ".join(dict.fromkeys(reasons)) or "invalid arguments"
-    if key and _class_hint(key.group(1)) and "Expected a" in text and "path" in text:  # an unknown class name
-        text = f"{text}; expected {_class_hint(key.group(1))}"
+    # "Expected a <class 'float'>. Got value: abc" as "expected float, got abc": no Python repr
+    text = re.sub(r"Expected a <class '([\w.]+)'>(\. Got value: |; Given value: )", r"expected \1, got ", text)
+    hint = _class_hint(key) if key else None
+    given = re.search(r"(?:Given value|import path string): (\S+)", message)
+    absent = re.search(r"module '([\w.]+)' has no attribute '(\w+)'", message)  # a class_path in a config file
+    if hint and absent:
+        return f"{key}: no class {absent.group(1)}.{absent.group(2)}; expected {hint}"
+    if hint and given and "Expected a" in text and "path" in text:  # an unknown class name
+        return f"{key}: no class {given.group(1)}; expected {hint}"
     if key:
-        text = f"{key.group(1)}: {text}"
+        text = f"{key}: {text}"
     if re.match(r"the following arguments are required: (model|data)", text):  # no config, no model or data given
         return f"{text} (give a config: lit-d2l {command} --config experiments/linear_regression.yaml)"
     return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
