@@ -90,6 +90,13 @@ def test_test_run_evaluates_that_runs_newest_checkpoint_into_the_same_run(tracki
     exp = client.get_experiment_by_name(experiment)
     (run,) = client.search_runs([exp.experiment_id])
     assert "test/loss" not in run.data.metrics
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # other data than it trained on: said so, with the way that works
+        main(["test", "--run", run.info.run_id, "--tracking.uri", tracking_uri, "--data.num_test", "50"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2, err
+    assert err.startswith("lit-d2l: error: a run evaluated with --run keeps its settings: data.num_test was 1000")
+    assert "--ckpt_path FILE with --config FILE" in err and client.get_run(run.info.run_id).info.status == "FINISHED"
     with pytest.raises(SystemExit) as exit_:
         main(["test", "--run", run.info.run_id, "--tracking.uri", tracking_uri])
     assert exit_.value.code == 0, capsys.readouterr().err

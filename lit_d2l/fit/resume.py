@@ -128,13 +128,19 @@ def latest_checkpoint(directory: str | None) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def check_same_settings(config: dict[str, Any], recorded: dict[str, str]) -> None:
-    """Refuse a resume whose model, data, seed or optimizer settings differ from what the run recorded."""
+def check_same_settings(config: dict[str, Any], recorded: dict[str, str], evaluated: bool = False) -> None:
+    """Refuse a resume (or, ``evaluated``, a ``validate``/``test --run``) whose model, data, seed or optimizer
+    settings differ from what the run recorded."""
     changed = [
         f"{key} was {recorded[key]}, now {value}"
         for key, value in flatten(config_params(config)).items()
         if key.split(".")[0] in FIXED_SECTIONS and key in recorded and recorded[key] != str(value)[:6000]
     ]
+    if changed and evaluated:
+        raise ConfigError(
+            f"a run evaluated with --run keeps its settings: {'; '.join(changed[:3])} (drop those overrides, or "
+            "give --ckpt_path FILE with --config FILE to evaluate its weights in a new run of those settings)"
+        )
     if changed:
         raise ConfigError(
             f"a resumed run must keep its settings: {'; '.join(changed[:3])} "

@@ -183,7 +183,7 @@ def run_lightning(command: str, args: list[str], run_id: str | None = None, trai
     if cli is None:
         return 0
     if recorded is not None:
-        check_same_settings(cli.config.as_dict(), recorded)
+        check_same_settings(cli.config.as_dict(), recorded, evaluated=trained_in is not None)
     result = execute(cli, command)
     if not result.is_global_zero:  # another DDP rank
         return 0
