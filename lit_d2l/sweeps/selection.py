@@ -127,8 +127,13 @@ def test_selected(
     try:
         with lightning_info_off():
             result = run_configured("fit", args)
-    except UserError:  # e.g. the config has no test split: nothing was tested
+    except UserError as exc:  # e.g. the config has no test split: nothing was tested
         store.client.delete_run(test_id)
+        if "test_after_fit needs a test split" in str(exc):  # what the sweep's runs had: report takes no settings
+            raise UserError(
+                f"arm {run.arm} has no test split (data.num_test 0): give data.num_test in the spec's overrides:, "
+                "run the sweep again, then select and test"
+            ) from None
         raise
     except BaseException:
         store.end_if_running(test_id, "FAILED")

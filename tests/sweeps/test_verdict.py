@@ -123,3 +123,17 @@ def test_with_no_value_of_the_metric_the_verdict_says_so_not_that_arms_diverged(
     assert "check_val_every_n_epoch" in found.terminal_lines()[1]
     children[0] = child({"model.l2": 0.0}, 0, None, diverged=True)
     assert verdict(children, "val/loss").why_none == "every arm diverged or has no finite value of it"
+
+
+def test_with_a_penalty_in_some_arms_the_objective_is_not_ranked_across_them() -> None:
+    """J = L + λ/2·Σ‖W‖² differs by λ: ranking train/loss_epoch would name the unpenalised arm best by definition."""
+    children = sweep({0.0: [0.9, 1.0], 3.0: [0.3, 0.35]})
+    for c in children:
+        l2 = json.loads(c.tags["arm_settings"])["model.l2"]
+        c.metrics |= {"train/loss_epoch": 0.1 + l2, **({"train/loss_data": 0.2} if l2 else {})}
+    found = sweep_verdict(children, ["val/loss", "train/loss_epoch"], ["model.l2"])
+    assert [v.metric for v in found.verdicts] == ["val/loss"]
+    without_penalty = sweep_verdict(
+        sweep({0.0: [0.9, 1.0], 1.0: [0.3, 0.35]}, "train/loss_epoch"), ["train/loss_epoch"], []
+    )
+    assert [v.metric for v in without_penalty.verdicts] == ["train/loss_epoch"]

@@ -294,8 +294,11 @@ class SweepVerdict:
 def sweep_verdict(kept: list[Child], metrics: list[str], axes: list[str], description: str = "") -> SweepVerdict:
     """The verdict of a sweep from its runs (one FINISHED run per arm × seed), its metrics and swept keys."""
     primary = primary_metric(metrics)
-    judged = [primary, *(m for m in metrics if m != primary and goal(m) is not None)] if primary else []
-    groups = verdicts_per_group(kept, primary, axes[0]) if primary and len(axes) > 1 else []
     logged = sorted({key for child in kept for key in child.metrics})
+    # With a penalty on in some arms, train/loss_epoch is J = L + penalty, which differs by λ: not ranked across arms.
+    unranked = {"train/loss_epoch"} if "train/loss_data" in logged else set()
+    judged = [m for m in metrics if m != primary and goal(m) is not None and m not in unranked]
+    judged = [primary, *judged] if primary else []
+    groups = verdicts_per_group(kept, primary, axes[0]) if primary and len(axes) > 1 else []
     unlogged = [metric for metric in metrics if kept and metric not in logged]
     return SweepVerdict(description, [verdict(kept, metric) for metric in judged], groups, unlogged, logged)
