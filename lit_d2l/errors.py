@@ -9,6 +9,13 @@ class ConfigError(UserError, ValueError):
     """An invalid setting: raised at config time, before any training or tracking starts."""
 
 
+class NoTestSplit(ConfigError):
+    """``test_after_fit`` asked of a run whose data has no test split."""
+
+    def __init__(self) -> None:
+        super().__init__("test_after_fit needs a test split: set data.num_test > 0, or test_after_fit false")
+
+
 class TrackingError(UserError):
     """The tracking store cannot be used (unwritable directory, unreachable server)."""
 

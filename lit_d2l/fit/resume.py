@@ -136,13 +136,14 @@ def check_same_settings(config: dict[str, Any], recorded: dict[str, str], evalua
         for key, value in flatten(config_params(config)).items()
         if key.split(".")[0] in FIXED_SECTIONS and key in recorded and recorded[key] != str(value)[:6000]
     ]
-    if changed and evaluated:
+    if not changed:
+        return
+    settings = "; ".join(changed[:3])
+    if evaluated:
         raise ConfigError(
-            f"a run evaluated with --run keeps its settings: {'; '.join(changed[:3])} (drop those overrides, or "
-            "give --ckpt_path FILE with --config FILE to evaluate its weights in a new run of those settings)"
+            f"a run evaluated with --run keeps its settings: {settings} (drop those overrides, or give "
+            "--ckpt_path FILE with --config FILE to evaluate its weights in a new run of those settings)"
         )
-    if changed:
-        raise ConfigError(
-            f"a resumed run must keep its settings: {'; '.join(changed[:3])} "
-            "(drop those overrides, or start a new run with lit-d2l fit)"
-        )
+    raise ConfigError(
+        f"a resumed run must keep its settings: {settings} (drop those overrides, or start a new run with lit-d2l fit)"
+    )

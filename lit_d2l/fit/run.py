@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 import lit_d2l.data
 import lit_d2l.models  # noqa: F401
 from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, LogModel, MemoryMeter, StoredFirst
-from lit_d2l.errors import ConfigError, TrackingError, UserError
+from lit_d2l.errors import ConfigError, NoTestSplit, TrackingError, UserError
 from lit_d2l.fit.catalog import CKPT_PATH_HELP, LOG_GRAPH_HELP, TEST_AFTER_FIT_HELP
 from lit_d2l.fit.checks import (
     argument_error_line,
@@ -288,7 +288,7 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
     diverged: Diverged | None = None
     checkpoint = {"ckpt_path": cli.config.ckpt_path, "weights_only": True}
     if command == "fit" and cli.config.test_after_fit and getattr(data, "num_test", None) == 0:
-        raise ConfigError("test_after_fit needs a test split: set data.num_test > 0, or test_after_fit false")
+        raise NoTestSplit()
     if trainer.world_size > 1:
         _before_processes_start(model, data, trainer.world_size, logger)
     try:

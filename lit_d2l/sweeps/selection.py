@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lit_d2l.errors import UserError
+from lit_d2l.errors import NoTestSplit, UserError
 from lit_d2l.processes.quiet import lightning_info_off
 from lit_d2l.sweeps.reports.report import one_run_per_pair
 from lit_d2l.sweeps.reports.verdict import arm_results, goal
@@ -127,13 +127,14 @@ def test_selected(
     try:
         with lightning_info_off():
             result = run_configured("fit", args)
-    except UserError as exc:  # e.g. the config has no test split: nothing was tested
+    except NoTestSplit:  # as the sweep's runs had it; report takes no run settings
         store.client.delete_run(test_id)
-        if "test_after_fit needs a test split" in str(exc):  # what the sweep's runs had: report takes no settings
-            raise UserError(
-                f"arm {run.arm} has no test split (data.num_test 0): give data.num_test in the spec's overrides:, "
-                "run the sweep again, then select and test"
-            ) from None
+        raise UserError(
+            f"arm {run.arm} has no test split (data.num_test 0): give data.num_test in the spec's overrides:, "
+            "run the sweep again, then select and test"
+        ) from None
+    except UserError:  # another bad setting: nothing was tested
+        store.client.delete_run(test_id)
         raise
     except BaseException:
         store.end_if_running(test_id, "FAILED")

@@ -76,3 +76,15 @@ def test_select_val_loss_and_test_logs_one_test_of_the_best_arm(tmp_path, tracki
     with pytest.raises(UserError, match="already tested, once"):
         lit_d2l(["report", *args, "--select", "val/loss", "--test"])
     assert len(store.selection_tests(parent.info.run_id, parent.info.experiment_id)) == 1
+
+
+@pytest.mark.slow
+def test_testing_a_sweep_without_a_test_split_says_how_to_get_one(tmp_path, tracking_uri, experiment) -> None:
+    body = "grid: {model.l2: [0.0]}\noverrides: {data.num_test: 0}\n"
+    result = run_sweep(load_spec(spec_file(tmp_path, experiment, body)), tracking_uri=tracking_uri, echo=print)
+    args = [result.sweep_id, "--out", str(tmp_path / "report"), "--tracking-uri", tracking_uri]
+    with pytest.raises(UserError, match=r"has no test split \(data.num_test 0\): give data.num_test in the spec's"):
+        lit_d2l(["report", *args, "--select", "val/loss", "--test"])
+    store = SweepStore(tracking_uri)
+    parent = store.client.get_run(result.parent_run_id)
+    assert store.selection_tests(parent.info.run_id, parent.info.experiment_id) == [], "nothing tested, no run left"

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.plugins.precision import DoublePrecision
 from torch import Tensor
 
-from lit_d2l.errors import require
+from lit_d2l.errors import NoTestSplit, require
 from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.models import built
@@ -156,11 +156,8 @@ def fit_pack(
 ) -> list[ArmResult]:
     """Train ``arms`` (same architecture and Trainer settings) as one fit; each arm's values go to its
     own run (``arm.logger``), which ends FINISHED (also when it diverged), or FAILED / KILLED with the fit."""
-    if test_after_fit:  # refused before training, not after it
-        require(
-            all(len(arm.datamodule.splits["test"][0]) > 0 for arm in arms),
-            "test_after_fit needs a test split: set data.num_test > 0, or test_after_fit false",
-        )
+    if test_after_fit and not all(len(arm.datamodule.splits["test"][0]) > 0 for arm in arms):
+        raise NoTestSplit()  # refused before training, not after it
     loggers = ArmLoggers([arm.logger for arm in arms if arm.logger is not None])
     require(len(loggers.arms) in (0, len(arms)), "every arm of a pack needs a logger, or none does")
     streams = [arm.stream for arm in arms]
