@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import functools
 import os
@@ -13,8 +14,8 @@ import time
 import urllib.request
 
 from lit_d2l.errors import UserError
+from lit_d2l.processes import interrupts
 from lit_d2l.processes.guard import die_with_parent, guarded, stop_process_group
-from lit_d2l.processes.interrupts import Interrupted
 from lit_d2l.tracking.liveness import KIND_TAG, close_stale_once
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
 
@@ -51,24 +52,37 @@ def serve(args: argparse.Namespace, rest: list[str]) -> int:
         start_new_session=True,
         preexec_fn=functools.partial(die_with_parent, os.getpid()),
     )
-    try:
-        if not answering(server, address):
-            raise UserError(f"the MLflow server exited ({server.returncode}) before answering at {address}")
-        print(f"MLflow dashboard at {address} (Ctrl-C to stop)", flush=True)
-        for line in dashboard_links(uri, address):
-            print(line, flush=True)
-        # MLflow 3.17's sidebar chooses GenAI or Model training for every experiment (the experiment's
-        # mlflow.experimentKind tag no longer decides); the browser remembers the choice.
-        print(MODEL_TRAINING_HINT, flush=True)
-        return server.wait()
-    except (KeyboardInterrupt, Interrupted):  # Ctrl-C, SIGTERM, SIGHUP: the way to stop the dashboard
-        stop_process_group(server, grace_s=15.0)
-        return 0
+    # A stop (Ctrl-C, SIGTERM, SIGHUP) is only noted, and acted on between two polls: raised from the signal
+    # handler it could land in a finalizer, where Python prints "Exception ignored" and the dashboard stays up.
+    with interrupts.deferred():
+        code = None  # the server's exit status, once it has exited
+        try:
+            if not answering(server, address):
+                code = server.poll()
+                if code is not None:
+                    raise UserError(f"the MLflow server exited ({code}) before answering at {address}")
+            else:
+                print(f"MLflow dashboard at {address} (Ctrl-C to stop)", flush=True)
+                for line in dashboard_links(uri, address):
+                    print(line, flush=True)
+                # MLflow 3.17's sidebar chooses GenAI or Model training for every experiment (the experiment's
+                # mlflow.experimentKind tag no longer decides); the browser remembers the choice.
+                print(MODEL_TRAINING_HINT, flush=True)
+            while code is None and interrupts.requested() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = server.wait(timeout=0.5)
+        except KeyboardInterrupt:  # no lit-d2l handler installed (a library caller): Ctrl-C as Python raises it
+            pass
+        finally:
+            if code is None:  # stopped by the user, or an error: the server goes too
+                stop_process_group(server, grace_s=15.0)
+    interrupts.take_requested()
+    return 0 if code is None else code
 
 
 def answering(server: subprocess.Popen, address: str) -> bool:
-    """Wait until the server answers ``/health`` (True) or exits (False)."""
-    while server.poll() is None:
+    """Wait until the server answers ``/health`` (True), or exits or a stop is noted (False)."""
+    while server.poll() is None and interrupts.requested() is None:
         try:
             with urllib.request.urlopen(f"{address}/health", timeout=2):
                 return True
