@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -247,7 +248,9 @@ def test_ctrl_c_cancels_the_ray_tasks_and_ends_the_runs_killed(
         if sweep.poll() is None:
             sweep.kill()
     assert sweep.returncode == 130
-    assert [line for line in err.splitlines() if line.startswith("lit-d2l")] == ["lit-d2l: interrupted by SIGINT"]
+    rerun = shlex.join(_ablate(spec, ray_cluster, server)[3:])  # the same ablate command resumes the sweep
+    lines = [line for line in err.splitlines() if line.startswith("lit-d2l")]
+    assert lines == [f"lit-d2l: interrupted by SIGINT; continue it with: lit-d2l {rerun}"]
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     statuses = {run.data.tags.get("arm", "parent"): run.info.status for run in runs}
     assert statuses["parent"] == "KILLED" and "KILLED" in statuses.values() and "RUNNING" not in statuses.values()

@@ -33,6 +33,8 @@ HANDLERS = {
 }
 #: Commands whose other options are a run's settings, handed on to LightningCLI.
 TAKES_RUN_SETTINGS = ("fit", "validate", "test", "cv", "graph")
+#: Commands that go on where they stopped when run again: a stop names the command itself as the way on.
+RESUMED_BY_RERUN = ("cv", "ablate")
 #: Commands whose help is the short text of :mod:`lit_d2l.cli.usage`: their options are LightningCLI's.
 LIGHTNING_HELP = ("fit", "validate", "test")
 

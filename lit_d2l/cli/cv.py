@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 
 from lit_d2l.errors import UserError
-from lit_d2l.processes import interrupts
 from lit_d2l.sweeps.crossval import cross_validate, is_rank_zero
 from lit_d2l.tracking.store import dashboard_hint
 
@@ -15,11 +13,7 @@ def cv_command(args: argparse.Namespace, rest: list[str]) -> int:
     named = {arg.split("=", 1)[0].split(".", 1)[0] for arg in rest}
     if not {"-c", "--config"} & named and not {"--model", "--data"} <= named:
         raise UserError("cv folds a run's settings: give --config FILE (or --model NAME --data NAME)")
-    try:
-        result = cross_validate(rest, args.folds, backend=args.backend, address=args.address, fresh=args.fresh)
-    except interrupts.Interrupted as stop:  # the way on is this command again (it resumes), not fit --resume
-        stop.rerun = f"lit-d2l cv {shlex.join(arg for arg in args.argv if arg != '--fresh')}"
-        raise
+    result = cross_validate(rest, args.folds, backend=args.backend, address=args.address, fresh=args.fresh)
     if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
         return 0
     for key in sorted(k for k in result.summary if k.endswith("_mean")):

@@ -12,13 +12,14 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
-from lit_d2l.cli.commands import HANDLERS, LIGHTNING_HELP, TAKES_RUN_SETTINGS, parser
+from lit_d2l.cli.commands import HANDLERS, LIGHTNING_HELP, RESUMED_BY_RERUN, TAKES_RUN_SETTINGS, parser
 from lit_d2l.cli.usage import command_help, full_help_args, wants_help
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
@@ -97,9 +98,13 @@ def run(argv: list[str]) -> int:
         if command == "ablate" and any("." in arg for arg in unknown if arg.startswith("--")):  # e.g. --model.lr
             hint = "a sweep's run settings go in its spec, under overrides: or grid:; see docs/ablations.md"
         raise UserError(f"unrecognized arguments: {' '.join(unknown)} ({hint})")
-    args.argv = argv[1:]  # as given, for a command that names itself again (cv: how to go on after a stop)
     module, _, function = args.handler.partition(":")
-    return getattr(importlib.import_module(module), function)(args, unknown)
+    try:
+        return getattr(importlib.import_module(module), function)(args, unknown)
+    except Interrupted as stop:
+        if command in RESUMED_BY_RERUN:  # the way on is this command again (without --fresh), not fit --resume
+            stop.rerun = f"lit-d2l {command} {shlex.join(arg for arg in argv[1:] if arg != '--fresh')}"
+        raise
 
 
 def check_config_files(args: list[str]) -> None:

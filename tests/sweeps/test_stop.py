@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from lit_d2l.sweeps.spec import load_spec
 from lit_d2l.tracking.sweeps import KIND_TAG, SweepStore
 from tests.conftest import REPO
 from tests.sweeps.test_sweep import spec_file
+from tests.test_cli import run_main
 from tests.test_resilience import ENV, children_of, gone, running_runs, wait_for
 
 #: A stop must end the command within this; a machine busier than its cores gets proportionally longer.
@@ -57,6 +59,17 @@ def test_a_stop_between_claim_and_fit_leaves_the_pair_killed(
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"lit-d2l: error: run {run_id} is an arm of sweep run ") and "ablate" in err, err
+
+
+def test_a_stopped_sweep_names_the_command_that_resumes_it(tmp_path, tracking_uri, experiment, monkeypatch, capsys):
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0]}\n")
+    _signal_after_claim(monkeypatch)
+    argv = ["ablate", str(path), "--tracking-uri", tracking_uri, "--pack", "off", "--no-report"]
+    code, _, err = run_main([*argv, "--fresh"], capsys)
+    assert code == 128 + signal.SIGTERM
+    lines = [line for line in err.splitlines() if line.startswith("lit-d2l")]
+    # --fresh is left out: run again, the sweep resumes in the same parent run instead of starting another
+    assert lines == [f"lit-d2l: interrupted by SIGTERM; continue it with: lit-d2l {shlex.join(argv)}"], err
 
 
 def test_in_a_worker_a_stop_between_claim_and_fit_is_acted_on_before_the_fit(
@@ -102,7 +115,11 @@ def test_sigterm_and_ctrl_c_of_a_sweep_with_workers_stop_it_cleanly_and_quickly(
         load = os.getloadavg()[0] / (os.cpu_count() or 1)
         assert took < STOP_S * max(1.0, load), f"{trial}: ablate took {took:.1f} s to go (load {load:.1f} per core)"
         assert sweep.returncode == 128 + signum, (trial, err)
-        assert [line for line in err.splitlines() if line.strip()] == [f"lit-d2l: interrupted by {name}"], (trial, err)
+        rerun = f"continue it with: lit-d2l {shlex.join(args)}"
+        assert [line for line in err.splitlines() if line.strip()] == [f"lit-d2l: interrupted by {name}; {rerun}"], (
+            trial,
+            err,
+        )
 
         exp = client.get_experiment_by_name(experiment)
         runs = client.search_runs([exp.experiment_id])
