@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -190,6 +191,41 @@ def test_callbacks_from_the_config_are_kept_beside_lit_d2ls(scheduler, tracking_
     names = [type(c).__name__ for c in build("fit", [*args, *QUIET, *scheduler]).trainer.callbacks]
     assert "EarlyStopping" in names and "GracefulStop" in names
     assert ("LearningRateMonitor" in names) == bool(scheduler)
+
+
+class Stdout(io.StringIO):
+    """stdout as a terminal (``tty=True``) or as a file or a pipe."""
+
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("tty", "given", "bar"),
+    [
+        (True, [], True),
+        (False, [], False),  # a SLURM log or `> out.txt`: heartbeat lines, not a bar redrawn at every step
+        (False, ["--trainer.enable_progress_bar", "true"], True),
+        (False, ["--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar"], True),
+        (True, ["--trainer.enable_progress_bar", "false"], False),
+    ],
+)
+def test_a_progress_bar_only_on_a_terminal_unless_one_is_asked_for(
+    tty, given, bar, tracking_uri, experiment, monkeypatch
+) -> None:
+    from lit_d2l.callbacks import Heartbeat
+    from lit_d2l.fit.run import build
+
+    monkeypatch.setattr(sys, "stdout", Stdout(tty))
+    args = ["--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    trainer = build("fit", [*args, "--trainer.enable_model_summary", "false", *given]).trainer
+    assert (trainer.progress_bar_callback is not None) == bar
+    beats = [callback for callback in trainer.callbacks if isinstance(callback, Heartbeat)]
+    assert len(beats) == (0 if bar or given else 1)
 
 
 @pytest.mark.parametrize(("head", "byte"), [(b"# caf\xe9 au lait\n", "e9"), (b"\x89PNG\r\n\x1a\n\x00\xff", "89")])

@@ -1,4 +1,5 @@
-"""A line now and then from a long fit, so that a sweep whose packs train for minutes is not silent."""
+"""A line now and then from a long fit: a sweep whose packs train for minutes is not silent, and a fit whose
+output goes to a file (a SLURM log, ``> out.txt``) gets these lines instead of a progress bar's redraws."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ EVERY_S = 30.0
 
 
 class Heartbeat(L.Callback):
-    """At an epoch's end, at most every ``every_s`` seconds: ``pack 2/5 (12 arms): epoch 40/400, elapsed 1:10``."""
+    """At an epoch's end, at most every ``every_s`` seconds: ``pack 2/5 (12 arms): epoch 40/400, elapsed 1:10``,
+    followed by the latest value of each metric in ``show`` that the fit has logged (``train/loss = 0.0312``)."""
 
     def __init__(
         self,
@@ -22,8 +24,9 @@ class Heartbeat(L.Callback):
         every_s: float = EVERY_S,
         echo: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        show: tuple[str, ...] = (),
     ) -> None:
-        self.label, self.every_s, self.clock = label, every_s, clock
+        self.label, self.every_s, self.clock, self.show = label, every_s, clock, show
         self.echo = echo or (lambda line: print(line, flush=True))  # a worker process's stdout is a pipe
         self.start = self.last = clock()
 
@@ -37,4 +40,6 @@ class Heartbeat(L.Callback):
         self.last = now
         epochs = trainer.max_epochs
         of = f"/{epochs}" if epochs is not None and epochs > 0 else ""
-        self.echo(f"{self.label}: epoch {trainer.current_epoch + 1}{of}, elapsed {clock_time(now - self.start)}")
+        values = [(key, trainer.callback_metrics.get(key)) for key in self.show]
+        shown = "".join(f", {key} = {float(v):.4g}" for key, v in values if v is not None and v.numel() == 1)
+        self.echo(f"{self.label}: epoch {trainer.current_epoch + 1}{of}, elapsed {clock_time(now - self.start)}{shown}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 from jsonargparse import ArgumentError
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -28,7 +29,15 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 # FashionMNIST) among the subclasses imported so far.
 import lit_d2l.data
 import lit_d2l.models  # noqa: F401
-from lit_d2l.callbacks import ComputationGraphArtifact, Diverged, GracefulStop, LogModel, MemoryMeter, StoredFirst
+from lit_d2l.callbacks import (
+    ComputationGraphArtifact,
+    Diverged,
+    GracefulStop,
+    Heartbeat,
+    LogModel,
+    MemoryMeter,
+    StoredFirst,
+)
 from lit_d2l.errors import ConfigError, NoTestSplit, TrackingError, UserError
 from lit_d2l.fit.catalog import CKPT_PATH_HELP, LOG_GRAPH_HELP, TEST_AFTER_FIT_HELP
 from lit_d2l.fit.checks import (
@@ -119,6 +128,9 @@ class D2LCLI(LightningCLI):
         configured = self.config_init.trainer.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
         kwargs["callbacks"] = [*configured, *(kwargs.get("callbacks") or []), *extra]
+        if self.config_init.trainer.get("enable_progress_bar") is None and not _bar_wanted(kwargs["callbacks"]):
+            kwargs["enable_progress_bar"] = False  # a line every 30 s instead of a bar redrawn at every step
+            kwargs["callbacks"].append(Heartbeat("training", show=("train/loss", "val/loss")))
         if self.config_init.trainer.get("logger") in (None, True):
             settings = self.config_init.tracking
             self.logger = TrackingLogger(
@@ -134,6 +146,12 @@ class D2LCLI(LightningCLI):
             if settings.log_model or settings.register_model:  # the trained model, as the run's MLflow model
                 kwargs["callbacks"].append(LogModel(register_as=settings.register_model))
         return super().instantiate_trainer(**kwargs)
+
+
+def _bar_wanted(callbacks: list[L.Callback]) -> bool:
+    """Lightning's progress bar, unless stdout is a file or a pipe (a SLURM log, ``> out.txt``): there its redraws
+    at every step would fill the file. A progress bar among the callbacks is always kept."""
+    return sys.stdout.isatty() or any(isinstance(callback, ProgressBar) for callback in callbacks)
 
 
 def default_run_name(config_files: Any, model: Any) -> str:

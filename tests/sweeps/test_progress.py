@@ -130,6 +130,22 @@ def test_a_heartbeat_comes_at_an_epochs_end_at_most_every_30_s() -> None:
     ]
 
 
+def test_a_heartbeat_shows_the_latest_values_it_is_asked_for() -> None:
+    import torch
+
+    from lit_d2l.callbacks import Heartbeat
+
+    lines: list[str] = []
+    clock = Clock()
+    beat = Heartbeat("training", echo=lines.append, clock=clock, show=("train/loss", "val/loss", "val/acc"))
+    metrics = {"train/loss": torch.tensor(0.03125), "val/acc": torch.ones(3)}  # no val/loss yet; not a scalar
+    trainer = SimpleNamespace(max_epochs=-1, current_epoch=0, is_global_zero=True, callback_metrics=metrics)
+    beat.on_train_start(trainer, None)
+    clock.now += 45
+    beat.on_train_epoch_end(trainer, None)
+    assert lines == ["training: epoch 1, elapsed 0:45, train/loss = 0.03125"]
+
+
 def test_the_eta_counts_each_units_fixed_cost_beside_its_work() -> None:
     """Each unit costs 2 s of setup plus 0.01 s a step. Small units first: a rate per step alone (the work's
     share of the time) would say 1:33 are left after the first two; the fit of both costs is exact (0:26)."""
