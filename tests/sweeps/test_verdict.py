@@ -111,7 +111,11 @@ def test_a_metric_no_run_logged_is_named_as_such_with_what_the_runs_did_log() ->
     lines = found.terminal_lines()  # what ablate prints
     assert text.startswith(f"## {lines[0]}\n")
     assert lines[0] == "Verdict: l2=1 is best on val/loss, ahead of l2=3 over seeds"
-    assert lines[1].startswith("val/los: no run logged this metric (check its name in the spec's metrics:;")
+    assert lines[1] == (  # why: both means, the test and its p-value
+        "val/loss (lowest is best): l2=1, 0.11 ± 0.0082 over 3 seeds; better than the runner-up l2=3 "
+        "(0.3133 ± 0.012 over 3 seeds; paired t-test over seeds 0, 1, 2, p = 0.00027)."
+    )
+    assert lines[2].startswith("val/los: no run logged this metric (check its name in the spec's metrics:;")
 
 
 def test_with_no_value_of_the_metric_the_verdict_says_so_not_that_arms_diverged() -> None:

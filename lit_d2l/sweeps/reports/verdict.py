@@ -270,8 +270,12 @@ class SweepVerdict:
         return f"Verdict: {self.primary.headline()}" if self.primary else "Verdict"
 
     def terminal_lines(self) -> list[str]:
-        """What ``ablate`` prints of the verdict: its headline and each metric no run logged."""
-        return [self.headline(), *(line.replace("`", "") for line in self._unlogged_lines())]
+        """What ``ablate`` prints of the verdict: its headline; why, where seeds tested the best arm against the
+        runner-up (both means and the test's p-value); and each metric no run logged."""
+        primary = self.primary
+        tested = primary is not None and primary.standing in ("tie", "distinguishable")
+        why = [primary.text()] if tested else []
+        return [self.headline(), *(line.replace("`", "").replace("**", "") for line in [*why, *self._unlogged_lines()])]
 
     def _unlogged_lines(self) -> list[str]:
         shown = ", ".join(f"`{m}`" for m in self.logged[:12]) + (", ..." if len(self.logged) > 12 else "")
