@@ -19,6 +19,7 @@ import lit_d2l
 from lit_d2l.cli.main import main
 from tests.conftest import LINEAR_CONFIG, only_run
 
+PARENT = "mlflow.parentRunId"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -250,6 +251,26 @@ def test_runs_lists_each_run_with_its_validation_result(tracking_uri, client, ex
         assert code == 0
         (line,) = [line for line in out.splitlines() if line.startswith(run.info.run_id)]
         assert f"val/loss {run.data.metrics['val/loss']:.4g}" in line, line
+
+
+def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experiment, capsys) -> None:
+    experiment_id = client.create_experiment(experiment)
+    parent = client.create_run(experiment_id, run_name="sweep", start_time=1_000).info.run_id
+    arms = [
+        client.create_run(experiment_id, run_name=f"l2={l2}", start_time=2_000 + l2, tags={PARENT: parent}).info
+        for l2 in (0, 3)
+    ]
+    later = client.create_run(experiment_id, run_name="a fit", start_time=9_000).info.run_id  # newest of all
+    listing = ["runs", "--tracking-uri", tracking_uri, "--experiment", experiment]
+    code, out, _ = run_main(listing, capsys)
+    assert code == 0
+    ids = [line.split()[0] for line in out.splitlines()]
+    assert ids == [later, parent, arms[1].run_id, arms[0].run_id], out  # newest first, arms under their parent
+    assert [line.startswith("  ") for line in out.splitlines()] == [False, False, True, True], out
+    code, out, _ = run_main([*listing, "--limit", "2"], capsys)  # its parent not listed: an arm is not indented
+    assert [line.split()[0] for line in out.splitlines()] == [later, arms[1].run_id] and code == 0, out
+    for run_id in (parent, later, *(arm.run_id for arm in arms)):
+        client.set_terminated(run_id)
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import STALE_TAG, close_stale_runs
-from lit_d2l.tracking.runs import list_runs
+from lit_d2l.tracking.runs import StoredRun, list_runs
 from lit_d2l.tracking.store import resolve_tracking_uri, sqlite_path, store_writable
 
 
@@ -27,12 +28,31 @@ def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
     if not runs:
         print("no runs closed as stale" if args.stale else f"no runs in {uri}")
         return 0
-    for run in runs:
-        line = f"{run.run_id}  {run.status:<8}  {run.started}  {run.experiment}/{run.name}{_answer(run.metrics)}"
+    for run, depth in _nested(runs):
+        line = f"{'  ' * depth}{run.run_id}  {run.status:<8}  {run.started}  {run.experiment}/{run.name}"
+        line += _answer(run.metrics)
         if args.stale:
             line += f"\n    {run.tags.get(STALE_TAG, '')}"
         print(line)
     return 0
+
+
+def _nested(runs: list[StoredRun]) -> Iterator[tuple[StoredRun, int]]:
+    """The runs newest first, each listed child of a listed parent (a sweep's arm, a fold) right under it, indented:
+    a sweep's parent starts before its children, so newest first alone would put it below them."""
+    listed = {run.run_id for run in runs}
+    children: dict[str, list[StoredRun]] = {}
+    for run in runs:
+        children.setdefault(run.tags.get("mlflow.parentRunId", ""), []).append(run)
+
+    def family(run: StoredRun, depth: int) -> Iterator[tuple[StoredRun, int]]:
+        yield run, depth
+        for child in children.get(run.run_id, []):
+            yield from family(child, depth + 1)
+
+    for run in runs:
+        if run.tags.get("mlflow.parentRunId") not in listed:
+            yield from family(run, 0)
 
 
 #: What a line of ``lit-d2l runs`` shows of a run's results: a fit's validation, a parent's summary.
