@@ -370,8 +370,9 @@ class TrackingLogger(Logger):
         }
         # epoch is recorded when it changes: the stored one is the last change, not a new one after a resume
         self._last_epoch = run.data.metrics.get("epoch")
-        client.update_run(run_id, status="RUNNING")
+        # Its owner first: a resume that reads the run RUNNING (and so refuses) can then always say who runs it.
         set_tags(client, run_id, {**self._initial_tags, **owner_tags()})
+        client.update_run(run_id, status="RUNNING")
         settle(client, run_id, run.data.tags)  # owned by this process now: its fit --resume claim is done
         self._client, self._run_id = client, run_id
         self.status = "RUNNING"
