@@ -102,8 +102,10 @@ def run(argv: list[str]) -> int:
     try:
         return getattr(importlib.import_module(module), function)(args, unknown)
     except Interrupted as stop:
-        if command in RESUMED_BY_RERUN:  # the way on is this command again (without --fresh), not fit --resume
-            stop.rerun = f"lit-d2l {command} {shlex.join(arg for arg in argv[1:] if arg != '--fresh')}"
+        if command in RESUMED_BY_RERUN:  # the way on is this command again, not fit --resume
+            # without --fresh once its parent run exists: with it, the command would start yet another
+            again = [arg for arg in argv[1:] if arg != "--fresh" or stop.parent_run_id is None]
+            stop.rerun = f"lit-d2l {command} {shlex.join(again)}"
         raise
 
 

@@ -16,7 +16,8 @@ def dry_run(
 ) -> None:
     """List the arms, the runs a sweep would make and the packs they would train in, without running or
     recording anything."""
-    echo(f"sweep {spec.sweep_id}: {len(spec.arms)} arms x {len(spec.seeds)} seeds = {len(spec.pairs())} runs")
+    runs = f"{_count(len(spec.arms), 'arm')} x {_count(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
+    echo(f"sweep {spec.sweep_id}: {runs}")
     echo(f"base config: {spec.base}")
     check_pack_options(pack, pack_size)
     for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised

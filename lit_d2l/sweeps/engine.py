@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,7 +46,7 @@ from lit_d2l.sweeps.reports.stability import stability_figures
 from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.logger import ensure_experiment, run_status_for
+from lit_d2l.tracking.logger import ensure_experiment, parent_ends_on_error
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
@@ -147,7 +147,7 @@ def run_sweep(
         raise UserError("--workers is for --backend local; on Ray a sweep uses every CPU (or GPU) of the cluster")
     with connected(address) if backend == "ray" else nullcontext() as cluster:
         plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
-        with _failed_on_error(plan.parent):
+        with parent_ends_on_error(plan.parent):
             units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
             echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else _plural(workers, "worker")))
             outcomes = run_pairs(plan, workers, echo, units, cluster)
@@ -251,7 +251,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         tags={KIND_TAG: "sweep", SWEEP_TAG: sweep_id},
         run_id=parent_id,
     )
-    with _failed_on_error(parent):
+    with parent_ends_on_error(parent):
         if not joined and "sweep.spec" not in parent_run.data.params:  # a new parent, or one that died undescribed
             _describe_sweep(parent, spec)
         parent.flush()
@@ -305,7 +305,7 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
     While another process still runs pairs of the sweep, the parent stays open: the last one ends it.
     """
     spec, parent, store = plan.spec, plan.parent, plan.store
-    with _failed_on_error(parent):
+    with parent_ends_on_error(parent):
         children = store.children(store.client.get_run(parent.run_id))
         table = summary_table(children, spec.metrics)
         parent.log_text(table, "summary.md")
@@ -340,16 +340,6 @@ def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
     parent.log_text(spec.path.read_text(), "sweep.yaml")
     if spec.stability_demo:
         parent.log_metrics(stability_figures(), step=0)
-
-
-@contextmanager
-def _failed_on_error(parent: TrackingLogger) -> Iterator[None]:
-    """End the parent run as FAILED (KILLED on Ctrl-C) if the block raises, then re-raise."""
-    try:
-        yield
-    except BaseException as exc:
-        parent.end(run_status_for(exc))
-        raise
 
 
 def _run_tasks_quietly(

@@ -469,6 +469,19 @@ def run_status_for(exception: BaseException) -> str:
 
 
 @contextmanager
+def parent_ends_on_error(parent: TrackingLogger) -> Iterator[None]:
+    """A sweep's or cv's parent run ends FAILED (KILLED on a stop) if the block raises. A stop learns the run
+    (``Interrupted.parent_run_id``): once it exists, the same command resumes it, with ``--fresh`` or without."""
+    try:
+        yield
+    except BaseException as exc:
+        parent.end(run_status_for(exc))
+        if isinstance(exc, interrupts.Interrupted):
+            exc.parent_run_id = parent.run_id
+        raise
+
+
+@contextmanager
 def closing(logger: TrackingLogger) -> Iterator[TrackingLogger]:
     """Use a logger's run outside a Trainer; it ends FINISHED, or FAILED / KILLED if the block raises."""
     try:

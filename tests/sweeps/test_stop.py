@@ -72,6 +72,26 @@ def test_a_stopped_sweep_names_the_command_that_resumes_it(tmp_path, tracking_ur
     assert lines == [f"lit-d2l: interrupted by SIGTERM; continue it with: lit-d2l {shlex.join(argv)}"], err
 
 
+def test_a_sweep_stopped_before_its_parent_run_exists_keeps_fresh_in_its_rerun(
+    tmp_path, tracking_uri, experiment, monkeypatch, capsys
+):
+    """Stopped while its arms are checked: no new parent yet, so the same command starts it, --fresh included;
+    without --fresh it would resume the sweep's previous parent instead."""
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0]}\n")
+    parse_fit = engine.parse_fit
+
+    def stop_while_checking(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return parse_fit(args)
+
+    monkeypatch.setattr(engine, "parse_fit", stop_while_checking)
+    argv = ["ablate", str(path), "--tracking-uri", tracking_uri, "--pack", "off", "--no-report", "--fresh"]
+    code, _, err = run_main(argv, capsys)
+    assert code == 128 + signal.SIGTERM
+    lines = [line for line in err.splitlines() if line.startswith("lit-d2l")]
+    assert lines == [f"lit-d2l: interrupted by SIGTERM; continue it with: lit-d2l {shlex.join(argv)}"], err
+
+
 def test_in_a_worker_a_stop_between_claim_and_fit_is_acted_on_before_the_fit(
     tmp_path, tracking_uri, client, experiment, monkeypatch
 ):

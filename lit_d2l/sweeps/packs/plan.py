@@ -222,7 +222,7 @@ def plan_packs(
 def _spread(packs: list[Pack], workers: int) -> list[Pack]:
     """Halve the largest pack until there is one per worker (or every pack is a single arm)."""
     packs = list(packs)
-    while workers > 1 and len(packs) < workers:
+    while workers > 1 and 0 < len(packs) < workers:  # none: a finished sweep run again has nothing to train
         largest = max(range(len(packs)), key=lambda i: len(packs[i].units))
         units = packs[largest].units
         if len(units) < 2:

@@ -44,6 +44,7 @@ def test_the_memory_budget_and_pack_size_cut_packs_and_workers_each_get_one() ->
     # ~300 kB an arm (2,500 examples x 21 floats of data, 2k parameters x 4, a batch of activations).
     assert plan(units, budget=700_000) == [[0, 1], [2, 3], [4, 5]]
     assert plan(units, budget=1) == [[0], [1], [2], [3], [4], [5]]
+    assert plan([], budget=10**12, workers=2) == []  # a finished sweep run again with --workers 2
 
 
 def test_a_model_a_pack_cannot_train_runs_alone_with_the_reason() -> None:
