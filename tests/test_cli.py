@@ -267,8 +267,9 @@ def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experim
     ids = [line.split()[0] for line in out.splitlines()]
     assert ids == [later, parent, arms[1].run_id, arms[0].run_id], out  # newest first, arms under their parent
     assert [line.startswith("  ") for line in out.splitlines()] == [False, False, True, True], out
-    code, out, _ = run_main([*listing, "--limit", "2"], capsys)  # its parent not listed: an arm is not indented
-    assert [line.split()[0] for line in out.splitlines()] == [later, arms[1].run_id] and code == 0, out
+    code, out, _ = run_main([*listing, "--limit", "2"], capsys)  # the newest two, and the parent of the arm among them
+    assert [line.split()[0] for line in out.splitlines()] == [later, parent, arms[1].run_id] and code == 0, out
+    assert [line.startswith("  ") for line in out.splitlines()] == [False, False, True], out
     for run_id in (parent, later, *(arm.run_id for arm in arms)):
         client.set_terminated(run_id)
 

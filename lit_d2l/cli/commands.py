@@ -143,7 +143,9 @@ def parser() -> CommandParser:
     runs = command("runs", "the newest runs and their results; --stale: those closed because their process was gone")
     runs.add_argument("--stale", action="store_true", help="only runs closed because their process was gone")
     runs.add_argument("--experiment", default=None, help="only this experiment")
-    runs.add_argument("--limit", type=int, default=30, help="how many runs (default 30)")
+    runs.add_argument(
+        "--limit", type=int, default=30, help="how many runs (default 30), each child under its parent run"
+    )
     add_store_option(runs)
 
     ui = command("ui", "open the MLflow dashboard on this machine's store")

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterator
 
 from lit_d2l.errors import UserError
-from lit_d2l.tracking.liveness import STALE_TAG, close_stale_runs
+from lit_d2l.tracking.liveness import PARENT_TAG, STALE_TAG, close_stale_runs
 from lit_d2l.tracking.runs import StoredRun, list_runs
 from lit_d2l.tracking.store import resolve_tracking_uri, sqlite_path, store_writable
 
@@ -38,21 +38,31 @@ def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _nested(runs: list[StoredRun]) -> Iterator[tuple[StoredRun, int]]:
-    """The runs newest first, each listed child of a listed parent (a sweep's arm, a fold) right under it, indented:
-    a sweep's parent starts before its children, so newest first alone would put it below them."""
-    listed = {run.run_id for run in runs}
+    """The runs in the order given (newest first), each child of a listed parent (a sweep's arm, a fold) right under
+    it, indented; a family comes where its newest run would (a sweep's parent starts before its arms)."""
+    by_id = {run.run_id: run for run in runs}
     children: dict[str, list[StoredRun]] = {}
     for run in runs:
-        children.setdefault(run.tags.get("mlflow.parentRunId", ""), []).append(run)
+        children.setdefault(run.tags.get(PARENT_TAG, ""), []).append(run)
+
+    def root(run: StoredRun) -> StoredRun:
+        seen = {run.run_id}
+        while (parent := by_id.get(run.tags.get(PARENT_TAG, ""))) is not None and parent.run_id not in seen:
+            run = parent
+            seen.add(run.run_id)
+        return run
 
     def family(run: StoredRun, depth: int) -> Iterator[tuple[StoredRun, int]]:
         yield run, depth
         for child in children.get(run.run_id, []):
             yield from family(child, depth + 1)
 
+    shown: set[str] = set()
     for run in runs:
-        if run.tags.get("mlflow.parentRunId") not in listed:
-            yield from family(run, 0)
+        top = root(run)
+        if top.run_id not in shown:
+            shown.add(top.run_id)
+            yield from family(top, 0)
 
 
 #: What a line of ``lit-d2l runs`` shows of a run's results: a fit's validation, a parent's summary.

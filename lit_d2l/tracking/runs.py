@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ if TYPE_CHECKING:  # MLflow is imported where used: `lit-d2l runs --help` answer
     from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
-from lit_d2l.tracking.liveness import OWNER_TAG, STALE_TAG, close_stale_once, stale_reason
+from lit_d2l.tracking.liveness import OWNER_TAG, PARENT_TAG, STALE_TAG, close_stale_once, stale_reason
 from lit_d2l.tracking.paging import all_experiments, all_runs
 from lit_d2l.tracking.store import check_store
 
@@ -72,7 +73,8 @@ def config_of(uri: str, run_id: str, artifact: str) -> Path | None:
 
 
 def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False, limit: int = 50) -> list[StoredRun]:
-    """Newest runs first; ``stale_only`` keeps the runs lit-d2l closed because their process was gone."""
+    """Newest runs first, then the parent runs of those listed without theirs (so that a sweep's arm is shown
+    under its sweep); ``stale_only`` keeps the runs lit-d2l closed because their process was gone."""
     client = open_store(uri, write=False)
     experiments = all_experiments(client)
     if experiment is not None:
@@ -89,7 +91,24 @@ def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False,
         ["attributes.start_time DESC"],
         limit=limit,
     )
+    if not stale_only:
+        listed = {run.info.run_id for run in runs}
+        parents = sorted({run.data.tags[PARENT_TAG] for run in runs if PARENT_TAG in run.data.tags} - listed)
+        runs = [*runs, *(run for run in map(_maybe_run(client), parents) if run is not None)]
     return [_stored(client, run, names) for run in runs]
+
+
+def _maybe_run(client: MlflowClient) -> Callable[[str], Run | None]:
+    """``client.get_run``, None for a run that is gone (a deleted parent)."""
+    from mlflow.exceptions import MlflowException
+
+    def get(run_id: str) -> Run | None:
+        try:
+            return client.get_run(run_id)
+        except MlflowException:
+            return None
+
+    return get
 
 
 def _stored(client: MlflowClient, run: Run, names: dict[str, str]) -> StoredRun:
