@@ -128,9 +128,8 @@ class D2LCLI(LightningCLI):
         configured = self.config_init.trainer.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
         kwargs["callbacks"] = [*configured, *(kwargs.get("callbacks") or []), *extra]
-        if self.config_init.trainer.get("enable_progress_bar") is None and not _bar_wanted(kwargs["callbacks"]):
-            kwargs["enable_progress_bar"] = False  # a line every 30 s instead of a bar redrawn at every step
-            kwargs["callbacks"].append(Heartbeat("training", show=("train/loss", "val/loss")))
+        if not sys.stdout.isatty():  # a file or a pipe (a SLURM log, > out.txt)
+            _lines_not_bar(self.config_init.trainer.get("enable_progress_bar"), kwargs)
         if self.config_init.trainer.get("logger") in (None, True):
             settings = self.config_init.tracking
             self.logger = TrackingLogger(
@@ -148,10 +147,15 @@ class D2LCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def _bar_wanted(callbacks: list[L.Callback]) -> bool:
-    """Lightning's progress bar, unless stdout is a file or a pipe (a SLURM log, ``> out.txt``): there its redraws
-    at every step would fill the file. A progress bar among the callbacks is always kept."""
-    return sys.stdout.isatty() or any(isinstance(callback, ProgressBar) for callback in callbacks)
+def _lines_not_bar(enable_progress_bar: bool | None, kwargs: dict[str, Any]) -> None:
+    """Where stdout is a file or a pipe: no progress bar, whose redraws at every step would fill it, unless one is
+    asked for (``enable_progress_bar: true``, a progress bar among the callbacks); and, where none is drawn, a
+    :class:`~lit_d2l.callbacks.Heartbeat` line every 30 s instead (unless the caller has one: a sweep's arm)."""
+    callbacks = kwargs["callbacks"]
+    if enable_progress_bar is None and not any(isinstance(callback, ProgressBar) for callback in callbacks):
+        kwargs["enable_progress_bar"] = enable_progress_bar = False
+    if enable_progress_bar is False and not any(isinstance(callback, Heartbeat) for callback in callbacks):
+        callbacks.append(Heartbeat("training", show=("train/loss", "val/loss")))
 
 
 def default_run_name(config_files: Any, model: Any) -> str:
