@@ -48,6 +48,9 @@ def test_arms_the_seeds_cannot_tell_apart_are_a_tie() -> None:
     assert result.comparison.p_value >= 0.05
     assert "a tie with the runner-up" in result.text()
     assert result.headline() == "l2=1 is best on val/loss, a tie with l2=3"
+    lines = sweep_verdict(children, ["val/loss"], ["model.l2"]).terminal_lines()  # what ablate prints
+    assert lines[0] == "Verdict: l2=1 is best on val/loss, a tie with l2=3" and "a tie with the runner-up" in lines[1]
+    assert lines[2] == "A tie: p >= 5%, so these seeds cannot tell the two apart (more seeds may)."
 
 
 def test_an_arm_with_a_diverged_seed_cannot_win() -> None:

@@ -275,6 +275,8 @@ class SweepVerdict:
         primary = self.primary
         tested = primary is not None and primary.standing in ("tie", "distinguishable")
         why = [primary.text()] if tested else []
+        if tested and primary.tie:
+            why.append(f"A tie: p >= {ALPHA:.0%}, so these seeds cannot tell the two apart (more seeds may).")
         return [self.headline(), *(line.replace("`", "").replace("**", "") for line in [*why, *self._unlogged_lines()])]
 
     def _unlogged_lines(self) -> list[str]:
