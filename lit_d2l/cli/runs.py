@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import PARENT_TAG, STALE_TAG, close_stale_runs
-from lit_d2l.tracking.runs import StoredRun, list_runs
+from lit_d2l.tracking.runs import StoredRun, list_runs, missing_parents
 from lit_d2l.tracking.store import resolve_tracking_uri, sqlite_path, store_writable
 
 
@@ -28,6 +28,8 @@ def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
     if not runs:
         print("no runs closed as stale" if args.stale else f"no runs in {uri}")
         return 0
+    if not args.stale:  # an arm listed without its sweep's parent run is shown under it
+        runs += missing_parents(uri, runs)
     for run, depth in _nested(runs):
         line = f"{'  ' * depth}{run.run_id}  {run.status:<8}  {run.started}  {run.experiment}/{run.name}"
         line += _answer(run.metrics)

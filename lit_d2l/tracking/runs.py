@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,8 +72,7 @@ def config_of(uri: str, run_id: str, artifact: str) -> Path | None:
 
 
 def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False, limit: int = 50) -> list[StoredRun]:
-    """Newest runs first, then the parent runs of those listed without theirs (so that a sweep's arm is shown
-    under its sweep); ``stale_only`` keeps the runs lit-d2l closed because their process was gone."""
+    """Newest runs first; ``stale_only`` keeps the runs lit-d2l closed because their process was gone."""
     client = open_store(uri, write=False)
     experiments = all_experiments(client)
     if experiment is not None:
@@ -91,24 +89,23 @@ def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False,
         ["attributes.start_time DESC"],
         limit=limit,
     )
-    if not stale_only:
-        listed = {run.info.run_id for run in runs}
-        parents = sorted({run.data.tags[PARENT_TAG] for run in runs if PARENT_TAG in run.data.tags} - listed)
-        runs = [*runs, *(run for run in map(_maybe_run(client), parents) if run is not None)]
     return [_stored(client, run, names) for run in runs]
 
 
-def _maybe_run(client: MlflowClient) -> Callable[[str], Run | None]:
-    """``client.get_run``, None for a run that is gone (a deleted parent)."""
+def missing_parents(uri: str, runs: list[StoredRun]) -> list[StoredRun]:
+    """The parent runs of ``runs`` that are not among them (a sweep's, of an arm listed without it)."""
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
-    def get(run_id: str) -> Run | None:
+    client = MlflowClient(uri)
+    listed = {run.run_id for run in runs}
+    parents = []
+    for run_id in sorted({run.tags[PARENT_TAG] for run in runs if PARENT_TAG in run.tags} - listed):
         try:
-            return client.get_run(run_id)
-        except MlflowException:
-            return None
-
-    return get
+            parents.append(_stored(client, client.get_run(run_id), {}))
+        except MlflowException:  # deleted
+            continue
+    return parents
 
 
 def _stored(client: MlflowClient, run: Run, names: dict[str, str]) -> StoredRun:
