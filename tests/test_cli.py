@@ -194,6 +194,16 @@ def test_callbacks_from_the_config_are_kept_beside_lit_d2ls(scheduler, tracking_
     assert ("LearningRateMonitor" in names) == bool(scheduler)
 
 
+def test_a_config_that_is_not_valid_yaml_is_named_in_its_one_line(tmp_path, tracking_uri, client, experiment, capsys):
+    config = tmp_path / "broken.yaml"
+    config.write_text("model:\n  class_path: LinearRegressionScratch\n  init_args: {lr: 0.03\n")  # no closing brace
+    argv = ["fit", "--config", str(config), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    code, _, err = run_main(argv, capsys)
+    assert_one_error_line(code, err, rf"in {re.escape(str(config))}, line 3, column \d+; did not find expected")
+    assert "<unicode string>" not in err
+    assert client.get_experiment_by_name(experiment) is None
+
+
 class Stdout(io.StringIO):
     """stdout as a terminal (``tty=True``) or as a file or a pipe."""
 

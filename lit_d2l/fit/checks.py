@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch.cli import instantiate_class
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -154,12 +155,31 @@ def _class_hint(key: str) -> str | None:
     }.get(key)
 
 
-def not_utf8_config(args: list[str], exc: UnicodeDecodeError) -> ConfigError:
-    """The parser met a file that is not UTF-8: name it, from the config files ``args`` give."""
+def _config_files(args: list[str]) -> list[str]:
+    """What ``args`` may name as config files (not all of them are)."""
     configs = [value for option, value in itertools.pairwise(args) if option == "--config"]
     configs += [arg.split("=", 1)[1] for arg in args if "=" in arg]  # --config=X, --model=X.yaml
     configs += [arg for arg in args if arg.endswith((".yaml", ".yml", ".json"))]  # --model X.yaml
-    for path in dict.fromkeys(configs):
+    return list(dict.fromkeys(configs))
+
+
+def yaml_file_named(message: str, args: list[str]) -> str:
+    """jsonargparse calls a config file whose YAML does not parse ``"<unicode string>"``: name the file instead."""
+    if '"<unicode string>"' not in message:
+        return message
+    for path in _config_files(args):
+        try:
+            yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            return message.replace('"<unicode string>"', path)
+        except (OSError, ValueError):  # not a file
+            continue
+    return message.replace('in "<unicode string>", ', "")
+
+
+def not_utf8_config(args: list[str], exc: UnicodeDecodeError) -> ConfigError:
+    """The parser met a file that is not UTF-8: name it, from the config files ``args`` give."""
+    for path in _config_files(args):
         try:
             Path(path).read_bytes().decode("utf-8")
         except UnicodeDecodeError as bad:

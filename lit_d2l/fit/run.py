@@ -47,6 +47,7 @@ from lit_d2l.fit.checks import (
     misconfiguration_line,
     not_utf8_config,
     user_error_in,
+    yaml_file_named,
 )
 from lit_d2l.fit.resume import check_same_settings, evaluate_args, resume_args
 from lit_d2l.models import D2LModule, built, check_distributable
@@ -294,7 +295,7 @@ def config_errors(command: str, args: list[str]) -> Iterator[None]:
     except MisconfigurationException as exc:  # Lightning refusing a setting, e.g. trainer.max_epochs -5
         raise ConfigError(misconfiguration_line(exc)) from None
     except ArgumentError as exc:
-        raise ConfigError(argument_error_line(str(exc), command)) from None
+        raise ConfigError(argument_error_line(yaml_file_named(str(exc), args), command)) from None
     except Exception as exc:
         # A model or DataModule rejecting its settings surfaces wrapped by jsonargparse.
         cause = user_error_in(exc)
