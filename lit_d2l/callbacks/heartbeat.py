@@ -27,7 +27,7 @@ class Heartbeat(L.Callback):
         show: tuple[str, ...] = (),
     ) -> None:
         self.label, self.every_s, self.clock, self.show = label, every_s, clock, show
-        self.echo = echo or (lambda line: print(line, flush=True))  # a worker process's stdout is a pipe
+        self.echo = echo or _say  # a module's function, not a lambda: ddp_spawn pickles the callbacks
         self.start = self.last = clock()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -43,3 +43,7 @@ class Heartbeat(L.Callback):
         values = [(key, trainer.callback_metrics.get(key)) for key in self.show]
         shown = "".join(f", {key} = {float(v):.4g}" for key, v in values if v is not None and v.numel() == 1)
         self.echo(f"{self.label}: epoch {trainer.current_epoch + 1}{of}, elapsed {clock_time(now - self.start)}{shown}")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # at once, also into a pipe (a worker process's stdout) or a log file

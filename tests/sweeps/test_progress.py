@@ -146,6 +146,15 @@ def test_a_heartbeat_shows_the_latest_values_it_is_asked_for() -> None:
     assert lines == ["training: epoch 1, elapsed 0:45, train/loss = 0.03125"]
 
 
+def test_a_heartbeat_pickles_as_ddp_spawn_pickles_the_callbacks() -> None:
+    import pickle
+
+    from lit_d2l.callbacks import Heartbeat
+
+    beat = pickle.loads(pickle.dumps(Heartbeat("training", show=("train/loss",))))
+    assert beat.label == "training" and beat.show == ("train/loss",)
+
+
 def test_the_eta_counts_each_units_fixed_cost_beside_its_work() -> None:
     """Each unit costs 2 s of setup plus 0.01 s a step. Small units first: a rate per step alone (the work's
     share of the time) would say 1:33 are left after the first two; the fit of both costs is exact (0:26)."""
