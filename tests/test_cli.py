@@ -204,6 +204,20 @@ def test_a_config_that_is_not_valid_yaml_is_named_in_its_one_line(tmp_path, trac
     assert client.get_experiment_by_name(experiment) is None
 
 
+def test_a_fit_shorter_than_the_validation_cadence_says_why_it_has_no_val_metric(
+    tracking_uri, client, experiment, capsys
+) -> None:
+    argv = ["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    argv += [*QUIET, "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "3"]
+    code, out, _ = run_main(argv, capsys)
+    assert code == 0
+    said = "no val/ metric: validation runs every 3 epochs (trainer.check_val_every_n_epoch) and this fit trained 2;"
+    assert said in out
+    assert "val/loss" not in only_run(client, experiment).data.metrics
+    code, out, _ = run_main([*argv, "--trainer.check_val_every_n_epoch", "2"], capsys)  # it validates after epoch 2
+    assert code == 0 and "no val/ metric" not in out and "val/loss = " in out
+
+
 class Stdout(io.StringIO):
     """stdout as a terminal (``tty=True``) or as a file or a pipe."""
 

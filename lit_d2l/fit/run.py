@@ -217,6 +217,8 @@ def run_lightning(command: str, args: list[str], run_id: str | None = None, trai
     shown = {k: v for k, v in result.metrics.items() if k.startswith(("val/", "test/"))}
     if shown:
         print("final " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(shown.items())))
+    if command == "fit" and not any(key.startswith("val/") for key in result.metrics):
+        print(_no_validation(cli.trainer) or "no val/ metric: this fit ran no validation")
     if result.model_uri:
         registered = f"; registered as {result.registered}" if result.registered else ""
         print(f"model: {result.model_uri}{registered}")
@@ -224,6 +226,17 @@ def run_lightning(command: str, args: list[str], run_id: str | None = None, trai
         where = f"MLflow run {result.run_id} ({result.status}) in {result.tracking_uri}"
         print(f"{where}; view it with: {dashboard_hint(result.tracking_uri)}")
     return 0
+
+
+def _no_validation(trainer: L.Trainer) -> str | None:
+    """Why a fit logged no ``val/`` metric, where the validation cadence says: printed, not left to find in MLflow."""
+    every, epochs = trainer.check_val_every_n_epoch, trainer.current_epoch
+    if isinstance(every, int) and every > epochs:
+        return (
+            f"no val/ metric: validation runs every {every} epochs (trainer.check_val_every_n_epoch) and this fit "
+            f"trained {epochs}; lower it, or train longer"
+        )
+    return None
 
 
 def run_configured(
