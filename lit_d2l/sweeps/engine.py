@@ -156,6 +156,9 @@ def run_sweep(
 
 def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
     """What a sweep is about to do, printed before its first pair trains."""
+    if not plan.tasks:  # every pair done, or running in another process
+        done = f"{plan.skipped} done before"
+        return f"sweep {plan.spec.sweep_id}: nothing left to train here ({done}); parent run {plan.parent.run_id}"
     packed = sum(unit.packed for unit in units)
     alone = len(units) - packed
     how = ", ".join(part for part in (_plural(packed, "pack"), _plural(alone, "single fit")) if part.split()[0] != "0")

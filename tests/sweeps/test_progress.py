@@ -109,6 +109,10 @@ def test_a_sweeps_start_line_says_what_it_runs_where_and_how_to_stop_and_resume(
         "sweep overfitting-1a2b: 7 runs to train (2 done before) as 2 packs, 1 single fit on 2 workers; "
         "parent run abc123. Ctrl-C stops; run it again to resume"
     )
+    plan.tasks = []  # a finished sweep run again
+    assert start_line(plan, [], "2 workers") == (
+        "sweep overfitting-1a2b: nothing left to train here (2 done before); parent run abc123"
+    )
 
 
 def test_a_heartbeat_comes_at_an_epochs_end_at_most_every_30_s() -> None:
