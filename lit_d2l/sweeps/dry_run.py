@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lit_d2l.fit.checks import as_dict
-from lit_d2l.fit.parse import ParsedFit, parse_fit
+from lit_d2l.fit.parse import ParsedFit
 from lit_d2l.models import D2LModule, built
-from lit_d2l.sweeps.engine import QUIET_TRAINER, PairTask, check_arm_settings, check_pack_options, pack_tasks
+from lit_d2l.sweeps.engine import PairTask, check_pack_options, pack_tasks, parse_arm
 from lit_d2l.sweeps.spec import SEED_KEYS, SweepSpec
 
 
@@ -21,8 +21,7 @@ def dry_run(
     echo(f"base config: {spec.base}")
     check_pack_options(pack, pack_size)
     for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised
-        parsed = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), "--trainer.logger", "false"])
-        check_arm_settings(arm, parsed)
+        parsed = parse_arm(spec, arm, ["--trainer.logger", "false"])
         echo(f"  {arm.key}: {resolved(parsed)}")
     tasks = [
         PairTask(

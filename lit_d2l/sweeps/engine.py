@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
-from lit_d2l.errors import UserError
+from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import parse_fit
 from lit_d2l.fit.run import run_configured
@@ -195,6 +195,19 @@ def expected_steps(parsed: Any) -> float:
 MODEL_SGD_KEYS = ("model.lr", "model.momentum", "model.weight_decay")
 
 
+def parse_arm(spec: SweepSpec, arm: Arm, extra: list[str]) -> Any:
+    """The arm's ``fit`` arguments (with its first seed and ``extra``) parsed and checked, as its runs will be; a bad
+    value is refused in one line that names the spec and the arm."""
+    try:
+        parsed = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *extra])
+    except ConfigError as exc:
+        if str(exc).startswith(str(spec.base)):  # the base config itself (not UTF-8, say), whatever the arm
+            raise
+        raise ConfigError(f"{spec.path}, arm {arm.key}: {exc}") from None
+    check_arm_settings(arm, parsed)
+    return parsed
+
+
 def check_arm_settings(arm: Arm, parsed: Any) -> None:
     """Refuse an arm that varies the model's own SGD settings while an ``--optimizer`` is configured: its
     arms would all train alike (the configured optimizer takes its own lr, momentum, weight decay)."""
@@ -230,8 +243,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
     steps, first_seed = {}, {}
     for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
-        first_seed[arm.key] = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *where])
-        check_arm_settings(arm, first_seed[arm.key])
+        first_seed[arm.key] = parse_arm(spec, arm, where)
         steps[arm.key] = expected_steps(first_seed[arm.key])
 
     store = SweepStore(uri)  # closes runs whose process is gone

@@ -178,6 +178,7 @@ def test_bad_arm_values_fail_before_any_run_starts(tmp_path, grid, pattern, trac
     assert len(errors) == 1 and "Traceback" not in err
 
     assert re.search(pattern, errors[0]), errors[0]
+    assert errors[0].startswith(f"lit-d2l: error: {spec}, arm "), errors[0]  # which spec, which arm
     assert client.get_experiment_by_name("never-started") is None
 
 
