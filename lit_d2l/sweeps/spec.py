@@ -111,8 +111,10 @@ class SweepSpec:
         return [(arm, seed) for arm in self.arms for seed in self.seeds]
 
     def fit_args(self, arm: Arm, seed: int) -> list[str]:
-        """The ``lit-d2l fit`` arguments of one arm and seed: base config, overrides, arm, seed."""
-        args = ["--config", str(self.base)]
+        """The ``lit-d2l fit`` arguments of one arm and seed: base config, overrides, arm, seed. Arms are compared on
+        validation and not tested (unless the overrides say so): the test split is used once, on the arm that
+        ``lit-d2l report --select --test`` picks (D2L 3.6.3)."""
+        args = ["--config", str(self.base), "--test_after_fit", "false"]
         settings = {**self.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)}
         for key, value in settings.items():
             args += [f"--{key}", _text(value)]

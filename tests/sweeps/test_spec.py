@@ -47,6 +47,22 @@ seeds: [0, 1, 2]
     assert spec.axes == ["model.l2", "data.num_train"]
 
 
+@pytest.mark.parametrize(("overrides", "tested"), [("", False), ("overrides: {test_after_fit: true}\n", True)])
+def test_arms_are_not_tested_even_where_the_base_config_tests_unless_the_spec_says_so(
+    tmp_path: Path, overrides: str, tested: bool
+) -> None:
+    """The test split is used once, on the arm report --select picks (D2L 3.6.3), not to compare arms."""
+    from lit_d2l.fit.parse import parse_fit
+
+    base = REPO / "experiments" / "linear_regression.yaml"
+    assert "test_after_fit: true" in base.read_text()
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"name: t\nbase: {base}\ngrid: {{model.l2: [0.0, 3.0]}}\n{overrides}")
+    spec = load_spec(path)
+    for arm in spec.arms:
+        assert parse_fit([*spec.fit_args(arm, 0), "--trainer.logger", "false"]).config.test_after_fit is tested
+
+
 def test_the_sweep_id_is_stable_and_changes_with_the_spec(tmp_path: Path) -> None:
     path = write_spec(tmp_path, "name: t\nbase: BASE\ngrid: {model.l2: [0.0, 3.0]}\n")
     first = load_spec(path).sweep_id
