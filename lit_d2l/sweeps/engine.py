@@ -201,11 +201,20 @@ def parse_arm(spec: SweepSpec, arm: Arm, extra: list[str]) -> Any:
     try:
         parsed = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *extra])
     except ConfigError as exc:
-        if str(exc).startswith(str(spec.base)):  # the base config itself (not UTF-8, say), whatever the arm
-            raise
-        raise ConfigError(f"{spec.path}, arm {arm.key}: {exc}") from None
+        if arm.settings and _parses(spec, extra):  # its own values are at fault, not the base config or overrides
+            raise ConfigError(f"{spec.path}, arm {arm.key}: {exc}") from None
+        raise
     check_arm_settings(arm, parsed)
     return parsed
+
+
+def _parses(spec: SweepSpec, extra: list[str]) -> bool:
+    """Whether the spec's base config and overrides alone (no arm's values) parse."""
+    try:
+        parse_fit([*QUIET_TRAINER, *spec.fit_args(Arm(()), spec.seeds[0]), *extra])
+    except ConfigError:
+        return False
+    return True
 
 
 def check_arm_settings(arm: Arm, parsed: Any) -> None:
