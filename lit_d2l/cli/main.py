@@ -104,7 +104,7 @@ def run(argv: list[str]) -> int:
     except Interrupted as stop:
         if command in RESUMED_BY_RERUN:  # the way on is this command again, not fit --resume
             # without --fresh once its parent run exists: with it, the command would start yet another
-            again = [arg for arg in argv[1:] if arg != "--fresh" or stop.parent_run_id is None]
+            again = [arg for arg in argv[1:] if arg != "--fresh" or stop.recorded_run_id is None]
             stop.rerun = f"lit-d2l {command} {shlex.join(again)}"
         raise
 

@@ -32,7 +32,7 @@ class Interrupted(SystemExit):
         self.run_status = "KILLED"  # RUNNING where the store could not be told (a tracking server away)
         self.reason: str | None = None  # why, when lit-d2l stopped the fit itself (see stop_fit)
         self.rerun: str | None = None  # the command that goes on from here, when not ``fit --resume`` (e.g. ``cv``)
-        self.parent_run_id: str | None = None  # the parent run of the sweep or cv it stopped, once recorded
+        self.recorded_run_id: str | None = None  # a run the stopped command had recorded (a sweep's or cv's parent)
 
     @property
     def signal_name(self) -> str:

@@ -33,7 +33,7 @@ from lit_d2l.sweeps.ray_backend import (
     worker_place,
 )
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.logger import closing, ensure_experiment, parent_ends_on_error
+from lit_d2l.tracking.logger import closing, ends_on_error, ensure_experiment
 from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child, SweepStore, as_child
 
 #: The kind of a cross-validation's parent run (a sweep's is "sweep").
@@ -89,7 +89,7 @@ def cross_validate(
     with connected(address) if backend == "ray" else nullcontext() as cluster:
         store = SweepStore(resolve_tracking_uri(first.config.tracking.uri))
         parent, experiment_id = _parent_run(store, first, cv_id, num_folds, fresh)
-        with parent_ends_on_error(parent):
+        with ends_on_error(parent):
             parent.log_hyperparams({"cv.folds": num_folds})
             parent.flush()
             children = store.children_of(parent.run_id, experiment_id)

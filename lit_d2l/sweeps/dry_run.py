@@ -7,7 +7,7 @@ from collections.abc import Callable
 from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import ParsedFit
 from lit_d2l.models import D2LModule, built
-from lit_d2l.sweeps.engine import PairTask, check_pack_options, pack_tasks, parse_arm
+from lit_d2l.sweeps.engine import PairTask, check_pack_options, pack_tasks, parse_arm, plural
 from lit_d2l.sweeps.spec import SEED_KEYS, SweepSpec
 
 
@@ -16,7 +16,7 @@ def dry_run(
 ) -> None:
     """List the arms, the runs a sweep would make and the packs they would train in, without running or
     recording anything."""
-    runs = f"{_count(len(spec.arms), 'arm')} x {_count(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
+    runs = f"{plural(len(spec.arms), 'arm')} x {plural(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
     echo(f"sweep {spec.sweep_id}: {runs}")
     echo(f"base config: {spec.base}")
     check_pack_options(pack, pack_size)
@@ -42,19 +42,19 @@ def dry_run(
     packed = [p for p in packs if p.packed]
     alone = [p for p in packs if not p.packed]
     echo(
-        f"--pack {pack}: {_count(len(packed), 'pack')} of {_count(sum(len(p.units) for p in packed), 'run')}, "
-        f"{_count(len(alone), 'run')} alone"
+        f"--pack {pack}: {plural(len(packed), 'pack')} of {plural(sum(len(p.units) for p in packed), 'run')}, "
+        f"{plural(len(alone), 'run')} alone"
     )
     order = [a.key for a in spec.arms]
     for number, unit in enumerate(packed, start=1):
         arms = sorted({task.arm for task in unit.units}, key=order.index)
         seeds = sorted({task.seed for task in unit.units})
         if len(unit.units) == len(arms) * len(seeds):  # whole arms: every seed of each
-            echo(f"  pack {number}: {_count(len(unit.units), 'run')} = {_count(len(arms), 'arm')} x seeds {seeds}")
+            echo(f"  pack {number}: {plural(len(unit.units), 'run')} = {plural(len(arms), 'arm')} x seeds {seeds}")
             for key in arms:
                 echo(f"    {key}")
         else:
-            echo(f"  pack {number}: {_count(len(unit.units), 'run')}")
+            echo(f"  pack {number}: {plural(len(unit.units), 'run')}")
             for task in unit.units:
                 echo(f"    {task.arm} seed {task.seed}")
     for unit in alone:
@@ -74,7 +74,3 @@ def resolved(parsed: ParsedFit) -> str:
     else:
         trains = "its own configure_optimizers"
     return ", ".join([name, trains, *([scheduler["class_path"].rsplit(".", 1)[-1]] if scheduler else [])])
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"

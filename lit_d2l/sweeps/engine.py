@@ -46,7 +46,7 @@ from lit_d2l.sweeps.reports.stability import stability_figures
 from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.logger import ensure_experiment, parent_ends_on_error
+from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
@@ -147,9 +147,9 @@ def run_sweep(
         raise UserError("--workers is for --backend local; on Ray a sweep uses every CPU (or GPU) of the cluster")
     with connected(address) if backend == "ray" else nullcontext() as cluster:
         plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
-        with parent_ends_on_error(plan.parent):
+        with ends_on_error(plan.parent):
             units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
-            echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else _plural(workers, "worker")))
+            echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else plural(workers, "worker")))
             outcomes = run_pairs(plan, workers, echo, units, cluster)
         return record_sweep(plan, outcomes, echo)
 
@@ -161,15 +161,16 @@ def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
         return f"sweep {plan.spec.sweep_id}: nothing left to train here ({done}); parent run {plan.parent.run_id}"
     packed = sum(unit.packed for unit in units)
     alone = len(units) - packed
-    how = ", ".join(part for part in (_plural(packed, "pack"), _plural(alone, "single fit")) if part.split()[0] != "0")
+    how = ", ".join(part for part in (plural(packed, "pack"), plural(alone, "single fit")) if part.split()[0] != "0")
     done = f" ({plan.skipped} done before)" if plan.skipped else ""
     return (
-        f"sweep {plan.spec.sweep_id}: {_plural(len(plan.tasks), 'run')} to train{done} as {how or 'nothing'} "
+        f"sweep {plan.spec.sweep_id}: {plural(len(plan.tasks), 'run')} to train{done} as {how or 'nothing'} "
         f"on {workers}; parent run {plan.parent.run_id}. Ctrl-C stops; run it again to resume"
     )
 
 
-def _plural(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
+    """``1 run``, ``2 runs``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
@@ -275,7 +276,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         tags={KIND_TAG: "sweep", SWEEP_TAG: sweep_id},
         run_id=parent_id,
     )
-    with parent_ends_on_error(parent):
+    with ends_on_error(parent):
         if not joined and "sweep.spec" not in parent_run.data.params:  # a new parent, or one that died undescribed
             _describe_sweep(parent, spec)
         parent.flush()
@@ -329,7 +330,7 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
     While another process still runs pairs of the sweep, the parent stays open: the last one ends it.
     """
     spec, parent, store = plan.spec, plan.parent, plan.store
-    with parent_ends_on_error(parent):
+    with ends_on_error(parent):
         children = store.children(store.client.get_run(parent.run_id))
         table = summary_table(children, spec.metrics)
         parent.log_text(table, "summary.md")

@@ -469,26 +469,23 @@ def run_status_for(exception: BaseException) -> str:
 
 
 @contextmanager
-def parent_ends_on_error(parent: TrackingLogger) -> Iterator[None]:
-    """A sweep's or cv's parent run ends FAILED (KILLED on a stop) if the block raises. A stop learns the run
-    (``Interrupted.parent_run_id``): once it exists, the same command resumes it, with ``--fresh`` or without."""
+def ends_on_error(logger: TrackingLogger) -> Iterator[TrackingLogger]:
+    """A logger's run (a sweep's or cv's parent, say) ends FAILED, or KILLED on a stop, if the block raises. A stop
+    learns the run (``Interrupted.recorded_run_id``): once a sweep's parent exists, the same command resumes it."""
     try:
-        yield
+        yield logger
     except BaseException as exc:
-        parent.end(run_status_for(exc))
+        logger.end(run_status_for(exc))
         if isinstance(exc, interrupts.Interrupted):
-            exc.parent_run_id = parent.run_id
+            exc.recorded_run_id = logger.run_id
         raise
 
 
 @contextmanager
 def closing(logger: TrackingLogger) -> Iterator[TrackingLogger]:
-    """Use a logger's run outside a Trainer; it ends FINISHED, or FAILED / KILLED if the block raises."""
-    try:
+    """Use a logger's run outside a Trainer; it ends FINISHED, or as :func:`ends_on_error` if the block raises."""
+    with ends_on_error(logger):
         yield logger
-    except BaseException as exc:
-        logger.end(run_status_for(exc))
-        raise
     logger.end("FINISHED")
 
 

@@ -20,11 +20,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
-from lit_d2l.tracking.liveness import close_stale_once, close_stale_runs, owner_gone, owner_tags, this_process
+from lit_d2l.tracking.liveness import (
+    PARENT_TAG,
+    close_stale_once,
+    close_stale_runs,
+    owner_gone,
+    owner_tags,
+    this_process,
+)
 from lit_d2l.tracking.paging import all_experiments, all_runs
 from lit_d2l.tracking.store import check_store, resolve_tracking_uri
 
-PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "lit_d2l.sweep_id"
 KIND_TAG = "lit_d2l.kind"
 #: The kind of the run that tests a sweep's selected arm (``lit-d2l report --select METRIC --test``).
