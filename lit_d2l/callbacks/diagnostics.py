@@ -4,7 +4,7 @@ Measured at step 0 and every ``every_n_steps`` steps: the gradient and weight no
 parameter of two or more dimensions, e.g. ``net.1.weight`` or ``W1``), the activation mean and std of the
 output of every ``nn.Linear`` (e.g. ``net.1``). Per-layer values do not become MLflow metrics (a deep MLP
 would bury the losses under hundreds of them): they go to one table per run, ``diagnostics/layers.csv``
-(with a figure, ``diagnostics/layers.png``), written at the end of the fit; the metrics are a few
+(with a figure, ``diagnostics/layers.png``, where asked), written at the end of the fit; the metrics are a few
 summaries over layers (:data:`SUMMARY_KEYS`). Activation hooks are attached only for the forward pass of
 a measuring step, so other steps pay nothing. At the end of each fit, ``distinct_units/min`` is the fewest
 distinct hidden units of any hidden layer (D2L 5.4.3), each layer's count in ``diagnostics/distinct_units.json``.
@@ -113,13 +113,16 @@ def _positive(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value) and value > 0
 
 
-def write_artifacts(logger: Any, rows: list[dict[str, Any]], units: Mapping[str, int] | None) -> None:
-    """The table, its figure and the distinct-unit counts as artifacts of the logger's run."""
+def write_artifacts(
+    logger: Any, rows: list[dict[str, Any]], units: Mapping[str, int] | None, figure: bool = True
+) -> None:
+    """The table, its figure (if ``figure``) and the distinct-unit counts as artifacts of the logger's run."""
     if logger is None or not hasattr(logger, "log_text"):
         return
     if rows:
         logger.log_text(table_text(rows), TABLE)
-        logger.log_figure(table_figure(rows), FIGURE)
+        if figure:
+            logger.log_figure(table_figure(rows), FIGURE)
     if units:
         logger.log_text(json.dumps(dict(units), indent=1), UNITS)
 
@@ -130,10 +133,15 @@ def units_metrics(units: Mapping[str, int]) -> dict[str, float]:
 
 
 class LayerDiagnostics(L.Callback):
-    """Gradient and weight norm of every weight, activation mean/std of every ``nn.Linear``."""
+    """Gradient and weight norm of every weight, activation mean/std of every ``nn.Linear``.
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    ``figure=False`` stores the table without its figure: drawing it costs about 0.4 s, more than a packed
+    sweep arm's whole training; a sweep's report draws every arm's step-0 norms in one figure instead.
+    """
+
+    def __init__(self, every_n_steps: int = 50, figure: bool = True) -> None:
         self.every_n_steps = max(1, every_n_steps)
+        self.figure = figure
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._activations: dict[str, tuple[float, float]] = {}
         self.rows: list[dict[str, Any]] = []  # checkpointed: a resumed fit's table keeps the rows before it
@@ -186,13 +194,13 @@ class LayerDiagnostics(L.Callback):
         units = distinct_units(pl_module)
         if trainer.logger is not None and units:
             trainer.logger.log_metrics(units_metrics(units), step=trainer.global_step)
-        write_artifacts(trainer.logger, self.rows, units)
+        write_artifacts(trainer.logger, self.rows, units, self.figure)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """A fit stopped by an error (a divergence raises one) still leaves the table of what it measured."""
         self._remove_hooks()
         with contextlib.suppress(Exception):  # the fit's own error is the one to report
-            write_artifacts(trainer.logger, self.rows, None)
+            write_artifacts(trainer.logger, self.rows, None, self.figure)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:

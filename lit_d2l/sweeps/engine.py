@@ -446,8 +446,10 @@ def _run_task(task: PairTask) -> PairOutcome:
         args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
         device = f"cuda:{_worker_device}"
     callbacks: list = []
-    if task.diagnostics_every > 0:  # before the guard, so a run diverging at step 0 still logs its step-0 norms
-        callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every))
+    # Before the guard, so a run diverging at step 0 still logs its step-0 norms; the table without its figure,
+    # as in a pack: the sweep's report draws every arm's norms in one.
+    if task.diagnostics_every > 0:
+        callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every, figure=False))
     callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
     callbacks.append(Heartbeat(task.unit or task.run_name))
     try:

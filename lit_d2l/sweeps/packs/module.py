@@ -338,7 +338,7 @@ class PackedModule(L.LightningModule):
 
     def _diverge(self, arm: int, reason: str) -> None:
         if self.logger is not None and self.arm_rows[arm]:  # before its run closes, as a single fit's on_exception
-            write_artifacts(self.logger.arm(arm), self.arm_rows[arm], None)
+            write_artifacts(self.logger.arm(arm), self.arm_rows[arm], None, figure=False)
         self.active[arm] = False
         self.diverged[arm] = (self.global_step, reason)
         if self.on_diverged is not None:
@@ -513,7 +513,7 @@ class PackedModule(L.LightningModule):
             if values:
                 self.log_arms({key: torch.full((self.num_arms,), value) for key, value in values.items()}, [arm], False)
             if self.diagnostics_every > 0 and self.logger is not None:
-                write_artifacts(self.logger.arm(arm), self.arm_rows[arm], units)
+                write_artifacts(self.logger.arm(arm), self.arm_rows[arm], units, figure=False)
 
     # -- helpers --------------------------------------------------------------------------------
 
