@@ -20,7 +20,6 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.fit.run import RunResult, build, default_run_name, execute, run_configured
-from lit_d2l.processes import interrupts
 from lit_d2l.processes.quiet import lightning_info_off
 from lit_d2l.sweeps.progress import Progress
 from lit_d2l.sweeps.ray_backend import (
@@ -191,18 +190,12 @@ def _fold_claim(
 
 
 def _claimed(store: SweepStore, claim: _Claim, fit: Callable[[str], RunResult]) -> RunResult:
-    """Claim the fold (a new run under the parent, :meth:`SweepStore.claim_pair`), then ``fit(run_id)`` in it.
+    """Claim the fold (a new run under the parent), then ``fit(run_id)`` in it (:meth:`SweepStore.fit_claimed`).
     A fold another process has FINISHED or is fitting meanwhile is refused in one line."""
-    with interrupts.deferred():  # a stop while claiming is acted on once the claim has settled
-        run_id, taken = store.claim_pair(claim.parent_id, claim.experiment_id, claim.run_name, claim.tags)
-    if run_id is None:
+    result, taken = store.fit_claimed(claim.parent_id, claim.experiment_id, claim.run_name, claim.tags, fit)
+    if result is None:
         raise UserError(f"fold {claim.tags['fold']}: {taken}; run lit-d2l cv again once it ends")
-    try:
-        interrupts.raise_if_requested()
-        return fit(run_id)
-    except BaseException as exc:  # e.g. stopped before its fit began: the run does not stay RUNNING
-        store.end_if_running(run_id, "KILLED" if isinstance(exc, (SystemExit, KeyboardInterrupt)) else "FAILED")
-        raise
+    return result
 
 
 def _fit_here(args: list[str], fold: int, num_folds: int) -> Callable[[str], RunResult]:

@@ -25,8 +25,7 @@ from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import parse_fit
-from lit_d2l.fit.run import run_configured
-from lit_d2l.processes import interrupts
+from lit_d2l.fit.run import RunResult, run_configured
 from lit_d2l.processes.quiet import lightning_info_off, worker_quiet
 from lit_d2l.sweeps.arm_values import swept_params, unique_short_names
 from lit_d2l.sweeps.packs.plan import Pack, plan_packs
@@ -452,26 +451,21 @@ def _run_task(task: PairTask) -> PairOutcome:
         callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every, figure=False))
     callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
     callbacks.append(Heartbeat(task.unit or task.run_name))
+
+    def fit(run_id: str) -> RunResult:
+        store.log_params(run_id, task.params)
+        result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
+        assert result is not None
+        return result
+
     try:
         store = SweepStore(task.tracking_uri)
         tags = {**task.tags, "device": device}
-        run_id: str | None = None
-        try:
-            with interrupts.deferred():  # a stop while claiming is acted on once the claim has settled
-                run_id, taken = store.claim_pair(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags)
-            interrupts.raise_if_requested()
-            if run_id is None:
-                return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
-            store.log_params(run_id, task.params)
-            result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
-        except BaseException as exc:  # e.g. the arm's settings failed, or a stop came, before its fit began
-            if run_id is not None:
-                stopped = isinstance(exc, (SystemExit, KeyboardInterrupt))
-                store.end_if_running(run_id, "KILLED" if stopped else "FAILED")
-            raise
+        result, taken = store.fit_claimed(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags, fit)
     except Exception as exc:  # a failing arm is reported; the sweep goes on
         return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
-    assert result is not None
+    if result is None:
+        return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
     return PairOutcome(task.arm, task.seed, result.outcome, result.run_id, result.metrics, device=device)
 
 

@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
+from lit_d2l.processes import interrupts
 from lit_d2l.tracking.liveness import (
     PARENT_TAG,
     close_stale_once,
@@ -35,6 +37,9 @@ SWEEP_TAG = "lit_d2l.sweep_id"
 KIND_TAG = "lit_d2l.kind"
 #: The kind of the run that tests a sweep's selected arm (``lit-d2l report --select METRIC --test``).
 TEST_KIND = "selection-test"
+
+
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -215,6 +220,23 @@ class SweepStore:
             rivals,
             withdrawn(self.client),
         )
+
+    def fit_claimed(
+        self, parent_id: str, experiment_id: str, run_name: str, tags: dict[str, str], fit: Callable[[str], Result]
+    ) -> tuple[Result | None, str]:
+        """Claim one pair (:meth:`claim_pair`), then ``fit(run_id)`` in its run: (the fit's result, "") or (None, why
+        the pair is taken). A stop signal while claiming is acted on once the claim has settled; a run left RUNNING
+        by an exception (e.g. a stop before its fit began) ends KILLED on a stop, else FAILED."""
+        with interrupts.deferred():
+            run_id, taken = self.claim_pair(parent_id, experiment_id, run_name, tags)
+        try:
+            interrupts.raise_if_requested()
+            return (None, taken) if run_id is None else (fit(run_id), "")
+        except BaseException as exc:
+            if run_id is not None:
+                stopped = isinstance(exc, (SystemExit, KeyboardInterrupt))
+                self.end_if_running(run_id, "KILLED" if stopped else "FAILED")
+            raise
 
     def claim_pairs(
         self, parent_id: str, experiment_id: str, requests: list[tuple[str, dict[str, str]]]
