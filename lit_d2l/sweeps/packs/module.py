@@ -179,7 +179,9 @@ class PackedModule(L.LightningModule):
             return functional_call(template, (params, buffers), batch)
 
         params, buffers = self.stacked()
-        return vmap(one, randomness="different")(params, buffers | self.arm_masks(inputs), *inputs)
+        # A random draw inside would come from one stream for every arm, not each arm's own: an error (the plan's
+        # trial step finds such a model, which then trains alone).
+        return vmap(one, randomness="error")(params, buffers | self.arm_masks(inputs), *inputs)
 
     def forward(self, *inputs: Tensor) -> Tensor:
         return self.arm_outputs(inputs)
@@ -207,7 +209,7 @@ class PackedModule(L.LightningModule):
 
         params, buffers = self.stacked()
         buffers = buffers | self.arm_masks(batch[:-1])
-        return vmap(one, randomness="different")(params, buffers, self.arm_l2, *batch)
+        return vmap(one, randomness="error")(params, buffers, self.arm_l2, *batch)
 
     # -- dropout: each arm's masks from its own stream ------------------------------------------
 

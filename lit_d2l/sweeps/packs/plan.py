@@ -22,6 +22,8 @@ from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.models import built
 from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.sgd import MinibatchSGD
+from lit_d2l.sweeps.packs.batches import PackedBatches, stack_arms
+from lit_d2l.sweeps.packs.module import PackedModule
 from lit_d2l.sweeps.packs.optim import why_optimizer_not_packable, why_schedule_not_packable
 
 #: Settings two arms of one pack may differ in.
@@ -121,7 +123,7 @@ def why_not_packable(parsed: ParsedFit) -> str | None:
     for callback in configured_callbacks(trainer):  # a callback that works on one model sees none in a pack
         if not getattr(callback, "per_arm", False):
             return f"trainer.callbacks: {type(callback).__name__} works on one model (a packed callback sets per_arm)"
-    return None
+    return why_not_vectorized(model, data)
 
 
 def configured_callbacks(trainer_kwargs: dict[str, Any]) -> list[Any]:
@@ -148,6 +150,43 @@ def why_model_not_packable(model: Any, datamodule: Any = None) -> str | None:
         # Batch normalisation's running statistics change in place as it trains: not one set per arm.
         if any(buffer.startswith("running_") for buffer, _ in layer.named_buffers(recurse=False)):
             return f"{name}'s {type(layer).__name__} {path} keeps running statistics, which a pack cannot keep per arm"
+    return None
+
+
+#: What torch.func says when a forward cannot run for every arm at once, and what that means for a model.
+_UNVECTORIZABLE = (
+    ("random operation", "draws random numbers outside its dropout modules (e.g. nn.functional.dropout), which "
+     "a pack cannot draw from each arm's own stream as its solo fit does; use nn.Dropout modules"),
+    ("data-dependent control flow", "branches on a tensor's value (data-dependent control flow), which torch.func "
+     "cannot run for every arm at once"),
+    ("once per forward pass", "calls a dropout module more than once, and a pack draws each arm's masks for one "
+     "call of each"),
+)  # fmt: skip
+
+
+def why_not_vectorized(model: D2LModule, datamodule: Any) -> str | None:
+    """None when two copies of ``model`` take one vectorized training step (forward, objective, backward) on two
+    training examples of ``datamodule``, as a pack of them would; else what the model does that a pack cannot.
+
+    On copies, with torch's random stream restored after: the arm's own model, data and stream are untouched.
+    Where the copied data cannot be built here (say, a download that fails), the fit will say why: no reason.
+    """
+    name = type(model).__name__
+    with torch.random.fork_rng(devices=[]):
+        try:
+            data = copy.deepcopy(datamodule)
+            examples = tuple(tensor[:2] for tensor in data.splits["train"])
+        except Exception:
+            return None
+        pack = PackedModule([built(copy.deepcopy(model), data) for _ in range(2)])
+        batch = next(iter(PackedBatches(stack_arms([examples, examples]), 2, transform=data.transform_batch)))
+        try:
+            objective, _ = pack.train().arm_objectives(batch)
+            objective.sum().backward()
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            said = next((meaning for clue, meaning in _UNVECTORIZABLE if clue in message), None)
+            return f"{name}'s forward {said}" if said else f"{name} does not run vectorized: {message}"
     return None
 
 

@@ -64,3 +64,29 @@ class SmallCNN(Classifier):
 
     def forward(self, X: Tensor) -> Tensor:
         return self.head(self.features(X.reshape(-1, 1, 28, 28)).flatten(1))
+
+
+class FunctionalDropoutMLP(MLP):
+    """An MLP with dropout written as a function in its forward, not as an ``nn.Dropout`` module."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        return super().forward(nn.functional.dropout(X, 0.2, self.training))
+
+
+class TwiceDropoutMLP(MLP):
+    """An MLP whose one dropout module masks its input and its output."""
+
+    def build(self) -> None:
+        super().build()
+        self.drop = nn.Dropout(0.2)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.drop(super().forward(self.drop(X)))
+
+
+class BranchingMLP(MLP):
+    """An MLP whose forward branches on a value it computes (data-dependent control flow)."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        out = super().forward(X)
+        return out / 2 if out.abs().max() > 100 else out
