@@ -90,6 +90,33 @@ def test_a_model_in_a_module_python_cannot_import_asks_about_pythonpath(
     assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
 
 
+@pytest.mark.parametrize("command", ["fit", "ablate"])
+def test_a_users_model_refusing_a_value_in_its_init_is_one_line(
+    command, tmp_path, tracking_uri, client, experiment, capsys
+) -> None:
+    """The user's own model raises ValueError in ``__init__`` (``nn.Dropout(1.5)``): named with the message, not
+    jsonargparse's two chained tracebacks; for a sweep, with the spec and the arm."""
+    config = tmp_path / "own.yaml"
+    config.write_text("model: tests.sweeps.packs.own_models.SmallCNN\ndata: lit_d2l.data.Digits\n")
+    if command == "fit":
+        argv = ["fit", "--config", str(config), "--model.dropout", "1.5", "--tracking.uri", tracking_uri]
+        argv += ["--tracking.experiment", experiment]
+        where = ""
+    else:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(f"name: {experiment}\nbase: own.yaml\ngrid: {{model.dropout: [0.2, 1.5]}}\n")
+        argv = ["ablate", str(spec), "--tracking-uri", tracking_uri]
+        where = rf"{re.escape(str(spec))}, arm model\.dropout=1\.5: "
+    code, _, err = run_main(argv, capsys)
+    assert_one_error_line(
+        code,
+        err,
+        rf"^lit-d2l: error: {where}tests\.sweeps\.packs\.own_models\.SmallCNN refused its settings: dropout "
+        r"probability has to be between 0 and 1, but got 1\.5; change that value$",
+    )
+    assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
+
+
 def test_a_setting_lightning_refuses_once_the_fit_starts_records_nothing(tracking_uri, client, experiment, capsys):
     argv = ["fit", "--config", str(LINEAR_CONFIG.parent / "init_classification.yaml"), "--tracking.uri", tracking_uri]
     argv += ["--tracking.experiment", experiment, *QUIET, "--model", "lit_d2l.models.MLPScratch"]

@@ -190,11 +190,21 @@ def not_utf8_config(args: list[str], exc: UnicodeDecodeError) -> ConfigError:
 
 
 def user_error_in(exc: BaseException) -> UserError | None:
-    seen: set[int] = set()
+    """The error a user can fix inside ``exc`` (raised while parsing or building, e.g. by a model refusing its
+    settings, and wrapped by jsonargparse): lit-d2l's own :class:`UserError`, or a ``ValueError`` a class's
+    ``__init__`` raised (the user's own model refusing a value), said as one line naming that class."""
+    chain: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    while current is not None and all(current is not seen for seen in chain):
         if isinstance(current, UserError):
             return current
-        seen.add(id(current))
+        chain.append(current)
         current = current.__cause__ or current.__context__
-    return None
+    given = next((found for e in chain if (found := _INSTANTIATING.search(str(e)))), None)
+    if given is None or not isinstance(chain[-1], ValueError):
+        return None
+    return ConfigError(f"{given.group(1)} refused its settings: {str(chain[-1]).strip()}; change that value")
+
+
+#: jsonargparse's message when instantiating a class failed: "Given value: Namespace(class_path='pkg.Class', ...".
+_INSTANTIATING = re.compile(r"Given value: Namespace\(class_path='([^']+)'")

@@ -55,6 +55,8 @@ def quiet_third_party() -> None:
     warnings that do not apply to lit-d2l's fits; MLflow's progress bar per artifact download."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # A config without seed_everything trains with seed 0, recorded in the run's params like any other seed.
+    warnings.filterwarnings("ignore", message="No seed found", module=r"lightning\.fabric\.utilities\.seed")
     # A resumed run saves its checkpoints where it saved them before: the directory is meant to hold them.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty", module=_CHECKPOINTS)
     # Lightning counts log_every_n_steps over the whole fit, not per epoch, so an epoch shorter than the interval
