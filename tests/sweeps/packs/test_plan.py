@@ -77,6 +77,11 @@ def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_say
         ("OwnStepMLP", "defines its own training_step"),
         ("NormalisedMLP", "running statistics"),
         ("AdamMLP", "default_optimizer is Adam"),
+        # The plan tries one vectorized step of two copies: dropout written as a function (each arm's masks would
+        # come from one stream, not its own), a dropout module called twice, a forward that branches on a value.
+        ("FunctionalDropoutMLP", "forward draws random numbers outside its dropout modules"),
+        ("TwiceDropoutMLP", "forward calls a dropout module more than once"),
+        ("BranchingMLP", "forward branches on a tensor's value"),
     ):
         units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))
         for unit in units:
@@ -84,19 +89,3 @@ def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_say
         packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
         assert [len(p.units) for p in packs] == [1, 1], model
         assert why in packs[0].reason and model in packs[0].reason, packs[0].reason
-
-
-def test_a_model_torch_func_cannot_run_for_every_arm_trains_alone_saying_why() -> None:
-    """The plan tries one vectorized step of two copies: dropout written as a function (each arm's masks would come
-    from one stream, not its own), a dropout module called twice, a forward that branches on a value."""
-    for model, why in (
-        ("FunctionalDropoutMLP", "draws random numbers outside its dropout modules"),
-        ("TwiceDropoutMLP", "calls a dropout module more than once"),
-        ("BranchingMLP", "branches on a tensor's value"),
-    ):
-        units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))
-        for unit in units:
-            unit["args"] += ["--model", f"{OWN}.{model}"]
-        packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
-        assert [len(p.units) for p in packs] == [1, 1], model
-        assert packs[0].reason.startswith(f"{model}'s forward {why}"), packs[0].reason
