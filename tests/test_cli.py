@@ -117,6 +117,21 @@ def test_a_users_model_refusing_a_value_in_its_init_is_one_line(
     assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
 
 
+def test_init_seed_on_a_model_that_makes_its_layers_in_init_is_refused(tracking_uri, client, experiment, capsys):
+    """``model.init_seed`` pins the layers build() makes; layers made in __init__ came from seed_everything's stream
+    (it was silently ignored, and recorded as the run's seeds.init)."""
+    argv = ["fit", "--model", "tests.sweeps.packs.own_models.InitLayersClassifier", "--data", "GaussianClusters"]
+    argv += ["--model.init_seed", "3", "--tracking.uri", tracking_uri, "--tracking.experiment", experiment, *QUIET]
+    code, _, err = run_main(argv, capsys)
+    assert_one_error_line(
+        code,
+        err,
+        r"^lit-d2l: error: model\.init_seed 3 pins layers made in build\(\), but InitLayersClassifier makes its "
+        r"layers in __init__, from seed_everything's stream: set seed_everything, or make them in build\(\)$",
+    )
+    assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
+
+
 def test_a_setting_lightning_refuses_once_the_fit_starts_records_nothing(tracking_uri, client, experiment, capsys):
     argv = ["fit", "--config", str(LINEAR_CONFIG.parent / "init_classification.yaml"), "--tracking.uri", tracking_uri]
     argv += ["--tracking.experiment", experiment, *QUIET, "--model", "lit_d2l.models.MLPScratch"]

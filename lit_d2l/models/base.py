@@ -63,6 +63,11 @@ class D2LModule(L.LightningModule):
             f"model.weight_decay must be >= 0 and finite, got {weight_decay}",
         )
         require(l2 >= 0 and math.isfinite(l2), f"model.l2 must be >= 0 and finite, got {l2}")
+        require(
+            init_seed is None or not self.made_layers_in_init(),
+            f"model.init_seed {init_seed} pins layers made in build(), but {type(self).__name__} makes its layers in "
+            "__init__, from seed_everything's stream: set seed_everything, or make them in build()",
+        )
         self.lr = lr
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -116,8 +121,13 @@ class D2LModule(L.LightningModule):
         self.layers_built = True
 
     def initialisation_seed(self) -> int | None:
-        """``init_seed`` if pinned, else derived from the run's seed_everything (None when there is none)."""
-        return stream_seed("init", self.init_seed)
+        """``init_seed`` if pinned, else derived from the run's seed_everything; None when there is none, or when
+        ``__init__`` made the layers (seed_everything's stream initialised them as the model was made)."""
+        return None if self.made_layers_in_init() else stream_seed("init", self.init_seed)
+
+    def made_layers_in_init(self) -> bool:
+        """Whether ``__init__`` makes the layers: a model that defines no :meth:`build` (as Lightning's docs do)."""
+        return type(self).build is D2LModule.build
 
     def loss(self, y_hat: Tensor, y: Tensor) -> Tensor:
         """The data loss L of one minibatch; a subclass defines it (``Classifier``: cross-entropy)."""
