@@ -55,10 +55,10 @@ class ArmResult:
     def std(self) -> float:
         return statistics.pstdev(self.values.values()) if len(self.runs) > 1 else 0.0
 
-    def summary(self) -> str:
+    def summary(self, digits: int = 4) -> str:
         if len(self.runs) == 1:
-            return f"{self.mean:.4g} (1 seed)"
-        return f"{self.mean:.4g} ± {self.std:.2g} over {len(self.runs)} seeds"
+            return f"{self.mean:.{digits}g} (1 seed)"
+        return f"{self.mean:.{digits}g} ± {self.std:.2g} over {len(self.runs)} seeds"
 
     @property
     def name(self) -> str:
@@ -78,12 +78,12 @@ class Comparison:
     def distinguishable(self) -> bool:
         return self.p_value is not None and self.p_value < ALPHA
 
-    def text(self) -> str:
+    def text(self, digits: int = 4) -> str:
         if self.p_value is None:
             return f"not tested against the runner-up {self.runner_up.name} ({self.test}): run more seeds"
         relation = "better than" if self.distinguishable else "a tie with"
         other = self.runner_up
-        return f"{relation} the runner-up {other.name} ({other.summary()}; {self.test}, p = {self.p_value:.2g})"
+        return f"{relation} the runner-up {other.name} ({other.summary(digits)}; {self.test}, p = {self.p_value:.2g})"
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,14 @@ class Verdict:
         goal = "highest" if self.mode == "max" else "lowest"
         if self.best is None:
             return f"`{self.metric}`: {self.why_none}, so none is best."
-        line = f"`{self.metric}` ({goal} is best): **{self.best.name}**, {self.best.summary()}"
+        digits = 4  # more where the two means would print alike: a paired test can separate arms 0.1% apart
         if self.comparison is not None:
-            line += f"; {self.comparison.text()}"
+            means = self.best.mean, self.comparison.runner_up.mean
+            while digits < 8 and means[0] != means[1] and f"{means[0]:.{digits}g}" == f"{means[1]:.{digits}g}":
+                digits += 1
+        line = f"`{self.metric}` ({goal} is best): **{self.best.name}**, {self.best.summary(digits)}"
+        if self.comparison is not None:
+            line += f"; {self.comparison.text(digits)}"
         if self.excluded:
             named = ", ".join(f"{arm} ({why})" for arm, why in self.excluded[:SHOWN_OUT])
             more = len(self.excluded) - SHOWN_OUT
