@@ -11,6 +11,7 @@ process died, is reported and the others go on. The units run here, in worker pr
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -320,7 +321,31 @@ def run_pairs(
     processes, or as tasks on a Ray ``cluster``; one line per finished pair goes to ``echo``."""
     units = units if units is not None else [Pack([task]) for task in plan.tasks]
     with lightning_info_off():  # one line per arm instead of Lightning's banner per Trainer
-        return _run_tasks_quietly(units, len(plan.tasks), workers, echo, cluster)
+        return _run_tasks_quietly(units, len(plan.tasks), workers, echo, cluster, _metrics_check(plan, echo))
+
+
+def _metrics_check(plan: SweepPlan, echo: Callable[[str], None]) -> Callable[[list[PairOutcome]], None]:
+    """Once a first run has finished: a line for each of the spec's metrics it did not log (a misspelt name is said
+    while the sweep trains, not once it has trained)."""
+    checked = False
+
+    def check(results: list[PairOutcome]) -> None:
+        nonlocal checked
+        first = next((o for o in results if o.outcome == "finished" and o.run_id), None)
+        if checked or first is None:
+            return
+        checked = True
+        logged = sorted(plan.store.client.get_run(first.run_id).data.metrics)
+        for metric in (m for m in plan.spec.metrics if m not in logged):
+            close = difflib.get_close_matches(metric, logged, n=1)
+            shown = f"{', '.join(logged[:12])}{', ...' if len(logged) > 12 else ''}"
+            echo(
+                f"note: the first run to finish logged no {metric} (of the spec's metrics:); "
+                f"{f'did you mean {close[0]}?' if close else f'it logged {shown}.'} Ctrl-C and fix the spec "
+                "(a new sweep), or let it train: the verdict ranks on the metrics logged"
+            )
+
+    return check
 
 
 def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[str], None] = print) -> SweepResult:
@@ -367,7 +392,12 @@ def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
 
 
 def _run_tasks_quietly(
-    units: list[Pack], total: int, workers: int, echo: Callable[[str], None], cluster: Cluster | None = None
+    units: list[Pack],
+    total: int,
+    workers: int,
+    echo: Callable[[str], None],
+    cluster: Cluster | None = None,
+    check: Callable[[list[PairOutcome]], None] = lambda results: None,
 ) -> list[PairOutcome]:
     outcomes: list[PairOutcome] = []
     steps = {(task.arm, task.seed): task.steps for unit in units for task in unit.units}
@@ -384,6 +414,7 @@ def _run_tasks_quietly(
             shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
             detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
             progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "", work=0.0)
+        check(results)
 
     def died(unit: list[PairTask], how: str) -> list[PairOutcome]:
         gone = dead_node_check() if cluster is not None else None

@@ -217,3 +217,18 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
         main(["report", "no-such-sweep", "--tracking-uri", tracking_uri])
     assert exit_info.value.code == 2
     assert "no sweep 'no-such-sweep'" in capsys.readouterr().err
+
+
+def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(tmp_path, tracking_uri, experiment) -> None:
+    """A misspelt metric (val/los) is said while the sweep trains, with the name it most likely meant."""
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\nmetrics: [val/los, val/loss, grad/none]\n")
+    path.write_text(path.read_text() + "overrides: {trainer.max_epochs: 2}\n")
+    lines: list[str] = []
+    run_sweep(load_spec(path), tracking_uri=tracking_uri, echo=lines.append, pack="off")  # arm by arm
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert len(notes) == 2, "once, for each metric no run logged"
+    assert notes[0].startswith("note: the first run to finish logged no val/los (of the spec's metrics:); did you ")
+    assert "mean val/loss? Ctrl-C and fix the spec (a new sweep), or let it train" in notes[0]
+    assert notes[1].startswith("note: the first run to finish logged no grad/none (of the spec's metrics:); it ")
+    assert "logged " in notes[1] and "val/loss" in notes[1]
+    assert lines.index(notes[0]) < next(i for i, line in enumerate(lines) if line.startswith("arm 2/2"))
