@@ -50,6 +50,7 @@ def assert_one_error_line(code: int, err: str, pattern: str) -> None:
         (["--model.bogus", "1"], r"model: Option 'bogus' is not accepted"),
         (["--trainer.max_epochs", "many"], r"trainer\.max_epochs: expected int, got many \("),
         (["--model.lr", "fast"], r"error: model\.lr: expected float, got fast \("),  # a class's own setting, named
+        (["--optimizer", "Adam", "--optimizer.lr", "fast"], r"error: optimizer\.lr: expected float, got fast \("),
         (["--trainer.max_epochs", "-5"], r"`max_epochs` must be a non-negative integer or -1. You passed in -5"),
         (["--model.lr", "0"], r"model\.lr must be > 0"),
         (["--model.lr", "-0.5"], r"model\.lr must be > 0"),

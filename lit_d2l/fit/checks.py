@@ -112,6 +112,9 @@ def argument_error_line(message: str, command: str) -> str:
     text = re.sub(r"Expected a <class '([\w.]+)'>(\. Got value: |; Given value: )", r"expected \1, got ", text)
     hint = _class_hint(key) if key else None
     given = re.search(r"(?:Given value|import path string): (\S+)", message)
+    number = set(re.findall(r"Expected a <class '(int|float)'>", message))
+    if given and len(number) == 1 and not text.startswith("expected"):  # a union's other members' reasons dropped
+        text = f"expected {number.pop()}, got {given.group(1)}"
     absent = re.search(r"module '([\w.]+)' has no attribute '(\w+)'", message)  # a class_path in a config file
     if hint and absent:
         return f"{key}: no class {absent.group(1)}.{absent.group(2)}; expected {hint}"
