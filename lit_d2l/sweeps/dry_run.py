@@ -8,6 +8,7 @@ from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import ParsedFit
 from lit_d2l.models import D2LModule, built
 from lit_d2l.sweeps.engine import PairTask, check_pack_options, pack_tasks, parse_arm, plural
+from lit_d2l.sweeps.packs.plan import PACKABLE_KEYS
 from lit_d2l.sweeps.spec import SEED_KEYS, SweepSpec
 
 
@@ -42,9 +43,16 @@ def dry_run(
     packed = [p for p in packs if p.packed]
     alone = [p for p in packs if not p.packed]
     echo(
-        f"--pack {pack}: {plural(len(packed), 'pack')} of {plural(sum(len(p.units) for p in packed), 'run')}, "
+        f"--pack {pack}: {plural(len(packed), 'pack')}{' of ' if len(packed) == 1 else ' ('}"
+        f"{plural(sum(len(p.units) for p in packed), 'run')}{'' if len(packed) == 1 else ' in all)'}, "
         f"{plural(len(alone), 'run')} alone"
     )
+    apart = sorted({k for arm in spec.arms for k, _ in arm.settings} - PACKABLE_KEYS)
+    if len(packed) > 1 and apart:  # what sets packs apart (not the memory budget, which cuts packs too)
+        echo(
+            f"  arms that differ in {', '.join(apart)} train in separate packs: a pack's arms may differ only in seeds,"
+            " initialisation, lr, momentum, weight decay, l2, dropout p and the optimizer's and schedule's numbers"
+        )
     order = [a.key for a in spec.arms]
     for number, unit in enumerate(packed, start=1):
         arms = sorted({task.arm for task in unit.units}, key=order.index)

@@ -60,3 +60,13 @@ def test_arms_that_vary_the_models_sgd_settings_under_another_optimizer_are_refu
         listed(tmp_path, "lit_d2l.models.MLP", arms)
     lines = listed(tmp_path, "lit_d2l.models.MLP", [{"optimizer": "Adam", "optimizer.lr": lr} for lr in (0.1, 0.01)])
     assert any("1 pack of 2 runs" in line for line in lines), lines
+
+
+def test_the_settings_that_set_packs_apart_are_named(tmp_path: Path) -> None:
+    """Four arms, two widths x two learning rates: two packs (one per width), and the line says why."""
+    arms = [{"model.hidden_sizes": [width], "model.lr": lr} for width in (8, 16) for lr in (0.1, 0.2)]
+    lines = listed(tmp_path, "lit_d2l.models.MLP", arms)
+    assert "--pack auto: 2 packs (4 runs in all), 0 runs alone" in lines, lines
+    assert any(line.startswith("  arms that differ in model.hidden_sizes train in separate packs: ") for line in lines)
+    lines = listed(tmp_path, "lit_d2l.models.MLP", [{"model.lr": lr} for lr in (0.1, 0.2)])
+    assert "--pack auto: 1 pack of 2 runs, 0 runs alone" in lines and not any("differ in" in line for line in lines)
