@@ -16,15 +16,14 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from lit_d2l.sweeps.reports import figures
-from lit_d2l.sweeps.arm_values import arm_name, arm_sort_key, label, settings, short, sortable
-from lit_d2l.sweeps.reports.memory_figure import memory_figure
-from lit_d2l.sweeps.reports.html import html_report
-from lit_d2l.sweeps.spec import canonical
-from lit_d2l.sweeps.reports.verdict import SweepVerdict, arm_results, goal, primary_metric, sweep_verdict
 from lit_d2l.errors import UserError
+from lit_d2l.sweeps.arm_values import arm_name, arm_sort_key
+from lit_d2l.sweeps.reports import figures
+from lit_d2l.sweeps.reports.html import html_report
+from lit_d2l.sweeps.reports.memory_figure import memory_figure
+from lit_d2l.sweeps.reports.verdict import SweepVerdict, arm_results, goal, primary_metric, sweep_verdict
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
 SYMMETRY = "distinct_units"
@@ -159,7 +158,11 @@ def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | No
               figures.file_name(axis)) for axis in axes]  # fmt: skip
     drawn += [
         ("Loss curves per arm", figures.curves_figure(finished, store.history), "curves.png"),
-        ("Gradient norm per layer at step 0", figures.grad_norms_figure(finished, functools.partial(figures.layer_table, store)), "grad_norms.png"),
+        (
+            "Gradient norm per layer at step 0",
+            figures.grad_norms_figure(finished, functools.partial(figures.layer_table, store)),
+            "grad_norms.png",
+        ),
         ("Memory saved for backward, by depth and batch size", memory_figure(finished), "memory.png"),
     ]
     saved = [(caption, figures.save(fig, out_dir / name)) for caption, fig, name in drawn if fig is not None]
