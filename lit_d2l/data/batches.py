@@ -12,8 +12,7 @@ gradient is that batch's mean gradient whenever the ranks' batches are equally l
 Training shards (``pad=True``) are padded by wrapping around to a multiple of W, so every rank
 takes the same number of steps (DDP needs that); when W does not divide the split, the last step
 repeats at most W - 1 examples. Evaluation shards (``pad=False``) are not padded: each example is
-counted exactly once, and ranks may differ by one example. ``drop_last`` drops a shard's final
-incomplete batch.
+counted exactly once, and ranks may differ by one example.
 """
 
 from __future__ import annotations
@@ -82,7 +81,6 @@ class TensorBatches:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
-        drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
         transform: Callable[[Batch], Batch] | None = None,
@@ -95,7 +93,6 @@ class TensorBatches:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         self.tensors = tuple(tensors)
         self.batch_size = batch_size
-        self.drop_last = drop_last
         self.transform = transform
         # Named like DataLoader's attributes: Lightning's fit loop finds `sampler` and calls set_epoch.
         self.sampler = EpochSampler(lengths.pop(), shuffle, seed, rank, world_size, pad)
@@ -111,8 +108,7 @@ class TensorBatches:
         self._resume_at = (int(state["epoch"]), int(state["batches_served"]))
 
     def __len__(self) -> int:
-        rounding = math.floor if self.drop_last else math.ceil
-        return rounding(len(self.sampler) / self.batch_size)
+        return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
         sampler = self.sampler

@@ -239,23 +239,11 @@ def _no_validation(trainer: L.Trainer) -> str | None:
     return None
 
 
-def run_configured(
-    command: str,
-    args: list[str],
-    tags: dict[str, str] | None = None,
-    callbacks: list[L.Callback] | None = None,
-) -> RunResult | None:
-    """Build everything from ``args`` (config files and dotted overrides) and run ``command``.
-
-    ``tags`` are added to the MLflow run (e.g. its parent run) and ``callbacks`` to the Trainer.
-    Returns None when only help or the config was printed.
-    """
+def run_configured(command: str, args: list[str], callbacks: list[L.Callback] | None = None) -> RunResult | None:
+    """Build everything from ``args`` (config files and dotted overrides) and run ``command``, with ``callbacks``
+    added to the Trainer. Returns None when only help or the config was printed."""
     cli = build(command, args, callbacks)
-    if cli is None:
-        return None
-    if tags and cli.logger is not None:
-        cli.logger.set_tags(tags)
-    return execute(cli, command)
+    return None if cli is None else execute(cli, command)
 
 
 def build(command: str, args: list[str], callbacks: list[L.Callback] | None = None) -> D2LCLI | None:

@@ -37,10 +37,6 @@ class ComputationGraph:
         if (source, target) not in self.edges:
             self.edges.append((source, target))
 
-    def names(self) -> set[str]:
-        """The ids of every node but the operators: ``{"x", "W1", "z", ..., "J"}``."""
-        return {node.id for node in self.nodes.values() if node.kind != "operator"}
-
     def inputs_of(self, node_id: str) -> list[str]:
         return [source for source, target in self.edges if target == node_id]
 

@@ -151,10 +151,6 @@ class D2LModule(L.LightningModule):
         data_loss = self.loss(self(*batch[:-1]), batch[-1])
         return self.with_penalty(data_loss, l2), data_loss
 
-    def objective(self, batch: tuple[Tensor, ...]) -> Tensor:
-        """J = L + λ/2·Σ‖W‖² on one minibatch (D2L 5.3)."""
-        return self.objectives(batch)[0]
-
     def with_penalty(self, data_loss: Tensor, l2: float | Tensor | None = None) -> Tensor:
         """J from L: the data loss plus λ/2·Σ‖W‖² when a penalty is on (exactly L where λ = 0)."""
         l2 = self.l2 if l2 is None else l2

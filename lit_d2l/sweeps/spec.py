@@ -80,9 +80,6 @@ class Arm:
     def settings_json(self) -> str:
         return json.dumps(dict(self.settings))
 
-    def value(self, dotted_key: str) -> Any:
-        return dict(self.settings).get(dotted_key)
-
 
 @dataclass
 class SweepSpec:

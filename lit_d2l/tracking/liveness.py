@@ -113,11 +113,6 @@ def owner_gone(tags: dict[str, str], start_time_ms: int, now: float | None = Non
     return None
 
 
-def is_alive(run: Run) -> bool:
-    """A RUNNING run whose owner is alive (or unknown); FINISHED/FAILED/KILLED runs are not."""
-    return run.info.status == "RUNNING" and stale_reason(run) is None
-
-
 def close_stale_runs(
     client: MlflowClient, experiment_ids: list[str] | None = None, gone: Callable[[Run], str | None] | None = None
 ) -> list[tuple[Run, str]]:

@@ -64,13 +64,12 @@ def test_same_seed_same_batches() -> None:
     assert not all(torch.equal(p, q) for p, q in zip(a, c, strict=True))
 
 
-def test_batches_keep_rows_aligned_and_drop_last_drops_the_remainder() -> None:
+def test_batches_keep_rows_aligned_and_the_last_batch_holds_the_remainder() -> None:
     X = torch.arange(10).reshape(10, 1).float()
     y = X * 2
-    batches = TensorBatches((X, y), 4, shuffle=True, drop_last=True)
-    assert len(batches) == 2
+    batches = TensorBatches((X, y), 4, shuffle=True)
+    assert len(batches) == 3 and [len(xb) for xb, _ in batches] == [4, 4, 2]
     for xb, yb in batches:
-        assert len(xb) == 4
         assert torch.equal(yb, xb * 2)
 
 

@@ -8,6 +8,11 @@ from lit_d2l.graph import computation_graph, graph_figure, save_figure
 from lit_d2l.models import MLP, LeNet, MLPScratch, built
 
 
+def names(graph) -> set[str]:
+    """The ids of every node but the operators: ``{"x", "W1", "z", ..., "J"}``."""
+    return {node.id for node in graph.nodes.values() if node.kind != "operator"}
+
+
 def batch(n: int = 8, inputs: int = 12, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     return torch.randn(n, inputs, generator=generator), torch.randint(classes, (n,), generator=generator)
@@ -16,7 +21,7 @@ def batch(n: int = 8, inputs: int = 12, classes: int = 3) -> tuple[torch.Tensor,
 def test_mlp_scratch_with_a_penalty_draws_d2ls_figure() -> None:
     model = built(MLPScratch(num_hiddens=5, num_inputs=12, num_outputs=3, l2=0.1, init_seed=0))
     graph = computation_graph(model, batch())
-    assert graph.names() >= {"x", "W1", "z", "h", "W2", "o", "y", "L", "s", "J"}
+    assert names(graph) >= {"x", "W1", "z", "h", "W2", "o", "y", "L", "s", "J"}
     kinds = {node.id: node.kind for node in graph.nodes.values()}
     assert {kinds[n] for n in ("W1", "W2", "b1", "b2")} == {"parameter"}
     assert {kinds[n] for n in ("z", "h", "o")} == {"variable"} and {kinds[n] for n in "LsJ"} == {"objective"}
@@ -36,7 +41,7 @@ def test_an_mlp_gets_d2ls_layer_names_and_without_a_penalty_j_is_l() -> None:
     model = built(MLP(hidden_sizes=[6, 6], dropout=0.5, num_inputs=12, num_outputs=3))
     graph = computation_graph(model, batch())
     layers = {"z1", "h1", "h'1", "z2", "h2", "h'2"}  # linear, activation, dropout per hidden layer
-    assert graph.names() == {"x", "W1", "b1", "W2", "b2", "W3", "b3", *layers, "o", "y", "L"}
+    assert names(graph) == {"x", "W1", "b1", "W2", "b2", "W3", "b3", *layers, "o", "y", "L"}
     assert graph.nodes["L"].label == "$L = J$"
     assert graph.nodes["op:h'1"].note == "dropout"
     order = list(graph.nodes)
@@ -70,6 +75,6 @@ def test_the_figure_is_written_as_svg_and_png(tmp_path) -> None:
 
 def test_other_architectures_keep_their_pytorch_names() -> None:
     graph = computation_graph(built(LeNet(num_outputs=10)), (torch.randn(2, 1, 28, 28), torch.tensor([3, 7])))
-    assert {"x", "net.0.weight", "net.0", "net.11.weight", "o", "y", "L"} <= graph.names()
-    assert "W1" not in graph.names() and "net.6" not in graph.names(), "no D2L names, no node for a flatten"
+    assert {"x", "net.0.weight", "net.0", "net.11.weight", "o", "y", "L"} <= names(graph)
+    assert "W1" not in names(graph) and "net.6" not in names(graph), "no D2L names, no node for a flatten"
     assert graph.nodes["net.0.weight"].kind == "parameter" and graph.nodes["net.0"].kind == "variable"

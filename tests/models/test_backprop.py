@@ -66,7 +66,7 @@ def test_scratch_and_concise_mlp_agree_on_loss_and_gradients(activation: str) ->
     y = torch.randint(0, 5, (10,))
     J = concise.loss(concise(X), y) + concise.l2_penalty()
     J.backward()
-    assert J.item() == pytest.approx(scratch.objective((X, y)).item(), abs=1e-12)
+    assert J.item() == pytest.approx(scratch.objectives((X, y))[0].item(), abs=1e-12)
     by_hand = scratch.gradients(X, y)
     for name, tensor in [("W1", hidden.weight), ("b1", hidden.bias), ("W2", out.weight), ("b2", out.bias)]:
         assert torch.allclose(tensor.grad, by_hand[name], atol=1e-10), name
@@ -75,11 +75,11 @@ def test_scratch_and_concise_mlp_agree_on_loss_and_gradients(activation: str) ->
 def test_training_step_uses_no_autograd_and_lowers_the_objective() -> None:
     model = scratch_model("relu", 0.01).float()
     X, y = torch.randn(64, 12), torch.randint(0, 5, (64,))
-    before = model.objective((X, y)).item()
+    before = model.objectives((X, y))[0].item()
     for _ in range(50):
         with torch.no_grad():
             for name, grad in model.gradients(X, y).items():
                 getattr(model, name).sub_(0.5 * grad)
     assert not any(p.requires_grad for p in model.parameters())
-    assert model.objective((X, y)).item() < before * 0.5
+    assert model.objectives((X, y))[0].item() < before * 0.5
     assert isinstance(model.W1, nn.Parameter)

@@ -177,7 +177,7 @@ def test_cli_lr_scheduler_changes_the_logged_learning_rate(
 def test_a_non_finite_step_loss_is_not_dropped_from_the_epoch_mean(quiet_trainer: dict) -> None:
     class OneBadStep(LinearRegression):
         def training_step(self, batch, batch_idx):
-            loss = self.objective(batch)
+            loss = self.objectives(batch)[0]
             self.log_train_loss(torch.tensor(float("nan")) if batch_idx == 3 else loss)
             return loss
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,8 @@ def test_a_sweep_over_hidden_sizes_runs_and_reports_each_pair_once(tmp_path: Pat
     arm, seed = spec.arms[0], 1
     where = ["--tracking.uri", tracking_uri, "--tracking.experiment", spec.name]
     tags = {PARENT_TAG: result.parent_run_id, SWEEP_TAG: spec.sweep_id, "arm": arm.key, "seed": str(seed)}
-    run_configured(
-        "fit", [*QUIET_TRAINER, *spec.fit_args(arm, seed), *where], tags={**tags, "arm_settings": arm.settings_json}
-    )
+    tags = json.dumps({**tags, "arm_settings": arm.settings_json})
+    run_configured("fit", [*QUIET_TRAINER, *spec.fit_args(arm, seed), *where, "--tracking.tags", tags])
     store = SweepStore(tracking_uri)
     statuses = [c.status for c in store.children(store.client.get_run(result.parent_run_id))]
     assert statuses == ["FINISHED"] * 5
