@@ -260,7 +260,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
     sweep_id = spec.sweep_id
     experiment_id = ensure_experiment(store.client, spec.name, uri)
     store.close_stale(experiment_id)  # runs of killed processes, even ones that died after this process started
-    parent_id, joined = _parent_run(store, spec, experiment_id, fresh)
+    parent_id, joined = store.open_parent(spec.name, experiment_id, sweep_id, sweep_id, fresh=fresh)
     parent_run = store.client.get_run(parent_id)
     children = store.children(parent_run)
     done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
@@ -303,11 +303,6 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         for task in tasks:
             task.tags[PARENT_TAG] = parent.run_id
     return SweepPlan(spec, store, parent, skipped=len(done), tasks=tasks)
-
-
-def _parent_run(store: SweepStore, spec: SweepSpec, experiment_id: str, fresh: bool) -> tuple[str, bool]:
-    """(The parent run to record into, whether another live process runs it): see :meth:`SweepStore.open_parent`."""
-    return store.open_parent(spec.name, experiment_id, spec.sweep_id, spec.sweep_id, fresh=fresh)
 
 
 def run_pairs(
@@ -429,7 +424,7 @@ def _run_tasks_quietly(
         for unit in work:
             report(_run_unit(unit))
         return outcomes
-    gpus = _gpu_count()
+    gpus = torch.cuda.device_count()  # 0 without CUDA
     settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
     supervise(work, settings, _run_unit, report, died, _init_worker)
     return outcomes
@@ -498,10 +493,6 @@ def _run_task(task: PairTask) -> PairOutcome:
     if result is None:
         return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
     return PairOutcome(task.arm, task.seed, result.outcome, result.run_id, result.metrics, device=device)
-
-
-def _gpu_count() -> int:
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _run_names(arms: list[Arm]) -> dict[str, str]:

@@ -49,34 +49,22 @@ def all_runs(
     experiment_ids: list[str],
     filter_string: str = "",
     order_by: list[str] | None = None,
-    view_type: int | None = None,
     limit: int | None = None,
 ) -> list[Run]:
-    """Every run ``client.search_runs`` finds however many pages (or its first ``limit``), oldest first
+    """Every active run ``client.search_runs`` finds however many pages (or its first ``limit``), oldest first
     unless ``order_by`` says otherwise; each run once."""
     if not experiment_ids:
         return []
-    view_type = _active_only(view_type)
     order = order_by or ["attributes.start_time ASC"]
     runs = every_page(
         lambda token, size: client.search_runs(
-            experiment_ids, filter_string, view_type, max_results=size, order_by=order, page_token=token
+            experiment_ids, filter_string, max_results=size, order_by=order, page_token=token
         ),
         limit,
     )
     return list({run.info.run_id: run for run in runs}.values())
 
 
-def all_experiments(client: MlflowClient, view_type: int | None = None) -> list[Experiment]:
-    """Every experiment of the store, however many pages."""
-    view_type = _active_only(view_type)
-    return every_page(
-        lambda token, size: client.search_experiments(view_type=view_type, max_results=size, page_token=token)
-    )
-
-
-def _active_only(view_type: int | None) -> int:
-    """``view_type``, by default MLflow's ACTIVE_ONLY (deleted runs and experiments left out)."""
-    from mlflow.entities import ViewType
-
-    return ViewType.ACTIVE_ONLY if view_type is None else view_type
+def all_experiments(client: MlflowClient) -> list[Experiment]:
+    """Every active experiment of the store, however many pages."""
+    return every_page(lambda token, size: client.search_experiments(max_results=size, page_token=token))

@@ -205,19 +205,9 @@ class SweepStore:
     ) -> tuple[str | None, str]:
         """Claim one arm × seed (``tags`` hold ``arm`` and ``seed``): (the new child run id, "") when this
         process holds it, else (None, why not: FINISHED or running elsewhere)."""
-        pair = (tags["arm"], int(tags["seed"]))
-
-        def rivals(mine: str | None) -> list[Child]:
-            children = self.children_of(parent_id, experiment_id)
-            return [
-                c
-                for c in children
-                if (c.arm, c.seed) == pair and c.run_id != mine and (c.live or c.status == "FINISHED")
-            ]
-
         return claim(
             lambda: self.start_run(experiment_id, run_name, {**tags, PARENT_TAG: parent_id}),
-            rivals,
+            lambda mine: holders(self.children_of(parent_id, experiment_id), _pair(tags), mine),
             withdrawn(self.client),
         )
 
@@ -243,24 +233,13 @@ class SweepStore:
     ) -> list[tuple[str | None, str]]:
         """Claim many pairs (``(run_name, tags)`` each) at once, as :meth:`claim_pair` claims one, with two
         reads of the sweep in all; a pair that turns out contended is claimed again on its own."""
-
-        def pair(tags: dict[str, str]) -> tuple[str, int]:
-            return tags["arm"], int(tags["seed"])
-
-        def holders(children: list[Child], key: tuple[str, int], mine: str | None) -> list[Child]:
-            return [
-                c
-                for c in children
-                if (c.arm, c.seed) == key and c.run_id != mine and (c.live or c.status == "FINISHED")
-            ]
-
         withdraw = withdrawn(self.client)
         before = self.children_of(parent_id, experiment_id)
         results: list[tuple[str | None, str]] = [(None, "")] * len(requests)
         created: dict[int, str] = {}
         try:
             for index, (name, tags) in enumerate(requests):
-                held = _held(holders(before, pair(tags), None))
+                held = _held(holders(before, _pair(tags), None))
                 if held:
                     results[index] = (None, held)
                 else:
@@ -272,7 +251,7 @@ class SweepStore:
             raise
         for index, run_id in created.items():
             name, tags = requests[index]
-            if holders(after, pair(tags), run_id):  # a rival claimed it meanwhile: the careful way, alone
+            if holders(after, _pair(tags), run_id):  # a rival claimed it meanwhile: the careful way, alone
                 withdraw(run_id)
                 results[index] = self.claim_pair(parent_id, experiment_id, name, tags)
             else:
@@ -292,12 +271,12 @@ class SweepStore:
     ) -> tuple[str | None, str]:
         """Claim the sweep's one test: (the new run id, "") or (None, why not: done, or running elsewhere)."""
 
-        def rivals(mine: str | None) -> list[Child]:
-            tests = self.selection_tests(parent_id, experiment_id)
-            return [c for c in tests if c.run_id != mine and (c.live or c.status == "FINISHED")]
-
         tags = {**tags, KIND_TAG: TEST_KIND, PARENT_TAG: parent_id}
-        return claim(lambda: self.start_run(experiment_id, run_name, tags), rivals, withdrawn(self.client))
+        return claim(
+            lambda: self.start_run(experiment_id, run_name, tags),
+            lambda mine: holders(self.selection_tests(parent_id, experiment_id), None, mine),
+            withdrawn(self.client),
+        )
 
     def record(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], text: tuple[str, str]) -> None:
         """Log metrics (at step 0), tags and one text artifact ``(text, file name)`` on a run."""
@@ -326,6 +305,19 @@ class SweepStore:
 
     def download(self, run_id: str, path: str) -> Path:
         return Path(self.client.download_artifacts(run_id, path, tempfile.mkdtemp()))
+
+
+def holders(runs: list[Child], pair: tuple[str, int] | None, mine: str | None) -> list[Child]:
+    """The runs other than ``mine`` that hold ``pair`` (an arm x seed; None: any), as FINISHED or live."""
+    return [
+        c
+        for c in runs
+        if (pair is None or (c.arm, c.seed) == pair) and c.run_id != mine and (c.live or c.status == "FINISHED")
+    ]
+
+
+def _pair(tags: dict[str, str]) -> tuple[str, int]:
+    return tags["arm"], int(tags["seed"])
 
 
 def as_child(run: Run) -> Child:
