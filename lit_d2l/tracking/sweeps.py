@@ -82,14 +82,7 @@ class SweepStore:
     def find_parent(self, experiment: str, sweep_id: str, kind: str = "sweep") -> str | None:
         """The newest parent run of ``sweep_id`` (a ``kind`` run: sweep, cross-validation) in ``experiment``, if any."""
         exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            return None
-        runs = self.client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = '{kind}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
+        runs = [] if exp is None else self._parents([exp.experiment_id], sweep_id, kind, newest_only=True)
         return runs[0].info.run_id if runs else None
 
     def resolve_parent(self, sweep: str) -> Run:
@@ -102,16 +95,7 @@ class SweepStore:
             if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise
         experiments = [e.experiment_id for e in all_experiments(self.client)]
-        runs = (
-            self.client.search_runs(
-                experiments,
-                filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{KIND_TAG}` = 'sweep'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            if experiments
-            else []
-        )
+        runs = self._parents(experiments, sweep, "sweep", newest_only=True)
         if not runs:
             raise UserError(f"no sweep {sweep!r} in {self.tracking_uri}; {self._known_sweeps(experiments)}")
         return runs[0]
@@ -142,15 +126,17 @@ class SweepStore:
     def live_parents(self, experiment: str, sweep_id: str, kind: str = "sweep") -> list[Run]:
         """Parent runs of ``sweep_id`` (``kind`` runs) that a live process is running, oldest first."""
         exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            return []
-        runs = all_runs(
-            self.client,
-            [exp.experiment_id],
-            f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = '{kind}' and attributes.status = 'RUNNING'",
-            ["attributes.start_time ASC"],
-        )
+        runs = [] if exp is None else self._parents([exp.experiment_id], sweep_id, kind, running=True)
         return [run for run in runs if owner_gone(run.data.tags, run.info.start_time or 0) is None]
+
+    def _parents(
+        self, experiments: list[str], sweep_id: str, kind: str, newest_only: bool = False, running: bool = False
+    ) -> list[Run]:
+        """The parent runs of ``sweep_id`` (``kind`` runs), oldest first; or only the newest; or only RUNNING ones."""
+        where = f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = '{kind}'"
+        where += " and attributes.status = 'RUNNING'" if running else ""
+        order = "DESC" if newest_only else "ASC"
+        return all_runs(self.client, experiments, where, [f"attributes.start_time {order}"], 1 if newest_only else None)
 
     def open_parent(
         self,
