@@ -51,6 +51,8 @@ def assert_one_error_line(code: int, err: str, pattern: str) -> None:
         (["--trainer.max_epochs", "many"], r"trainer\.max_epochs: expected int, got many \("),
         (["--model.lr", "fast"], r"error: model\.lr: expected float, got fast \("),  # a class's own setting, named
         (["--optimizer", "Adam", "--optimizer.lr", "fast"], r"error: optimizer\.lr: expected float, got fast \("),
+        (["--optimizer.lr", "0.1"], r"optimizer: Option 'lr' is not accepted: no optimizer class is given; name one"),
+        (["--optimizer", "SGD", "--optimizer.betas", "[0.9, 0.99]"], r"Option 'betas' is not accepted \(lit-d2l fit"),
         (["--trainer.max_epochs", "-5"], r"`max_epochs` must be a non-negative integer or -1. You passed in -5"),
         (["--model.lr", "0"], r"model\.lr must be > 0"),
         (["--model.lr", "-0.5"], r"model\.lr must be > 0"),
@@ -116,6 +118,12 @@ def test_a_users_model_refusing_a_value_in_its_init_is_one_line(
         r"probability has to be between 0 and 1, but got 1\.5; change that value$",
     )
     assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
+    # torch refusing a layer's size in the model's __init__ (a RuntimeError) is one line too, with its kind
+    argv = ["fit", "--model", "tests.sweeps.packs.own_models.InitLayersClassifier", "--data", "GaussianClusters"]
+    argv += ["--model.hidden", "-1", "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    code, _, err = run_main(argv, capsys)
+    pattern = r"InitLayersClassifier refused its settings: RuntimeError: Trying to create tensor with negative dim"
+    assert_one_error_line(code, err, pattern)
 
 
 def test_init_seed_on_a_model_that_makes_its_layers_in_init_is_refused(tracking_uri, client, experiment, capsys):

@@ -166,6 +166,25 @@ def _config_files(args: list[str]) -> list[str]:
     return list(dict.fromkeys(configs))
 
 
+def class_first(line: str, args: list[str]) -> str:
+    """``--optimizer.lr 0.01`` with no ``--optimizer CLASS`` (in ``args`` or their config files) is refused as an
+    option 'lr' ``optimizer`` does not accept: say that its class comes first."""
+    found = re.match(r"(optimizer|lr_scheduler): Option '\w+' is not accepted", line)
+    if found is None:
+        return line
+    key = found.group(1)
+    if any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in args):
+        return line
+    for path in _config_files(args):
+        try:
+            if key in (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}):
+                return line
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+    example = "Adam" if key == "optimizer" else "StepLR"
+    return f"{found.group(0)}: no {key} class is given; name one first (--{key} {example} --{key}.KEY VALUE)"
+
+
 def yaml_file_named(message: str, args: list[str]) -> str:
     """jsonargparse calls a config file whose YAML does not parse ``"<unicode string>"``: name the file instead."""
     if '"<unicode string>"' not in message:
@@ -194,8 +213,9 @@ def not_utf8_config(args: list[str], exc: UnicodeDecodeError) -> ConfigError:
 
 def user_error_in(exc: BaseException) -> UserError | None:
     """The error a user can fix inside ``exc`` (raised while parsing or building, e.g. by a model refusing its
-    settings, and wrapped by jsonargparse): lit-d2l's own :class:`UserError`, or a ``ValueError`` a class's
-    ``__init__`` raised (the user's own model refusing a value), said as one line naming that class."""
+    settings, and wrapped by jsonargparse): lit-d2l's own :class:`UserError`, or what a class's ``__init__`` raised
+    on a bad value (the user's own model: ``nn.Dropout(1.5)``, ``nn.Linear(64, -1)``), said as one line naming that
+    class. Errors of code (an AttributeError, a NameError) keep their traceback."""
     chain: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not seen for seen in chain):
@@ -204,9 +224,11 @@ def user_error_in(exc: BaseException) -> UserError | None:
         chain.append(current)
         current = current.__cause__ or current.__context__
     given = next((found for e in chain if (found := _INSTANTIATING.search(str(e)))), None)
-    if given is None or not isinstance(chain[-1], ValueError):
+    cause = chain[-1]
+    if given is None or not isinstance(cause, (ValueError, TypeError, RuntimeError)):
         return None
-    return ConfigError(f"{given.group(1)} refused its settings: {str(chain[-1]).strip()}; change that value")
+    said = str(cause).strip() if isinstance(cause, ValueError) else f"{type(cause).__name__}: {str(cause).strip()}"
+    return ConfigError(f"{given.group(1)} refused its settings: {said}; change that value")
 
 
 #: jsonargparse's message when instantiating a class failed: "Given value: Namespace(class_path='pkg.Class', ...".

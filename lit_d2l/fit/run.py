@@ -44,6 +44,7 @@ from lit_d2l.fit.checks import (
     argument_error_line,
     as_dict,
     check_settings,
+    class_first,
     misconfiguration_line,
     not_utf8_config,
     user_error_in,
@@ -296,7 +297,7 @@ def config_errors(command: str, args: list[str]) -> Iterator[None]:
     except MisconfigurationException as exc:  # Lightning refusing a setting, e.g. trainer.max_epochs -5
         raise ConfigError(misconfiguration_line(exc)) from None
     except ArgumentError as exc:
-        raise ConfigError(argument_error_line(yaml_file_named(str(exc), args), command)) from None
+        raise ConfigError(class_first(argument_error_line(yaml_file_named(str(exc), args), command), args)) from None
     except Exception as exc:
         # A model or DataModule rejecting its settings surfaces wrapped by jsonargparse.
         cause = user_error_in(exc)
