@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from lit_d2l.fit.parse import parse_fit
 from lit_d2l.fit.run import RunResult, run_configured
 from lit_d2l.processes.quiet import lightning_info_off, worker_quiet
 from lit_d2l.sweeps.arm_values import swept_params, unique_short_names
-from lit_d2l.sweeps.packs.plan import Pack, plan_packs
+from lit_d2l.sweeps.packs.plan import ONLY_ARM, Pack, plan_packs
 from lit_d2l.sweeps.packs.run import run_pack
 from lit_d2l.sweeps.progress import Progress
 from lit_d2l.sweeps.ray_backend import (
@@ -150,6 +151,8 @@ def run_sweep(
         with ends_on_error(plan.parent):
             units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
             echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else plural(workers, "worker")))
+            for reason, count in Counter(u.reason for u in units if u.reason and u.reason not in PLAIN).items():
+                echo(f"  {plural(count, 'run')} alone: {reason}")  # what a pack cannot do (--dry-run: per arm)
             outcomes = run_pairs(plan, workers, echo, units, cluster)
         return record_sweep(plan, outcomes, echo)
 
@@ -167,6 +170,10 @@ def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
         f"sweep {plan.spec.sweep_id}: {plural(len(plan.tasks), 'run')} to train{done} as {how or 'nothing'} "
         f"on {workers}; parent run {plan.parent.run_id}. Ctrl-C stops; run it again to resume"
     )
+
+
+#: Why a unit runs alone where the model could pack: nothing to say about the model.
+PLAIN = (ONLY_ARM, "--pack off")
 
 
 def plural(count: int, noun: str) -> str:
@@ -409,7 +416,8 @@ def _run_tasks_quietly(
             shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
             detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
             progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "", work=0.0)
-        check(results)
+        if len(outcomes) < total:  # while a Ctrl-C can still save training
+            check(results)
 
     def died(unit: list[PairTask], how: str) -> list[PairOutcome]:
         gone = dead_node_check() if cluster is not None else None

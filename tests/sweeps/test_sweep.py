@@ -232,3 +232,24 @@ def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(tmp_path,
     assert notes[1].startswith("note: the first run to finish logged no grad/none (of the spec's metrics:); it ")
     assert "logged " in notes[1] and "val/loss" in notes[1]
     assert lines.index(notes[0]) < next(i for i, line in enumerate(lines) if line.startswith("arm 2/2"))
+    packed = spec_file(tmp_path, f"{experiment}-packed", path.read_text().split("\n", 2)[2])
+    lines.clear()
+    run_sweep(load_spec(packed), tracking_uri=tracking_uri, echo=lines.append)  # one pack: nothing left to stop
+    assert not [line for line in lines if line.startswith("note: ")], "the verdict says it"
+
+
+def test_the_sweep_says_why_runs_train_alone(tmp_path, tracking_uri, experiment) -> None:
+    """A model the plan's trial step cannot vectorize: said at the start of the real run, as --dry-run says it."""
+    base = tmp_path / "own.yaml"
+    base.write_text(
+        "trainer: {max_epochs: 1}\nmodel: tests.sweeps.packs.own_models.FunctionalDropoutMLP\n"
+        "data: {class_path: lit_d2l.data.GaussianClusters, init_args: {num_train: 64, num_val: 32}}\n"
+    )
+    lines: list[str] = []
+    spec = load_spec(spec_file(tmp_path, experiment, "grid: {model.lr: [0.1, 0.2]}\n", str(base)))
+    run_sweep(spec, tracking_uri=tracking_uri, echo=lines.append)
+    assert "as 2 single fits on 1 worker" in lines[0]
+    assert lines[1] == "  2 runs alone: FunctionalDropoutMLP's forward draws random numbers outside its dropout " + (
+        "modules (e.g. nn.functional.dropout), which a pack cannot draw from each arm's own stream as its solo fit "
+        "does; use nn.Dropout modules"
+    )

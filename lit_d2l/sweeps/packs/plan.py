@@ -76,6 +76,8 @@ _SIMPLE_TRAINER = {
 }
 
 Unit = TypeVar("Unit")
+#: Why an arm trains alone when no other arm shares its settings (its model may well pack).
+ONLY_ARM = "the only arm with its settings"
 
 
 @dataclass
@@ -244,7 +246,7 @@ def plan_packs(
     packs: list[Pack] = []
     for members in groups.values():
         if len(members) == 1:
-            packs.append(Pack(members, "the only arm with its settings"))
+            packs.append(Pack(members, ONLY_ARM))
             continue
         first = (parsed(members[0]) if parsed is not None else None) or parse_fit(args(members[0]))
         reason = why_not_packable(first)
