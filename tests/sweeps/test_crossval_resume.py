@@ -76,6 +76,8 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
     assert code == 0
     assert fitted == [0, 1, 1], "fold 0 is not fitted again; the stopped fold 1 is"
     assert "resuming cross-validation cv-" in out and ": 1 of 2 folds done" in out
+    start = f": 1 fold to train (1 done before); parent run {parent.info.run_id}. Ctrl-C stops; run it again to resume"
+    assert start in out and out.index(start) < out.index("fold 1/1 (data.fold 1)"), "where it records, before it trains"
     assert "1 folds in " in out and "; 1 done before; MLflow parent run" in out and "over 2 folds" in out
     parents, folds = cv_runs(client, experiment)
     assert [p.info.run_id for p in parents] == [parent.info.run_id]
