@@ -43,8 +43,8 @@ def dry_run(
     packed = [p for p in packs if p.packed]
     alone = [p for p in packs if not p.packed]
     echo(
-        f"--pack {pack}: {plural(len(packed), 'pack')}{' of ' if len(packed) == 1 else ' ('}"
-        f"{plural(sum(len(p.units) for p in packed), 'run')}{'' if len(packed) == 1 else ' in all)'}, "
+        f"--pack {pack}: {plural(len(packed), 'pack')}{' of ' if len(packed) <= 1 else ' ('}"
+        f"{plural(sum(len(p.units) for p in packed), 'run')}{'' if len(packed) <= 1 else ' in all)'}, "
         f"{plural(len(alone), 'run')} alone"
     )
     apart = sorted({k for arm in spec.arms for k, _ in arm.settings} - PACKABLE_KEYS)

@@ -146,7 +146,7 @@ def test_dry_run_lists_the_packs(tmp_path, experiment) -> None:
         dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lambda _: None, pack_size=-1)
     lines: list[str] = []
     dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lines.append)
-    assert "--pack auto: 2 packs of 16 runs, 0 runs alone" in lines
+    assert "--pack auto: 2 packs (16 runs in all), 0 runs alone" in lines  # not "2 packs of 16 runs": 32?
     assert "  pack 1: 8 runs = 4 arms x seeds [0, 1]" in lines
     lines.clear()
     dry_run(load_spec(write_spec(tmp_path, experiment)), echo=lines.append, pack="off")
