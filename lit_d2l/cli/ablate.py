@@ -81,7 +81,7 @@ def report_command(args: argparse.Namespace, rest: list[str]) -> int:
     if args.select:
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
         check_registered_name(args.register, "--register")
-    path, _ = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri)
+    path, _ = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri, metrics=args.metrics)
     print(path.read_text())
     print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name}; both logged on the parent run)")
     if args.select:

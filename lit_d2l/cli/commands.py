@@ -132,6 +132,9 @@ def parser() -> CommandParser:
     report = command("report", "HTML and markdown report of a sweep (tables, figures), logged on its parent run")
     report.add_argument("sweep", help="sweep id (printed by lit-d2l ablate) or parent run id")
     report.add_argument("--out", default=None, help="folder to write (default reports/<sweep id>)")
+    report.add_argument(
+        "--metrics", nargs="+", metavar="METRIC", help="summarise and rank on these (default: the spec's metrics:)"
+    )
     add_store_option(report)
     report.add_argument("--select", metavar="METRIC", help="name the arm with the best mean over seeds of METRIC")
     report.add_argument("--mode", choices=("min", "max"), help="better METRIC is lower or higher (default: by name)")

@@ -219,7 +219,9 @@ def test_ablate_and_report_commands(tmp_path, tracking_uri, client, experiment, 
     assert "no sweep 'no-such-sweep'" in capsys.readouterr().err
 
 
-def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(tmp_path, tracking_uri, experiment) -> None:
+def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(
+    tmp_path, tracking_uri, experiment, capsys
+) -> None:
     """A misspelt metric (val/los) is said while the sweep trains, with the name it most likely meant."""
     path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\nmetrics: [val/los, val/loss, grad/none]\n")
     path.write_text(path.read_text() + "overrides: {trainer.max_epochs: 2}\n")
@@ -234,8 +236,16 @@ def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(tmp_path,
     assert lines.index(notes[0]) < next(i for i, line in enumerate(lines) if line.startswith("arm 2/2"))
     packed = spec_file(tmp_path, f"{experiment}-packed", path.read_text().split("\n", 2)[2])
     lines.clear()
-    run_sweep(load_spec(packed), tracking_uri=tracking_uri, echo=lines.append)  # one pack: nothing left to stop
+    result = run_sweep(load_spec(packed), tracking_uri=tracking_uri, echo=lines.append)  # one pack: nothing to stop
     assert not [line for line in lines if line.startswith("note: ")], "the verdict says it"
+    said = build_report(result.sweep_id, out_dir=tmp_path / "as-specified", tracking_uri=tracking_uri).path.read_text()
+    assert "- `val/los`: no run logged this metric" in said and "lit-d2l report SWEEP --metrics NAME" in said
+    # Ranked again on what the runs logged, without training again: `lit-d2l report ID --metrics val/loss`
+    from tests.test_cli import run_main
+
+    argv = ["report", result.sweep_id, "--metrics", "val/loss", "--tracking-uri", tracking_uri]
+    code, out, _ = run_main([*argv, "--out", str(tmp_path / "again")], capsys)
+    assert code == 0 and "no run logged" not in out and re.search(r"^## Verdict: l2=\d is best on val/loss", out, re.M)
 
 
 def test_the_sweep_says_why_runs_train_alone(tmp_path, tracking_uri, experiment) -> None:

@@ -129,13 +129,16 @@ class Report(NamedTuple):
     verdict: SweepVerdict
 
 
-def build_report(sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None) -> Report:
+def build_report(
+    sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None, metrics: list[str] | None = None
+) -> Report:
     """Write ``report.md``, ``report.html`` (figures embedded) and the PNGs for a sweep (its id or parent
-    run id), and log them on the parent run under ``report/``; returns the markdown file and the verdict."""
+    run id), and log them on the parent run under ``report/``; returns the markdown file and the verdict.
+    ``metrics`` replace the spec's (say, one it misspelt), without training anything again."""
     store = SweepStore(tracking_uri)
     parent = store.resolve_parent(sweep)
     params = parent.data.params
-    metrics: list[str] = json.loads(params.get("sweep.metrics", '["val/loss"]'))
+    metrics = metrics or json.loads(params.get("sweep.metrics", '["val/loss"]'))
     axes: list[str] = json.loads(params.get("sweep.axes", "[]"))
     sweep_id = parent.data.tags.get("lit_d2l.sweep_id", parent.info.run_id)
     out_dir = Path(out_dir) if out_dir is not None else report_dir(Path("reports"), sweep_id)

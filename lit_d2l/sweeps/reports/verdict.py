@@ -226,7 +226,8 @@ def _constant(values: list[float]) -> bool:
 #: Said of a spec's metric that no run logged (the ablate command prints these lines too).
 UNLOGGED = (
     "no run logged this metric (check its name in the spec's `metrics:`; a `val/` metric is logged only by a "
-    "validation, which runs every `trainer.check_val_every_n_epoch` epochs)"
+    "validation, which runs every `trainer.check_val_every_n_epoch` epochs; `lit-d2l report SWEEP --metrics NAME` "
+    "ranks on another, without training again)"
 )
 
 
