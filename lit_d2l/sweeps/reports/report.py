@@ -148,7 +148,7 @@ def build_report(
 
     diverged = sum(c.outcome == "diverged" for c in finished)
     counts = f"{len(finished) - diverged} finished, {diverged} diverged" if diverged else f"{len(finished)} finished"
-    title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}."
+    title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}.{trained_with(store, finished)}"
     found = sweep_verdict(finished, metrics, axes, params.get("sweep.description", ""))
     store.record(parent.info.run_id, found.best_metrics(), found.tags(), (found.markdown(), "verdict.md"))
     summary = summarise(children, metrics)
@@ -183,6 +183,18 @@ def build_report(
     (out_dir / "report.html").write_text(page)
     store.log_folder(parent.info.run_id, out_dir, "report")
     return Report(out_dir / "report.md", found)
+
+
+def trained_with(store: SweepStore, finished: list[Child]) -> str:
+    """What the arms trained, as the first arm's run records it: model, optimizer, schedule, epochs."""
+    if not finished:
+        return ""
+    params = store.client.get_run(finished[0].run_id).data.params
+    named = [params.get(f"{key}.class_path", "").rsplit(".", 1)[-1] for key in ("model", "optimizer", "lr_scheduler")]
+    model, optimizer, schedule = named
+    epochs = params.get("trainer.max_epochs", "None")
+    parts = [model, optimizer or "the model's own SGD", schedule, "" if epochs == "None" else f"{epochs} epochs"]
+    return f" Trained: {', '.join(part for part in parts if part)} (as the first arm's run records it)."
 
 
 def report_dir(root: Path, sweep_id: str) -> Path:
