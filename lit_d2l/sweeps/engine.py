@@ -173,7 +173,8 @@ def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
 
 
 #: Why a unit runs alone where the model could pack: nothing to say about the model.
-PLAIN = (ONLY_ARM, "--pack off")
+PACK_OFF = "--pack off"
+PLAIN = (ONLY_ARM, PACK_OFF)
 
 
 def plural(count: int, noun: str) -> str:
@@ -248,7 +249,7 @@ def check_pack_options(pack: str, pack_size: int) -> None:
 def pack_tasks(tasks: list[PairTask], pack: str = "auto", pack_size: int = 0, workers: int = 1) -> list[Pack]:
     """The units of work: packs of pairs that train together, or (``pack="off"``) one pair each."""
     if pack == "off":
-        return [Pack([task], "--pack off") for task in tasks]
+        return [Pack([task], PACK_OFF) for task in tasks]
     return plan_packs(
         tasks, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers, parsed=lambda t: t.parsed
     )

@@ -210,8 +210,9 @@ class SweepStore:
             return (None, taken) if run_id is None else (fit(run_id), "")
         except BaseException as exc:
             if run_id is not None:
-                stopped = isinstance(exc, (SystemExit, KeyboardInterrupt))
-                self.end_if_running(run_id, "KILLED" if stopped else "FAILED")
+                from lit_d2l.tracking.logger import run_status_for  # it loads torch: only on this path
+
+                self.end_if_running(run_id, run_status_for(exc))
             raise
 
     def claim_pairs(
