@@ -6,7 +6,8 @@ then reads the run again. Each reads after its own write, so of two processes cl
 one sees the other: at most one sees no rival and goes on. One that sees a live rival's claim (or the run
 RUNNING again) deletes its own and backs off; its next look refuses in one line if the rival went on.
 The claim stays until the winner's logger has made the run RUNNING with itself as owner
-(:func:`settle`); then the run's live owner keeps later resumes out.
+(:func:`settle`); then the run's live owner keeps later resumes out. MLflow reads a run's status before
+its tags, in two statements, so the look after the write reads the run twice (see :func:`take_over`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def take_over(uri: str, run_id: str, refusal: Callable[[Run], str], attempts: in
         set_tags(client, run_id, {key: value})
         _hold(uri, run_id)
         try:
-            contended = bool(rival(client.get_run(run_id)))
+            # Twice: MLflow reads a run's status, then its tags, in two statements. A rival that took the run over
+            # between them (RUNNING, then its claim deleted) shows in neither; the second read's status shows it.
+            contended = bool(rival(client.get_run(run_id)) or rival(client.get_run(run_id)))
         except BaseException:  # stopped before the claim settled: hold nothing
             release(uri, run_id)
             raise

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
@@ -60,6 +61,29 @@ def test_a_refusal_of_the_run_itself_comes_first(tracking_uri, client, experimen
     with pytest.raises(UserError, match="already FINISHED"):
         take_over(tracking_uri, run_id, lambda run: "already FINISHED")
     assert not [k for k in client.get_run(run_id).data.tags if k.startswith(TAKEOVER_PREFIX)]
+
+
+def test_a_rival_that_takes_the_run_over_while_the_run_is_read_is_still_seen(
+    tracking_uri, client, experiment, tmp_path, monkeypatch
+):
+    """MLflow reads a run's status, then its tags. A rival that makes the run RUNNING and deletes its own claim
+    between the two shows in neither half of that read (seen under load: both resumes went on)."""
+    run_id = stopped_run(client, experiment, tmp_path / "ckpt")
+    reads = 0
+
+    class ReadsInTwoStatements(MlflowClient):
+        def get_run(self, run_id: str) -> Run:
+            nonlocal reads
+            reads += 1
+            status = super().get_run(run_id)
+            if reads == 2:  # the look after this process's claim: the rival wins in the middle of it
+                client.update_run(run_id, status="RUNNING")
+            return Run(status.info, super().get_run(run_id).data)
+
+    monkeypatch.setattr("lit_d2l.tracking.takeover.MlflowClient", ReadsInTwoStatements)
+    with pytest.raises(UserError, match="still running"):
+        take_over(tracking_uri, run_id, lambda run: "still running" if run.info.status == "RUNNING" else "")
+    assert not [k for k in client.get_run(run_id).data.tags if k.startswith(TAKEOVER_PREFIX)]  # withdrawn
 
 
 @pytest.mark.slow
