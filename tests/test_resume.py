@@ -11,12 +11,15 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from lit_d2l.cli.main import main
+from lit_d2l.errors import UserError
 from lit_d2l.fit.resume import check_same_settings, resume_args
 from lit_d2l.fit.run import build, execute, run_configured
 from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
+from lit_d2l.tracking.liveness import PARENT_TAG, TAKEOVER_PREFIX
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT
 from lit_d2l.tracking.runs import config_of
 from tests.conftest import linear_fit_args
+from tests.tracking.test_takeover import stopped_run
 
 EPOCHS = ["--trainer.max_epochs", "4", "--trainer.log_every_n_steps", "1", "--seed_everything", "3"]
 
@@ -193,3 +196,23 @@ def test_a_signal_during_a_write_to_the_store_takes_effect_after_it(tracking_uri
         logger.finalize("failed")
     assert _history(client, logger.version, "train/loss") == [(0, 1.0), (1, 2.0)]
     assert client.get_run(logger.version).info.status == "FAILED"  # ended, as finalize("failed") asked
+
+
+@pytest.mark.parametrize(
+    ("tags", "says"),
+    [
+        ({"fold": "1", "arm": "data.fold=1"}, "is a fold of cross-validation run parent-0: run the same lit-d2l cv"),
+        ({"arm": "model.l2=3", "seed": "0"}, "is an arm of sweep run parent-0: run lit-d2l ablate with its spec"),
+    ],
+)
+def test_a_stopped_fold_or_arm_is_not_resumed_alone_even_with_its_stops_checkpoint(
+    tracking_uri, client, experiment, tmp_path, tags, says
+):
+    """Its sweep fits it again: resumed alone, it would be FINISHED twice under one parent."""
+    run_id = stopped_run(client, experiment, tmp_path / "ckpt")  # a checkpoint and a config.yaml, KILLED
+    for key, value in {**tags, PARENT_TAG: "parent-0"}.items():
+        client.set_tag(run_id, key, value)
+    with pytest.raises(UserError, match=f"run {run_id} {says}"):
+        resume_args(run_id, ["--tracking.uri", tracking_uri])
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and not [k for k in run.data.tags if k.startswith(TAKEOVER_PREFIX)]

@@ -88,11 +88,6 @@ def _with_run_config(uri: str, run_id: str, args: list[str]) -> list[str]:
 
 def _no_checkpoint(run: StoredRun) -> str:
     """Why ``run`` cannot be resumed from a checkpoint, and what finishes it instead."""
-    parent = run.tags.get(PARENT_TAG)
-    if parent and "fold" in run.tags:
-        return f"run {run.run_id} is a fold of cross-validation run {parent}: run the same lit-d2l cv command again"
-    if parent and "arm" in run.tags:  # a sweep's arms keep no checkpoints: a rerun fits an unfinished arm again
-        return f"run {run.run_id} is an arm of sweep run {parent}: run lit-d2l ablate with its spec again to finish it"
     return (
         f"run {run.run_id} saved no checkpoint to resume from (it stopped before its first step, or its "
         "checkpoints were deleted); start it again with lit-d2l fit"
@@ -114,6 +109,12 @@ def _refusal(run_id: str, status: str, tags: dict[str, str]) -> str:
         owner = Owner.parse(tags.get(OWNER_TAG, ""))
         who = owner.describe() if owner else tags.get(OWNER_TAG) or "an unknown process"
         return f"run {run_id} is still running ({who}); stop it first (SIGTERM saves a checkpoint), then resume"
+    # A stopped fold or arm may keep its stop's checkpoint, but its sweep fits it again (each FINISHED once).
+    parent = tags.get(PARENT_TAG)
+    if parent and "fold" in tags:
+        return f"run {run_id} is a fold of cross-validation run {parent}: run the same lit-d2l cv command again"
+    if parent and "arm" in tags:
+        return f"run {run_id} is an arm of sweep run {parent}: run lit-d2l ablate with its spec again to finish it"
     return ""
 
 
