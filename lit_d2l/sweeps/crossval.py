@@ -21,8 +21,7 @@ from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.fit.run import RunResult, build, default_run_name, execute, run_configured
 from lit_d2l.processes.quiet import lightning_info_off
-from lit_d2l.sweeps.engine import plural
-from lit_d2l.sweeps.progress import Progress
+from lit_d2l.sweeps.progress import Progress, plural
 from lit_d2l.sweeps.ray_backend import (
     NODE_TAG,
     Cluster,
@@ -98,10 +97,9 @@ def cross_validate(
             if children:
                 echo(f"resuming cross-validation {cv_id}: {len(done)} of {num_folds} folds done")
             before = f" ({len(done)} done before)" if done else ""
-            echo(
-                f"cross-validation {cv_id}: {plural(len(pending), 'fold')} to train{before}; parent run "
-                f"{parent.run_id}. Ctrl-C stops; run it again to resume"
-            )
+            stop = ". Ctrl-C stops; run it again to resume" if pending else ""
+            where = f"parent run {parent.run_id}{stop}"
+            echo(f"cross-validation {cv_id}: {plural(len(pending), 'fold')} to train{before}; {where}")
             progress = Progress("fold", len(pending), echo)
             results: dict[int, RunResult] = {}
 

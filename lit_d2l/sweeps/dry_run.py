@@ -7,8 +7,9 @@ from collections.abc import Callable
 from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import ParsedFit
 from lit_d2l.models import D2LModule, built
-from lit_d2l.sweeps.engine import PairTask, check_pack_options, pack_tasks, parse_arm, plural
+from lit_d2l.sweeps.engine import PairTask, check_pack_options, pack_tasks, parse_arm
 from lit_d2l.sweeps.packs.plan import PACKABLE_KEYS
+from lit_d2l.sweeps.progress import plural
 from lit_d2l.sweeps.spec import SEED_KEYS, SweepSpec
 
 

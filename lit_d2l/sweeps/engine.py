@@ -32,7 +32,7 @@ from lit_d2l.processes.quiet import lightning_info_off, worker_quiet
 from lit_d2l.sweeps.arm_values import swept_params, unique_short_names
 from lit_d2l.sweeps.packs.plan import ONLY_ARM, Pack, plan_packs
 from lit_d2l.sweeps.packs.run import run_pack
-from lit_d2l.sweeps.progress import Progress
+from lit_d2l.sweeps.progress import Progress, plural
 from lit_d2l.sweeps.ray_backend import (
     NODE_TAG,
     Cluster,
@@ -42,7 +42,7 @@ from lit_d2l.sweeps.ray_backend import (
     run_on_ray,
     worker_place,
 )
-from lit_d2l.sweeps.reports.report import summary_table
+from lit_d2l.sweeps.reports.report import did_you_mean, summary_table
 from lit_d2l.sweeps.reports.stability import stability_figures
 from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
@@ -175,11 +175,6 @@ def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
 #: Why a unit runs alone where the model could pack: nothing to say about the model.
 PACK_OFF = "--pack off"
 PLAIN = (ONLY_ARM, PACK_OFF)
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 run``, ``2 runs``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def expected_steps(parsed: Any) -> float:
@@ -340,12 +335,10 @@ def _metrics_check(plan: SweepPlan, echo: Callable[[str], None]) -> Callable[[li
         checked = True
         logged = sorted(plan.store.client.get_run(first.run_id).data.metrics)
         for metric in (m for m in plan.spec.metrics if m not in logged):
-            close = difflib.get_close_matches(metric, logged, n=1)
-            shown = f"{', '.join(logged[:12])}{', ...' if len(logged) > 12 else ''}"
+            hint = did_you_mean(difflib.get_close_matches(metric, logged, n=1), logged, who="it")
             echo(
-                f"note: the first run to finish logged no {metric} (of the spec's metrics:); "
-                f"{f'did you mean {close[0]}?' if close else f'it logged {shown}.'} Ctrl-C and fix the spec "
-                "(a new sweep), or let it train: the verdict ranks on the metrics logged"
+                f"note: the first run to finish logged no {metric} (of the spec's metrics:); {hint} Ctrl-C and fix "
+                "the spec (a new sweep), or let it train: the verdict ranks on the metrics logged"
             )
 
     return check

@@ -78,7 +78,12 @@ class Progress:
 
     def summary(self) -> str:
         """``12 arms in 1:05: 10 finished, 1 diverged, 1 failed, 0 skipped``."""
-        return f"{self.done} {self.unit}s in {clock_time(self.elapsed)}: {tally(self.counts)}"
+        return f"{plural(self.done, self.unit)} in {clock_time(self.elapsed)}: {tally(self.counts)}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def fixed_and_work_cost(points: list[tuple[float, float, float]]) -> tuple[float, float] | None:

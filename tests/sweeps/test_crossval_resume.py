@@ -78,7 +78,7 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
     assert "resuming cross-validation cv-" in out and ": 1 of 2 folds done" in out
     start = f": 1 fold to train (1 done before); parent run {parent.info.run_id}. Ctrl-C stops; run it again to resume"
     assert start in out and out.index(start) < out.index("fold 1/1 (data.fold 1)"), "where it records, before it trains"
-    assert "1 folds in " in out and "; 1 done before; MLflow parent run" in out and "over 2 folds" in out
+    assert "1 fold in " in out and "; 1 done before; MLflow parent run" in out and "over 2 folds" in out
     parents, folds = cv_runs(client, experiment)
     assert [p.info.run_id for p in parents] == [parent.info.run_id]
     parent = client.get_run(parent.info.run_id)
@@ -89,6 +89,7 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
 
     code, out, _ = run_main(argv, capsys)  # once more: nothing left to fit, the same summary
     assert code == 0 and fitted == [0, 1, 1] and "2 of 2 folds done" in out
+    assert "0 folds to train (2 done before)" in out and "Ctrl-C stops" not in out, "nothing to stop"
     assert client.get_run(parent.info.run_id).data.metrics == parent.data.metrics
 
     code, out, _ = run_main([*argv, "--fresh"], capsys)  # a new parent, every fold fitted again

@@ -331,7 +331,8 @@ def test_a_description_is_kept_as_one_paragraph_and_shown_above_the_verdict(tmp_
         sweep_verdict([], ["val/loss"], ["model.l2"], spec.description)
         .markdown()
         .startswith(
-            "## Verdict: no arm is best on val/loss: none finished without diverging\n\nWeight decay, D2L 3.7.\n"
+            "## Verdict: no arm is best on val/loss: none finished without diverging\n\n"
+            "Expected (the spec's description): Weight decay, D2L 3.7.\n"
         )
     )
     with pytest.raises(ConfigError, match="description must be one paragraph of text"):

@@ -68,6 +68,11 @@ def test_parent_children_summary_and_report(tmp_path, tracking_uri, client: Mlfl
     assert "| train/loss_epoch | train/loss_data | val/loss |" in text
     assert "`train/loss_data`: L alone" in text and "`train/loss_epoch`: J = L" in text
     assert mean_of("model.l2=3.0", "train/loss_data") < mean_of("model.l2=3.0", "train/loss_epoch")
+    header = next(line for line in text.splitlines() if line.startswith("| arm |")).split(" | ")
+    row = next(line for line in text.splitlines() if "l2=0 | 2 | 0 |" in line).split(" | ")
+    j, l_ = row[header.index("train/loss_epoch")], row[header.index("train/loss_data")]
+    assert l_ == j != "–", "where λ = 0, L is J: the table shows it, as the figures draw it"
+    assert "![Final train/loss_data, " in text and "![Final train/loss_epoch" not in text, "alt text as drawn"
     assert {p.name for p in (tmp_path / "report").iterdir()} >= {"report.md", "along_model_l2.png", "curves.png"}
     logged = {a.path for a in client.list_artifacts(result.parent_run_id, "report")}
     assert "report/report.md" in logged
@@ -247,6 +252,16 @@ def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(
     argv = ["report", result.sweep_id, "--metrics", "val/loss", "--tracking-uri", tracking_uri]
     code, out, _ = run_main([*argv, "--out", str(tmp_path / "again")], capsys)
     assert code == 0 and "no run logged" not in out and re.search(r"^## Verdict: l2=\d is best on val/loss", out, re.M)
+    # A name misspelt on the command line: one line, and the report written before is left as it was.
+    before = (tmp_path / "again" / "report.md").stat().st_mtime_ns
+    for option in (["--metrics", "val/loss", "val/los"], ["--select", "val/los"], ["--select", "val/los", "--test"]):
+        code, out, err = run_main([*argv[:2], *option, *argv[4:], "--out", str(tmp_path / "again")], capsys)
+        assert (code, out) == (2, ""), (code, out)
+        assert (
+            err.strip()
+            == f"lit-d2l: error: {option[0]} val/los: no finished run of this sweep logged it; did you mean val/loss?"
+        )
+    assert (tmp_path / "again" / "report.md").stat().st_mtime_ns == before
 
 
 def test_the_sweep_says_why_runs_train_alone(tmp_path, tracking_uri, experiment) -> None:

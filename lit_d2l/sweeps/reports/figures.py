@@ -37,7 +37,7 @@ def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> F
     runs = [(settings(c), c) for c in children if axis in settings(c)]
     if not runs:
         return None
-    metrics = [_data_loss(children) if m == TRAIN_J else m for m in metrics]  # L, to compare with val/loss
+    metrics = plotted(children, metrics)
     key = keying([s for s, _ in runs], leave_out=axis)
     ticks = {label(v): v for v in sorted((s[axis] for s, _ in runs), key=sortable)}
     categories = any(isinstance(v, str) for v in ticks.values())  # relu, tanh: no line between them
@@ -48,7 +48,7 @@ def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> F
     )
     for s, child in runs:
         for metric in metrics:
-            stored = _stored_as(child, metric)
+            stored = stored_as(child, metric)
             value = child.metrics.get(stored, math.nan)
             if stored in child.metrics or child.outcome == "diverged":
                 points[key.facet_label(s), key.colour_label(s)][at[label(s[axis])]][metric].append(
@@ -104,7 +104,7 @@ def curves_figure(children: list[Child], history: History) -> Figure | None:
     for child in runs:
         epoch_of = _epoch_of(history(child.run_id, "epoch")) if by_epoch else float
         for metric in losses:
-            points = sorted(history(child.run_id, _stored_as(child, metric)))
+            points = sorted(history(child.run_id, stored_as(child, metric)))
             steps, values, diverged_at = _until_divergence(child, points)
             at = None if diverged_at is None else epoch_of(diverged_at)
             series[child.run_id, metric] = [epoch_of(s) for s in steps], values, at
@@ -236,13 +236,19 @@ def _until_divergence(child: Child, points: list[tuple[int, float]]) -> tuple[li
     return steps, values, int(tagged) if tagged is not None and tagged.lstrip("-").isdigit() else (steps or [0])[-1]
 
 
+def plotted(children: list[Child], metrics: list[str]) -> list[str]:
+    """The metrics a figure along an axis draws: L (:func:`_data_loss`) for ``train/loss_epoch``, to compare
+    with ``val/loss``."""
+    return [_data_loss(children) if m == TRAIN_J else m for m in metrics]
+
+
 def _data_loss(children: list[Child]) -> str:
     """The training loss to compare with ``val/loss``: L (``train/loss_data``) when a penalty was on, else J,
     which is L there."""
     return TRAIN_L if any(TRAIN_L in c.metrics for c in children) else TRAIN_J
 
 
-def _stored_as(child: Child, metric: str) -> str:
+def stored_as(child: Child, metric: str) -> str:
     """The key ``metric`` is stored under for ``child``: an arm with λ = 0 logs L as ``train/loss_epoch`` only."""
     return TRAIN_J if metric == TRAIN_L and TRAIN_L not in child.metrics else metric
 

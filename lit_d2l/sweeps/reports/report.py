@@ -9,6 +9,7 @@ diagnostics, and the memory figure when it swept depth or batch size.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
@@ -30,7 +31,8 @@ SYMMETRY = "distinct_units"
 #: What each standard metric is, printed under the table so J and L are never mistaken for each other.
 METRIC_MEANINGS = {
     "train/loss_epoch": "J = L + λ/2·Σ‖W‖², the objective SGD minimises, on the training set (epoch mean)",
-    "train/loss_data": "L alone on the training set (epoch mean): compare this one with val/loss",
+    "train/loss_data": "L alone on the training set (epoch mean; where λ = 0, J, which is L there): compare this one "
+    "with val/loss",
     "val/loss": "L on the validation set",
     "test/loss": "L on the test set",
     SYMMETRY: "distinct hidden units of the most symmetric hidden layer at the end of training (fewest – most over "
@@ -91,7 +93,8 @@ def summarise(children: list[Child], metrics: list[str]) -> Summary:
         diverged = [c for c in runs if c.outcome == "diverged"]
         cells = [arm_name(runs[0]), str(len(runs)), _diverged_cell(diverged)]
         for metric in metrics:
-            values = [c.metrics[metric] for c in runs if c.outcome != "diverged" and metric in c.metrics]
+            stored = [(c, figures.stored_as(c, metric)) for c in runs if c.outcome != "diverged"]
+            values = [c.metrics[key] for c, key in stored if key in c.metrics]
             cells.append(_mean_std(values))
         if symmetry:
             cells.append(_range([v for c in runs for k, v in c.metrics.items() if k.startswith(f"{SYMMETRY}/")]))
@@ -120,6 +123,25 @@ def one_run_per_pair(children: list[Child]) -> tuple[list[Child], int]:
     for child in finished:
         kept.setdefault((child.arm, child.seed), child)
     return list(kept.values()), len(finished) - len(kept)
+
+
+def check_logged(sweep: str, tracking_uri: str | None, names: dict[str, list[str]]) -> None:
+    """Refuse, before a report is written, a metric given on the command line (``{option: [names]}``) that no
+    finished run of the sweep logged: a misspelt name is one line with the name it most likely meant."""
+    store = SweepStore(tracking_uri)
+    finished, _ = one_run_per_pair(store.children(store.resolve_parent(sweep)))
+    logged = sorted({key for child in finished for key in child.metrics})
+    for option, name in ((option, name) for option, given in names.items() for name in given):
+        if finished and name not in logged:
+            close = difflib.get_close_matches(name, logged, n=1)
+            raise UserError(f"{option} {name}: no finished run of this sweep logged it; " + did_you_mean(close, logged))
+
+
+def did_you_mean(close: list[str], logged: list[str], who: str = "they") -> str:
+    """``did you mean val/loss?``, or what ``who`` logged (the first 12 names)."""
+    if close:
+        return f"did you mean {close[0]}?"
+    return f"{who} logged {', '.join(logged[:12])}{', ...' if len(logged) > 12 else ''}."
 
 
 class Report(NamedTuple):
@@ -157,7 +179,8 @@ def build_report(
         for key, value in sorted(parent.data.metrics.items())
         if key.startswith("stability/")
     ]
-    drawn = [(f"Final {', '.join(metrics)} along {axis}", figures.along_axis_figure(finished, axis, metrics),
+    along = ", ".join(figures.plotted(finished, metrics))  # as the figure draws them: its caption, its alt text
+    drawn = [(f"Final {along} along {axis}", figures.along_axis_figure(finished, axis, metrics),
               figures.file_name(axis)) for axis in axes]  # fmt: skip
     drawn += [
         ("Loss curves per arm", figures.curves_figure(finished, store.history), "curves.png"),

@@ -256,8 +256,8 @@ class SweepVerdict:
         """The verdict as the parent run's description and the report's first section."""
         # The answer in the heading: MLflow's Overview shows a run description's first lines only.
         lines = [f"## {self.headline()}", ""]
-        if self.description:
-            lines += [self.description.strip(), ""]
+        if self.description:  # the spec's words, written before any run: what to check the results against
+            lines += [f"Expected (the spec's description): {self.description.strip()}", ""]
         lines += [f"- {v.text()}" for v in self.verdicts] or ["- No metric of this sweep says which way is better."]
         if self.groups:
             primary = self.verdicts[0].metric
@@ -269,6 +269,7 @@ class SweepVerdict:
             "",
             f"Tested with {ALPHA:.0%} significance over seeds; a tie means the seeds cannot tell the arms apart.",
         ]
+
         return "\n".join(lines) + "\n"
 
     def headline(self) -> str:
