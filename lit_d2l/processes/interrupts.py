@@ -3,7 +3,7 @@
 While a fit is training, a stop signal is only noted: the :class:`~lit_d2l.callbacks.GracefulStop`
 callback ends the current step, saves a checkpoint and raises :class:`Interrupted`, so
 ``lit-d2l fit --resume RUN_ID`` continues exactly there. Anywhere else (or at a second signal) the
-signal raises :class:`Interrupted` at once. Either way the MLflow run ends KILLED. A sweep's worker process
+signal raises :class:`Interrupted` at once, and stays noted in case that raise landed where Python ignores it. Either way the MLflow run ends KILLED. A sweep's worker process
 runs :func:`deferred`: there a signal is only ever noted, and acted on where stopping is clean.
 """
 
@@ -77,7 +77,9 @@ class StopSignals:
                 return
             if (self.forwarded and signum == signal.SIGTERM) or self.deferred:
                 return
-        self.requested, self.forwarded = None, False
+        # Noted as well as raised: a raise that lands where Python ignores exceptions (a weakref callback, __del__:
+        # "Exception ignored in ...") is acted on at the next check (a fit's first step, raise_if_requested).
+        self.requested, self.forwarded = signum, False
         raise Interrupted(signum)
 
     def forward(self, handler: Any) -> None:
