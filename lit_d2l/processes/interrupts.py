@@ -3,8 +3,9 @@
 While a fit is training, a stop signal is only noted: the :class:`~lit_d2l.callbacks.GracefulStop`
 callback ends the current step, saves a checkpoint and raises :class:`Interrupted`, so
 ``lit-d2l fit --resume RUN_ID`` continues exactly there. Anywhere else (or at a second signal) the
-signal raises :class:`Interrupted` at once, and stays noted in case that raise landed where Python ignores it. Either way the MLflow run ends KILLED. A sweep's worker process
-runs :func:`deferred`: there a signal is only ever noted, and acted on where stopping is clean.
+signal raises :class:`Interrupted` at once, and stays noted in case that raise landed where Python ignores
+it. Either way the MLflow run ends KILLED. A sweep's worker process runs :func:`deferred`: there a signal is
+only ever noted, and acted on where stopping is clean.
 """
 
 from __future__ import annotations
