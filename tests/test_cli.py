@@ -48,6 +48,8 @@ def assert_one_error_line(code: int, err: str, pattern: str) -> None:
     ("override", "pattern"),
     [
         (["--model.bogus", "1"], r"model: Option 'bogus' is not accepted"),
+        (["--model.lrr", "0.1"], r"model: Option 'lrr' is not accepted; did you mean model\.lr\?$"),  # the class's own
+        (["--data.batch_sise", "8"], r"data: Option 'batch_sise' is not accepted; did you mean data\.batch_size\?$"),
         (["--trainer.max_epochs", "many"], r"trainer\.max_epochs: expected int, got many \("),
         (["--model.lr", "fast"], r"error: model\.lr: expected float, got fast \("),  # a class's own setting, named
         (["--optimizer", "Adam", "--optimizer.lr", "fast"], r"error: optimizer\.lr: expected float, got fast \("),
@@ -359,7 +361,7 @@ def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experim
         # an option's prefix is not taken for it (argparse would read --trainer.max_epoch as --trainer.max_epochs)
         (
             ["fit", "--config", str(LINEAR_CONFIG), "--trainer.max_epoch", "1"],
-            r"unrecognized arguments: --trainer.max_e",
+            r"unrecognized arguments: --trainer.max_epoch 1; did you mean --trainer\.max_epochs\?$",
         ),
         (["ablate"], r"required: spec \(see lit-d2l ablate --help\)"),
         (["ablate", "spec.yaml", "--trainer.max_epochs", "2"], r"run settings go in its spec, under overrides:"),

@@ -5,11 +5,15 @@ Used by :mod:`lit_d2l.fit.run` (every run) and :mod:`lit_d2l.fit.parse` (sweeps 
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 import itertools
 import re
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import yaml
 from lightning.pytorch.cli import instantiate_class
@@ -122,9 +126,44 @@ def argument_error_line(message: str, command: str) -> str:
         return f"{key}: no class {given.group(1)}; expected {hint}"
     if key:
         text = f"{key}: {text}"
+    if meant := _meant(message, key):
+        return f"{text}; did you mean {meant}?"
     if re.match(r"the following arguments are required: (model|data)", text):  # no config, no model or data given
         return f"{text} (give a config: lit-d2l {command} --config experiments/linear_regression.yaml)"
     return f"{text} (lit-d2l {command} --config FILE --print_config lists every valid key)"
+
+
+def _meant(message: str, key: str | None) -> str | None:
+    """The option a misspelt one most likely meant: ``--trainer.max_epoch`` (an unrecognized argument) among the
+    Trainer's settings, ``lrr`` (a setting the class under ``key`` does not accept) among the class's own."""
+    unknown = re.search(r"unrecognized arguments: --trainer\.(\w+)", message)
+    refused = re.search(r"Problem with given class_path '([\w.]+)':\s+Option '(\w+)' is not accepted", message)
+    if unknown:
+        names, name, prefix = init_parameters(L.Trainer), unknown.group(1), "--trainer."
+    elif refused:
+        module, _, class_name = refused.group(1).rpartition(".")
+        try:  # jsonargparse imported it a moment ago
+            names = init_parameters(getattr(importlib.import_module(module), class_name))
+        except (ImportError, AttributeError, ValueError, TypeError):
+            return None
+        name, prefix = refused.group(2), f"{key}." if key else ""
+    else:
+        return None
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"{prefix}{close[0]}" if close else None
+
+
+def init_parameters(cls: type) -> list[str]:
+    """The settings ``cls(...)`` takes by name: its ``__init__``'s, and those its ``**kwargs`` pass to a base class."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        names += [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return names
 
 
 def _unimportable_module(message: str) -> str | None:
