@@ -18,13 +18,12 @@ def dry_run(
 ) -> None:
     """List the arms, the runs a sweep would make and the packs they would train in, without running or
     recording anything."""
-    runs = f"{plural(len(spec.arms), 'arm')} x {plural(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
-    echo(f"sweep {spec.sweep_id}: {runs}")
-    echo(f"base config: {spec.base}")
     check_pack_options(pack, pack_size)
-    for arm in spec.arms:  # as a real run would: every arm's values, before anything is promised
-        parsed = parse_arm(spec, arm, ["--trainer.logger", "false"])
-        echo(f"  {arm.key}: {resolved(parsed)}")
+    # As a real run would: every arm's values, before anything is promised (a bad arm is the one line said).
+    arms = [f"  {arm.key}: {resolved(parse_arm(spec, arm, ['--trainer.logger', 'false']))}" for arm in spec.arms]
+    runs = f"{plural(len(spec.arms), 'arm')} x {plural(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
+    for line in [f"sweep {spec.sweep_id}: {runs}", f"base config: {spec.base}", *arms]:
+        echo(line)
     tasks = [
         PairTask(
             arm.key,

@@ -25,7 +25,7 @@ class AdamNet(MLP):
 '''
 
 
-def listed(tmp_path: Path, model: str, arms: list[dict]) -> list[str]:
+def listed(tmp_path: Path, model: str, arms: list[dict], lines: list[str] | None = None) -> list[str]:
     base = tmp_path / f"{model}.yaml"
     config = {
         "trainer": {"max_epochs": 1, "accelerator": "cpu"},
@@ -35,7 +35,7 @@ def listed(tmp_path: Path, model: str, arms: list[dict]) -> list[str]:
     base.write_text(yaml.safe_dump(config))
     spec = tmp_path / f"{model}-spec.yaml"
     spec.write_text(yaml.safe_dump({"name": "dry", "base": base.name, "arms": arms}, sort_keys=False))
-    lines: list[str] = []
+    lines = [] if lines is None else lines
     dry_run(load_spec(spec), echo=lines.append)
     return lines
 
@@ -70,3 +70,11 @@ def test_the_settings_that_set_packs_apart_are_named(tmp_path: Path) -> None:
     assert any(line.startswith("  arms that differ in model.hidden_sizes train in separate packs: ") for line in lines)
     lines = listed(tmp_path, "lit_d2l.models.MLP", [{"model.lr": lr} for lr in (0.1, 0.2)])
     assert "--pack auto: 1 pack of 2 runs, 0 runs alone" in lines and not any("differ in" in line for line in lines)
+
+
+def test_a_bad_arm_is_the_one_thing_said(tmp_path: Path) -> None:
+    """A misspelt key in the second arm: no header or first arm listed before the error line."""
+    lines: list[str] = []
+    with pytest.raises(Exception, match=r"Option 'l22' is not accepted; did you mean model\.l2\?"):
+        listed(tmp_path, "lit_d2l.models.MLP", [{"model.l2": 0.1}, {"model.l22": 0.1}], lines)
+    assert lines == []
