@@ -30,7 +30,8 @@ from lit_d2l.tracking.sweeps import Child, SweepStore
 SYMMETRY = "distinct_units"
 #: What each standard metric is, printed under the table so J and L are never mistaken for each other.
 METRIC_MEANINGS = {
-    "train/loss_epoch": "J = L + λ/2·Σ‖W‖², the objective SGD minimises, on the training set (epoch mean)",
+    "train/loss_epoch": "J = L + λ/2·Σ‖W‖², the objective SGD minimises, on the training set (epoch mean; the verdict "
+    "does not rank it where arms differ in λ)",
     "train/loss_data": "L alone on the training set (epoch mean; where λ = 0, J, which is L there): compare this one "
     "with val/loss",
     "val/loss": "L on the validation set",
