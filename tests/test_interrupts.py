@@ -16,17 +16,26 @@ class ArrivesDuringFinalizer:
     """An object whose ``__del__`` is running when the signal arrives (as a weakref callback or GC may be)."""
 
     def __del__(self) -> None:
-        interrupts.handle(signal.SIGINT, None)  # the handler raises here; Python prints it and goes on
+        interrupts.handle(signal.SIGINT, None)  # the handler raises here, where Python ignores exceptions
+
+
+class FailsInFinalizer:
+    def __del__(self) -> None:
+        raise ValueError("a finalizer's own error")
 
 
 def test_a_stop_raised_where_python_ignores_it_is_acted_on_at_the_next_check(monkeypatch) -> None:
     ignored: list = []
     monkeypatch.setattr(sys, "unraisablehook", ignored.append)  # where Python reports "Exception ignored in ..."
     with stop_signals_handled():
+        obj = FailsInFinalizer()
+        del obj
+        assert [type(u.exc_value) for u in ignored] == [ValueError]  # other errors Python ignores are reported
         obj = ArrivesDuringFinalizer()
         del obj
         gc.collect()
-        assert [type(u.exc_value) for u in ignored] == [Interrupted]  # the raise went nowhere ...
-        with pytest.raises(Interrupted) as stop:  # ... but the stop was not lost: the next check acts on it
+        assert len(ignored) == 1  # the stop's raise went nowhere, and is not printed with a traceback ...
+        with pytest.raises(Interrupted) as stop:  # ... but it was not lost: the next check acts on it
             interrupts.raise_if_requested()
     assert stop.value.signum == signal.SIGINT
+    assert sys.unraisablehook == ignored.append  # put back

@@ -203,6 +203,7 @@ def test_a_signal_during_a_write_to_the_store_takes_effect_after_it(tracking_uri
     [
         ({"fold": "1", "arm": "data.fold=1"}, "is a fold of cross-validation run parent-0: run the same lit-d2l cv"),
         ({"arm": "model.l2=3", "seed": "0"}, "is an arm of sweep run parent-0: run lit-d2l ablate with its spec"),
+        ({"lit_d2l.kind": "cross-validation"}, "is a cross-validation's parent run: run the same lit-d2l cv command"),
     ],
 )
 def test_a_stopped_fold_or_arm_is_not_resumed_alone_even_with_its_stops_checkpoint(

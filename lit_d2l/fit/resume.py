@@ -103,6 +103,8 @@ def _refusal(run_id: str, status: str, tags: dict[str, str]) -> str:
     """Why run ``run_id`` cannot be resumed now, or ""."""
     if tags.get("lit_d2l.kind") == "sweep":
         return f"run {run_id} is a sweep's parent run: resume it with lit-d2l ablate SPEC"
+    if tags.get("lit_d2l.kind") == "cross-validation":
+        return f"run {run_id} is a cross-validation's parent run: run the same lit-d2l cv command again"
     if status == "FINISHED":
         return f"run {run_id} is already FINISHED: nothing to resume; start a new fit instead"
     if status == "RUNNING":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -191,8 +192,18 @@ def stop_signals_handled() -> Iterator[None]:
     handler = StopSignals()
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
+    report_unraisable = sys.unraisablehook
+
+    def unraisable(what: Any) -> None:
+        # A stop raised where Python ignores exceptions (a weakref callback, __del__) is noted and acted on at the
+        # next check (StopSignals.__call__): not printed as "Exception ignored in ..." with its traceback.
+        if not isinstance(what.exc_value, Interrupted):
+            report_unraisable(what)
+
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = report_unraisable
         for signum, handler in previous.items():
             signal.signal(signum, handler)
