@@ -11,7 +11,6 @@ process died, is reported and the others go on. The units run here, in worker pr
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -335,7 +334,7 @@ def _metrics_check(plan: SweepPlan, echo: Callable[[str], None]) -> Callable[[li
         checked = True
         logged = sorted(plan.store.client.get_run(first.run_id).data.metrics)
         for metric in (m for m in plan.spec.metrics if m not in logged):
-            hint = did_you_mean(difflib.get_close_matches(metric, logged, n=1), logged, who="it")
+            hint = did_you_mean(metric, logged, who="it")
             echo(
                 f"note: the first run to finish logged no {metric} (of the spec's metrics:); {hint} Ctrl-C and fix "
                 "the spec (a new sweep), or let it train: the verdict ranks on the metrics logged"

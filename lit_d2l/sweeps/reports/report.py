@@ -24,7 +24,14 @@ from lit_d2l.sweeps.arm_values import arm_name, arm_sort_key
 from lit_d2l.sweeps.reports import figures
 from lit_d2l.sweeps.reports.html import html_report
 from lit_d2l.sweeps.reports.memory_figure import memory_figure
-from lit_d2l.sweeps.reports.verdict import SweepVerdict, arm_results, goal, primary_metric, sweep_verdict
+from lit_d2l.sweeps.reports.verdict import (
+    SweepVerdict,
+    arm_results,
+    first_names,
+    goal,
+    primary_metric,
+    sweep_verdict,
+)
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
 SYMMETRY = "distinct_units"
@@ -133,16 +140,14 @@ def check_logged(sweep: str, tracking_uri: str | None, names: dict[str, list[str
     finished, _ = one_run_per_pair(store.children(store.resolve_parent(sweep)))
     logged = sorted({key for child in finished for key in child.metrics})
     for option, name in ((option, name) for option, given in names.items() for name in given):
-        if finished and name not in logged:
-            close = difflib.get_close_matches(name, logged, n=1)
-            raise UserError(f"{option} {name}: no finished run of this sweep logged it; " + did_you_mean(close, logged))
+        if finished and name not in logged:  # no finished run yet: nothing to tell a misspelling by
+            raise UserError(f"{option} {name}: no finished run of this sweep logged it; {did_you_mean(name, logged)}")
 
 
-def did_you_mean(close: list[str], logged: list[str], who: str = "they") -> str:
-    """``did you mean val/loss?``, or what ``who`` logged (the first 12 names)."""
-    if close:
-        return f"did you mean {close[0]}?"
-    return f"{who} logged {', '.join(logged[:12])}{', ...' if len(logged) > 12 else ''}."
+def did_you_mean(name: str, logged: list[str], who: str = "they") -> str:
+    """``did you mean val/loss?`` (the logged name closest to ``name``), or what ``who`` logged."""
+    close = difflib.get_close_matches(name, logged, n=1)
+    return f"did you mean {close[0]}?" if close else f"{who} logged {first_names(logged)}."
 
 
 class Report(NamedTuple):

@@ -269,7 +269,6 @@ class SweepVerdict:
             "",
             f"Tested with {ALPHA:.0%} significance over seeds; a tie means the seeds cannot tell the arms apart.",
         ]
-
         return "\n".join(lines) + "\n"
 
     def headline(self) -> str:
@@ -287,8 +286,7 @@ class SweepVerdict:
         return [self.headline(), *(line.replace("`", "").replace("**", "") for line in [*why, *self._unlogged_lines()])]
 
     def _unlogged_lines(self) -> list[str]:
-        shown = ", ".join(f"`{m}`" for m in self.logged[:12]) + (", ..." if len(self.logged) > 12 else "")
-        return [f"`{m}`: {UNLOGGED}; they logged {shown}." for m in self.unlogged]
+        return [f"`{m}`: {UNLOGGED}; they logged {first_names(self.logged, '`')}." for m in self.unlogged]
 
     def best_metrics(self) -> dict[str, float]:
         """``best/<metric>``: the best arm's mean, for the parent's row in MLflow's runs table."""
@@ -315,3 +313,8 @@ def sweep_verdict(kept: list[Child], metrics: list[str], axes: list[str], descri
     groups = verdicts_per_group(kept, primary, axes[0]) if primary and len(axes) > 1 else []
     unlogged = [metric for metric in metrics if kept and metric not in logged]
     return SweepVerdict(description, [verdict(kept, metric) for metric in judged], groups, unlogged, logged)
+
+
+def first_names(names: list[str], quote: str = "") -> str:
+    """The first 12 of ``names``, comma-separated (each between ``quote``), ``...`` for the rest."""
+    return ", ".join(f"{quote}{n}{quote}" for n in names[:12]) + (", ..." if len(names) > 12 else "")
