@@ -193,7 +193,7 @@ class SweepStore:
         process holds it, else (None, why not: FINISHED or running elsewhere)."""
         return claim(
             lambda: self.start_run(experiment_id, run_name, {**tags, PARENT_TAG: parent_id}),
-            lambda mine: holders(self.children_of(parent_id, experiment_id), _pair(tags), mine),
+            lambda mine: holders(self.pair_runs(parent_id, experiment_id, _pair(tags)), _pair(tags), mine),
             withdrawn(self.client),
         )
 
@@ -218,27 +218,27 @@ class SweepStore:
     def claim_pairs(
         self, parent_id: str, experiment_id: str, requests: list[tuple[str, dict[str, str]]]
     ) -> list[tuple[str | None, str]]:
-        """Claim many pairs (``(run_name, tags)`` each) at once, as :meth:`claim_pair` claims one, with two
-        reads of the sweep in all; a pair that turns out contended is claimed again on its own."""
+        """Claim many pairs (``(run_name, tags)`` each) at once, as :meth:`claim_pair` claims one: every pair is
+        read, the free ones created, then every created one read again; a pair that turns out contended is claimed
+        again on its own."""
         withdraw = withdrawn(self.client)
-        before = self.children_of(parent_id, experiment_id)
         results: list[tuple[str | None, str]] = [(None, "")] * len(requests)
         created: dict[int, str] = {}
         try:
             for index, (name, tags) in enumerate(requests):
-                held = _held(holders(before, _pair(tags), None))
+                held = _held(holders(self.pair_runs(parent_id, experiment_id, _pair(tags)), _pair(tags), None))
                 if held:
                     results[index] = (None, held)
                 else:
                     created[index] = self.start_run(experiment_id, name, {**tags, PARENT_TAG: parent_id})
-            after = self.children_of(parent_id, experiment_id)
+            after = {i: self.pair_runs(parent_id, experiment_id, _pair(requests[i][1])) for i in created}
         except BaseException:  # stopped (Ctrl-C) before the claims settled: hold nothing
             for run_id in created.values():
                 withdraw(run_id)
             raise
         for index, run_id in created.items():
             name, tags = requests[index]
-            if holders(after, _pair(tags), run_id):  # a rival claimed it meanwhile: the careful way, alone
+            if holders(after[index], _pair(tags), run_id):  # a rival claimed it meanwhile: the careful way, alone
                 withdraw(run_id)
                 results[index] = self.claim_pair(parent_id, experiment_id, name, tags)
             else:
@@ -248,6 +248,19 @@ class SweepStore:
     def children_of(self, parent_id: str, experiment_id: str) -> list[Child]:
         """The arm × seed runs of a sweep (not the run that tested its selected arm)."""
         return [c for c in self._nested(parent_id, experiment_id) if c.tags.get(KIND_TAG) != TEST_KIND]
+
+    def pair_runs(self, parent_id: str, experiment_id: str, pair: tuple[str, int]) -> list[Child]:
+        """The runs of one arm × seed of a sweep: one search for that pair's tags, which reads a few runs, not the
+        sweep's every child with its params and metrics (the read a claim makes grew with the sweep)."""
+        arm, seed = pair
+        if "'" in arm or "\\" in arm:  # not written as a filter's quoted value: read them all
+            return self.children_of(parent_id, experiment_id)
+        runs = all_runs(
+            self.client,
+            [experiment_id],
+            f"tags.`{PARENT_TAG}` = '{parent_id}' AND tags.arm = '{arm}' AND tags.seed = '{seed}'",
+        )
+        return [c for c in map(as_child, runs) if c.tags.get(KIND_TAG) != TEST_KIND]
 
     def selection_tests(self, parent_id: str, experiment_id: str) -> list[Child]:
         """The runs that tested the sweep's selected arm (at most one FINISHED)."""

@@ -78,3 +78,34 @@ def test_a_parent_created_by_a_live_process_during_the_lookup_is_joined_not_resu
         other.kill()
         other.wait()
     assert SweepStore(tracking_uri).open_parent(experiment, exp, "s1", "s1") == (theirs, False)  # its owner gone
+
+
+ARM_NAMES = [
+    "model.l2=1.0",
+    "model.l2=1.0,data.noise=0.1",  # a prefix of another arm
+    "model.activation=relu -- x",  # SQL's comment marker
+    'data.name="a b"',
+    "model.lr=50%_",  # LIKE's wildcards
+    "λ=3",
+    "data.name=it's",  # not writable as a filter's quoted value: every child is read
+    "data.path=C:\\x",
+]
+
+
+def test_a_pair_is_read_alone_and_exactly_whatever_its_arm_name_holds(tracking_uri, client, experiment):
+    exp = client.create_experiment(experiment)
+    parent, other_parent = (client.create_run(exp).info.run_id for _ in range(2))
+    store = SweepStore(tracking_uri)
+    runs = {}
+    for arm in ARM_NAMES:
+        for seed in (0, 1, 10):
+            runs[arm, seed] = store.start_run(exp, "run", {"arm": arm, "seed": str(seed), PARENT_TAG: parent})
+    store.start_run(exp, "elsewhere", {"arm": ARM_NAMES[0], "seed": "0", PARENT_TAG: other_parent})
+    store.start_run(exp, "its test", {"arm": ARM_NAMES[0], "seed": "0", PARENT_TAG: parent, KIND_TAG: "selection-test"})
+    for (arm, seed), run_id in runs.items():
+        found = store.pair_runs(parent, exp, (arm, seed))
+        mine = [c.run_id for c in found if (c.arm, c.seed) == (arm, seed)]
+        assert mine == [run_id], (arm, seed)
+        assert all(c.tags[PARENT_TAG] == parent and c.tags.get(KIND_TAG) is None for c in found)
+        if "'" not in arm and "\\" not in arm:  # read alone, not every child of the sweep
+            assert len(found) == 1, (arm, seed, [(c.arm, c.seed) for c in found])

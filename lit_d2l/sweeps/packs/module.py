@@ -1,6 +1,7 @@
 """K models of one architecture trained side by side as one LightningModule (vectorized with ``torch.func``).
 
-Every parameter of the pack is the arms' parameters stacked along a leading arm axis; one training
+Every parameter of the pack is the arms' parameters stacked along a leading arm axis (held as one ``[K, n]``
+tensor for the weights and one for the biases, viewed per parameter at each step); one training
 step evaluates every arm's objective J_k = L_k + λ_k/2·Σ‖W_k‖² on its own minibatch with
 ``vmap(functional_call(...))`` and back-propagates their sum, whose gradient with respect to arm k's
 slice is exactly ∂J_k/∂θ_k (the arms share nothing). :class:`~lit_d2l.sweeps.packs.optim.PackedSGD` then
@@ -105,7 +106,20 @@ class PackedModule(L.LightningModule):
         self._objectives = (_Objectives(template),)
         params, _ = stack_module_state(list(arms))
         self.param_names = list(params)
-        self.packed = nn.ParameterDict({_key(n): nn.Parameter(t.detach().clone()) for n, t in params.items()})
+        require(
+            len({t.dtype for t in params.values()}) == 1,
+            "a packed model's parameters must share one dtype; run it alone (--pack off)",
+        )
+        # Each group's parameters in one [K, n] tensor, viewed per name at every step (:meth:`stacked`): the
+        # optimizer then steps, and the divergence check measures, one tensor per group, not one per parameter.
+        groups = {"weights": self.weight_names, "biases": [n for n in params if n not in self.weight_names]}
+        self.layout = {group: [(n, params[n].shape[1:]) for n in names] for group, names in groups.items() if names}
+        self.flat = nn.ParameterDict(
+            {
+                group: nn.Parameter(torch.cat([params[n].detach().flatten(1) for n, _ in layout], dim=1))
+                for group, layout in self.layout.items()
+            }
+        )
         buffers = {name: torch.stack([dict(a.named_buffers())[name] for a in arms]) for name in _buffer_names(first)}
         self.buffer_names = list(buffers)
         for name, value in buffers.items():
@@ -166,9 +180,15 @@ class PackedModule(L.LightningModule):
 
     def stacked(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """(parameters, buffers) of every arm, keyed by the single model's names, arm axis first."""
-        params = {name: self.packed[_key(name)] for name in self.param_names}
+        params = {name: value for group, flat in self.flat.items() for name, value in self._split(group, flat).items()}
         buffers = {name: getattr(self, f"arm_buffer_{_key(name)}") for name in self.buffer_names}
         return params, buffers
+
+    def _split(self, group: str, flat: Tensor) -> dict[str, Tensor]:
+        """A group's ``[K, n]`` tensor (its parameters, or their gradients) as views of each parameter's shape."""
+        names, shapes = zip(*self.layout[group], strict=True)
+        parts = flat.split([math.prod(shape) for shape in shapes], dim=1)
+        return {name: part.view(len(part), *shape) for name, part, shape in zip(names, parts, shapes, strict=True)}
 
     def arm_outputs(self, inputs: Sequence[Tensor]) -> Tensor:
         """Every arm's model on its own inputs: ``[K, B, ...]``."""
@@ -326,13 +346,15 @@ class PackedModule(L.LightningModule):
             self.log_arms(values, step=step)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        params, _ = self.stacked()
-        squares = [p.grad.detach().flatten(1).pow(2).sum(dim=1) for p in params.values() if p.grad is not None]
-        if not squares:
+        grads = {group: flat.grad.detach() for group, flat in self.flat.items() if flat.grad is not None}
+        if not grads:
             return
-        norms = torch.stack(squares).sum(dim=0).sqrt()  # each arm's total gradient norm
+        # each arm's total gradient norm, as DivergenceGuard's: the norm of the (groups') norms
+        norms = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads.values()]), dim=0
+        )
         if self._pending_stats is not None:
-            self._log_diagnostics(params)
+            self._log_diagnostics(grads.get("weights"))
         reasons = why_diverged(self.max_grad_norm, norms, self._step_objective)  # as DivergenceGuard's, per arm
         for arm in self._open_arms():
             if reasons[arm] is not None:
@@ -348,16 +370,14 @@ class PackedModule(L.LightningModule):
         if not bool(self.active.any()):
             self.trainer.should_stop = True
 
-    def _log_diagnostics(self, params: dict[str, Tensor]) -> None:
+    def _log_diagnostics(self, weight_grads: Tensor | None) -> None:
         """Per arm, what :class:`~lit_d2l.callbacks.LayerDiagnostics` records for a single model (one definition:
-        :func:`~lit_d2l.callbacks.diagnostics.summarize`)."""
+        :func:`~lit_d2l.callbacks.diagnostics.summarize`), from the weights' gradients (``[K, n]``)."""
         stats, self._pending_stats = self._pending_stats, None
         assert stats is not None
-        grads = {
-            n: params[n].grad.detach().flatten(1).norm(dim=1).tolist()
-            for n in self.weight_names
-            if params[n].grad is not None
-        }
+        split = {} if weight_grads is None else self._split("weights", weight_grads)
+        grads = {n: g.flatten(1).norm(dim=1).tolist() for n, g in split.items()}
+        params, _ = self.stacked()
         norms = {n: params[n].detach().flatten(1).norm(dim=1).tolist() for n in self.weight_names}
         acts = stats.tolist()
         summaries: dict[str, Tensor] = {}
@@ -469,9 +489,8 @@ class PackedModule(L.LightningModule):
     def configure_optimizers(self) -> PackedSGD | PackedAdam:
         """Each arm's own optimizer (its SGD, or the configured SGD, Adam or AdamW), restated for the pack;
         biases never decay, as :meth:`D2LModule.parameter_groups` has it."""
-        params, _ = self.stacked()
-        weights = [params[name] for name in self.weight_names]
-        biases = [p for name, p in params.items() if name not in self.weight_names]
+        weights = [self.flat[group] for group in ("weights",) if group in self.flat]
+        biases = [self.flat[group] for group in ("biases",) if group in self.flat]
         decay = bool((self.arm_weight_decay != 0).any())
         if self.optimizer_kind != "sgd":
             groups = [{"params": weights, "decay": decay}, {"params": biases, "decay": False}]
