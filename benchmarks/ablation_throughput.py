@@ -19,7 +19,8 @@ Columns:
 - ``vectorized``: the limit of packing. The suite's pairs grouped into packs as the packed runner
   groups them (``lit_d2l.sweeps.packs.plan.plan_packs``, planned outside the timing), each pack's arms
   built from their configs as ``bare`` builds them, their parameters stacked, and one loop per pack of
-  ``torch.func`` (``functional_call`` under ``vmap``, autograd on the stacked parameters) taking every
+  ``torch.func`` (``functional_call`` under ``vmap``, or for convolutions on a CPU a loop over the arms as the
+  pack runs them; autograd on the stacked parameters) taking every
   arm's SGD step at once, with the minibatches the pack draws (``PackedBatches``: each arm its own
   data and its own shuffle order) and val on the same schedule. No Lightning, no MLflow, no
   diagnostics or divergence checks. Its final val losses equal the bare loops' up to float rounding
@@ -68,6 +69,7 @@ from lit_d2l.models.mlp import DropoutScratch
 from lit_d2l.sweeps.engine import run_sweep
 from lit_d2l.sweeps.packs.batches import PackedBatches, stack_arms
 from lit_d2l.sweeps.packs.fit import EVAL_EXAMPLES
+from lit_d2l.sweeps.packs.module import LOOPED_ON_CPU, map_arms
 from lit_d2l.sweeps.packs.plan import plan_packs
 from lit_d2l.sweeps.spec import SEED_KEYS, Arm, SweepSpec, load_spec
 from lit_d2l.tracking.sweeps import SweepStore
@@ -226,7 +228,15 @@ def train_vectorized(models: list[Any], datas: list[Any], shuffle_seeds: list[in
     train = PackedBatches(train_data, batch_size, shuffle_seeds, transform=transform)
     val = PackedBatches(val_data, max(batch_size, EVAL_EXAMPLES // len(models)), transform=transform)
     every = trainer.get("check_val_every_n_epoch") or 1
-    arm_step, arm_outputs = vmap(objective), vmap(outputs)
+    # Convolutions on a CPU one arm at a time, as the pack runs them (LOOPED_ON_CPU): vmap's grouped ones are slower
+    looped = device.type == "cpu" and any(isinstance(m, LOOPED_ON_CPU) for m in template.modules())
+
+    def arm_step(*args: Any) -> Tensor:
+        return map_arms(objective, args, looped)
+
+    def arm_outputs(*args: Any) -> Tensor:
+        return map_arms(outputs, args, looped)
+
     arm_loss = vmap(template.loss)
     val_loss = torch.full((len(models),), math.nan)
     tensors = list(params.values())

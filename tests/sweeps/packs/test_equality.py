@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from lit_d2l.fit.run import build
+from lit_d2l.sweeps.packs import module
 from lit_d2l.sweeps.packs.fit import build_arm, fit_pack
 from tests.conftest import REPO
 from tests.sweeps.packs.memory_logger import MemoryLogger
@@ -213,6 +214,26 @@ def test_a_packed_arm_equals_the_same_arm_alone(family: str) -> None:
     base, arms_settings = FAMILIES[family]
     assert {build_arm(fit_args(base, arms_settings[0])).model.__class__.__name__} == {family.split()[0]}
     assert_packed_equals_alone(base, arms_settings)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("looped", [True, False], ids=["one arm at a time", "vmap"])
+def test_a_convolutional_pack_equals_its_arms_alone_in_a_loop_or_under_vmap(looped: bool, monkeypatch) -> None:
+    """On a CPU a pack runs convolutions one arm at a time (vmap's grouped ones are slower there); on a GPU under
+    vmap. Both paths, here on the CPU: each arm as alone."""
+    paths: list[bool] = []
+    map_arms = module.map_arms
+
+    def spied(one, args, looped=False):
+        paths.append(looped)
+        return map_arms(one, args, looped)
+
+    monkeypatch.setattr(module, "map_arms", spied)
+    if not looped:
+        monkeypatch.setattr(module, "LOOPED_ON_CPU", ())  # as if its layers ran faster vectorized
+    base, arms_settings = FAMILIES["LeNet"]
+    assert_packed_equals_alone(base, arms_settings)
+    assert paths and set(paths) == {looped}
 
 
 #: Models of the matrix: lit-d2l's LeNet, the user's own CNN (outside lit_d2l, layers in __init__), a subclass of MLP.
