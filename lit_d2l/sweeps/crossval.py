@@ -4,7 +4,8 @@ Each fold is an ordinary ``fit`` built through the same config path, with ``data
 ``data.fold`` added; the parent run gets the mean and standard deviation of each validation metric.
 K-fold is a sweep over ``data.fold``: the parent is found again by a cv id (a digest of the settings),
 and each fold is claimed as a sweep's arm x seed is (:mod:`lit_d2l.tracking.sweeps`). So the same
-command run again resumes: FINISHED folds are kept, the others run again, each FINISHED exactly once.
+command run again resumes: FINISHED folds are kept, the others run again, each FINISHED exactly once. A fold
+a stop signal interrupted goes on in its own run from its stop's checkpoint, as ``fit --resume`` would.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ import statistics
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
+from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.parse import ParsedFit, parse_fit
+from lit_d2l.fit.resume import latest_checkpoint
 from lit_d2l.fit.run import RunResult, build, default_run_name, execute, run_configured
+from lit_d2l.processes import interrupts
 from lit_d2l.processes.quiet import lightning_info_off
 from lit_d2l.sweeps.progress import Progress, plural
 from lit_d2l.sweeps.ray_backend import (
@@ -34,6 +40,7 @@ from lit_d2l.sweeps.ray_backend import (
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import closing, ends_on_error, ensure_experiment
 from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child, SweepStore, as_child
+from lit_d2l.tracking.takeover import take_over
 
 #: The kind of a cross-validation's parent run (a sweep's is "sweep").
 CV_KIND = "cross-validation"
@@ -59,6 +66,11 @@ class _Claim:
     parent_id: str
     run_name: str
     tags: dict[str, str]
+    resume: tuple[str, str] | None = None  # (the run a stop left the fold in, that stop's checkpoint)
+
+
+#: How the fit of a fold runs in a claimed run: (run id, the checkpoint it goes on from, or None).
+FoldFit = Callable[[str, "str | None"], RunResult]
 
 
 def cross_validate(
@@ -96,7 +108,12 @@ def cross_validate(
             pending = [fold for fold in range(num_folds) if fold not in done]
             if children:
                 echo(f"resuming cross-validation {cv_id}: {len(done)} of {num_folds} folds done")
-            before = f" ({len(done)} done before)" if done else ""
+            stopped = {fold: found for fold in pending if (found := _stopped(children, fold))}
+            before = ", ".join(
+                [f"{len(done)} done before"] * bool(done)
+                + [f"fold {fold} goes on from {Path(ckpt).name}" for fold, (_, ckpt) in stopped.items()]
+            )
+            before = f" ({before})" if before else ""
             stop = ". Ctrl-C stops; run it again to resume" if pending else ""
             where = f"parent run {parent.run_id}{stop}"
             echo(f"cross-validation {cv_id}: {plural(len(pending), 'fold')} to train{before}; {where}")
@@ -109,7 +126,10 @@ def cross_validate(
                 progress.report(f"(data.fold {fold})", result.outcome, f"{shown} (run {result.run_id})")
 
             seed = str(first.seed or 0)
-            claims = {fold: _fold_claim(store, parent, experiment_id, fold, num_folds, seed) for fold in pending}
+            claims = {
+                fold: _fold_claim(store, parent, experiment_id, fold, num_folds, seed, stopped.get(fold))
+                for fold in pending
+            }
             if cluster is not None:
                 _folds_on_ray(args, num_folds, claims, report, cluster)
             for index, fold in enumerate([] if cluster is not None else pending):
@@ -158,24 +178,37 @@ def _finished(children: list[Child]) -> dict[int, Child]:
     return {int(c.tags["fold"]): c for c in children if c.status == "FINISHED" and "fold" in c.tags}
 
 
-def _folds_to_fit(first: ParsedFit, cv_id: str, num_folds: int, fresh: bool) -> list[int]:
+def _stopped(children: list[Child], fold: int) -> tuple[str, str] | None:
+    """(The newest run of ``fold`` that a stop signal left with its checkpoint, that checkpoint), or None: the fold
+    goes on there. A fold that failed, or stopped before its first step, has none and is fitted again."""
+    runs = [c for c in children if c.tags.get("fold") == str(fold) and c.status != "FINISHED"]
+    for run in sorted(runs, key=lambda c: c.start_time, reverse=True):
+        checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
+        if checkpoint is not None and checkpoint.name.startswith("interrupted-"):
+            return run.run_id, str(checkpoint)
+    return None
+
+
+def _folds_to_fit(first: ParsedFit, cv_id: str, num_folds: int, fresh: bool) -> list[tuple[int, str | None]]:
     """The folds rank 0 fits, as another DDP process finds them (reading only): those its newest parent
-    has not FINISHED. Rank 0 resumes that parent (or starts one), and no fold can finish before every
-    process has joined its first fit."""
+    has not FINISHED, each with the checkpoint it goes on from (:func:`_stopped`) or None. Rank 0 resumes that
+    parent (or starts one), and no fold can finish before every process has joined its first fit."""
     store = SweepStore(resolve_tracking_uri(first.config.tracking.uri))
     parent_id = None if fresh else store.find_parent(first.config.tracking.experiment, cv_id, CV_KIND)
     if parent_id is None:
-        return list(range(num_folds))
-    done = _finished(store.children_of(parent_id, store.client.get_run(parent_id).info.experiment_id))
-    return [fold for fold in range(num_folds) if fold not in done]
+        return [(fold, None) for fold in range(num_folds)]
+    children = store.children_of(parent_id, store.client.get_run(parent_id).info.experiment_id)
+    done = _finished(children)
+    pending = [fold for fold in range(num_folds) if fold not in done]
+    return [(fold, stopped[1] if (stopped := _stopped(children, fold)) else None) for fold in pending]
 
 
-def _other_rank(args: list[str], num_folds: int, folds: list[int]) -> CrossValidation:
+def _other_rank(args: list[str], num_folds: int, folds: list[tuple[int, str | None]]) -> CrossValidation:
     """A DDP process other than rank 0: its part of each fold's fit; it records and prints nothing."""
     results = []
-    for index, fold in enumerate(folds):
+    for index, (fold, checkpoint) in enumerate(folds):
         with nullcontext() if index == 0 else lightning_info_off():
-            cli = build("fit", _fold_args(args, fold, num_folds))
+            cli = build("fit", [*_fold_args(args, fold, num_folds), *_from(checkpoint)])
             assert cli is not None
             results.append(execute(cli, "fit"))
     return CrossValidation("", results, {})
@@ -185,26 +218,54 @@ def _fold_args(args: list[str], fold: int, num_folds: int) -> list[str]:
     return [*args, "--data.num_folds", str(num_folds), "--data.fold", str(fold), "--test_after_fit", "false"]
 
 
+def _from(checkpoint: str | None) -> list[str]:
+    return [] if checkpoint is None else ["--ckpt_path", checkpoint]
+
+
 def _fold_claim(
-    store: SweepStore, parent: TrackingLogger, experiment_id: str, fold: int, num_folds: int, seed: str
+    store: SweepStore,
+    parent: TrackingLogger,
+    experiment_id: str,
+    fold: int,
+    num_folds: int,
+    seed: str,
+    resume: tuple[str, str] | None = None,
 ) -> _Claim:
     """Fold ``fold`` as a sweep's arm x seed: arm ``data.fold=k`` and the config's seed."""
     tags = {"fold": str(fold), "cv.folds": str(num_folds), "arm": f"data.fold={fold}", "seed": seed}
-    return _Claim(store.tracking_uri, experiment_id, parent.run_id, f"{parent.run_name}-fold{fold}", tags)
+    return _Claim(store.tracking_uri, experiment_id, parent.run_id, f"{parent.run_name}-fold{fold}", tags, resume)
 
 
-def _claimed(store: SweepStore, claim: _Claim, fit: Callable[[str], RunResult]) -> RunResult:
-    """Claim the fold (a new run under the parent), then ``fit(run_id)`` in it (:meth:`SweepStore.fit_claimed`).
-    A fold another process has FINISHED or is fitting meanwhile is refused in one line."""
-    result, taken = store.fit_claimed(claim.parent_id, claim.experiment_id, claim.run_name, claim.tags, fit)
+def _claimed(store: SweepStore, claim: _Claim, fit: FoldFit) -> RunResult:
+    """Claim the fold (a new run under the parent), then ``fit(run_id, None)`` in it (:meth:`SweepStore.fit_claimed`);
+    a stopped fold whose checkpoint is here is taken over instead (as ``fit --resume`` takes a run over) and goes
+    on from it. A fold another process has FINISHED or is fitting meanwhile is refused in one line."""
+    fold = claim.tags["fold"]
+    if claim.resume is not None and Path(claim.resume[1]).is_file():  # on another Ray node, it is fitted again
+        run_id, checkpoint = claim.resume
+        with interrupts.deferred():
+            take_over(store.tracking_uri, run_id, lambda run: _taken(fold, run.info.run_id, run.info.status))
+        interrupts.raise_if_requested()
+        remove_leftovers(Path(checkpoint).parent)  # written by a fit killed before they were stored
+        return fit(run_id, checkpoint)
+    result, taken = store.fit_claimed(
+        claim.parent_id, claim.experiment_id, claim.run_name, claim.tags, lambda run_id: fit(run_id, None)
+    )
     if result is None:
-        raise UserError(f"fold {claim.tags['fold']}: {taken}; run lit-d2l cv again once it ends")
+        raise UserError(f"fold {fold}: {taken}; run lit-d2l cv again once it ends")
     return result
 
 
-def _fit_here(args: list[str], fold: int, num_folds: int) -> Callable[[str], RunResult]:
-    def fit(run_id: str) -> RunResult:
-        cli = build("fit", [*_fold_args(args, fold, num_folds), "--tracking.run_id", run_id])
+def _taken(fold: str, run_id: str, status: str) -> str:
+    """Why the stopped run of ``fold`` cannot go on here: FINISHED or RUNNING meanwhile (else "")."""
+    if status in ("FINISHED", "RUNNING"):
+        return f"fold {fold}: {status} in run {run_id} meanwhile; run lit-d2l cv again once it ends"
+    return ""
+
+
+def _fit_here(args: list[str], fold: int, num_folds: int) -> FoldFit:
+    def fit(run_id: str, checkpoint: str | None) -> RunResult:
+        cli = build("fit", [*_fold_args(args, fold, num_folds), *_from(checkpoint), "--tracking.run_id", run_id])
         assert cli is not None
         return execute(cli, "fit")
 
@@ -257,8 +318,8 @@ def _run_fold(item: _Fold) -> tuple[int, RunResult]:
     store.close_stale(item.claim.experiment_id, dead_node_check())
     claim = _Claim(**{**vars(item.claim), "tags": {**item.claim.tags, NODE_TAG: node, "device": where}})
 
-    def fit(run_id: str) -> RunResult:
-        result = run_configured("fit", [*args, "--tracking.run_id", run_id])
+    def fit(run_id: str, checkpoint: str | None) -> RunResult:
+        result = run_configured("fit", [*args, *_from(checkpoint), "--tracking.run_id", run_id])
         assert result is not None
         return result
 

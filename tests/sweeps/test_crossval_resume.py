@@ -22,6 +22,7 @@ from tests.test_ddp import LINEAR, two_processes
 from tests.test_ddp import QUIET as DDP_QUIET
 from tests.test_ddp import lit_d2l as run_cli
 from tests.test_resilience import ENV, wait_for
+from tests.test_resume import SignalAtStep
 
 PARENT_KIND = "cross-validation"
 
@@ -109,6 +110,54 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
         f"(MLflow run {newest}): wait for it to end, or start another with --fresh"
     ]
     client.set_terminated(newest, "FINISHED")
+
+
+#: Folds in batches of 8 over 3 epochs (5 steps an epoch), every step logged.
+STEPS = ["--data.num_train", "64", "--data.num_val", "16", "--data.batch_size", "8", "--trainer.max_epochs", "3"]
+STEPS += ["--trainer.log_every_n_steps", "1", "--log_graph", "false"]
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_a_fold_stopped_mid_fit_goes_on_in_its_own_run_from_its_stops_checkpoint(
+    tracking_uri: str, client: MlflowClient, experiment: str, capsys, monkeypatch
+) -> None:
+    execute, signalled = crossval.execute, []
+
+    def signal_in_fold_1(cli, command: str):
+        if cli.datamodule.fold == 1 and not signalled:  # a real SIGHUP at fold 1's step 6, once
+            signalled.append(cli.datamodule.fold)
+            cli.trainer.callbacks.append(SignalAtStep(6, signal.SIGHUP))
+        return execute(cli, command)
+
+    monkeypatch.setattr(crossval, "execute", signal_in_fold_1)
+    argv = ["cv", "--folds", "2", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, *STEPS]
+    code, _, err = run_main(argv, capsys)
+    assert code == 128 + signal.SIGHUP, err
+    _, folds = cv_runs(client, experiment)
+    (stopped,) = [r for r in folds if r.data.tags["fold"] == "1"]
+    assert stopped.info.status == "KILLED"
+
+    code, out, err = run_main(argv, capsys)  # the same command again: fold 1 goes on where it stopped
+    assert code == 0, err
+    assert "(1 done before, fold 1 goes on from interrupted-step=6.ckpt)" in out
+    _, folds = cv_runs(client, experiment)
+    assert [(r.info.run_id, r.info.status) for r in folds if r.data.tags["fold"] == "1"] == [
+        (stopped.info.run_id, "FINISHED")
+    ], "in its own run, not a new one"
+
+    code, _, _ = run_main([*argv, "--fresh"], capsys)  # the same fold never stopped
+    assert code == 0
+    _, folds = cv_runs(client, experiment)
+    (whole,) = [r.info.run_id for r in folds if r.data.tags["fold"] == "1" and r.info.run_id != stopped.info.run_id]
+    for key, steps in (("train/loss", 15), ("val/loss", 3)):  # 5 steps an epoch: every step once, as whole
+        history, reference = _history(client, stopped.info.run_id, key), _history(client, whole, key)
+        assert [step for step, _ in history] == [step for step, _ in reference] == sorted({s for s, _ in history})
+        assert len(history) == steps, key
+        assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
 
 
 @pytest.mark.slow
