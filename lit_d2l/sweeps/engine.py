@@ -268,7 +268,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
     done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
     elsewhere = {(c.arm, c.seed) for c in children if c.live}
     if joined:
-        echo(f"joining sweep {sweep_id}, running in another process: {len(elsewhere)} pairs running there")
+        echo(f"joining sweep {sweep_id}, running in another process: {plural(len(elsewhere), 'pair')} running there")
     elif done or children:
         echo(f"resuming sweep {sweep_id}: {len(done)} of {len(spec.pairs())} pairs done")
     parent = TrackingLogger(
@@ -344,7 +344,8 @@ def _metrics_check(plan: SweepPlan, echo: Callable[[str], None]) -> Callable[[li
 
 
 def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[str], None] = print) -> SweepResult:
-    """Log the summary table on the parent and end it: FINISHED once every pair has a FINISHED child.
+    """Log the summary table on the parent and end it: FINISHED once every pair has a FINISHED child, else FAILED
+    where a pair failed, KILLED where the pairs left were stopped (say, in another process), with a line saying so.
 
     While another process still runs pairs of the sweep, the parent stays open: the last one ends it.
     """
@@ -354,16 +355,23 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
         table = summary_table(children, spec.metrics)
         parent.log_text(table, "summary.md")
         finished = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
-        complete = finished >= {(arm.key, seed) for arm, seed in spec.pairs()}
+        left = [(arm.key, seed) for arm, seed in spec.pairs() if (arm.key, seed) not in finished]
         elsewhere = [c for c in children if c.live and not c.owned_here]
     echo(table)
     result = SweepResult(parent.run_id, spec.sweep_id, skipped=plan.skipped, outcomes=outcomes)
-    if elsewhere and not complete:
+    if elsewhere and left:
         parent.flush()
-        echo(f"{len(elsewhere)} pairs still running in another process ({elsewhere[0].owner}); it ends the sweep")
+        running = plural(len(elsewhere), "pair")
+        echo(f"{running} still running in another process ({elsewhere[0].owner}); it ends the sweep")
         result.status = "RUNNING"
         return result
-    parent.end("FINISHED" if complete else "FAILED")
+    failed = bool(result.failed) or any(c.status == "FAILED" for c in children if (c.arm, c.seed) in set(left))
+    if left:
+        first = f"{left[0][0]} seed {left[0][1]}" + (", ..." if len(left) > 1 else "")
+        how = "failed or stopped" if failed else "stopped (here or in another process)"
+        them = "it" if len(left) == 1 else "them"
+        echo(f"{plural(len(left), 'pair')} not FINISHED ({first}): {how}; run the same command again to train {them}")
+    parent.end("FINISHED" if not left else "FAILED" if failed else "KILLED")
     result.status = parent.status or "FAILED"
     return result
 

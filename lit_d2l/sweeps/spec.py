@@ -118,12 +118,22 @@ class SweepSpec:
         return args
 
 
+class SpecLoader(yaml.SafeLoader):
+    """YAML as PyYAML's safe loader reads it, but ``1e-3`` is the float 0.001, as YAML 1.2 and the command line
+    read it (YAML 1.1 wants a dot: ``1.0e-3``), so a learning rate written so sorts, plots and names as a number."""
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def load_spec(path: str | Path, max_runs: int = MAX_RUNS) -> SweepSpec:
     """Read and validate a spec; every problem is a :class:`ConfigError` naming the file. A spec of more
     than ``max_runs`` arm × seed runs is refused before its arms are made."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        raw = yaml.load(path.read_bytes().decode("utf-8"), Loader=SpecLoader)  # a SafeLoader
     except OSError as exc:
         raise ConfigError(f"cannot read sweep spec {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
@@ -213,11 +223,14 @@ def same_value(value: Any) -> tuple:
     if isinstance(value, (int, float)):
         return ("number", Fraction(value) if math.isfinite(value) else repr(float(value)))
     if isinstance(value, str):
-        try:  # text the command line reads as a number: "1e0", "1_000", "nan"
+        try:  # text the command line reads as a number: "1e0", "1_000", "nan"; "1e-1" is the float 0.1
             number = float(value)
-            return ("number", Fraction(value.strip().replace("_", "")) if math.isfinite(number) else repr(number))
-        except (ValueError, ZeroDivisionError):
+        except ValueError:
             return ("text", value)
+        if not math.isfinite(number):
+            return ("number", repr(number))
+        digits = value.strip().replace("_", "")
+        return ("number", Fraction(int(digits)) if digits.lstrip("+-").isdigit() else Fraction(number))
     if isinstance(value, list):
         return ("list", tuple(same_value(v) for v in value))
     if isinstance(value, dict):

@@ -6,6 +6,7 @@ line instead of deep inside MLflow (or after minutes of HTTP retries).
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sqlite3
@@ -29,6 +30,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 _SQLITE_PREFIX = "sqlite:///"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _CHOOSE_ANOTHER = "choose another store with --tracking.uri or MLFLOW_TRACKING_URI"
+_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")  # MLflow's own stores
 _checked_database: Path | None = None
 
 
@@ -92,6 +94,26 @@ def check_store(uri: str, timeout_s: float = 5.0, *, create: bool = True, write:
             f"tracking store {uri!r} is a plain file store, which MLflow >= 3.13 refuses; "
             f"use a database such as {DEFAULT_TRACKING_URI!r}"
         )
+    else:  # another database (postgresql://, mysql://), a plugin's scheme, or a misspelt one: MLflow says
+        _check_other(uri)
+
+
+def _check_other(uri: str) -> None:
+    """Open the store as MLflow would and read one experiment; why it cannot, as one line (an unknown
+    scheme, the database's Python driver missing, a database that does not answer)."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, ImportError):
+            reason = f"{reason} (install the database's Python driver)"
+        elif "unsupported URI" in reason:  # MLflow's list of schemes, and a link, on one long line
+            scheme = uri.split("://", 1)[0]
+            close = difflib.get_close_matches(scheme, _SCHEMES, n=1)
+            reason = f"MLflow has no store of scheme {scheme!r}" + (f" (did you mean {close[0]}?)" if close else "")
+        raise TrackingError(f"tracking store {uri!r} cannot be used: {reason}; {_CHOOSE_ANOTHER}") from None
 
 
 def store_writable(uri: str) -> bool:

@@ -250,8 +250,9 @@ class SweepStore:
         return [c for c in self._nested(parent_id, experiment_id) if c.tags.get(KIND_TAG) != TEST_KIND]
 
     def pair_runs(self, parent_id: str, experiment_id: str, pair: tuple[str, int]) -> list[Child]:
-        """The runs of one arm × seed of a sweep: one search for that pair's tags, which reads a few runs, not the
-        sweep's every child with its params and metrics (the read a claim makes grew with the sweep)."""
+        """The runs of one arm × seed of a sweep (callers pick the pair out: an arm whose name a filter cannot quote
+        reads every child): one search for the pair's tags reads a few runs, not the sweep's every child with its
+        params and metrics (the read a claim makes grew with the sweep)."""
         arm, seed = pair
         if "'" in arm or "\\" in arm:  # not written as a filter's quoted value: read them all
             return self.children_of(parent_id, experiment_id)

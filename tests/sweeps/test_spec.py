@@ -12,6 +12,7 @@ import pytest
 
 from lit_d2l.cli.main import main
 from lit_d2l.errors import ConfigError
+from lit_d2l.sweeps.arm_values import sortable, unique_short_names
 from lit_d2l.sweeps.spec import load_spec
 from tests.conftest import REPO
 
@@ -210,7 +211,16 @@ def test_dry_run_lists_arms_and_records_nothing(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(
     "values",
-    ["[1, 1.0, 1e0]", "[0.01, 1.0e-2]", "['3', 3]", "[1_000, 1000.0]", "[[16, 16], [16.0, 16]]", "[.inf, inf]"],
+    [
+        "[1, 1.0, 1e0]",
+        "[0.01, 1.0e-2]",
+        "[1e-1, 0.1]",  # 1e-1 is text to YAML 1.1, the float 0.1 to the fit
+        "[0.001, 1e-3]",
+        "['3', 3]",
+        "[1_000, 1000.0]",
+        "[[16, 16], [16.0, 16]]",
+        "[.inf, inf]",
+    ],
 )
 def test_values_equal_as_numbers_are_one_value(tmp_path: Path, values: str) -> None:
     """``1``, ``1.0`` and ``1e0`` (which YAML 1.1 reads as text) all reach the fit as 1.0: one arm, not three."""
@@ -337,3 +347,15 @@ def test_a_description_is_kept_as_one_paragraph_and_shown_above_the_verdict(tmp_
     )
     with pytest.raises(ConfigError, match="description must be one paragraph of text"):
         load_spec(write_spec(tmp_path, head + "grid: {model.l2: [0.0]}\ndescription: [not, text]\n"))
+
+
+def test_a_number_in_e_notation_is_a_number_as_the_fit_reads_it(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1e-3`` (no dot) as text; a spec reads it as the fit does, a float, so that its arms name,
+    sort and plot as numbers (as text, ``1e-1`` sorted before ``1e-3``). Quoted, it stays text."""
+    spec = load_spec(
+        write_spec(tmp_path, "name: t\nbase: BASE\ngrid: {model.lr: [1e-1, 1e-3, 1E-2], data.name: ['1e5']}\n")
+    )
+    values = [dict(arm.settings) for arm in spec.arms]
+    assert [v["model.lr"] for v in values] == [0.1, 0.001, 0.01] and {v["data.name"] for v in values} == {"1e5"}
+    assert unique_short_names([{"model.lr": v["model.lr"]} for v in values]) == ["lr=0.1", "lr=0.001", "lr=0.01"]
+    assert sorted((v["model.lr"] for v in values), key=sortable) == [0.001, 0.01, 0.1]

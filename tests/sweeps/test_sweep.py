@@ -279,3 +279,26 @@ def test_the_sweep_says_why_runs_train_alone(tmp_path, tracking_uri, experiment)
         "modules (e.g. nn.functional.dropout), which a pack cannot draw from each arm's own stream as its solo fit "
         "does; use nn.Dropout modules"
     )
+
+
+def test_a_sweep_left_short_by_a_stop_elsewhere_says_so_and_ends_killed(tmp_path, tracking_uri, client, experiment):
+    """Another process took one pair and was stopped in it: this process trains the rest, then says which pair is
+    not FINISHED and how to finish it, and ends the parent KILLED (nothing failed), not FAILED without a word."""
+    from lit_d2l.sweeps.engine import plan_sweep, record_sweep, run_pairs
+
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\noverrides: {trainer.max_epochs: 1}\n")
+    plan = plan_sweep(load_spec(path), tracking_uri, echo=lambda _: None)
+    stopped, mine = plan.tasks
+    other = plan.store.start_run(
+        plan.store.client.get_run(plan.parent.run_id).info.experiment_id, "other", stopped.tags
+    )
+    client.set_terminated(other, "KILLED")  # the other process's pair, stopped
+    plan.tasks = [mine]
+    lines: list[str] = []
+    result = record_sweep(plan, run_pairs(plan, echo=lambda _: None), echo=lines.append)
+    assert [o.outcome for o in result.outcomes] == ["finished"]
+    assert lines[-1] == (
+        "1 pair not FINISHED (model.l2=0.0 seed 0): stopped (here or in another process); "
+        "run the same command again to train it"
+    )
+    assert client.get_run(result.parent_run_id).info.status == result.status == "KILLED"

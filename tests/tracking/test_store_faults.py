@@ -208,3 +208,21 @@ def test_runs_lists_a_read_only_store(tracking_uri: str, shared_dir: Path) -> No
     assert f"{run_id}  FINISHED" in result.stdout, result.stdout
     assert "Traceback" not in result.stderr
     assert db.read_bytes() == before, "listing changed nothing"
+
+
+@pytest.mark.parametrize(
+    ("uri", "pattern"),
+    [
+        (
+            "sqlit:///mlruns/mlflow.db",
+            r"'sqlit:///mlruns/mlflow\.db' cannot be used: MLflow has no store of scheme "
+            r"'sqlit' \(did you mean sqlite\?\); choose another store",
+        ),
+        ("bogus://x", r"'bogus://x' cannot be used: MLflow has no store of scheme 'bogus'; choose another store"),
+        ("postgresql://u:p@127.0.0.1:1/db", r"cannot be used: .+; choose another store"),  # no driver, or no server
+    ],
+)
+def test_a_store_of_another_scheme_that_cannot_be_used_is_one_line(uri: str, pattern: str, capsys) -> None:
+    fit_fails_fast(uri, pattern, capsys)
+    code, _, err = run_main(["runs", "--tracking-uri", uri], capsys)
+    assert_one_error_line(code, err, pattern)
