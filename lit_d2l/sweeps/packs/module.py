@@ -111,7 +111,7 @@ class PackedModule(L.LightningModule):
         self.param_names = list(params)
         require(
             len({t.dtype for t in params.values()}) == 1,
-            "a packed model's parameters must share one dtype; run it alone (--pack off)",
+            "its parameters do not share one dtype (a pack holds each group of them in one tensor)",
         )
         # Each group's parameters in one [K, n] tensor, viewed per name at every step (:meth:`stacked`): the
         # optimizer then steps, and the divergence check measures, one tensor per group, not one per parameter.

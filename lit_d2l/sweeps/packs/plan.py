@@ -180,10 +180,10 @@ def why_not_vectorized(model: D2LModule, datamodule: Any) -> str | None:
             examples = tuple(tensor[:2] for tensor in data.splits["train"])
         except Exception:
             return None
-        pack = PackedModule([built(copy.deepcopy(model), data) for _ in range(2)])
-        pack.loop_on_cpu = False  # vectorized, as on a GPU: a random draw in the forward pass is found
         batch = next(iter(PackedBatches(stack_arms([examples, examples]), 2, transform=data.transform_batch)))
         try:
+            pack = PackedModule([built(copy.deepcopy(model), data) for _ in range(2)])
+            pack.loop_on_cpu = False  # vectorized, as on a GPU: a random draw in the forward pass is found
             objective, _ = pack.train().arm_objectives(batch)
             objective.sum().backward()
         except Exception as exc:

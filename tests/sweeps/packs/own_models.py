@@ -90,3 +90,14 @@ class BranchingMLP(MLP):
     def forward(self, X: Tensor) -> Tensor:
         out = super().forward(X)
         return out / 2 if out.abs().max() > 100 else out
+
+
+class MixedPrecisionMLP(MLP):
+    """An MLP with one float64 parameter among its float32 ones."""
+
+    def build(self) -> None:
+        super().build()
+        self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, X: Tensor) -> Tensor:
+        return super().forward(X) * self.scale.float()

@@ -82,6 +82,7 @@ def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_say
         ("FunctionalDropoutMLP", "forward draws random numbers outside its dropout modules"),
         ("TwiceDropoutMLP", "forward calls a dropout module more than once"),
         ("BranchingMLP", "forward branches on a tensor's value"),
+        ("MixedPrecisionMLP", "parameters do not share one dtype"),  # a pack holds them in one tensor
     ):
         units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))
         for unit in units:
