@@ -5,7 +5,8 @@ Each fold is an ordinary ``fit`` built through the same config path, with ``data
 K-fold is a sweep over ``data.fold``: the parent is found again by a cv id (a digest of the settings),
 and each fold is claimed as a sweep's arm x seed is (:mod:`lit_d2l.tracking.sweeps`). So the same
 command run again resumes: FINISHED folds are kept, the others run again, each FINISHED exactly once. A fold
-a stop signal interrupted goes on in its own run from its stop's checkpoint, as ``fit --resume`` would.
+that stopped (a signal, a killed process) goes on in its own run from its newest checkpoint, as ``fit --resume``
+would.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
 from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.fit.checks import check_checkpoint
 from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.fit.resume import latest_checkpoint
 from lit_d2l.fit.run import RunResult, build, default_run_name, execute, run_configured
@@ -108,10 +110,10 @@ def cross_validate(
             pending = [fold for fold in range(num_folds) if fold not in done]
             if children:
                 echo(f"resuming cross-validation {cv_id}: {len(done)} of {num_folds} folds done")
-            stopped = {fold: found for fold in pending if (found := _stopped(children, fold))}
+            stopped = {fold: found for fold in pending if (found := _resumable(children, fold, echo))}
             before = ", ".join(
                 [f"{len(done)} done before"] * bool(done)
-                + [f"fold {fold} goes on from {Path(ckpt).name}" for fold, (_, ckpt) in stopped.items()]
+                + [f"data.fold {fold} goes on from {Path(ckpt).name}" for fold, (_, ckpt) in stopped.items()]
             )
             before = f" ({before})" if before else ""
             stop = ". Ctrl-C stops; run it again to resume" if pending else ""
@@ -178,20 +180,29 @@ def _finished(children: list[Child]) -> dict[int, Child]:
     return {int(c.tags["fold"]): c for c in children if c.status == "FINISHED" and "fold" in c.tags}
 
 
-def _stopped(children: list[Child], fold: int) -> tuple[str, str] | None:
-    """(The newest run of ``fold`` that a stop signal left with its checkpoint, that checkpoint), or None: the fold
-    goes on there. A fold that failed, or stopped before its first step, has none and is fitted again."""
+def _resumable(
+    children: list[Child], fold: int, echo: Callable[[str], None] = lambda _: None
+) -> tuple[str, str] | None:
+    """(The newest run of ``fold`` that did not finish but left a checkpoint that loads, that newest checkpoint: a
+    stop's, else the last epoch's), or None: the fold goes on there. One stopped before its first checkpoint is
+    fitted again; so is one whose checkpoint does not load, which ``echo`` is told."""
     runs = [c for c in children if c.tags.get("fold") == str(fold) and c.status != "FINISHED"]
     for run in sorted(runs, key=lambda c: c.start_time, reverse=True):
         checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
-        if checkpoint is not None and checkpoint.name.startswith("interrupted-"):
-            return run.run_id, str(checkpoint)
+        if checkpoint is None:
+            continue
+        try:
+            check_checkpoint(str(checkpoint))
+        except ConfigError as exc:
+            echo(f"data.fold {fold}: {str(exc).removeprefix('--ckpt_path ')}; it is fitted again from its start")
+            continue
+        return run.run_id, str(checkpoint)
     return None
 
 
 def _folds_to_fit(first: ParsedFit, cv_id: str, num_folds: int, fresh: bool) -> list[tuple[int, str | None]]:
     """The folds rank 0 fits, as another DDP process finds them (reading only): those its newest parent
-    has not FINISHED, each with the checkpoint it goes on from (:func:`_stopped`) or None. Rank 0 resumes that
+    has not FINISHED, each with the checkpoint it goes on from (:func:`_resumable`) or None. Rank 0 resumes that
     parent (or starts one), and no fold can finish before every process has joined its first fit."""
     store = SweepStore(resolve_tracking_uri(first.config.tracking.uri))
     parent_id = None if fresh else store.find_parent(first.config.tracking.experiment, cv_id, CV_KIND)
@@ -200,7 +211,7 @@ def _folds_to_fit(first: ParsedFit, cv_id: str, num_folds: int, fresh: bool) -> 
     children = store.children_of(parent_id, store.client.get_run(parent_id).info.experiment_id)
     done = _finished(children)
     pending = [fold for fold in range(num_folds) if fold not in done]
-    return [(fold, stopped[1] if (stopped := _stopped(children, fold)) else None) for fold in pending]
+    return [(fold, found[1] if (found := _resumable(children, fold)) else None) for fold in pending]
 
 
 def _other_rank(args: list[str], num_folds: int, folds: list[tuple[int, str | None]]) -> CrossValidation:

@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -143,7 +144,7 @@ def test_a_fold_stopped_mid_fit_goes_on_in_its_own_run_from_its_stops_checkpoint
 
     code, out, err = run_main(argv, capsys)  # the same command again: fold 1 goes on where it stopped
     assert code == 0, err
-    assert "(1 done before, fold 1 goes on from interrupted-step=6.ckpt)" in out
+    assert "(1 done before, data.fold 1 goes on from interrupted-step=6.ckpt)" in out
     _, folds = cv_runs(client, experiment)
     assert [(r.info.run_id, r.info.status) for r in folds if r.data.tags["fold"] == "1"] == [
         (stopped.info.run_id, "FINISHED")
@@ -227,3 +228,37 @@ def test_under_ddp_every_process_resumes_the_same_folds(tmp_path, tracking_uri: 
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
     assert finished_per_fold(folds) == {"0": 1, "1": 1}
     assert [r.info.run_id for r in folds if r.data.tags["fold"] == "0"] == [by_fold["0"]]
+
+
+def test_a_fold_killed_after_its_last_checkpoint_goes_on_from_it_and_one_that_does_not_load_starts_again(
+    tracking_uri: str, client: MlflowClient, experiment: str, capsys
+) -> None:
+    argv = ["cv", "--folds", "2", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, *STEPS]
+    assert run_main(argv, capsys)[0] == 0
+    (parent,), folds = cv_runs(client, experiment)
+    (fold_1,) = [r.info.run_id for r in folds if r.data.tags["fold"] == "1"]
+    mean = parent.data.metrics["val/loss_mean"]
+
+    def killed() -> None:  # as if its process died after the fold's last epoch checkpoint, before it ended
+        client.set_terminated(fold_1, "KILLED")
+        client.set_terminated(parent.info.run_id, "KILLED")
+
+    killed()
+    code, out, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert "(1 done before, data.fold 1 goes on from epoch=2-step=" in out
+    _, folds = cv_runs(client, experiment)
+    assert [(r.info.run_id, r.info.status) for r in folds if r.data.tags["fold"] == "1"] == [(fold_1, "FINISHED")]
+    assert client.get_run(parent.info.run_id).data.metrics["val/loss_mean"] == pytest.approx(mean), "its stored values"
+
+    killed()
+    checkpoint = next(Path(client.get_run(fold_1).data.tags["lit_d2l.checkpoint_dir"]).glob("*.ckpt"))
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # cut short
+    code, out, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert f"data.fold 1: {checkpoint}: not a readable checkpoint (" in out
+    assert "; it is fitted again from its start" in out
+    _, folds = cv_runs(client, experiment)
+    assert sorted(r.info.status for r in folds if r.data.tags["fold"] == "1") == ["FINISHED", "KILLED"]
+    assert client.get_run(parent.info.run_id).data.metrics["val/loss_mean"] == pytest.approx(mean)
