@@ -107,12 +107,14 @@ def _check_other(uri: str) -> None:
         MlflowClient(uri).search_experiments(max_results=1)
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        scheme = uri.split("://", 1)[0]
         if isinstance(exc, ImportError):
             reason = f"{reason} (install the database's Python driver)"
         elif "unsupported URI" in reason:  # MLflow's list of schemes, and a link, on one long line
-            scheme = uri.split("://", 1)[0]
-            close = difflib.get_close_matches(scheme, _SCHEMES, n=1)
-            reason = f"MLflow has no store of scheme {scheme!r}" + (f" (did you mean {close[0]}?)" if close else "")
+            reason = f"MLflow has no store of scheme {scheme!r}"
+        base = scheme.split("+", 1)[0]  # postgresql+psycopg2: a database and its driver
+        close = [] if base in _SCHEMES else difflib.get_close_matches(base.lower(), _SCHEMES, n=1)
+        reason += f" (did you mean {close[0]}?)" if close else ""
         raise TrackingError(f"tracking store {uri!r} cannot be used: {reason}; {_CHOOSE_ANOTHER}") from None
 
 

@@ -219,6 +219,7 @@ def test_runs_lists_a_read_only_store(tracking_uri: str, shared_dir: Path) -> No
             r"'sqlit' \(did you mean sqlite\?\); choose another store",
         ),
         ("bogus://x", r"'bogus://x' cannot be used: MLflow has no store of scheme 'bogus'; choose another store"),
+        ("SQLITE:///mlruns/mlflow.db", r"'SQLITE:///mlruns/mlflow\.db' cannot be used: .+ \(did you mean sqlite\?\)"),
         ("postgresql://u:p@127.0.0.1:1/db", r"cannot be used: .+; choose another store"),  # no driver, or no server
     ],
 )
