@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -111,20 +114,22 @@ def test_lit_d2l_ui_serves_the_projects_store(tmp_path: Path, experiment: str) -
         text=True,
     )
     uri = f"http://127.0.0.1:{port}"
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in ui.stdout or ()], daemon=True)
+    reader.start()
+    seen: list[str] = []
     try:
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/", timeout=2) as page:
-                    assert page.status == 200
-                    break
-            except OSError:
-                assert ui.poll() is None and time.monotonic() < deadline, "the dashboard did not come up"
-                time.sleep(0.5)
+        while not any(f"MLflow dashboard at {uri}" in line for line in seen):  # it says so once it answers
+            assert ui.poll() is None and time.monotonic() < deadline, f"the dashboard did not come up: {seen}"
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.5))
+        with urllib.request.urlopen(f"{uri}/", timeout=10) as page:
+            assert page.status == 200
         runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(experiment).experiment_id])
         assert [run.info.run_id for run in runs] == [result.run_id]
     finally:
         ui.terminate()  # lit-d2l turns SIGTERM into a clean stop of the whole dashboard
-        out, _ = ui.communicate(timeout=60)
+        ui.wait(timeout=60)
+        reader.join(timeout=10)
     assert ui.returncode == 0
-    assert f"at http://127.0.0.1:{port}" in out
