@@ -363,6 +363,14 @@ def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experim
             ["fit", "--config", str(LINEAR_CONFIG), "--trainer.max_epoch", "1"],
             r"unrecognized arguments: --trainer.max_epoch 1; did you mean --trainer\.max_epochs\?$",
         ),
+        (  # a misspelt group, and a lit-d2l setting
+            ["fit", "--config", str(LINEAR_CONFIG), "--traner.max_epochs", "1"],
+            r"unrecognized arguments: --traner.max_epochs 1; did you mean --trainer\.max_epochs\?$",
+        ),
+        (
+            ["fit", "--config", str(LINEAR_CONFIG), "--tracking.experment", "x"],
+            r"unrecognized arguments: --tracking.experment x; did you mean --tracking\.experiment\?$",
+        ),
         (["ablate"], r"required: spec \(see lit-d2l ablate --help\)"),
         (["ablate", "spec.yaml", "--trainer.max_epochs", "2"], r"run settings go in its spec, under overrides:"),
         (["fit"], r"required: model \(give a config: lit-d2l fit --config experiments/"),

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 import yaml
 from lightning.pytorch.cli import instantiate_class
@@ -134,12 +133,15 @@ def argument_error_line(message: str, command: str) -> str:
 
 
 def _meant(message: str, key: str | None) -> str | None:
-    """The option a misspelt one most likely meant: ``--trainer.max_epoch`` (an unrecognized argument) among the
-    Trainer's settings, ``lrr`` (a setting the class under ``key`` does not accept) among the class's own."""
-    unknown = re.search(r"unrecognized arguments: --trainer\.(\w+)", message)
+    """The option a misspelt one most likely meant: ``--trainer.max_epoch`` or ``--traner.max_epochs`` (an
+    unrecognized argument) among the options of ``lit-d2l fit``, ``lrr`` (a setting the class under ``key`` does not
+    accept) among the class's own."""
+    unknown = re.search(r"unrecognized arguments: --([\w.]+)", message)
     refused = re.search(r"Problem with given class_path '([\w.]+)':\s+Option '(\w+)' is not accepted", message)
     if unknown:
-        names, name, prefix = init_parameters(L.Trainer), unknown.group(1), "--trainer."
+        from lit_d2l.fit.parse import fit_parser  # built once, and only for this message
+
+        names, name, prefix = list(fit_parser().get_defaults().keys()), unknown.group(1), "--"
     elif refused:
         module, _, class_name = refused.group(1).rpartition(".")
         try:  # jsonargparse imported it a moment ago
