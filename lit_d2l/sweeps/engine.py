@@ -365,7 +365,8 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
         echo(f"{running} still running in another process ({elsewhere[0].owner}); it ends the sweep")
         result.status = "RUNNING"
         return result
-    failed = bool(result.failed) or any(c.status == "FAILED" for c in children if (c.arm, c.seed) in set(left))
+    unfinished = set(left)
+    failed = bool(result.failed) or any(c.status == "FAILED" for c in children if (c.arm, c.seed) in unfinished)
     if left:
         first = f"{left[0][0]} seed {left[0][1]}" + (", ..." if len(left) > 1 else "")
         how = "failed or stopped" if failed else "stopped (here or in another process)"

@@ -7,6 +7,7 @@ line instead of deep inside MLflow (or after minutes of HTTP retries).
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import sqlite3
@@ -98,6 +99,7 @@ def check_store(uri: str, timeout_s: float = 5.0, *, create: bool = True, write:
         _check_other(uri)
 
 
+@functools.cache  # once a process: every run's start checks its store
 def _check_other(uri: str) -> None:
     """Open the store as MLflow would and read one experiment; why it cannot, as one line (an unknown
     scheme, the database's Python driver missing, a database that does not answer)."""

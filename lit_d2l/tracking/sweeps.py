@@ -245,9 +245,9 @@ class SweepStore:
                 results[index] = (run_id, "")
         return results
 
-    def children_of(self, parent_id: str, experiment_id: str) -> list[Child]:
-        """The arm × seed runs of a sweep (not the run that tested its selected arm)."""
-        return [c for c in self._nested(parent_id, experiment_id) if c.tags.get(KIND_TAG) != TEST_KIND]
+    def children_of(self, parent_id: str, experiment_id: str, also: str = "") -> list[Child]:
+        """The arm × seed runs of a sweep (not the run that tested its selected arm); ``also``: a further filter."""
+        return [c for c in self._nested(parent_id, experiment_id, also) if c.tags.get(KIND_TAG) != TEST_KIND]
 
     def pair_runs(self, parent_id: str, experiment_id: str, pair: tuple[str, int]) -> list[Child]:
         """The runs of one arm × seed of a sweep (callers pick the pair out: an arm whose name a filter cannot quote
@@ -256,12 +256,7 @@ class SweepStore:
         arm, seed = pair
         if "'" in arm or "\\" in arm:  # not written as a filter's quoted value: read them all
             return self.children_of(parent_id, experiment_id)
-        runs = all_runs(
-            self.client,
-            [experiment_id],
-            f"tags.`{PARENT_TAG}` = '{parent_id}' AND tags.arm = '{arm}' AND tags.seed = '{seed}'",
-        )
-        return [c for c in map(as_child, runs) if c.tags.get(KIND_TAG) != TEST_KIND]
+        return self.children_of(parent_id, experiment_id, f"tags.arm = '{arm}' AND tags.seed = '{seed}'")
 
     def selection_tests(self, parent_id: str, experiment_id: str) -> list[Child]:
         """The runs that tested the sweep's selected arm (at most one FINISHED)."""
@@ -289,8 +284,10 @@ class SweepStore:
         )
         self.client.log_text(run_id, *text)
 
-    def _nested(self, parent_id: str, experiment_id: str) -> list[Child]:
-        runs = all_runs(self.client, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'")
+    def _nested(self, parent_id: str, experiment_id: str, also: str = "") -> list[Child]:
+        runs = all_runs(
+            self.client, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'" + (f" AND {also}" if also else "")
+        )
         return [as_child(run) for run in runs]
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:

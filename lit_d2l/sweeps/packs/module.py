@@ -108,7 +108,6 @@ class PackedModule(L.LightningModule):
         self._template = (template,)  # a tuple: not a registered submodule, so its meta tensors stay out
         self._objectives = (_Objectives(template),)
         params, _ = stack_module_state(list(arms))
-        self.param_names = list(params)
         require(
             len({t.dtype for t in params.values()}) == 1,
             "its parameters do not share one dtype (a pack holds each group of them in one tensor)",
@@ -409,12 +408,8 @@ class PackedModule(L.LightningModule):
             return
         settings = {key: value.to(self.arm_base_lr.device) for key, value in self.schedule_settings.items()}
         self.arm_lr.copy_(scheduled_lr(self.schedule, self.arm_base_lr, settings, self.current_epoch))
-        groups = [name for name, present in (("weights", self.weight_names), ("biases", self._bias_names())) if present]
-        rates = {f"lr-{self.optimizer_name}/{group}": self.arm_lr.clone() for group in groups}
+        rates = {f"lr-{self.optimizer_name}/{group}": self.arm_lr.clone() for group in self.layout}  # those it has
         self.log_arms(rates, epoch=False, step=self.global_step)  # as a single fit's LearningRateMonitor logs it
-
-    def _bias_names(self) -> list[str]:
-        return [name for name in self.param_names if name not in self.weight_names]
 
     def on_train_epoch_end(self) -> None:
         params, _ = self.stacked()
