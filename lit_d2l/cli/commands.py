@@ -103,9 +103,6 @@ def parser() -> CommandParser:
     )
     ablate.add_argument("spec", help="sweep spec YAML, e.g. experiments/ablations/overfitting.yaml")
     ablate.add_argument("--dry-run", action="store_true", help="list the arms and packs; run nothing")
-    ablate.add_argument(
-        "--workers", metavar="N", type=int, default=1, help="arms run in N processes (one GPU each if any)"
-    )
     ablate.add_argument("--resume", action="store_true", help="resume the sweep (the default when it exists)")
     ablate.add_argument("--fresh", action="store_true", help="start a new parent run even if the sweep exists")
     add_store_option(ablate)

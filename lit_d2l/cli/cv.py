@@ -13,7 +13,9 @@ def cv_command(args: argparse.Namespace, rest: list[str]) -> int:
     named = {arg.split("=", 1)[0].split(".", 1)[0] for arg in rest}
     if not {"-c", "--config"} & named and not {"--model", "--data"} <= named:
         raise UserError("cv folds a run's settings: give --config FILE (or --model NAME --data NAME)")
-    result = cross_validate(rest, args.folds, backend=args.backend, address=args.address, fresh=args.fresh)
+    result = cross_validate(
+        rest, args.folds, backend=args.backend, address=args.address, fresh=args.fresh, workers=args.workers
+    )
     if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
         return 0
     for key in sorted(k for k in result.summary if k.endswith("_mean")):

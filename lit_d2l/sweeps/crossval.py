@@ -1,12 +1,11 @@
 """``lit-d2l cv``: K-fold cross-validation (D2L 5.7) as child runs of one MLflow parent run.
 
-Each fold is an ordinary ``fit`` built through the same config path, with ``data.num_folds`` and
-``data.fold`` added; the parent run gets the mean and standard deviation of each validation metric.
-K-fold is a sweep over ``data.fold``: the parent is found again by a cv id (a digest of the settings),
-and each fold is claimed as a sweep's arm x seed is (:mod:`lit_d2l.tracking.sweeps`). So the same
-command run again resumes: FINISHED folds are kept, the others run again, each FINISHED exactly once. A fold
-that stopped (a signal, a killed process) goes on in its own run from its newest checkpoint, as ``fit --resume``
-would.
+K-fold is a sweep over ``data.fold``: each fold is an arm ``data.fold=k`` (with ``data.num_folds`` added) that
+the sweep engine (:mod:`lit_d2l.sweeps.engine`) claims and fits as it does a sweep's arm x seed, here or on Ray,
+and the parent run gets the mean and standard deviation of each validation metric. The parent is found again by
+a cv id (a digest of the settings), so the same command run again resumes: FINISHED folds are kept, the others
+run again, each FINISHED exactly once. A fold that stopped (a signal, a killed process) goes on in its own run
+from its newest checkpoint, as ``fit --resume`` would.
 """
 
 from __future__ import annotations
@@ -21,28 +20,18 @@ from pathlib import Path
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
-from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.checks import check_checkpoint
 from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.fit.resume import latest_checkpoint
-from lit_d2l.fit.run import RunResult, build, default_run_name, execute, run_configured
-from lit_d2l.processes import interrupts
+from lit_d2l.fit.run import build, default_run_name, execute
 from lit_d2l.processes.quiet import lightning_info_off
-from lit_d2l.sweeps.progress import Progress, plural
-from lit_d2l.sweeps.ray_backend import (
-    NODE_TAG,
-    Cluster,
-    check_backend,
-    connected,
-    dead_node_check,
-    run_on_ray,
-    worker_place,
-)
+from lit_d2l.sweeps.engine import PairOutcome, PairTask, pack_tasks, run_units, val_metrics
+from lit_d2l.sweeps.progress import plural
+from lit_d2l.sweeps.ray_backend import check_backend, connected
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import closing, ends_on_error, ensure_experiment
-from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child, SweepStore, as_child
-from lit_d2l.tracking.takeover import take_over
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child
 
 #: The kind of a cross-validation's parent run (a sweep's is "sweep").
 CV_KIND = "cross-validation"
@@ -53,26 +42,10 @@ class CrossValidation:
     """The parent run and the result of every fold."""
 
     parent_run_id: str
-    folds: list[RunResult]
+    folds: list[PairOutcome]
     summary: dict[str, float]
     totals: str = ""  # "5 folds in 0:12: 5 finished, 0 diverged, 0 failed, 0 skipped"
     tracking_uri: str = ""  # the store the runs are in
-
-
-@dataclass
-class _Claim:
-    """What claims one fold's run under the parent (picklable, for a Ray task)."""
-
-    tracking_uri: str
-    experiment_id: str
-    parent_id: str
-    run_name: str
-    tags: dict[str, str]
-    resume: tuple[str, str] | None = None  # (the run a stop left the fold in, that stop's checkpoint)
-
-
-#: How the fit of a fold runs in a claimed run: (run id, the checkpoint it goes on from, or None).
-FoldFit = Callable[[str, "str | None"], RunResult]
 
 
 def cross_validate(
@@ -82,17 +55,19 @@ def cross_validate(
     backend: str = "local",
     address: str | None = None,
     fresh: bool = False,
+    workers: int = 1,
 ) -> CrossValidation:
     """Fit fold 0..K-1 of the config in ``args``, a ``fold k/K`` line each; summarise the validation
-    metrics on a parent run. ``backend="ray"`` fits the folds as Ray tasks (:mod:`lit_d2l.sweeps.ray_backend`).
+        metrics on a parent run, in ``workers`` processes, or as Ray tasks with ``backend="ray"``
+    (:mod:`lit_d2l.sweeps.ray_backend`).
 
-    The parent of the same settings and K is resumed (unless ``fresh``): its FINISHED folds are not fitted again.
-    Under DDP every process runs this loop (``ddp`` reruns the command in each), and each fold is one
-    DDP fit; only rank 0 creates, claims and ends the runs, and prints.
+        The parent of the same settings and K is resumed (unless ``fresh``): its FINISHED folds are not fitted again.
+        Under DDP every process runs this loop (``ddp`` reruns the command in each), and each fold is one
+        DDP fit; only rank 0 creates, claims and ends the runs, and prints.
     """
     if num_folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {num_folds}")
-    check_backend(backend, address)
+    check_backend(backend, address, workers)
     first = parse_fit(_fold_args(args, 0, num_folds))  # bad settings are refused before anything is recorded
     if first.config.trainer.logger not in (None, True):
         raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
@@ -119,30 +94,25 @@ def cross_validate(
             stop = ". Ctrl-C stops; run it again to resume" if pending else ""
             where = f"parent run {parent.run_id}{stop}"
             echo(f"cross-validation {cv_id}: {plural(len(pending), 'fold')} to train{before}; {where}")
-            progress = Progress("fold", len(pending), echo)
-            results: dict[int, RunResult] = {}
-
-            def report(fold: int, result: RunResult) -> None:
-                results[fold] = result
-                shown = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(result.metrics.items()) if k.startswith("val/"))
-                progress.report(f"(data.fold {fold})", result.outcome, f"{shown} (run {result.run_id})")
-
-            seed = str(first.seed or 0)
-            claims = {
-                fold: _fold_claim(store, parent, experiment_id, fold, num_folds, seed, stopped.get(fold))
-                for fold in pending
-            }
-            if cluster is not None:
-                _folds_on_ray(args, num_folds, claims, report, cluster)
-            for index, fold in enumerate([] if cluster is not None else pending):
-                # Every fold fits the same model: Lightning's model summary and other notes once, for the first.
-                with nullcontext() if index == 0 else lightning_info_off():
-                    report(fold, _claimed(store, claims[fold], _fit_here(args, fold, num_folds)))
-            folds = [results[fold] if fold in results else _as_result(done[fold], store) for fold in range(num_folds)]
+            quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+            fold_args = [*args, *(quiet if cluster or workers > 1 else [])]
+            seed = first.seed or 0
+            tasks = [_fold_task(fold_args, fold, num_folds, seed, parent, experiment_id) for fold in pending]
+            for task in tasks:
+                task.resume = stopped.get(int(task.tags["fold"]))
+            # Folds side by side (quiet): no progress bars or model summaries interleaved in the terminal. One after
+            # another, every fold fits the same model: Lightning's notes once, for the first.
+            units = pack_tasks(tasks, "off")
+            outcomes, totals = run_units(
+                units, echo, workers, cluster, _stop_at_failure, "fold", _fold_detail, first_speaks=True
+            )
+            _stop_at_failure(outcomes)
+            fitted = {int(o.arm.removeprefix("data.fold=")): o for o in outcomes}
+            folds = [fitted[fold] if fold in fitted else _as_outcome(done[fold]) for fold in range(num_folds)]
             summary = summarise([fold.metrics for fold in folds])
     with closing(parent) as run:
         run.log_metrics(summary, step=0)
-    totals = progress.summary() + (f"; {len(done)} done before" if done else "")
+    totals += f"; {len(done)} done before" if done else ""
     return CrossValidation(parent.run_id, folds, summary, totals, parent.tracking_uri)
 
 
@@ -216,125 +186,55 @@ def _folds_to_fit(first: ParsedFit, cv_id: str, num_folds: int, fresh: bool) -> 
 
 def _other_rank(args: list[str], num_folds: int, folds: list[tuple[int, str | None]]) -> CrossValidation:
     """A DDP process other than rank 0: its part of each fold's fit; it records and prints nothing."""
-    results = []
     for index, (fold, checkpoint) in enumerate(folds):
         with nullcontext() if index == 0 else lightning_info_off():
-            cli = build("fit", [*_fold_args(args, fold, num_folds), *_from(checkpoint)])
+            resumed = [] if checkpoint is None else ["--ckpt_path", checkpoint]
+            cli = build("fit", [*_fold_args(args, fold, num_folds), *resumed])
             assert cli is not None
-            results.append(execute(cli, "fit"))
-    return CrossValidation("", results, {})
+            execute(cli, "fit")
+    return CrossValidation("", [], {})
 
 
 def _fold_args(args: list[str], fold: int, num_folds: int) -> list[str]:
     return [*args, "--data.num_folds", str(num_folds), "--data.fold", str(fold), "--test_after_fit", "false"]
 
 
-def _from(checkpoint: str | None) -> list[str]:
-    return [] if checkpoint is None else ["--ckpt_path", checkpoint]
-
-
-def _fold_claim(
-    store: SweepStore,
-    parent: TrackingLogger,
-    experiment_id: str,
-    fold: int,
-    num_folds: int,
-    seed: str,
-    resume: tuple[str, str] | None = None,
-) -> _Claim:
-    """Fold ``fold`` as a sweep's arm x seed: arm ``data.fold=k`` and the config's seed."""
-    tags = {"fold": str(fold), "cv.folds": str(num_folds), "arm": f"data.fold={fold}", "seed": seed}
-    return _Claim(store.tracking_uri, experiment_id, parent.run_id, f"{parent.run_name}-fold{fold}", tags, resume)
-
-
-def _claimed(store: SweepStore, claim: _Claim, fit: FoldFit) -> RunResult:
-    """Claim the fold (a new run under the parent), then ``fit(run_id, None)`` in it (:meth:`SweepStore.fit_claimed`);
-    a stopped fold whose checkpoint is here is taken over instead (as ``fit --resume`` takes a run over) and goes
-    on from it. A fold another process has FINISHED or is fitting meanwhile is refused in one line."""
-    fold = claim.tags["fold"]
-    if claim.resume is not None and Path(claim.resume[1]).is_file():  # on another Ray node, it is fitted again
-        run_id, checkpoint = claim.resume
-        with interrupts.deferred():
-            take_over(store.tracking_uri, run_id, lambda run: _taken(fold, run.info.run_id, run.info.status))
-        interrupts.raise_if_requested()
-        remove_leftovers(Path(checkpoint).parent)  # written by a fit killed before they were stored
-        return fit(run_id, checkpoint)
-    result, taken = store.fit_claimed(
-        claim.parent_id, claim.experiment_id, claim.run_name, claim.tags, lambda run_id: fit(run_id, None)
+def _fold_task(
+    args: list[str], fold: int, num_folds: int, seed: int, parent: TrackingLogger, experiment_id: str
+) -> PairTask:
+    """Fold ``fold`` as a sweep's arm x seed: arm ``data.fold=k`` and the config's seed, none of a sweep's callbacks."""
+    arm = f"data.fold={fold}"
+    return PairTask(
+        arm=arm,
+        seed=seed,
+        args=_fold_args(args, fold, num_folds),
+        tags={"fold": str(fold), "cv.folds": str(num_folds), "arm": arm, "seed": str(seed), PARENT_TAG: parent.run_id},
+        max_grad_norm=0.0,
+        diagnostics_every=0,
+        tracking_uri=parent.tracking_uri,
+        experiment_id=experiment_id,
+        run_name=f"{parent.run_name}-fold{fold}",
+        label=f"(data.fold {fold})",
+        sweep_callbacks=False,
     )
-    if result is None:
-        raise UserError(f"fold {fold}: {taken}; run lit-d2l cv again once it ends")
-    return result
 
 
-def _taken(fold: str, run_id: str, status: str) -> str:
-    """Why the stopped run of ``fold`` cannot go on here: FINISHED or RUNNING meanwhile (else "")."""
-    if status in ("FINISHED", "RUNNING"):
-        return f"fold {fold}: {status} in run {run_id} meanwhile; run lit-d2l cv again once it ends"
-    return ""
+def _fold_detail(outcome: PairOutcome) -> str:
+    return f"{val_metrics(outcome, ' = ')} (run {outcome.run_id})"
 
 
-def _fit_here(args: list[str], fold: int, num_folds: int) -> FoldFit:
-    def fit(run_id: str, checkpoint: str | None) -> RunResult:
-        cli = build("fit", [*_fold_args(args, fold, num_folds), *_from(checkpoint), "--tracking.run_id", run_id])
-        assert cli is not None
-        return execute(cli, "fit")
-
-    return fit
-
-
-def _as_result(child: Child, store: SweepStore) -> RunResult:
-    """A fold FINISHED before, as this process would have returned it."""
-    return RunResult(child.run_id, child.status, store.tracking_uri, dict(child.metrics), outcome=child.outcome)
+def _stop_at_failure(outcomes: list[PairOutcome]) -> None:
+    """A fold that failed, or that another process FINISHED or runs meanwhile, stops the cv in one line (under DDP
+    the other processes could not go on to the next fold without it)."""
+    for outcome in outcomes:
+        if outcome.outcome in ("failed", "skipped"):
+            fold = outcome.arm.removeprefix("data.fold=")
+            raise UserError(f"data.fold {fold}: {outcome.error}; run lit-d2l cv again once it is fixed or ends")
 
 
-#: Folds running side by side on Ray: no progress bars or model summaries interleaved in the driver's terminal.
-_QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-
-
-@dataclass
-class _Fold:
-    """One fold as a Ray task (picklable)."""
-
-    fold: int
-    args: list[str]
-    claim: _Claim
-
-
-def _folds_on_ray(
-    args: list[str],
-    num_folds: int,
-    claims: dict[int, _Claim],
-    report: Callable[[int, RunResult], None],
-    cluster: Cluster,
-) -> None:
-    """Every fold of ``claims`` as a Ray task, recorded under the parent; ``report`` each as it ends."""
-    items = [_Fold(fold, [*_fold_args(args, fold, num_folds), *_QUIET], claim) for fold, claim in claims.items()]
-
-    def died(item: _Fold, how: str) -> None:
-        SweepStore(item.claim.tracking_uri).close_stale(item.claim.experiment_id, dead_node_check())  # left RUNNING
-        if how != "cancelled":
-            raise UserError(f"fold {item.fold} of {num_folds}: {how}; run lit-d2l cv again")
-
-    run_on_ray(items, _run_fold, lambda done: report(*done), died, cluster)
-
-
-def _run_fold(item: _Fold) -> tuple[int, RunResult]:
-    """A fold in a Ray worker: an ordinary fit, its run tagged with the Ray node and the device it used; a retry
-    first closes the run its lost attempt left RUNNING, so that it can claim the fold again."""
-    node, device = worker_place()
-    args = item.args if device is None else [*item.args, "--trainer.accelerator", "gpu", "--trainer.devices", "[0]"]
-    where = "cpu" if device is None else f"cuda:{device}"
-    store = SweepStore(item.claim.tracking_uri)
-    store.close_stale(item.claim.experiment_id, dead_node_check())
-    claim = _Claim(**{**vars(item.claim), "tags": {**item.claim.tags, NODE_TAG: node, "device": where}})
-
-    def fit(run_id: str, checkpoint: str | None) -> RunResult:
-        result = run_configured("fit", [*args, *_from(checkpoint), "--tracking.run_id", run_id])
-        assert result is not None
-        return result
-
-    return item.fold, _claimed(store, claim, fit)
+def _as_outcome(child: Child) -> PairOutcome:
+    """A fold FINISHED before, as this process would have fitted it."""
+    return PairOutcome(child.arm, child.seed, child.outcome, child.run_id, dict(child.metrics))
 
 
 def summarise(fold_metrics: list[dict[str, float]]) -> dict[str, float]:

@@ -18,15 +18,18 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
+from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import parse_fit
 from lit_d2l.fit.run import RunResult, run_configured
+from lit_d2l.processes import interrupts
 from lit_d2l.processes.quiet import lightning_info_off, worker_quiet
 from lit_d2l.sweeps.arm_values import swept_params, unique_short_names
 from lit_d2l.sweeps.packs.plan import ONLY_ARM, Pack, plan_packs
@@ -48,6 +51,7 @@ from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
+from lit_d2l.tracking.takeover import take_over
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -99,6 +103,9 @@ class PairTask:
     params: dict[str, str] = field(default_factory=dict)  # the swept values as top-level params of the child run
     steps: float = 1.0  # its expected training steps: its weight in the sweep's ETA
     unit: str = ""  # which unit of the sweep it trains in ("pack 2/5 (12 arms)"), for the heartbeat lines
+    label: str = ""  # how its progress line names it: "<arm> seed <seed>" unless given ("(data.fold 2)")
+    resume: tuple[str, str] | None = None  # (the run a stop left it in, that stop's checkpoint): it goes on there
+    sweep_callbacks: bool = True  # the sweep's diagnostics, divergence guard and heartbeat (a cv fold: none)
     #: its args as the plan parsed them (this process only: a pack builds from it instead of parsing again)
     parsed: Any = field(default=None, repr=False, compare=False)
 
@@ -139,12 +146,8 @@ def run_sweep(
     fit (:mod:`lit_d2l.sweeps.packs`), at most ``pack_size`` per pack when > 0; ``"off"`` fits every pair alone.
     ``backend="ray"`` runs the units as tasks on the Ray cluster at ``address`` (:mod:`~lit_d2l.sweeps.ray_backend`).
     """
-    if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
     check_pack_options(pack, pack_size)
-    check_backend(backend, address)
-    if backend == "ray" and workers != 1:
-        raise UserError("--workers is for --backend local; on Ray a sweep uses every CPU (or GPU) of the cluster")
+    check_backend(backend, address, workers)
     with connected(address) if backend == "ray" else nullcontext() as cluster:
         plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
         with ends_on_error(plan.parent):
@@ -317,8 +320,7 @@ def run_pairs(
     """Run the plan's pending pairs (as ``units``: packs, by default one pair each) in ``workers``
     processes, or as tasks on a Ray ``cluster``; one line per finished pair goes to ``echo``."""
     units = units if units is not None else [Pack([task]) for task in plan.tasks]
-    with lightning_info_off():  # one line per arm instead of Lightning's banner per Trainer
-        return _run_tasks_quietly(units, len(plan.tasks), workers, echo, cluster, _metrics_check(plan, echo))
+    return run_units(units, echo, workers, cluster, _metrics_check(plan, echo))[0]
 
 
 def _metrics_check(plan: SweepPlan, echo: Callable[[str], None]) -> Callable[[list[PairOutcome]], None]:
@@ -395,30 +397,41 @@ def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
         parent.log_metrics(stability_figures(), step=0)
 
 
-def _run_tasks_quietly(
+def val_metrics(outcome: PairOutcome, between: str = "=") -> str:
+    """The validation metrics of a finished run: ``val/acc=0.91, val/loss=0.31``."""
+    return ", ".join(f"{k}{between}{v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
+
+
+def run_units(
     units: list[Pack],
-    total: int,
-    workers: int,
     echo: Callable[[str], None],
+    workers: int = 1,
     cluster: Cluster | None = None,
     check: Callable[[list[PairOutcome]], None] = lambda results: None,
-) -> list[PairOutcome]:
+    noun: str = "arm",
+    detail: Callable[[PairOutcome], str] = val_metrics,
+    first_speaks: bool = False,
+) -> tuple[list[PairOutcome], str]:
+    """Run every unit (here, in ``workers`` processes, or on a Ray ``cluster``): one progress line per pair as it
+    ends (``detail`` says what of a finished one), ``check(results)`` after each unit but the last; (the outcomes,
+    ``12 arms in 1:05: 10 finished, ...``). Lightning's notes (a banner, a model summary) are off, but for the
+    first unit when ``first_speaks``: every pair trains a model alike."""
     outcomes: list[PairOutcome] = []
-    steps = {(task.arm, task.seed): task.steps for unit in units for task in unit.units}
-    progress = Progress("arm", total, echo, work=sum(steps.values()))
+    tasks = {(task.arm, task.seed): task for unit in units for task in unit.units}
+    progress = Progress(noun, len(tasks), echo, work=sum(task.steps for task in tasks.values()))
     for number, unit in enumerate(units, 1):
         place = f"pack {number}/{len(units)} ({len(unit.units)} arms)" if unit.packed else f"fit {number}/{len(units)}"
         for task in unit.units:
             task.unit = place
 
     def report(results: list[PairOutcome]) -> None:
-        progress.credit(sum(steps.get((o.arm, o.seed), 1.0) for o in results), len(results))  # one ETA a unit
+        progress.credit(sum(tasks[o.arm, o.seed].steps for o in results), len(results))  # one ETA a unit
         for outcome in results:
             outcomes.append(outcome)
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items()) if k.startswith("val/"))
-            detail = outcome.error if outcome.outcome in ("failed", "skipped") else shown
-            progress.report(f"{outcome.arm} seed {outcome.seed}", outcome.outcome, detail or "", work=0.0)
-        if len(outcomes) < total:  # while a Ctrl-C can still save training
+            task = tasks[outcome.arm, outcome.seed]
+            said = outcome.error if outcome.outcome in ("failed", "skipped") else detail(outcome)
+            progress.report(task.label or f"{task.arm} seed {task.seed}", outcome.outcome, said or "", work=0.0)
+        if len(outcomes) < len(tasks):  # while a Ctrl-C can still save training
             check(results)
 
     def died(unit: list[PairTask], how: str) -> list[PairOutcome]:
@@ -427,17 +440,19 @@ def _run_tasks_quietly(
         return [PairOutcome(task.arm, task.seed, "failed", error=how) for task in unit]
 
     work = [unit.units for unit in units]
-    if cluster is not None:
-        run_on_ray(work, _run_ray_unit, report, died, cluster)
-        return outcomes
-    if workers == 1 or len(work) <= 1:
-        for unit in work:
-            report(_run_unit(unit))
-        return outcomes
-    gpus = torch.cuda.device_count()  # 0 without CUDA
-    settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
-    supervise(work, settings, _run_unit, report, died, _init_worker)
-    return outcomes
+    if cluster is None and (workers == 1 or len(work) <= 1):
+        for index, unit in enumerate(work):
+            with nullcontext() if index == 0 and first_speaks else lightning_info_off():
+                report(_run_unit(unit))
+        return outcomes, progress.summary()
+    with lightning_info_off():  # one line per arm instead of Lightning's banner per Trainer
+        if cluster is not None:
+            run_on_ray(work, _run_ray_unit, report, died, cluster)
+        else:
+            gpus = torch.cuda.device_count()  # 0 without CUDA
+            settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
+            supervise(work, settings, _run_unit, report, died, _init_worker)
+    return outcomes, progress.summary()
 
 
 def _run_unit(unit: list[PairTask]) -> list[PairOutcome]:
@@ -474,35 +489,62 @@ def _init_worker(setting: tuple[int | None, int]) -> None:
 
 
 def _run_task(task: PairTask) -> PairOutcome:
-    """Claim the pair, then fit it in the claimed run (or report it taken by another process)."""
+    """Claim the pair, then fit it in the claimed run (or report it taken by another process); a pair a stop left
+    with a checkpoint here goes on in its own run from that checkpoint."""
     task.take_parsed()  # a single fit parses through LightningCLI itself
     args, device = list(task.args), "cpu"
     if _worker_device is not None:
         args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
         device = f"cuda:{_worker_device}"
-    callbacks: list = []
-    # Before the guard, so a run diverging at step 0 still logs its step-0 norms; the table without its figure,
-    # as in a pack: the sweep's report draws every arm's norms in one.
-    if task.diagnostics_every > 0:
-        callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every, figure=False))
-    callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
-    callbacks.append(Heartbeat(task.unit or task.run_name))
+    callbacks = _sweep_callbacks(task) if task.sweep_callbacks else []
 
-    def fit(run_id: str) -> RunResult:
+    def fit(run_id: str, checkpoint: str | None = None) -> RunResult:
         store.log_params(run_id, task.params)
-        result = run_configured("fit", [*args, "--tracking.run_id", run_id], callbacks=callbacks)
+        resumed = [] if checkpoint is None else ["--ckpt_path", checkpoint]
+        result = run_configured("fit", [*args, *resumed, "--tracking.run_id", run_id], callbacks=callbacks)
         assert result is not None
         return result
 
     try:
         store = SweepStore(task.tracking_uri)
-        tags = {**task.tags, "device": device}
-        result, taken = store.fit_claimed(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags, fit)
+        if task.resume is not None and Path(task.resume[1]).is_file():  # on another Ray node, it trains again
+            result, taken = _go_on(store, task.resume, fit), ""
+        else:
+            tags = {**task.tags, "device": device}
+            result, taken = store.fit_claimed(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags, fit)
     except Exception as exc:  # a failing arm is reported; the sweep goes on
-        return PairOutcome(task.arm, task.seed, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
+        error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        return PairOutcome(task.arm, task.seed, "failed", error=error, device=device)
     if result is None:
         return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
     return PairOutcome(task.arm, task.seed, result.outcome, result.run_id, result.metrics, device=device)
+
+
+def _sweep_callbacks(task: PairTask) -> list:
+    # Before the guard, so a run diverging at step 0 still logs its step-0 norms; the table without its figure,
+    # as in a pack: the sweep's report draws every arm's norms in one.
+    callbacks: list = []
+    if task.diagnostics_every > 0:
+        callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every, figure=False))
+    callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
+    callbacks.append(Heartbeat(task.unit or task.run_name))
+    return callbacks
+
+
+def _go_on(store: SweepStore, resume: tuple[str, str], fit: Callable[[str, str], RunResult]) -> RunResult:
+    """The stopped run taken over (as ``fit --resume`` takes one over), then fitted on from its checkpoint."""
+    run_id, checkpoint = resume
+    with interrupts.deferred():
+        take_over(store.tracking_uri, run_id, _taken)
+    interrupts.raise_if_requested()
+    remove_leftovers(Path(checkpoint).parent)  # written by a fit killed before they were stored
+    return fit(run_id, checkpoint)
+
+
+def _taken(run: Any) -> str:
+    """Why a stopped run cannot go on here: FINISHED or RUNNING meanwhile (else "")."""
+    status = run.info.status
+    return f"{status} in run {run.info.run_id} meanwhile" if status in ("FINISHED", "RUNNING") else ""
 
 
 def _run_names(arms: list[Arm]) -> dict[str, str]:

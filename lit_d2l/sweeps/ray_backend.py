@@ -42,8 +42,13 @@ class Cluster:
     gpus: bool
 
 
-def check_backend(backend: str, address: str | None = None) -> None:
-    """Refuse an unknown backend, ``--address`` without Ray, and the Ray backend without Ray installed."""
+def check_backend(backend: str, address: str | None = None, workers: int = 1) -> None:
+    """Refuse an unknown backend, ``--address`` without Ray, the Ray backend without Ray installed, and ``--workers``
+    below 1 or with Ray."""
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    if backend == "ray" and workers != 1:
+        raise UserError("--workers is for --backend local; on Ray a sweep uses every CPU (or GPU) of the cluster")
     if backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if address is not None and backend != "ray":
@@ -72,7 +77,10 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` and ``--address``, as ``lit-d2l ablate`` and ``lit-d2l cv`` take them."""
+    """``--workers``, ``--backend`` and ``--address``, as ``lit-d2l ablate`` and ``lit-d2l cv`` take them."""
+    parser.add_argument(
+        "--workers", metavar="N", type=int, default=1, help="runs train in N processes here (one GPU each if any)"
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,

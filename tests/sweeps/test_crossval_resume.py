@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lit_d2l.fit import run as fit_run
 from lit_d2l.processes.interrupts import Interrupted
-from lit_d2l.sweeps import crossval
 from lit_d2l.tracking.liveness import owner_tags, this_process
 from lit_d2l.tracking.sweeps import SWEEP_TAG
 from tests.conftest import LINEAR_CONFIG, REPO
@@ -48,7 +48,7 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
     tracking_uri: str, client: MlflowClient, experiment: str, capsys, monkeypatch
 ) -> None:
     fitted: list[int] = []  # the folds fitted, in order
-    execute = crossval.execute
+    execute = fit_run.execute
 
     def stop_fold_1_once(cli, command: str):
         fitted.append(cli.datamodule.fold)
@@ -62,7 +62,7 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
                 raise
         return execute(cli, command)
 
-    monkeypatch.setattr(crossval, "execute", stop_fold_1_once)
+    monkeypatch.setattr(fit_run, "execute", stop_fold_1_once)  # every fold's fit
     argv = ["cv", "--folds", "2", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
     argv += ["--tracking.experiment", experiment, *QUIET, *TINY]
     code, _, err = run_main(argv, capsys)
@@ -125,7 +125,7 @@ def _history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, flo
 def test_a_fold_stopped_mid_fit_goes_on_in_its_own_run_from_its_stops_checkpoint(
     tracking_uri: str, client: MlflowClient, experiment: str, capsys, monkeypatch
 ) -> None:
-    execute, signalled = crossval.execute, []
+    execute, signalled = fit_run.execute, []
 
     def signal_in_fold_1(cli, command: str):
         if cli.datamodule.fold == 1 and not signalled:  # a real SIGHUP at fold 1's step 6, once
@@ -133,7 +133,7 @@ def test_a_fold_stopped_mid_fit_goes_on_in_its_own_run_from_its_stops_checkpoint
             cli.trainer.callbacks.append(SignalAtStep(6, signal.SIGHUP))
         return execute(cli, command)
 
-    monkeypatch.setattr(crossval, "execute", signal_in_fold_1)
+    monkeypatch.setattr(fit_run, "execute", signal_in_fold_1)
     argv = ["cv", "--folds", "2", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
     argv += ["--tracking.experiment", experiment, *QUIET, *STEPS]
     code, _, err = run_main(argv, capsys)
@@ -262,3 +262,59 @@ def test_a_fold_killed_after_its_last_checkpoint_goes_on_from_it_and_one_that_do
     _, folds = cv_runs(client, experiment)
     assert sorted(r.info.status for r in folds if r.data.tags["fold"] == "1") == ["FINISHED", "KILLED"]
     assert client.get_run(parent.info.run_id).data.metrics["val/loss_mean"] == pytest.approx(mean)
+
+
+def test_a_failing_fold_stops_the_cv_in_one_line_and_running_it_again_fits_that_fold_only(
+    tracking_uri: str, client: MlflowClient, experiment: str, capsys, monkeypatch
+) -> None:
+    fitted: list[int] = []
+    execute = fit_run.execute
+
+    def fold_1_fails_once(cli, command: str):
+        fitted.append(cli.datamodule.fold)
+        if fitted == [0, 1]:
+            raise RuntimeError("out of memory (as if)")
+        return execute(cli, command)
+
+    monkeypatch.setattr(fit_run, "execute", fold_1_fails_once)
+    argv = ["cv", "--folds", "3", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri]
+    argv += ["--tracking.experiment", experiment, *QUIET, *TINY]
+    code, out, err = run_main(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "lit-d2l: error: data.fold 1: RuntimeError: out of memory (as if); run lit-d2l cv again once it is fixed "
+        "or ends"
+    ]
+    assert fitted == [0, 1], "fold 2 is not fitted after fold 1 failed"
+    assert "fold 2/3 (data.fold 1): failed RuntimeError: out of memory (as if)" in out
+    (parent,), folds = cv_runs(client, experiment)
+    assert parent.info.status == "FAILED"
+    assert sorted((r.data.tags["fold"], r.info.status) for r in folds) == [("0", "FINISHED"), ("1", "FAILED")]
+
+    code, out, _ = run_main(argv, capsys)
+    assert code == 0 and fitted == [0, 1, 1, 2]
+    parents, folds = cv_runs(client, experiment)
+    assert [p.info.run_id for p in parents] == [parent.info.run_id]
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert finished_per_fold(folds) == {"0": 1, "1": 1, "2": 1}
+
+
+@pytest.mark.slow
+def test_folds_in_two_worker_processes_equal_the_folds_fitted_one_after_another(
+    tracking_uri: str, client: MlflowClient, experiment: str, capsys
+) -> None:
+    argv = ["cv", "--folds", "3", "--config", str(LINEAR_CONFIG), "--tracking.uri", tracking_uri, *QUIET, *STEPS]
+    assert run_main([*argv, "--tracking.experiment", experiment], capsys)[0] == 0
+    code, out, err = run_main([*argv, "--tracking.experiment", f"{experiment}-2", "--workers", "2"], capsys)
+    assert code == 0, err
+    assert "3 folds in " in out and "3 finished, 0 diverged, 0 failed" in out
+    (one,), one_folds = cv_runs(client, experiment)
+    (two,), two_folds = cv_runs(client, f"{experiment}-2")
+    assert two.info.status == "FINISHED" and finished_per_fold(two_folds) == {"0": 1, "1": 1, "2": 1}
+    assert all(r.data.tags["mlflow.parentRunId"] == two.info.run_id for r in two_folds)
+
+    def by_fold(folds: list) -> list[float]:
+        return [r.data.metrics["val/loss"] for r in sorted(folds, key=lambda r: r.data.tags["fold"])]
+
+    assert by_fold(two_folds) == pytest.approx(by_fold(one_folds), abs=1e-6), "each fold as it trains alone"
+    assert two.data.metrics["val/loss_mean"] == pytest.approx(one.data.metrics["val/loss_mean"], abs=1e-6)
