@@ -7,6 +7,8 @@ runs whose process is gone are closed as KILLED), and two processes on one spec 
 A diverging arm is a result (tagged ``outcome=diverged``); a failing arm, or one whose worker
 process died, is reported and the others go on. The units run here, in worker processes
 (:mod:`~lit_d2l.sweeps.workers`), or as tasks on a Ray cluster (:mod:`~lit_d2l.sweeps.ray_backend`).
+``lit-d2l cv`` runs its folds through :func:`run_units` too, each an arm ``data.fold=k``
+(:mod:`~lit_d2l.sweeps.crossval`).
 """
 
 from __future__ import annotations
