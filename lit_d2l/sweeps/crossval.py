@@ -19,14 +19,11 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
 from lit_d2l.errors import ConfigError, UserError
-from lit_d2l.fit.checks import check_checkpoint
 from lit_d2l.fit.parse import ParsedFit, parse_fit
-from lit_d2l.fit.resume import latest_checkpoint
 from lit_d2l.fit.run import build, default_run_name, execute
 from lit_d2l.processes.quiet import lightning_info_off
-from lit_d2l.sweeps.engine import PairOutcome, PairTask, pack_tasks, run_units, val_metrics
+from lit_d2l.sweeps.engine import PairOutcome, PairTask, pack_tasks, run_units, stopped_checkpoint, val_metrics
 from lit_d2l.sweeps.progress import plural
 from lit_d2l.sweeps.ray_backend import check_backend, connected
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
@@ -153,21 +150,7 @@ def _finished(children: list[Child]) -> dict[int, Child]:
 def _resumable(
     children: list[Child], fold: int, echo: Callable[[str], None] = lambda _: None
 ) -> tuple[str, str] | None:
-    """(The newest run of ``fold`` that did not finish but left a checkpoint that loads, that newest checkpoint: a
-    stop's, else the last epoch's), or None: the fold goes on there. One stopped before its first checkpoint is
-    fitted again; so is one whose checkpoint does not load, which ``echo`` is told."""
-    runs = [c for c in children if c.tags.get("fold") == str(fold) and c.status != "FINISHED"]
-    for run in sorted(runs, key=lambda c: c.start_time, reverse=True):
-        checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
-        if checkpoint is None:
-            continue
-        try:
-            check_checkpoint(str(checkpoint))
-        except ConfigError as exc:
-            echo(f"data.fold {fold}: {str(exc).removeprefix('--ckpt_path ')}; it is fitted again from its start")
-            continue
-        return run.run_id, str(checkpoint)
-    return None
+    return stopped_checkpoint([c for c in children if c.tags.get("fold") == str(fold)], f"data.fold {fold}", echo)
 
 
 def _folds_to_fit(first: ParsedFit, cv_id: str, num_folds: int, fresh: bool) -> list[tuple[int, str | None]]:

@@ -26,10 +26,12 @@ from typing import Any
 import torch
 
 from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
+from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
 from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
-from lit_d2l.fit.checks import as_dict
+from lit_d2l.fit.checks import as_dict, check_checkpoint
 from lit_d2l.fit.parse import parse_fit
+from lit_d2l.fit.resume import latest_checkpoint
 from lit_d2l.fit.run import RunResult, run_configured
 from lit_d2l.processes import interrupts
 from lit_d2l.processes.quiet import lightning_info_off, worker_quiet
@@ -52,7 +54,7 @@ from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
-from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, SweepStore
+from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore
 from lit_d2l.tracking.takeover import take_over
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
@@ -178,6 +180,8 @@ def start_line(plan: SweepPlan, units: list[Pack], workers: str) -> str:
 
 #: Why a unit runs alone where the model could pack: nothing to say about the model.
 PACK_OFF = "--pack off"
+#: Why a pair a stop interrupted runs alone: it goes on from its stop's checkpoint, in its own run.
+GOES_ON = "it goes on from the checkpoint its stop saved"
 PLAIN = (ONLY_ARM, PACK_OFF)
 
 
@@ -249,8 +253,10 @@ def pack_tasks(tasks: list[PairTask], pack: str = "auto", pack_size: int = 0, wo
     """The units of work: packs of pairs that train together, or (``pack="off"``) one pair each."""
     if pack == "off":
         return [Pack([task], PACK_OFF) for task in tasks]
-    return plan_packs(
-        tasks, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers, parsed=lambda t: t.parsed
+    going_on = [Pack([task], GOES_ON) for task in tasks if task.resume]  # a pack does not load a fit's checkpoint
+    fresh = [task for task in tasks if not task.resume]
+    return going_on + plan_packs(
+        fresh, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers, parsed=lambda t: t.parsed
     )
 
 
@@ -309,7 +315,28 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         ]
         for task in tasks:
             task.tags[PARENT_TAG] = parent.run_id
+            runs = [c for c in children if (c.arm, c.seed) == (task.arm, task.seed)]
+            task.resume = stopped_checkpoint(runs, f"{task.arm} seed {task.seed}", echo)
+            if task.resume:
+                echo(f"  {task.arm} seed {task.seed} goes on from {Path(task.resume[1]).name} (run {task.resume[0]})")
     return SweepPlan(spec, store, parent, skipped=len(done), tasks=tasks)
+
+
+def stopped_checkpoint(runs: list[Child], name: str, echo: Callable[[str], None]) -> tuple[str, str] | None:
+    """(The newest of one pair's ``runs`` that did not finish but left a checkpoint that loads, that newest
+    checkpoint: a stop's, else the last epoch's), or None: the pair goes on there. One stopped before its first
+    checkpoint is fitted again; so is one whose checkpoint does not load, which ``echo`` is told."""
+    for run in sorted((r for r in runs if r.status != "FINISHED"), key=lambda r: r.start_time, reverse=True):
+        checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
+        if checkpoint is None:
+            continue
+        try:
+            check_checkpoint(str(checkpoint))
+        except ConfigError as exc:
+            echo(f"{name}: {str(exc).removeprefix('--ckpt_path ')}; it is fitted again from its start")
+            continue
+        return run.run_id, str(checkpoint)
+    return None
 
 
 def run_pairs(

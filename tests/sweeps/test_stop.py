@@ -170,3 +170,49 @@ def test_after_sigkill_of_a_sweep_its_workers_go_within_seconds_leaving_no_run_r
         exp = client.get_experiment_by_name(experiment)
         children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(KIND_TAG) != "sweep"]
         assert {r.info.status for r in children} == {"KILLED"}, trial  # ended by the workers themselves
+
+
+def test_an_arm_stopped_mid_fit_goes_on_in_its_own_run_from_its_stops_checkpoint(
+    tmp_path, tracking_uri, client, experiment, monkeypatch, capsys
+):
+    from lit_d2l.fit import run as fit_run
+    from tests.test_resume import SignalAtStep
+
+    path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 3.0]}\n")  # 10 epochs of 4 steps
+    execute, signalled = fit_run.execute, []
+
+    def signal_in_second_arm(cli, command: str):
+        if cli.model.l2 == 3.0 and not signalled:  # a real SIGHUP at step 10 of arm l2=3.0, once
+            signalled.append(True)
+            cli.trainer.callbacks.append(SignalAtStep(10, signal.SIGHUP))
+        return execute(cli, command)
+
+    monkeypatch.setattr(fit_run, "execute", signal_in_second_arm)
+    argv = ["ablate", str(path), "--tracking-uri", tracking_uri, "--pack", "off", "--no-report"]
+    code, _, err = run_main(argv, capsys)
+    assert code == 128 + signal.SIGHUP, err
+    store = SweepStore(tracking_uri)
+    (parent,) = [r for r in client.search_runs([store.client.get_experiment_by_name(experiment).experiment_id])
+                 if r.data.tags.get(KIND_TAG) == "sweep"]  # fmt: skip
+    stopped = {(c.arm, c.status): c.run_id for c in store.children(parent)}
+    assert set(stopped) == {("model.l2=0.0", "FINISHED"), ("model.l2=3.0", "KILLED")}
+
+    code, out, err = run_main(argv, capsys)  # the same command: the arm goes on where it stopped
+    assert code == 0, err
+    run_id = stopped["model.l2=3.0", "KILLED"]
+    assert f"model.l2=3.0 seed 0 goes on from interrupted-step=10.ckpt (run {run_id})" in out
+    children = store.children(client.get_run(parent.info.run_id))
+    assert sorted((c.arm, c.run_id, c.status) for c in children) == sorted(
+        [("model.l2=0.0", stopped["model.l2=0.0", "FINISHED"], "FINISHED"), ("model.l2=3.0", run_id, "FINISHED")]
+    ), "in its own run, not a new one"
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+    code, _, _ = run_main([*argv, "--fresh"], capsys)  # the same arm never stopped
+    assert code == 0
+    (whole,) = [r.info.run_id for r in client.search_runs([parent.info.experiment_id], "tags.arm = 'model.l2=3.0'")
+                if r.info.run_id != run_id]  # fmt: skip
+    for key, steps in (("train/loss", 40), ("val/loss", 10)):  # every step once, as the whole fit logs it
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        reference = sorted((m.step, m.value) for m in client.get_metric_history(whole, key))
+        assert [s for s, _ in history] == [s for s, _ in reference] and len(history) == steps, key
+        assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
