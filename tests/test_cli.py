@@ -375,6 +375,11 @@ def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experim
         (["ablate", "spec.yaml", "--trainer.max_epochs", "2"], r"run settings go in its spec, under overrides:"),
         (["fit"], r"required: model \(give a config: lit-d2l fit --config experiments/"),
         (["cv", "--folds", "2", "--trainer.max_epochs", "1"], r"cv folds a run's settings: give --config FILE"),
+        (
+            ["cv", "--config", str(LINEAR_CONFIG), "--data.num_folds=3"],
+            r"cv sets --data.num_folds of each fold itself: leave it out \(--folds K says how many folds\)$",
+        ),
+        (["cv", "--config", str(LINEAR_CONFIG), "--data.fold", "1"], r"cv sets --data.fold of each fold itself"),
         (["validate", "--run", "abc", "--ckpt_path", "x.ckpt"], r"^lit-d2l: error: --run takes the run's own newest"),
     ],
 )

@@ -64,6 +64,9 @@ def cross_validate(
     """
     if num_folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {num_folds}")
+    for option in ("--data.fold", "--data.num_folds"):
+        if any(arg.split("=", 1)[0] == option for arg in args):
+            raise ConfigError(f"cv sets {option} of each fold itself: leave it out (--folds K says how many folds)")
     check_backend(backend, address, workers)
     first = parse_fit(_fold_args(args, 0, num_folds))  # bad settings are refused before anything is recorded
     if first.config.trainer.logger not in (None, True):
