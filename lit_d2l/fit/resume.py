@@ -16,7 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
 from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
-from lit_d2l.tracking.liveness import OWNER_TAG, Owner
+from lit_d2l.tracking.liveness import KIND_TAG, OWNER_TAG, Owner
 from lit_d2l.tracking.logger import flatten
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT, config_params
 from lit_d2l.tracking.runs import StoredRun, config_of, owner_of, stored_run
@@ -101,9 +101,9 @@ def _check_resumable(run: StoredRun) -> None:
 
 def _refusal(run_id: str, status: str, tags: dict[str, str]) -> str:
     """Why run ``run_id`` cannot be resumed now, or ""."""
-    if tags.get("lit_d2l.kind") == "sweep":
+    if tags.get(KIND_TAG) == "sweep":
         return f"run {run_id} is a sweep's parent run: resume it with lit-d2l ablate SPEC"
-    if tags.get("lit_d2l.kind") == "cross-validation":
+    if tags.get(KIND_TAG) == "cross-validation":
         return f"run {run_id} is a cross-validation's parent run: run the same lit-d2l cv command again"
     if status == "FINISHED":
         return f"run {run_id} is already FINISHED: nothing to resume; start a new fit instead"

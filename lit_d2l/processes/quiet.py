@@ -7,7 +7,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 # Lightning has no public switch for these lines (its docs only offer the logger levels, which would hide its
 # warnings too), so they are filtered here, by the loggers that emit them, and nowhere else. MLflow's own output is
@@ -78,14 +78,19 @@ def worker_quiet() -> None:
 
 
 @contextmanager
-def lightning_info_off() -> Iterator[None]:
-    """Lightning's INFO lines (model summary, "`Trainer.fit` stopped: ...") off inside the block, for the
-    second and later fits of one command; its warnings still show."""
-    saved = {name: logging.getLogger(name).level for name in ("lightning.pytorch", "lightning.fabric")}
-    for name in saved:
-        logging.getLogger(name).setLevel(logging.WARNING)
+def at_warning(*names: str) -> Iterator[None]:
+    """The loggers ``names`` at WARNING or above inside the block (their INFO lines off), as they were after it."""
+    saved = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.WARNING))
     try:
         yield
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+def lightning_info_off() -> AbstractContextManager[None]:
+    """Lightning's INFO lines (model summary, "`Trainer.fit` stopped: ...") off inside the block, for the
+    second and later fits of one command; its warnings still show."""
+    return at_warning("lightning.pytorch", "lightning.fabric")

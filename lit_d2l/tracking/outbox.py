@@ -25,6 +25,9 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+# MLflow's log_batch limits per call (1,000 metrics, 100 params, 100 tags, 1,000 values in all), as it checks them.
+from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
 from lit_d2l.errors import ConfigError
 from lit_d2l.tracking.liveness import HEARTBEAT_TAG
 from lit_d2l.tracking.write_errors import unreachable
@@ -38,11 +41,6 @@ MAX_ATTEMPTS = 3
 SERVER_TIMEOUT_S = 120.0
 #: The most values kept in memory while the server is away (a fit stops there too).
 MAX_VALUES = 500_000
-
-# MLflow's log_batch limits per call: 1,000 metrics, 100 params, 100 tags, 1,000 values in all.
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000
 
 
 def server_timeout_s(setting: float | None = None) -> float:

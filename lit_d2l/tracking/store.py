@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import logging
 import os
 import sqlite3
 import struct
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lit_d2l.errors import TrackingError
+from lit_d2l.processes.quiet import at_warning
 
 try:
     import fcntl
@@ -156,7 +156,7 @@ def _check_sqlite(db: Path, uri: str, create: bool, write: bool) -> None:
         if not _has_tables(db, write):
             from mlflow.tracking import MlflowClient
 
-            with _quiet_schema_creation():
+            with at_warning("mlflow", "alembic"):
                 MlflowClient(uri).search_experiments(max_results=1)  # MLflow creates its schema
     _checked_database = db
 
@@ -180,20 +180,6 @@ def _open_in_this_process(db: Path) -> bool:
         if (held.st_dev, held.st_ino) == (target.st_dev, target.st_ino):
             return True
     return False
-
-
-@contextmanager
-def _quiet_schema_creation() -> Iterator[None]:
-    """MLflow's and alembic's INFO lines about creating a new store's tables off: the store is lit-d2l's to make."""
-    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def _no_access(db: Path, write: bool, reason: str = "permission denied") -> TrackingError:

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from lit_d2l.errors import UserError
 from lit_d2l.processes import interrupts
 from lit_d2l.tracking.liveness import (
+    KIND_TAG,
     PARENT_TAG,
     close_stale_once,
     close_stale_runs,
@@ -34,7 +35,6 @@ from lit_d2l.tracking.paging import all_experiments, all_runs
 from lit_d2l.tracking.store import check_store, resolve_tracking_uri
 
 SWEEP_TAG = "lit_d2l.sweep_id"
-KIND_TAG = "lit_d2l.kind"
 #: The kind of the run that tests a sweep's selected arm (``lit-d2l report --select METRIC --test``).
 TEST_KIND = "selection-test"
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from lightning.pytorch.cli import instantiate_class
 from torch import Tensor
 
 
@@ -132,26 +133,22 @@ _UNSUPPORTED = ("nesterov", "dampening", "amsgrad", "maximize")
 
 def arm_optimizer(model: Any) -> tuple[str, dict[str, float]]:
     """(kind: sgd, adam or adamw; its settings) of the optimizer ``model`` trains with alone: its
-    ``--optimizer`` if one is configured, else its own SGD (``lr``, ``momentum``, ``weight_decay``)."""
+    ``--optimizer`` (as torch builds it, defaults included) if one is configured, else its own SGD."""
     config = getattr(model, "optimizer_config", None)
     if config is None:
         return "sgd", {"lr": model.lr, "momentum": model.momentum, "weight_decay": model.weight_decay}
+    settings = instantiate_class(_probe(), config).defaults
     kind = PACKED_OPTIMIZERS[config["class_path"]]
-    args = config.get("init_args") or {}
     if kind == "sgd":
-        lr, momentum, decay = (float(args.get(key) or 0.0) for key in ("lr", "momentum", "weight_decay"))
-        return kind, {"lr": lr or 1e-3, "momentum": momentum, "weight_decay": decay}
-    beta1, beta2 = args.get("betas", (0.9, 0.999))
-    if kind == "adam" and args.get("decoupled_weight_decay"):
-        kind = "adamw"
-    default_decay = 0.01 if config["class_path"] == "torch.optim.AdamW" else 0.0
-    return kind, {
-        "lr": float(args.get("lr", 1e-3)),
-        "beta1": float(beta1),
-        "beta2": float(beta2),
-        "eps": float(args.get("eps", 1e-8)),
-        "weight_decay": float(args.get("weight_decay", default_decay)),
-    }
+        return kind, {key: float(settings[key]) for key in ("lr", "momentum", "weight_decay")}
+    beta1, beta2 = settings["betas"]
+    values = (settings["lr"], beta1, beta2, settings["eps"], settings["weight_decay"])
+    adamw = kind == "adamw" or settings.get("decoupled_weight_decay")
+    return "adamw" if adamw else kind, dict(zip(ADAM_SETTINGS, map(float, values), strict=True))
+
+
+def _probe() -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.zeros(1))]
 
 
 def why_optimizer_not_packable(optimizer: dict[str, Any] | None) -> str | None:
@@ -181,10 +178,8 @@ def arm_schedule(model: Any) -> tuple[str, dict[str, float]] | None:
     config = getattr(model, "lr_scheduler_config", None)
     if config is None:
         return None
-    args = config.get("init_args") or {}
-    defaults = {"gamma": 0.1, "eta_min": 0.0}
-    keys = PACKED_SCHEDULES[config["class_path"]]
-    return config["class_path"], {key: float(args.get(key, defaults.get(key, 0.0))) for key in keys}
+    schedule = instantiate_class(torch.optim.SGD(_probe(), lr=1.0), config)  # as torch builds it, defaults included
+    return config["class_path"], {key: float(getattr(schedule, key)) for key in PACKED_SCHEDULES[config["class_path"]]}
 
 
 def scheduled_lr(path: str, base_lr: Tensor, settings: dict[str, Tensor], epoch: int) -> Tensor:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psutil
 import torch
 from lightning.pytorch.core.hooks import DataHooks, ModelHooks
 
@@ -216,12 +217,7 @@ def memory_budget() -> int:
     if torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info()
         return free // 2
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024 // 4
-    except (OSError, KeyError, ValueError):
-        return 2 * 1024**3
+    return psutil.virtual_memory().available // 4
 
 
 def plan_packs(
