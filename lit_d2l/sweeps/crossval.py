@@ -23,12 +23,20 @@ from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.fit.run import build, default_run_name, execute
 from lit_d2l.processes.quiet import lightning_info_off
-from lit_d2l.sweeps.engine import PairOutcome, PairTask, pack_tasks, run_units, stopped_checkpoint, val_metrics
+from lit_d2l.sweeps.engine import (
+    PairOutcome,
+    PairTask,
+    open_parent_run,
+    pack_tasks,
+    run_units,
+    stopped_checkpoint,
+    val_metrics,
+)
 from lit_d2l.sweeps.progress import plural
 from lit_d2l.sweeps.ray_backend import check_backend, connected
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.logger import closing, ends_on_error, ensure_experiment
-from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore, as_child
+from lit_d2l.tracking.logger import closing, ends_on_error
+from lit_d2l.tracking.sweeps import PARENT_TAG, Child, SweepStore, as_child
 
 #: The kind of a cross-validation's parent run (a sweep's is "sweep").
 CV_KIND = "cross-validation"
@@ -121,24 +129,15 @@ def _parent_run(
 ) -> tuple[TrackingLogger, str]:
     """(The cv's parent run, resumed or new, its experiment id); one a live process is running is refused."""
     settings = first.config.tracking
-    experiment_id = ensure_experiment(store.client, settings.experiment, store.tracking_uri)
-    store.close_stale(experiment_id)  # runs of killed processes: their folds run again
     name = f"{settings.run_name or _default_name(first)}-{num_folds}fold"
-    parent_id, joined = store.open_parent(settings.experiment, experiment_id, cv_id, name, kind=CV_KIND, fresh=fresh)
+    tags = {"cv.folds": str(num_folds)}
+    parent, run, joined = open_parent_run(store, settings.experiment, cv_id, name, CV_KIND, fresh, tags)
     if joined:
-        owner = as_child(store.client.get_run(parent_id)).owner
         raise UserError(
-            f"cross-validation {cv_id} is running in {owner} (MLflow run {parent_id}): "
+            f"cross-validation {cv_id} is running in {as_child(run).owner} (MLflow run {run.info.run_id}): "
             "wait for it to end, or start another with --fresh"
         )
-    parent = TrackingLogger(
-        experiment_name=settings.experiment,
-        tracking_uri=store.tracking_uri,
-        run_name=store.client.get_run(parent_id).info.run_name,
-        tags={"cv.folds": str(num_folds), KIND_TAG: CV_KIND, SWEEP_TAG: cv_id},
-        run_id=parent_id,
-    )
-    return parent, experiment_id
+    return parent, run.info.experiment_id
 
 
 def _default_name(first: ParsedFit) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from mlflow.entities import Run
 
 from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
@@ -260,6 +261,27 @@ def pack_tasks(tasks: list[PairTask], pack: str = "auto", pack_size: int = 0, wo
     )
 
 
+def open_parent_run(
+    store: SweepStore,
+    experiment: str,
+    sweep_id: str,
+    name: str,
+    kind: str = "sweep",
+    fresh: bool = False,
+    tags: dict[str, str] | None = None,
+) -> tuple[TrackingLogger, Run, bool]:
+    """(A logger of the parent run of ``sweep_id``, that run, whether a live process runs it): joined, resumed
+    (unless ``fresh``) or created (:meth:`SweepStore.open_parent`), once the experiment's runs left RUNNING by
+    killed processes are closed, even ones that died after this process started."""
+    experiment_id = ensure_experiment(store.client, experiment, store.tracking_uri)
+    store.close_stale(experiment_id)
+    parent_id, joined = store.open_parent(experiment, experiment_id, sweep_id, name, kind=kind, fresh=fresh)
+    run = store.client.get_run(parent_id)
+    tags = {KIND_TAG: kind, SWEEP_TAG: sweep_id, **(tags or {})}
+    parent = TrackingLogger(experiment, store.tracking_uri, run.info.run_name, tags, run_id=parent_id)
+    return parent, run, joined
+
+
 def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print) -> SweepPlan:
     """Check every arm parses, join the sweep's live parent run or resume (unless ``fresh``) or create
     one, and list the pairs that no run has FINISHED yet."""
@@ -269,12 +291,9 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         first_seed[arm.key] = parse_arm(spec, arm, where)
         steps[arm.key] = expected_steps(first_seed[arm.key])
 
-    store = SweepStore(uri)  # closes runs whose process is gone
-    sweep_id = spec.sweep_id
-    experiment_id = ensure_experiment(store.client, spec.name, uri)
-    store.close_stale(experiment_id)  # runs of killed processes, even ones that died after this process started
-    parent_id, joined = store.open_parent(spec.name, experiment_id, sweep_id, sweep_id, fresh=fresh)
-    parent_run = store.client.get_run(parent_id)
+    store, sweep_id = SweepStore(uri), spec.sweep_id
+    parent, parent_run, joined = open_parent_run(store, spec.name, sweep_id, sweep_id, fresh=fresh)
+    experiment_id = parent_run.info.experiment_id
     children = store.children(parent_run)
     done = {(c.arm, c.seed) for c in children if c.status == "FINISHED"}
     elsewhere = {(c.arm, c.seed) for c in children if c.live}
@@ -282,13 +301,6 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
         echo(f"joining sweep {sweep_id}, running in another process: {plural(len(elsewhere), 'pair')} running there")
     elif done or children:
         echo(f"resuming sweep {sweep_id}: {len(done)} of {len(spec.pairs())} pairs done")
-    parent = TrackingLogger(
-        experiment_name=spec.name,
-        tracking_uri=uri,
-        run_name=sweep_id,
-        tags={KIND_TAG: "sweep", SWEEP_TAG: sweep_id},
-        run_id=parent_id,
-    )
     with ends_on_error(parent):
         if not joined and "sweep.spec" not in parent_run.data.params:  # a new parent, or one that died undescribed
             _describe_sweep(parent, spec)
