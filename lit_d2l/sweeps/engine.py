@@ -21,10 +21,9 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from mlflow.entities import Run
 
 from lit_d2l.callbacks import DivergenceGuard, Heartbeat, LayerDiagnostics
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
@@ -57,6 +56,9 @@ from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore
 from lit_d2l.tracking.takeover import take_over
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 # Arms are compared through the store: no per-epoch checkpoints (a stop signal still saves one).
 QUIET_TRAINER = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
