@@ -380,6 +380,10 @@ def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experim
             r"cv sets --data.num_folds of each fold itself: leave it out \(--folds K says how many folds\)$",
         ),
         (["cv", "--config", str(LINEAR_CONFIG), "--data.fold", "1"], r"cv sets --data.fold of each fold itself"),
+        (
+            ["cv", "--config", str(LINEAR_CONFIG), "--workers", "2", "--trainer.devices", "0,1"],
+            r"--workers fits each fold in one process: give it, or a fit of several processes, not both$",
+        ),
         (["validate", "--run", "abc", "--ckpt_path", "x.ckpt"], r"^lit-d2l: error: --run takes the run's own newest"),
     ],
 )

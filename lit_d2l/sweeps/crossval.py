@@ -62,13 +62,12 @@ def cross_validate(
     fresh: bool = False,
     workers: int = 1,
 ) -> CrossValidation:
-    """Fit fold 0..K-1 of the config in ``args``, a ``fold k/K`` line each; summarise the validation
-        metrics on a parent run, in ``workers`` processes, or as Ray tasks with ``backend="ray"``
-    (:mod:`lit_d2l.sweeps.ray_backend`).
+    """Fit fold 0..K-1 of the config in ``args``, a ``fold k/K`` line each, in ``workers`` processes or as Ray
+    tasks with ``backend="ray"`` (:mod:`lit_d2l.sweeps.ray_backend`); summarise the validation metrics on a parent run.
 
-        The parent of the same settings and K is resumed (unless ``fresh``): its FINISHED folds are not fitted again.
-        Under DDP every process runs this loop (``ddp`` reruns the command in each), and each fold is one
-        DDP fit; only rank 0 creates, claims and ends the runs, and prints.
+    The parent of the same settings and K is resumed (unless ``fresh``): its FINISHED folds are not fitted again.
+    Under DDP every process runs this loop (``ddp`` reruns the command in each), and each fold is one
+    DDP fit; only rank 0 creates, claims and ends the runs, and prints.
     """
     if num_folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {num_folds}")
@@ -79,6 +78,8 @@ def cross_validate(
     first = parse_fit(_fold_args(args, 0, num_folds))  # bad settings are refused before anything is recorded
     if first.config.trainer.logger not in (None, True):
         raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
+    if workers > 1 and _processes(first.trainer_kwargs) > 1:
+        raise ConfigError("--workers fits each fold in one process: give it, or a fit of several processes, not both")
     cv_id = f"cv-{hashlib.sha256(first.text.encode()).hexdigest()[:10]}"  # data.fold 0, K and every other setting
     if not is_rank_zero():
         return _other_rank(args, num_folds, _folds_to_fit(first, cv_id, num_folds, fresh))
@@ -106,8 +107,8 @@ def cross_validate(
             fold_args = [*args, *(quiet if cluster or workers > 1 else [])]
             seed = first.seed or 0
             tasks = [_fold_task(fold_args, fold, num_folds, seed, parent, experiment_id) for fold in pending]
-            for task in tasks:
-                task.resume = stopped.get(int(task.tags["fold"]))
+            for task, fold in zip(tasks, pending, strict=True):
+                task.resume = stopped.get(fold)
             # Folds side by side (quiet): no progress bars or model summaries interleaved in the terminal. One after
             # another, every fold fits the same model: Lightning's notes once, for the first.
             units = pack_tasks(tasks, "off")
@@ -178,6 +179,17 @@ def _other_rank(args: list[str], num_folds: int, folds: list[tuple[int, str | No
             assert cli is not None
             execute(cli, "fit")
     return CrossValidation("", [], {})
+
+
+def _processes(trainer: dict) -> int:
+    """How many processes a fit of these Trainer settings runs in: trainer.devices x trainer.num_nodes (auto: 1)."""
+    devices = trainer.get("devices", "auto")
+    if not isinstance(devices, list | tuple):  # 2, "2", "0,1", auto
+        devices = (
+            str(devices).split(",") if "," in str(devices) else range(int(devices) if str(devices).isdigit() else 1)
+        )
+    count = len([device for device in devices if str(device).strip()])
+    return count * int(trainer.get("num_nodes") or 1)
 
 
 def _fold_args(args: list[str], fold: int, num_folds: int) -> list[str]:
