@@ -172,6 +172,7 @@ def test_after_sigkill_of_a_sweep_its_workers_go_within_seconds_leaving_no_run_r
         assert {r.info.status for r in children} == {"KILLED"}, trial  # ended by the workers themselves
 
 
+@pytest.mark.slow  # the fast suite has the same resume path through cv (test_crossval_resume.py)
 def test_an_arm_stopped_mid_fit_goes_on_in_its_own_run_from_its_stops_checkpoint(
     tmp_path, tracking_uri, client, experiment, monkeypatch, capsys
 ):
