@@ -382,7 +382,8 @@ def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experim
         (["cv", "--config", str(LINEAR_CONFIG), "--data.fold", "1"], r"cv sets --data.fold of each fold itself"),
         (
             ["cv", "--config", str(LINEAR_CONFIG), "--workers", "2", "--trainer.devices", "0,1"],
-            r"--workers fits each fold in one process: give it, or a fit of several processes, not both$",
+            r"--workers fits each fold in one process, but trainer.devices x trainer.num_nodes is 2 \(one fit in "
+            r"several processes\): give one or the other$",
         ),
         (["validate", "--run", "abc", "--ckpt_path", "x.ckpt"], r"^lit-d2l: error: --run takes the run's own newest"),
     ],

@@ -78,8 +78,11 @@ def cross_validate(
     first = parse_fit(_fold_args(args, 0, num_folds))  # bad settings are refused before anything is recorded
     if first.config.trainer.logger not in (None, True):
         raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
-    if workers > 1 and _processes(first.trainer_kwargs) > 1:
-        raise ConfigError("--workers fits each fold in one process: give it, or a fit of several processes, not both")
+    if workers > 1 and (processes := _processes(first.trainer_kwargs)) > 1:
+        raise ConfigError(
+            f"--workers fits each fold in one process, but trainer.devices x trainer.num_nodes is {processes} "
+            "(one fit in several processes): give one or the other"
+        )
     cv_id = f"cv-{hashlib.sha256(first.text.encode()).hexdigest()[:10]}"  # data.fold 0, K and every other setting
     if not is_rank_zero():
         return _other_rank(args, num_folds, _folds_to_fit(first, cv_id, num_folds, fresh))
