@@ -13,6 +13,7 @@ process died, is reported and the others go on. The units run here, in worker pr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -494,15 +495,15 @@ def run_units(
         else:
             gpus = torch.cuda.device_count()  # 0 without CUDA
             settings = [(worker % gpus if gpus else None, workers) for worker in range(workers)]
-            supervise(work, settings, _run_unit, report, died, _init_worker)
+            supervise(work, settings, report, died, _init_worker)
     return outcomes, progress.summary()
 
 
-def _run_unit(unit: list[PairTask]) -> list[PairOutcome]:
-    """One unit of work: a pair alone, or a pack of pairs in one vectorized fit."""
+def _run_unit(unit: list[PairTask], device: int | None = None) -> list[PairOutcome]:
+    """One unit of work, on GPU ``device`` if given: a pair alone, or a pack of pairs in one vectorized fit."""
     if len(unit) == 1:
-        return [_run_task(unit[0])]
-    return run_pack(unit, _outcome, _worker_device)
+        return [_run_task(unit[0], device)]
+    return run_pack(unit, _outcome, device)
 
 
 def _outcome(task: PairTask, kind: str, **details: Any) -> PairOutcome:
@@ -512,33 +513,29 @@ def _outcome(task: PairTask, kind: str, **details: Any) -> PairOutcome:
 def _run_ray_unit(unit: list[PairTask]) -> list[PairOutcome]:
     """A unit as a Ray task: on its node's GPU if it got one, its runs tagged with the node; a retry first
     closes the runs its lost attempt left RUNNING, so that it can claim their pairs again."""
-    global _worker_device
-    node, _worker_device = worker_place()
+    node, device = worker_place()
     first = unit[0]
     SweepStore(first.tracking_uri).close_stale(first.experiment_id, dead_node_check())
-    return _run_unit([replace(task, tags={**task.tags, NODE_TAG: node}) for task in unit])
+    return _run_unit([replace(task, tags={**task.tags, NODE_TAG: node}) for task in unit], device)
 
 
-_worker_device: int | None = None
-
-
-def _init_worker(setting: tuple[int | None, int]) -> None:
-    """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads."""
-    global _worker_device
-    _worker_device, workers = setting
+def _init_worker(setting: tuple[int | None, int]) -> Callable[[list[PairTask]], list[PairOutcome]]:
+    """Bind this worker to one GPU (when there are GPUs) or to its share of the CPU threads; what runs a unit here."""
+    device, workers = setting
     worker_quiet()
-    if _worker_device is None:
+    if device is None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    return functools.partial(_run_unit, device=device)
 
 
-def _run_task(task: PairTask) -> PairOutcome:
+def _run_task(task: PairTask, device_index: int | None = None) -> PairOutcome:
     """Claim the pair, then fit it in the claimed run (or report it taken by another process); a pair a stop left
     with a checkpoint here goes on in its own run from that checkpoint."""
     task.take_parsed()  # a single fit parses through LightningCLI itself
     args, device = list(task.args), "cpu"
-    if _worker_device is not None:
-        args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{_worker_device}]"]
-        device = f"cuda:{_worker_device}"
+    if device_index is not None:
+        args += ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{device_index}]"]
+        device = f"cuda:{device_index}"
     callbacks = _sweep_callbacks(task) if task.sweep_callbacks else []
 
     def fit(run_id: str, checkpoint: str | None = None) -> RunResult:

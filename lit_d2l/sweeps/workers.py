@@ -45,15 +45,15 @@ class _Slot:
 def supervise(
     tasks: list[Any],
     settings: list[Any],
-    run: Callable[[Any], Any],
     report: Callable[[Any], None],
     died: Callable[[Any, str], Any],
-    initializer: Callable[[Any], None],
+    initializer: Callable[[Any], Callable[[Any], Any]],
 ) -> None:
-    """Run ``run(task)`` for every task in ``len(settings)`` worker processes; ``report`` each result.
+    """Run every task in ``len(settings)`` worker processes; ``report`` each result.
 
-    ``initializer(setting)`` prepares a worker (e.g. binds it to a GPU); a task whose worker died is
-    reported as ``died(task, how)``. On any exception (Ctrl-C, SIGTERM) the workers are stopped too.
+    ``initializer(setting)`` prepares a worker (e.g. binds it to a GPU) and returns what runs a task there
+    (``run(task)``, a result); a task whose worker died is reported as ``died(task, how)``. On any exception
+    (Ctrl-C, SIGTERM) the workers are stopped too.
     """
     context = multiprocessing.get_context("spawn")
     queue = deque(tasks)
@@ -61,7 +61,7 @@ def supervise(
     def start(setting: Any) -> _Slot:
         ours, theirs = context.Pipe()
         process = context.Process(
-            target=_worker_main, args=(theirs, run, initializer, setting, os.getpid()), name="lit-d2l worker"
+            target=_worker_main, args=(theirs, initializer, setting, os.getpid()), name="lit-d2l worker"
         )
         process.start()
         theirs.close()
@@ -133,13 +133,13 @@ def _how(exitcode: int | None) -> str:
 
 
 def _worker_main(
-    conn: Connection, run: Callable[[Any], Any], initializer: Callable[[Any], None], setting: Any, parent: int
+    conn: Connection, initializer: Callable[[Any], Callable[[Any], Any]], setting: Any, parent: int
 ) -> None:
     die_with_parent(parent)
     code = 0
     with interrupts.stop_signals_handled(), interrupts.deferred():
         try:
-            initializer(setting)
+            run = initializer(setting)
             while interrupts.requested() is None:
                 if conn.poll(POLL_S):
                     task = conn.recv()
