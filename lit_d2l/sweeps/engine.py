@@ -55,6 +55,7 @@ from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
+from lit_d2l.tracking.races import set_tags
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore
 from lit_d2l.tracking.takeover import take_over
 
@@ -545,12 +546,13 @@ def _run_task(task: PairTask, device_index: int | None = None) -> PairOutcome:
         assert result is not None
         return result
 
+    tags = {**task.tags, "device": device}
     try:
         store = SweepStore(task.tracking_uri)
         if task.resume is not None and Path(task.resume[1]).is_file():  # on another Ray node, it trains again
-            result, taken = _go_on(store, task.resume, fit), ""
+            where = {key: tags[key] for key in (NODE_TAG, "device") if key in tags}  # where it trains now
+            result, taken = _go_on(store, task.resume, where, fit), ""
         else:
-            tags = {**task.tags, "device": device}
             result, taken = store.fit_claimed(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags, fit)
     except Exception as exc:  # a failing arm is reported; the sweep goes on
         error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
@@ -571,11 +573,15 @@ def _sweep_callbacks(task: PairTask) -> list:
     return callbacks
 
 
-def _go_on(store: SweepStore, resume: tuple[str, str], fit: Callable[[str, str], RunResult]) -> RunResult:
-    """The stopped run taken over (as ``fit --resume`` takes one over), then fitted on from its checkpoint."""
+def _go_on(
+    store: SweepStore, resume: tuple[str, str], where: dict[str, str], fit: Callable[[str, str], RunResult]
+) -> RunResult:
+    """The stopped run taken over (as ``fit --resume`` takes one over) and tagged with ``where`` it trains now
+    (device, Ray node), then fitted on from its checkpoint."""
     run_id, checkpoint = resume
     with interrupts.deferred():
         take_over(store.tracking_uri, run_id, _taken)
+        set_tags(store.client, run_id, where)
     interrupts.raise_if_requested()
     remove_leftovers(Path(checkpoint).parent)  # written by a fit killed before they were stored
     return fit(run_id, checkpoint)

@@ -141,10 +141,12 @@ def test_a_fold_stopped_mid_fit_goes_on_in_its_own_run_from_its_stops_checkpoint
     _, folds = cv_runs(client, experiment)
     (stopped,) = [r for r in folds if r.data.tags["fold"] == "1"]
     assert stopped.info.status == "KILLED"
+    client.set_tag(stopped.info.run_id, "device", "cuda:3")  # as if it had trained on a GPU of a Ray node
 
     code, out, err = run_main(argv, capsys)  # the same command again: fold 1 goes on where it stopped
     assert code == 0, err
     assert "(1 done before, data.fold 1 goes on from interrupted-step=6.ckpt)" in out
+    assert client.get_run(stopped.info.run_id).data.tags["device"] == "cpu", "where it trained last"
     _, folds = cv_runs(client, experiment)
     assert [(r.info.run_id, r.info.status) for r in folds if r.data.tags["fold"] == "1"] == [
         (stopped.info.run_id, "FINISHED")
