@@ -329,12 +329,18 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
             for arm, seed in spec.pairs()
             if (arm.key, seed) not in done | elsewhere
         ]
+        tried, again = {(c.arm, c.seed) for c in children}, []
         for task in tasks:
             task.tags[PARENT_TAG] = parent.run_id
             runs = [c for c in children if (c.arm, c.seed) == (task.arm, task.seed)]
             task.resume = stopped_checkpoint(runs, f"{task.arm} seed {task.seed}", echo)
             if task.resume:
                 echo(f"  {task.arm} seed {task.seed} goes on from {Path(task.resume[1]).name} (run {task.resume[0]})")
+            elif (task.arm, task.seed) in tried:  # stopped in a pack or before a checkpoint, killed, or failed
+                again.append(f"{task.arm} seed {task.seed}")
+        if again:
+            shown = ", ".join(again[:3]) + (", ..." if len(again) > 3 else "")
+            echo(f"  {plural(len(again), 'pair')} that did not finish train again from the start: {shown}")
     return SweepPlan(spec, store, parent, skipped=len(done), tasks=tasks)
 
 

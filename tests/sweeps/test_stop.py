@@ -71,6 +71,11 @@ def test_a_stopped_sweep_names_the_command_that_resumes_it(tmp_path, tracking_ur
     # --fresh is left out: run again, the sweep resumes in the same parent run instead of starting another
     assert lines == [f"lit-d2l: interrupted by SIGTERM; continue it with: lit-d2l {shlex.join(argv)}"], err
 
+    monkeypatch.undo()
+    code, out, err = run_main(argv, capsys)  # stopped before its fit began: no checkpoint, so from the start
+    assert code == 0, err
+    assert "  1 pair that did not finish train again from the start: model.l2=0.0 seed 0\n" in out
+
 
 def test_a_sweep_stopped_before_its_parent_run_exists_keeps_fresh_in_its_rerun(
     tmp_path, tracking_uri, experiment, monkeypatch, capsys
