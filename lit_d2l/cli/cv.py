@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lit_d2l.errors import UserError
-from lit_d2l.sweeps.crossval import cross_validate, is_rank_zero
+from lit_d2l.sweeps.crossval import cross_validate, is_rank_zero, summary_lines
 from lit_d2l.tracking.store import dashboard_hint
 
 
@@ -18,9 +18,8 @@ def cv_command(args: argparse.Namespace, rest: list[str]) -> int:
     )
     if not is_rank_zero():  # another DDP process, which reran this command: rank 0 reports
         return 0
-    for key in sorted(k for k in result.summary if k.endswith("_mean")):
-        base = key.removesuffix("_mean")
-        print(f"{base}: {result.summary[key]:.4g} ± {result.summary[base + '_std']:.2g} over {len(result.folds)} folds")
+    for line in summary_lines(result.summary, len(result.folds)):
+        print(line)
     hint = dashboard_hint(result.tracking_uri)
     print(f"{result.totals}; MLflow parent run {result.parent_run_id}, view it with: {hint}")
     return 0

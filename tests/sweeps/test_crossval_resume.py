@@ -88,6 +88,15 @@ def test_a_cv_stopped_in_a_fold_names_itself_and_resumes_in_the_same_parent(
     assert finished_per_fold(folds) == {"0": 1, "1": 1}
     losses = [r.data.metrics["val/loss"] for r in folds if r.info.status == "FINISHED"]
     assert parent.data.metrics["val/loss_mean"] == pytest.approx(statistics.fmean(losses))
+    note = parent.data.tags["mlflow.note.content"].splitlines()  # the answer atop the parent's page in MLflow
+    mean, std = parent.data.metrics["val/loss_mean"], parent.data.metrics["val/loss_std"]
+    assert note[0] == f"- **val/loss: {mean:.4g} ± {std:.2g} over 2 folds**" and f"val/loss: {mean:.4g}" in out
+    fold_rows = sorted(line for line in note if line.startswith(("| 0 |", "| 1 |")))
+    assert fold_rows == sorted(
+        f"| {r.data.tags['fold']} | {r.data.metrics['val/loss']:.4g} | {r.info.run_id} |"
+        for r in folds
+        if r.info.status == "FINISHED"
+    )
 
     code, out, _ = run_main(argv, capsys)  # once more: nothing left to fit, the same summary
     assert code == 0 and fitted == [0, 1, 1] and "2 of 2 folds done" in out
