@@ -10,7 +10,7 @@ from lit_d2l.models import D2LModule, built
 from lit_d2l.sweeps.engine import PairTask, check_pack_options, pack_tasks, parse_arm
 from lit_d2l.sweeps.packs.plan import PACKABLE_KEYS
 from lit_d2l.sweeps.progress import plural
-from lit_d2l.sweeps.spec import SEED_KEYS, SweepSpec
+from lit_d2l.sweeps.spec import SweepSpec
 
 
 def dry_run(
@@ -35,7 +35,7 @@ def dry_run(
             "",
             "",
             "",
-            {**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
+            spec.settings(arm, seed),
         )
         for arm, seed in spec.pairs()
     ]

@@ -51,7 +51,7 @@ from lit_d2l.sweeps.ray_backend import (
 )
 from lit_d2l.sweeps.reports.report import did_you_mean, summary_table
 from lit_d2l.sweeps.reports.stability import stability_figures
-from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
+from lit_d2l.sweeps.spec import PACK_MODES, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
@@ -322,7 +322,7 @@ def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[s
                 experiment_id=experiment_id,
                 run_name=f"{names[arm.key]}/s{seed}"[:240],
                 params=swept_params(dict(arm.settings)),
-                settings={**spec.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)},
+                settings=spec.settings(arm, seed),
                 steps=steps[arm.key],
                 parsed=first_seed.pop(arm.key) if seed == spec.seeds[0] else None,  # parsed once, not again
             )

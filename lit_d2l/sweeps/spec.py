@@ -112,10 +112,13 @@ class SweepSpec:
         validation and not tested (unless the overrides say so): the test split is used once, on the arm that
         ``lit-d2l report --select --test`` picks (D2L 3.6.3)."""
         args = ["--config", str(self.base), "--test_after_fit", "false"]
-        settings = {**self.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)}
-        for key, value in settings.items():
+        for key, value in self.settings(arm, seed).items():
             args += [f"--{key}", _text(value)]
         return args
+
+    def settings(self, arm: Arm, seed: int) -> dict[str, Any]:
+        """The settings of one arm and seed the spec gives: its overrides, then the arm's values, then the seed."""
+        return {**self.overrides, **dict(arm.settings), **dict.fromkeys(SEED_KEYS, seed)}
 
 
 class SpecLoader(yaml.SafeLoader):
