@@ -26,6 +26,7 @@ from lit_d2l.processes.quiet import lightning_info_off
 from lit_d2l.sweeps.engine import (
     PairOutcome,
     PairTask,
+    check_one_process,
     open_parent_run,
     pack_tasks,
     run_units,
@@ -78,11 +79,7 @@ def cross_validate(
     first = parse_fit(_fold_args(args, 0, num_folds))  # bad settings are refused before anything is recorded
     if first.config.trainer.logger not in (None, True):
         raise ConfigError("cross-validation records its folds in MLflow: do not set trainer.logger")
-    if workers > 1 and (processes := _processes(first.trainer_kwargs)) > 1:
-        raise ConfigError(
-            f"--workers fits each fold in one process, but trainer.devices x trainer.num_nodes is {processes} "
-            "(one fit in several processes): give one or the other"
-        )
+    check_one_process(first, workers, "fold")
     cv_id = f"cv-{hashlib.sha256(first.text.encode()).hexdigest()[:10]}"  # data.fold 0, K and every other setting
     if not is_rank_zero():
         return _other_rank(args, num_folds, _folds_to_fit(first, cv_id, num_folds, fresh))
@@ -183,17 +180,6 @@ def _other_rank(args: list[str], num_folds: int, folds: list[tuple[int, str | No
             assert cli is not None
             execute(cli, "fit")
     return CrossValidation("", [], {})
-
-
-def _processes(trainer: dict) -> int:
-    """How many processes a fit of these Trainer settings runs in: trainer.devices x trainer.num_nodes (auto: 1)."""
-    devices = trainer.get("devices", "auto")
-    if not isinstance(devices, list | tuple):  # 2, "2", "0,1", auto
-        devices = (
-            str(devices).split(",") if "," in str(devices) else range(int(devices) if str(devices).isdigit() else 1)
-        )
-    count = len([device for device in devices if str(device).strip()])
-    return count * int(trainer.get("num_nodes") or 1)
 
 
 def _fold_args(args: list[str], fold: int, num_folds: int) -> list[str]:

@@ -158,7 +158,7 @@ def run_sweep(
     check_pack_options(pack, pack_size)
     check_backend(backend, address, workers)
     with connected(address) if backend == "ray" else nullcontext() as cluster:
-        plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo)
+        plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo, workers=workers)
         with ends_on_error(plan.parent):
             units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
             echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else plural(workers, "worker")))
@@ -234,6 +234,24 @@ def _parses(spec: SweepSpec, extra: list[str]) -> bool:
     return True
 
 
+def check_one_process(parsed: Any, workers: int, what: str) -> None:
+    """Refuse ``--workers`` > 1 with a fit of several processes (DDP): the workers and the fit's other processes
+    would wait on each other."""
+    if workers > 1 and (processes := fit_processes(parsed.trainer_kwargs)) > 1:
+        raise ConfigError(
+            f"--workers fits each {what} in one process, but trainer.devices x trainer.num_nodes is {processes} "
+            "(one fit in several processes): give one or the other"
+        )
+
+
+def fit_processes(trainer: dict[str, Any]) -> int:
+    """How many processes a fit of these Trainer settings runs in: trainer.devices x trainer.num_nodes (auto: 1)."""
+    devices, text = trainer.get("devices", "auto"), str(trainer.get("devices", "auto"))
+    if not isinstance(devices, list | tuple):  # 2, "2", "0,1", auto
+        devices = text.split(",") if "," in text else range(int(text) if text.isdigit() else 1)
+    return len([device for device in devices if str(device).strip()]) * int(trainer.get("num_nodes") or 1)
+
+
 def check_arm_settings(arm: Arm, parsed: Any) -> None:
     """Refuse an arm that varies the model's own SGD settings while an ``--optimizer`` is configured: its
     arms would all train alike (the configured optimizer takes its own lr, momentum, weight decay)."""
@@ -286,14 +304,17 @@ def open_parent_run(
     return parent, run, joined
 
 
-def plan_sweep(spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print) -> SweepPlan:
-    """Check every arm parses, join the sweep's live parent run or resume (unless ``fresh``) or create
-    one, and list the pairs that no run has FINISHED yet."""
+def plan_sweep(
+    spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print, workers: int = 1
+) -> SweepPlan:
+    """Check every arm parses (and, with ``workers`` > 1, fits in one process), join the sweep's live parent run or
+    resume (unless ``fresh``) or create one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
     steps, first_seed = {}, {}
     for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
         first_seed[arm.key] = parse_arm(spec, arm, where)
         steps[arm.key] = expected_steps(first_seed[arm.key])
+        check_one_process(first_seed[arm.key], workers, "run")
 
     store, sweep_id = SweepStore(uri), spec.sweep_id
     parent, parent_run, joined = open_parent_run(store, spec.name, sweep_id, sweep_id, fresh=fresh)

@@ -302,3 +302,16 @@ def test_a_sweep_left_short_by_a_stop_elsewhere_says_so_and_ends_killed(tmp_path
         "run the same command again to train it"
     )
     assert client.get_run(result.parent_run_id).info.status == result.status == "KILLED"
+
+
+def test_workers_with_a_fit_of_several_processes_are_refused_before_anything_is_recorded(
+    tmp_path, tracking_uri, client, experiment, capsys
+) -> None:
+    from tests.test_cli import assert_one_error_line, run_main
+
+    body = "grid: {model.l2: [0.0, 3.0]}\noverrides: {trainer.devices: 2, trainer.accelerator: cpu}\n"
+    path = spec_file(tmp_path, experiment, body)
+    code, _, err = run_main(["ablate", str(path), "--tracking-uri", tracking_uri, "--workers", "2"], capsys)
+    pattern = r"--workers fits each run in one process, but trainer.devices x trainer.num_nodes is 2 \(one fit in "
+    assert_one_error_line(code, err, pattern + r"several processes\): give one or the other$")
+    assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
