@@ -207,6 +207,11 @@ def _config_files(args: list[str]) -> list[str]:
     return list(dict.fromkeys(configs))
 
 
+def has_option(args: list[str], name: str) -> bool:
+    """Whether run settings not parsed yet give ``name`` (``name VALUE`` or ``name=VALUE``)."""
+    return any(arg == name or arg.startswith(name + "=") for arg in args)
+
+
 def class_first(line: str, args: list[str]) -> str:
     """``--optimizer.lr 0.01`` with no ``--optimizer CLASS`` (in ``args`` or their config files) is refused as an
     option 'lr' ``optimizer`` does not accept: say that its class comes first."""
@@ -214,7 +219,7 @@ def class_first(line: str, args: list[str]) -> str:
     if found is None:
         return line
     key = found.group(1)
-    if any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in args):
+    if has_option(args, f"--{key}"):
         return line
     for path in _config_files(args):
         try:

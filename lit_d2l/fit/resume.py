@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
 from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.fit.checks import has_option
 from lit_d2l.tracking.liveness import KIND_TAG, OWNER_TAG, Owner
 from lit_d2l.tracking.logger import flatten
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT, config_params
@@ -78,7 +79,7 @@ def evaluate_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, st
 
 def _with_run_config(uri: str, run_id: str, args: list[str]) -> list[str]:
     """``args`` with the run's own config.yaml first, unless they give a --config."""
-    if any(arg == "--config" or arg.startswith("--config=") for arg in args):
+    if has_option(args, "--config"):
         return args
     config = config_of(uri, run_id, CONFIG_ARTIFACT)
     if config is None:

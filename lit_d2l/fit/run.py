@@ -45,6 +45,7 @@ from lit_d2l.fit.checks import (
     as_dict,
     check_settings,
     class_first,
+    has_option,
     misconfiguration_line,
     not_utf8_config,
     user_error_in,
@@ -168,10 +169,6 @@ def default_run_name(config_files: Any, model: Any) -> str:
     return f"{stem}-{type(model).__name__}-{time.strftime('%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def _has_option(args: list[str], name: str) -> bool:
-    return any(arg == name or arg.startswith(name + "=") for arg in args)
-
-
 def _is_help(args: list[str]) -> bool:
     return any(arg in ("-h", "--help", "--print_config") or arg.startswith("--print_config=") for arg in args)
 
@@ -185,7 +182,7 @@ def run_lightning(command: str, args: list[str], run_id: str | None = None, trai
     """Run ``command`` (fit, validate, test) with the settings ``args``; ``run_id``: the fit to resume,
     ``trained_in``: the fit whose weights validate or test. Print the outcome, return the exit status."""
     recorded: dict[str, str] | None = None
-    if (run_id or trained_in) and _has_option(args, "--ckpt_path"):
+    if (run_id or trained_in) and has_option(args, "--ckpt_path"):
         given = "--resume" if run_id else "--run"
         raise ConfigError(f"{given} takes the run's own newest checkpoint: drop --ckpt_path")
     if run_id is not None:
@@ -198,7 +195,7 @@ def run_lightning(command: str, args: list[str], run_id: str | None = None, trai
                 f"--run RUN_ID names the weights to validate or test; to continue a fit: --resume {trained_in}"
             )
         args, recorded = evaluate_args(trained_in, args)
-    elif command != "fit" and not _has_option(args, "--ckpt_path") and not _is_help(args):
+    elif command != "fit" and not has_option(args, "--ckpt_path") and not _is_help(args):
         raise ConfigError(
             f"lit-d2l {command} needs trained weights: give --run RUN_ID (the newest checkpoint of that fit) "
             "or --ckpt_path FILE; without them it would evaluate an untrained model"

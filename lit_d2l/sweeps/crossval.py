@@ -20,6 +20,7 @@ from pathlib import Path
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from lit_d2l.errors import ConfigError, UserError
+from lit_d2l.fit.checks import has_option
 from lit_d2l.fit.parse import ParsedFit, parse_fit
 from lit_d2l.fit.run import build, default_run_name, execute
 from lit_d2l.processes.quiet import lightning_info_off
@@ -73,7 +74,7 @@ def cross_validate(
     if num_folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {num_folds}")
     for option in ("--data.fold", "--data.num_folds"):
-        if any(arg.split("=", 1)[0] == option for arg in args):
+        if has_option(args, option):
             raise ConfigError(f"cv sets {option} of each fold itself: leave it out (--folds K says how many folds)")
     check_backend(backend, address, workers)
     first = parse_fit(_fold_args(args, 0, num_folds))  # bad settings are refused before anything is recorded
