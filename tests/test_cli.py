@@ -305,6 +305,9 @@ def test_a_progress_bar_only_on_a_terminal_unless_one_is_asked_for(
     assert (trainer.progress_bar_callback is not None) == bar
     beats = [callback for callback in trainer.callbacks if isinstance(callback, Heartbeat)]
     assert len(beats) == (0 if bar or tty else 1)
+    # a caller's own (a sweep's arm run alone): its lines, not a second heartbeat beside them
+    trainer = build("fit", [*args, "--trainer.enable_model_summary", "false", *given], [Heartbeat("arm")]).trainer
+    assert [beat.label for beat in trainer.callbacks if isinstance(beat, Heartbeat)] == ["arm"]
 
 
 @pytest.mark.parametrize(("head", "byte"), [(b"# caf\xe9 au lait\n", "e9"), (b"\x89PNG\r\n\x1a\n\x00\xff", "89")])

@@ -72,12 +72,13 @@ def fit_parser() -> Any:
     raise RuntimeError("LightningCLI did not build its parser")  # pragma: no cover
 
 
-def parse_fit(args: list[str]) -> ParsedFit:
+def parse_fit(args: list[str], config: Namespace | None = None) -> ParsedFit:
     """Parse and check ``fit`` arguments; seed as the run would (``seed_everything``) and build the
-    model and DataModule. Bad input raises a one-line :class:`~lit_d2l.errors.ConfigError`."""
+    model and DataModule. Bad input raises a one-line :class:`~lit_d2l.errors.ConfigError`. ``config``, when
+    given, is ``args`` already parsed (:func:`with_values`): it is checked and built, not parsed again."""
     parser = fit_parser()
     with config_errors("fit", args):
-        config = parser.parse_args(args)
+        config = parser.parse_args(args) if config is None else config
         check_settings(config)
         seed = config.get("seed_everything")
         if seed is not None and seed is not False:
@@ -85,3 +86,15 @@ def parse_fit(args: list[str]) -> ParsedFit:
         init = parser.instantiate_classes(config)
     trainer = init.trainer.as_dict() if hasattr(init.trainer, "as_dict") else dict(init.trainer)
     return ParsedFit(config, init.get("model"), init.get("data"), trainer, torch.random.get_rng_state())
+
+
+def with_values(config: Namespace, values: dict[str, Any]) -> Namespace:
+    """A copy of a parsed ``config`` with ``values`` set as their command-line keys would set them (``data.seed``
+    is the DataModule's ``init_args.seed``): the config those arguments parse to, for a fraction of a parse."""
+    config = config.clone()
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if rest and isinstance(config.get(head), Namespace) and "init_args" in config[head]:
+            key = f"{head}.init_args.{rest}"
+        config[key] = value
+    return config

@@ -130,9 +130,10 @@ class D2LCLI(LightningCLI):
         # Given as a keyword, callbacks replace the config's trainer.callbacks: keep those too.
         configured = self.config_init.trainer.get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        kwargs["callbacks"] = [*configured, *(kwargs.get("callbacks") or []), *extra]
+        kwargs["callbacks"] = [*configured, *extra]
         if not sys.stdout.isatty():  # a file or a pipe (a SLURM log, > out.txt)
-            _lines_not_bar(self.config_init.trainer.get("enable_progress_bar"), kwargs)
+            callers = self.trainer_defaults.get("callbacks") or []  # added by Lightning after this: seen, not added
+            _lines_not_bar(self.config_init.trainer.get("enable_progress_bar"), kwargs, callers)
         if self.config_init.trainer.get("logger") in (None, True):
             settings = self.config_init.tracking
             self.logger = TrackingLogger(
@@ -150,15 +151,15 @@ class D2LCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def _lines_not_bar(enable_progress_bar: bool | None, kwargs: dict[str, Any]) -> None:
+def _lines_not_bar(enable_progress_bar: bool | None, kwargs: dict[str, Any], callers: list[L.Callback]) -> None:
     """Where stdout is a file or a pipe: no progress bar, whose redraws at every step would fill it, unless one is
     asked for (``enable_progress_bar: true``, a progress bar among the callbacks); and, where none is drawn, a
     :class:`~lit_d2l.callbacks.Heartbeat` line every 30 s instead (unless the caller has one: a sweep's arm)."""
-    callbacks = kwargs["callbacks"]
+    callbacks = [*kwargs["callbacks"], *callers]
     if enable_progress_bar is None and not any(isinstance(callback, ProgressBar) for callback in callbacks):
         kwargs["enable_progress_bar"] = enable_progress_bar = False
     if enable_progress_bar is False and not any(isinstance(callback, Heartbeat) for callback in callbacks):
-        callbacks.append(Heartbeat("training", show=("train/loss", "val/loss")))
+        kwargs["callbacks"].append(Heartbeat("training", show=("train/loss", "val/loss")))
 
 
 def default_run_name(config_files: Any, model: Any) -> str:

@@ -31,7 +31,7 @@ from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
 from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.checks import as_dict, check_checkpoint
-from lit_d2l.fit.parse import parse_fit
+from lit_d2l.fit.parse import ParsedFit, parse_fit, with_values
 from lit_d2l.fit.resume import latest_checkpoint
 from lit_d2l.fit.run import RunResult, run_configured
 from lit_d2l.processes import interrupts
@@ -51,7 +51,7 @@ from lit_d2l.sweeps.ray_backend import (
 )
 from lit_d2l.sweeps.reports.report import did_you_mean, summary_table
 from lit_d2l.sweeps.reports.stability import stability_figures
-from lit_d2l.sweeps.spec import PACK_MODES, Arm, SweepSpec
+from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
 from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
@@ -115,7 +115,8 @@ class PairTask:
     label: str = ""  # how its progress line names it: "<arm> seed <seed>" unless given ("(data.fold 2)")
     resume: tuple[str, str] | None = None  # (the run a stop left it in, that stop's checkpoint): it goes on there
     sweep_callbacks: bool = True  # the sweep's diagnostics, divergence guard and heartbeat (a cv fold: none)
-    #: its args as the plan parsed them (this process only: a pack builds from it instead of parsing again)
+    #: its args as the plan parsed them, config and model, or config alone (this process only: a pack builds from it
+    #: instead of parsing again)
     parsed: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -279,8 +280,12 @@ def pack_tasks(tasks: list[PairTask], pack: str = "auto", pack_size: int = 0, wo
     going_on = [Pack([task], GOES_ON) for task in tasks if task.resume]  # a pack does not load a fit's checkpoint
     fresh = [task for task in tasks if not task.resume]
     return going_on + plan_packs(
-        fresh, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers, parsed=lambda t: t.parsed
+        fresh, lambda t: t.settings, lambda t: t.args, max_arms=pack_size, workers=workers, parsed=_plan_parse
     )
+
+
+def _plan_parse(task: PairTask) -> ParsedFit | None:
+    return task.parsed if isinstance(task.parsed, ParsedFit) else None
 
 
 def open_parent_run(
@@ -316,6 +321,12 @@ def plan_sweep(
         steps[arm.key] = expected_steps(first_seed[arm.key])
         check_one_process(first_seed[arm.key], workers, "run")
 
+    # the other seeds' configs, from the first's (only the seeds differ): each arm is parsed once
+    configs = {
+        (arm.key, seed): with_values(first_seed[arm.key].config, dict.fromkeys(SEED_KEYS, seed))
+        for arm in spec.arms
+        for seed in spec.seeds[1:]
+    }
     store, sweep_id = SweepStore(uri), spec.sweep_id
     parent, parent_run, joined = open_parent_run(store, spec.name, sweep_id, sweep_id, fresh=fresh)
     experiment_id = parent_run.info.experiment_id
@@ -345,7 +356,7 @@ def plan_sweep(
                 params=swept_params(dict(arm.settings)),
                 settings=spec.settings(arm, seed),
                 steps=steps[arm.key],
-                parsed=first_seed.pop(arm.key) if seed == spec.seeds[0] else None,  # parsed once, not again
+                parsed=first_seed[arm.key] if seed == spec.seeds[0] else configs[arm.key, seed],  # parsed once
             )
             for arm, seed in spec.pairs()
             if (arm.key, seed) not in done | elsewhere

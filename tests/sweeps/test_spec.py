@@ -64,6 +64,22 @@ def test_arms_are_not_tested_even_where_the_base_config_tests_unless_the_spec_sa
         assert parse_fit([*spec.fit_args(arm, 0), "--trainer.logger", "false"]).config.test_after_fit is tested
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in ABLATIONS.glob("*.yaml")))
+def test_another_seed_s_config_set_on_the_first_s_is_the_config_its_arguments_parse_to(name: str) -> None:
+    """A sweep parses each arm once: its other seeds' configs are the first's with the seeds set."""
+    from lit_d2l.fit.parse import fit_parser, with_values
+    from lit_d2l.sweeps.spec import SEED_KEYS
+
+    spec, parser = load_spec(ABLATIONS / name), fit_parser()
+    for arm in spec.arms[:2]:
+        first = parser.parse_args(spec.fit_args(arm, spec.seeds[0]))
+        for seed in (spec.seeds[0] + 1, 12345):
+            derived = with_values(first, dict.fromkeys(SEED_KEYS, seed))
+            assert derived == parser.parse_args(spec.fit_args(arm, seed))
+            assert derived.data.init_args.seed == derived.seed_everything == seed
+        assert first.seed_everything == spec.seeds[0]  # a copy: the first is unchanged
+
+
 def test_the_sweep_id_is_stable_and_changes_with_the_spec(tmp_path: Path) -> None:
     path = write_spec(tmp_path, "name: t\nbase: BASE\ngrid: {model.l2: [0.0, 3.0]}\n")
     first = load_spec(path).sweep_id

@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.plugins.precision import DoublePrecision
 from torch import Tensor
 
@@ -60,18 +61,21 @@ class ArmResult:
     diverged_at_step: int | None = None
 
 
-def build_arm(args: list[str], run_id: str | None = None, parsed: ParsedFit | None = None) -> PackedArm:
+def build_arm(args: list[str], run_id: str | None = None, parsed: ParsedFit | Namespace | None = None) -> PackedArm:
     """Parse, seed and build one arm (model, data and shuffle order as in its own fit). With ``run_id``,
     the arm records into that existing run, as ``lit-d2l fit --tracking.run_id`` would. ``parsed``, when
-    given, is ``args`` already parsed (its model not built yet): it goes on from the stream it left."""
-    if parsed is None or parsed.seed is None or parsed.stream is None:
+    given, is ``args`` already parsed: its config (built here), or its config and model (not built yet), which
+    goes on from the stream it left."""
+    if isinstance(parsed, Namespace):
+        parsed = parse_fit(args, parsed)
+    elif parsed is None or parsed.seed is None or parsed.stream is None:
         parsed = parse_fit(args)
     else:  # as parse_fit left the process: seeded (the init stream derives from PL_GLOBAL_SEED), then made
         assert not getattr(parsed.model, "built", False)
         L.seed_everything(parsed.seed, verbose=False)
         torch.random.set_rng_state(parsed.stream)
-        if run_id is not None:
-            parsed.config["tracking.run_id"] = run_id
+    if run_id is not None:
+        parsed.config["tracking.run_id"] = run_id
     data = parsed.datamodule
     data.prepare_data()
     for split in ("train", "val"):
