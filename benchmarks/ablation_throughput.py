@@ -1,6 +1,6 @@
 """Arms per minute of three D2L ablation suites: bare PyTorch loops, a bare vectorized loop (the
-limit), lit-d2l's runner one arm at a time, with packed arms (issue 13), in two worker processes, and
-on a local Ray instance (issue 15), on the same arms and data.
+limit), lit-d2l's runner one arm at a time, with packed arms, in two worker processes, and
+on a local Ray instance, on the same arms and data.
 
 - **regularization** (``experiments/ablations/regularization.yaml``): weight decay λ ∈ {0, ..., 10} on
   HighDimLinearData (d = 200, 20 examples, batch 1, 100 epochs = 2,000 steps, val every 5 epochs):

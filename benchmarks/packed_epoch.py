@@ -1,4 +1,4 @@
-"""Epoch time per arm of a pack of models against one model alone, on Fashion-MNIST-shaped data (issue 13).
+"""Epoch time per arm of a pack of models against one model alone, on Fashion-MNIST-shaped data.
 
 K arms of one model differ in their initialisation seed and share one copy of the data (60,000
 examples of 784 features, 10 classes: GaussianClusters in Fashion-MNIST's shape, so it runs offline),

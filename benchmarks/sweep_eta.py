@@ -1,6 +1,6 @@
 """How true a sweep's ETA is: run a shipped suite, time-stamp every line, and compare each printed ETA with
 the time that was really left (to the last arm's line). Also shown: what the per-arm rule
-(elapsed × arms left / arms done) would have printed on the same lines. The target (issue 24) is an
+(elapsed × arms left / arms done) would have printed on the same lines. The target is an
 error within 25% once a quarter of the time has passed. Prints one JSON object last.
 
     python benchmarks/sweep_eta.py [--suite experiments/ablations/overfitting.yaml] [--workers 1]

@@ -1,13 +1,14 @@
 """Per-layer diagnostics at bounded cost: gradient and weight norms, activation statistics, symmetry (D2L 5.4).
 
-Measured at step 0 and every ``every_n_steps`` steps: the gradient and weight norm of every weight (a
-parameter of two or more dimensions, e.g. ``net.1.weight`` or ``W1``), the activation mean and std of the
-output of every ``nn.Linear`` (e.g. ``net.1``). Per-layer values do not become MLflow metrics (a deep MLP
-would bury the losses under hundreds of them): they go to one table per run, ``diagnostics/layers.csv``
-(with a figure, ``diagnostics/layers.png``, where asked), written at the end of the fit; the metrics are a few
-summaries over layers (:data:`SUMMARY_KEYS`). Activation hooks are attached only for the forward pass of
-a measuring step, so other steps pay nothing. At the end of each fit, ``distinct_units/min`` is the fewest
-distinct hidden units of any hidden layer (D2L 5.4.3), each layer's count in ``diagnostics/distinct_units.json``.
+Measured at step 0 and every ``every_n_steps`` steps: the gradient and weight norm of every weight (a parameter of
+two or more dimensions, e.g. ``net.1.weight`` or ``W1``), the activation mean and std of the output of every
+``nn.Linear`` (e.g. ``net.1``). Per-layer values do not become MLflow metrics (a deep MLP would bury the losses
+under hundreds of them): they go to one table per run, ``diagnostics/layers.csv`` (with a figure,
+``diagnostics/layers.png``, where asked), written at the end of the fit; the metrics are a few summaries over layers
+(``grad_norm/min``, ``grad_norm/max``, ``act_std/min``, ``act_std/max``). Activation hooks are attached only for the
+forward pass of a measuring step, so other steps pay nothing. At the end of each fit, ``distinct_units/min`` is the
+fewest distinct hidden units of any hidden layer (D2L 5.4.3), each layer's count in
+``diagnostics/distinct_units.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ TABLE = "diagnostics/layers.csv"
 FIGURE = "diagnostics/layers.png"
 UNITS = "diagnostics/distinct_units.json"
 COLUMNS = ("step", "layer", "grad_norm", "weight_norm", "act_mean", "act_std")
-SUMMARY_KEYS = ("grad_norm/min", "grad_norm/max", "act_std/min", "act_std/max")
 
 
 def layer_name(weight: str) -> str:
@@ -43,7 +43,7 @@ def summarize(
     activations: Mapping[str, tuple[float, float]],
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """One measuring step's per-layer values (by weight name; activations by layer) as the run records them:
-    the summary metrics over layers (:data:`SUMMARY_KEYS`, a NaN anywhere shows) and the table's rows."""
+    the summary metrics over layers (min and max of each, a NaN anywhere shows) and the table's rows."""
     metrics: dict[str, float] = {}
     for key, values in (("grad_norm", list(grad_norms.values())), ("act_std", [s for _, s in activations.values()])):
         if values:

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lit_d2l.callbacks.stored_first import commit
+from lit_d2l.callbacks.stored_first import commit, flush_logger
 from lit_d2l.processes import interrupts
 
 CHECKPOINT_DIR_TAG = "lit_d2l.checkpoint_dir"
@@ -45,13 +45,13 @@ class GracefulStop(L.Callback):
         set_tags = getattr(trainer.logger, "set_tags", None)
         if callable(set_tags):  # where --resume finds this run's checkpoints: stored now, a SIGKILL may follow
             set_tags({CHECKPOINT_DIR_TAG: str(checkpoint_dir(trainer).resolve())})
-            _flush(trainer)
+            flush_logger(trainer)
         deliver_pending(trainer)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         # Every value logged up to a checkpoint is stored with it: a fit resumed from it after a SIGKILL
         # leaves no hole in the run's metric history.
-        _flush(trainer)
+        flush_logger(trainer)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -134,12 +134,6 @@ def _validation_follows(trainer: L.Trainer, batch_idx: int) -> bool:
     """Whether Lightning validates after this step (every ``val_check_batch`` steps; time-based: unknown)."""
     every = trainer.val_check_batch
     return isinstance(every, int) and every > 0 and (batch_idx + 1) % every == 0
-
-
-def _flush(trainer: L.Trainer) -> None:
-    flush = getattr(trainer.logger, "flush", None)
-    if callable(flush):
-        flush()
 
 
 def checkpoint_dir(trainer: L.Trainer) -> Path:

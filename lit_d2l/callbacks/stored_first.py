@@ -61,10 +61,15 @@ def commit(trainer: L.Trainer) -> None:
     io = trainer.strategy.checkpoint_io
     if not isinstance(io, _PendingIO) or not io.pending:
         return
+    flush_logger(trainer)
+    io.commit()
+
+
+def flush_logger(trainer: L.Trainer) -> None:
+    """Store what the fit's logger holds now (one with a ``flush``: :class:`~lit_d2l.tracking.TrackingLogger`)."""
     flush = getattr(trainer.logger, "flush", None)
     if callable(flush):
         flush()
-    io.commit()
 
 
 class _PendingIO(CheckpointIO):

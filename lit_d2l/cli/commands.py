@@ -1,9 +1,9 @@
-"""Every ``lit-d2l`` command and its options, in one argparse parser that dispatches them and writes their help.
+"""Every ``lit-d2l`` command and its options, in one argparse parser that names each handler and writes their help.
 
 A run's own settings (``--config``, ``--model``, ``--data``, ``--trainer.*``, ``--tracking.*``) belong to
-LightningCLI: ``fit``, ``validate``, ``test``, ``cv`` and ``graph`` hand whatever this parser does not know
-on to it, untouched. Each command's code is imported only when it runs (``HANDLERS``), so help and a bad
-option answer without importing torch.
+LightningCLI: ``fit``, ``validate``, ``test`` and ``cv`` hand whatever this parser does not know on to it, untouched
+(``graph`` reads ``--config`` itself and hands on the rest). Each command's code is imported only when it runs
+(``HANDLERS``), so help and a bad option answer without importing torch.
 """
 
 from __future__ import annotations
@@ -167,6 +167,8 @@ def parser() -> CommandParser:
         "the computation graph of J = L + s for one training step, as graph.svg and graph.png",
         epilog="Nothing is recorded in MLflow. Other options are run settings, as for lit-d2l fit (--model.l2 0.1).",
     )
-    graph.add_argument("--config", metavar="FILE", required=True, action="append", help="a lit-d2l fit config (YAML)")
+    graph.add_argument(
+        "-c", "--config", metavar="FILE", required=True, action="append", help="a lit-d2l fit config (YAML)"
+    )
     graph.add_argument("--out", type=Path, default=Path("."), help="folder to write to (default: here)")
     return top

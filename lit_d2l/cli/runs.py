@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Iterator
 
 from lit_d2l.errors import UserError
-from lit_d2l.tracking.liveness import PARENT_TAG, STALE_TAG, close_stale_runs
+from lit_d2l.tracking.liveness import PARENT_TAG, STALE_TAG, close_stale_in
 from lit_d2l.tracking.runs import StoredRun, list_runs, missing_parents
 from lit_d2l.tracking.store import resolve_tracking_uri, sqlite_path, store_writable
 
@@ -21,9 +21,7 @@ def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
         print(f"no runs in {uri}")  # and no store made to say so
         return 0
     if store_writable(uri):  # a read-only store is listed as it is
-        from mlflow.tracking import MlflowClient
-
-        close_stale_runs(MlflowClient(uri))  # now, even if this process closed some before
+        close_stale_in(uri)
     runs = list_runs(uri, experiment=args.experiment, stale_only=args.stale, limit=args.limit)
     if not runs:
         print("no runs closed as stale" if args.stale else f"no runs in {uri}")

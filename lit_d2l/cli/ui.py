@@ -16,10 +16,11 @@ import urllib.request
 from lit_d2l.errors import UserError
 from lit_d2l.processes import interrupts
 from lit_d2l.processes.guard import die_with_parent, guarded, stop_process_group
-from lit_d2l.tracking.liveness import KIND_TAG, close_stale_once
+from lit_d2l.tracking.liveness import close_stale_in
+from lit_d2l.tracking.runs import dashboard_links
 from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri
 
-__all__ = ["MODEL_TRAINING_HINT", "check_port", "serve", "stop_process_group"]
+__all__ = ["MODEL_TRAINING_HINT", "check_port", "serve"]
 
 MODEL_TRAINING_HINT = 'runs, metrics and reports: pick "Model training" at the top of the sidebar (once per browser)'
 
@@ -31,7 +32,7 @@ def serve(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError(f"{uri} is already a tracking server: open it in a browser instead of running lit-d2l ui")
     check_port(args.host, args.port)
     check_store(uri)
-    close_stale_once(uri)  # the dashboard shows runs of killed processes as KILLED, not RUNNING
+    close_stale_in(uri)  # the dashboard shows runs of killed processes as KILLED, not RUNNING
     # One worker and no job runner (MLflow's GenAI jobs): one process, up in seconds, not a dozen.
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--workers", "1"]
     command += ["--uvicorn-opts", "--log-level warning"]  # no line per request; errors still show
@@ -89,28 +90,6 @@ def answering(server: subprocess.Popen, address: str) -> bool:
         except OSError:
             time.sleep(0.25)
     return False
-
-
-def dashboard_links(uri: str, address: str) -> list[str]:
-    """Links into the dashboard: the runs of the newest run's experiment, and the newest sweep's report."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    if not experiments:
-        return []
-    newest = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
-    if not newest:
-        return []
-    links = [f"  runs:   {address}/#/experiments/{newest[0].info.experiment_id}/runs"]
-    sweeps = client.search_runs(
-        experiments, f"tags.`{KIND_TAG}` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
-    )
-    if sweeps and any(a.path == "report/report.html" for a in client.list_artifacts(sweeps[0].info.run_id, "report")):
-        sweep = sweeps[0].info
-        report = f"#/experiments/{sweep.experiment_id}/runs/{sweep.run_id}/artifactPath/report/report.html"
-        links.append(f"  newest sweep's report: {address}/{report}")
-    return links
 
 
 def check_port(host: str, port: int) -> None:

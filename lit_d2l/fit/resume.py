@@ -1,4 +1,5 @@
-"""``lit-d2l fit --resume RUN_ID``: continue an interrupted fit in the same MLflow run.
+"""``lit-d2l fit --resume RUN_ID``: continue an interrupted fit in the same MLflow run; and ``validate`` / ``test
+--run RUN_ID``: evaluate a run's newest checkpoint with its own config (:func:`evaluate_args`).
 
 The run's own config (its ``config.yaml`` artifact) is used unless ``--config`` is given; its
 newest checkpoint (saved at the exact step on SIGTERM/SIGHUP/Ctrl-C, else the last epoch's) is
@@ -18,7 +19,7 @@ from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.checks import has_option
 from lit_d2l.tracking.liveness import KIND_TAG, OWNER_TAG, Owner
-from lit_d2l.tracking.logger import flatten
+from lit_d2l.tracking.logger import flatten, param_text
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT, config_params
 from lit_d2l.tracking.runs import StoredRun, config_of, owner_of, stored_run
 from lit_d2l.tracking.store import resolve_tracking_uri
@@ -138,7 +139,7 @@ def check_same_settings(config: dict[str, Any], recorded: dict[str, str], evalua
     changed = [
         f"{key} was {recorded[key]}, now {value}"
         for key, value in flatten(config_params(config)).items()
-        if key.split(".")[0] in FIXED_SECTIONS and key in recorded and recorded[key] != str(value)[:6000]
+        if key.split(".")[0] in FIXED_SECTIONS and key in recorded and recorded[key] != param_text(value)
     ]
     if not changed:
         return

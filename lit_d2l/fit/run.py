@@ -249,17 +249,11 @@ def build(command: str, args: list[str], callbacks: list[L.Callback] | None = No
     """Parse and instantiate (DataModule, model, Trainer and logger) without running anything."""
     if command not in SUBCOMMANDS:
         raise ConfigError(f"unknown command {command!r}; choose one of: {', '.join(SUBCOMMANDS)}")
-    return _construct(D2LCLI, command, args, callbacks)
-
-
-def _construct(
-    cli_class: type[D2LCLI], command: str, args: list[str], callbacks: list[L.Callback] | None
-) -> D2LCLI | None:
     try:
         with config_errors(command, args), warnings.catch_warnings():
             # We pass args on purpose: sys.argv still holds the subcommand.
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-            cli = cli_class(
+            cli = D2LCLI(
                 save_config_callback=RunRecorder,
                 parser_kwargs=parser_kwargs(command),
                 # The RunRecorder logs the whole resolved config; Lightning's own hparams would repeat it.

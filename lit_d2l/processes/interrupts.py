@@ -1,7 +1,8 @@
 """Stopping on a signal without losing work: SIGTERM, SIGHUP, SIGINT (Ctrl-C) and SLURM's SIGUSR1.
 
-While a fit is training, a stop signal is only noted: the :class:`~lit_d2l.callbacks.GracefulStop`
-callback ends the current step, saves a checkpoint and raises :class:`Interrupted`, so
+While a fit is training, a stop signal is only noted and handed to Lightning's SIGTERM handling, which ends
+the current step (:class:`~lit_d2l.callbacks.GracefulStop` holds it to a clean point and saves a checkpoint);
+the fit then ends in :class:`Interrupted`, so
 ``lit-d2l fit --resume RUN_ID`` continues exactly there. Anywhere else (or at a second signal) the
 signal raises :class:`Interrupted` at once, and stays noted in case that raise landed where Python ignores
 it. Either way the MLflow run ends KILLED. A sweep's worker process runs :func:`deferred`: there a signal is

@@ -4,7 +4,7 @@ as Ray tasks, scheduled over a Ray cluster's nodes.
 Each unit declares one CPU (and one GPU where the cluster has GPUs); a unit lost with its worker or
 node is retried by Ray (:data:`MAX_RETRIES`). Exactly-once still comes from the claims in MLflow: a
 retried unit re-claims its pairs, which it can because the lost attempt's runs belong to a process that
-is gone (same host: its pid; a dead Ray node: :func:`dead_node`; else the heartbeat). Results come back
+is gone (same host: its pid; a dead Ray node: :func:`dead_node_check`; else the heartbeat). Results come back
 as units finish. Ray is an optional extra, imported only here and only when asked for.
 """
 

@@ -1,4 +1,4 @@
-"""MLflow tracking: the only package of lit_d2l that imports mlflow.
+"""MLflow tracking: the only package of lit_d2l that talks to MLflow (others name its types for type checks only).
 
 :class:`TrackingLogger` is imported on first use (a module ``__getattr__``): it is a Lightning logger, so
 importing it loads torch and Lightning (~5 s), which the store's checks and the CLI's help do not need.

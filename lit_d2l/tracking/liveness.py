@@ -148,8 +148,9 @@ def close_stale_runs(
 
 
 @functools.cache
-def close_stale_once(tracking_uri: str) -> int:
-    """:func:`close_stale_runs` once per process and store (every command calls it when it opens a store)."""
+def close_stale_in(tracking_uri: str) -> int:
+    """:func:`close_stale_runs` over the store at ``tracking_uri`` (every command calls it when it opens a store):
+    how many runs it closed."""
     from mlflow.tracking import MlflowClient
 
     return len(close_stale_runs(MlflowClient(tracking_uri)))

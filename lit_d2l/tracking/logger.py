@@ -24,11 +24,12 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunS
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from torch import Tensor
 
 from lit_d2l.processes import interrupts
 from lit_d2l.processes.interrupts import shielded
-from lit_d2l.tracking.liveness import Heartbeat, close_stale_once, owner_tags
+from lit_d2l.tracking.liveness import Heartbeat, close_stale_in, owner_tags
 from lit_d2l.tracking.models import MODEL_NAME, log_model, register_model
 from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches
 from lit_d2l.tracking.outbox import server_timeout_s as server_timeout_s_of
@@ -37,7 +38,6 @@ from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_
 from lit_d2l.tracking.system_metrics import start_monitor
 from lit_d2l.tracking.takeover import settle
 
-_MAX_PARAM_VALUE_CHARS = 6000
 #: Values a tracking server has not taken yet, kept beside the run's checkpoints (see Outbox).
 UNSTORED_FILE = "unstored-values.jsonl"
 #: Added to the name of a run that diverged, so that MLflow's runs table shows it.
@@ -152,7 +152,7 @@ class TrackingLogger(Logger):
         """Queue params as flattened dotted names; a key already logged with another value is skipped."""
         params = params if isinstance(params, Mapping) else vars(params)
         for key, value in flatten(params).items():
-            text = str(value)[:_MAX_PARAM_VALUE_CHARS]
+            text = param_text(value)
             previous = self._logged_params.get(key)
             if previous is None:
                 self._logged_params[key] = text
@@ -333,7 +333,7 @@ class TrackingLogger(Logger):
 
     def _start_run(self) -> None:
         check_store(self.tracking_uri)
-        close_stale_once(self.tracking_uri)
+        close_stale_in(self.tracking_uri)
         client = MlflowClient(self.tracking_uri)
         self._experiment_id = ensure_experiment(client, self.experiment_name, self.tracking_uri)
         if self._resume_run_id is not None:
@@ -442,6 +442,11 @@ def _read_values(pending: list[tuple[str, float | Tensor, int, int]]) -> list[tu
         (key, next(read) if isinstance(value, Tensor) else float(value), timestamp, step)
         for key, value, timestamp, step in pending
     ]
+
+
+def param_text(value: Any) -> str:
+    """A param's value as MLflow stores it: its text, cut to MLflow's longest param value."""
+    return str(value)[:MAX_PARAM_VAL_LENGTH]
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Single runs read back from the store: for ``--resume`` and for ``lit-d2l runs``."""
+"""Single runs read back from the store: for ``--resume``, for ``lit-d2l runs`` and for the dashboard's links."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # MLflow is imported where used: `lit-d2l runs --help` answer
     from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
-from lit_d2l.tracking.liveness import OWNER_TAG, PARENT_TAG, STALE_TAG, close_stale_once, stale_reason
+from lit_d2l.tracking.liveness import KIND_TAG, OWNER_TAG, PARENT_TAG, STALE_TAG, close_stale_in, stale_reason
 from lit_d2l.tracking.paging import all_experiments, all_runs
 from lit_d2l.tracking.store import check_store
 
@@ -44,7 +44,7 @@ def open_store(uri: str, write: bool = True) -> MlflowClient:
 
     check_store(uri, write=write)
     if write:
-        close_stale_once(uri)
+        close_stale_in(uri)
     return MlflowClient(uri)
 
 
@@ -125,3 +125,25 @@ def _stored(client: MlflowClient, run: Run, names: dict[str, str]) -> StoredRun:
 
 def owner_of(run: StoredRun) -> str:
     return run.tags.get(OWNER_TAG, "")
+
+
+def dashboard_links(uri: str, address: str) -> list[str]:
+    """Links into the dashboard: the runs of the newest run's experiment, and the newest sweep's report."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    newest = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
+    if not newest:
+        return []
+    links = [f"  runs:   {address}/#/experiments/{newest[0].info.experiment_id}/runs"]
+    sweeps = client.search_runs(
+        experiments, f"tags.`{KIND_TAG}` = 'sweep'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if sweeps and any(a.path == "report/report.html" for a in client.list_artifacts(sweeps[0].info.run_id, "report")):
+        sweep = sweeps[0].info
+        report = f"#/experiments/{sweep.experiment_id}/runs/{sweep.run_id}/artifactPath/report/report.html"
+        links.append(f"  newest sweep's report: {address}/{report}")
+    return links

@@ -25,7 +25,7 @@ from lit_d2l.processes import interrupts
 from lit_d2l.tracking.liveness import (
     KIND_TAG,
     PARENT_TAG,
-    close_stale_once,
+    close_stale_in,
     close_stale_runs,
     owner_gone,
     owner_tags,
@@ -76,7 +76,7 @@ class SweepStore:
     def __init__(self, tracking_uri: str | None = None) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         check_store(self.tracking_uri)
-        close_stale_once(self.tracking_uri)
+        close_stale_in(self.tracking_uri)
         self.client = MlflowClient(self.tracking_uri)
 
     def find_parent(self, experiment: str, sweep_id: str, kind: str = "sweep") -> str | None:

@@ -26,7 +26,7 @@ def test_a_fit_logs_the_graph_and_the_memory_of_its_first_step(tracking_uri, cli
 @pytest.mark.slow
 def test_lit_d2l_graph_writes_the_mlp_scratch_figure(tmp_path, capsys) -> None:
     config = REPO / "experiments" / "digits_mlp.yaml"
-    args = ["--config", str(config), "--model", "lit_d2l.models.MLPScratch", "--model.l2", "0.001"]
+    args = ["-c", str(config), "--model", "lit_d2l.models.MLPScratch", "--model.l2", "0.001"]  # -c, as fit's
     assert run(["graph", *args, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "x, W1, b1 → [mm, add] → z" in out and "s, L → [J = L + s] → J" in out

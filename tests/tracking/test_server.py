@@ -17,8 +17,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.cli.ui import stop_process_group
 from lit_d2l.fit.run import run_configured
+from lit_d2l.processes.guard import stop_process_group
 from tests.conftest import LINEAR_CONFIG, only_run
 from tests.test_cli import QUIET, free_port
 

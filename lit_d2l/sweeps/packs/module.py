@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torchmetrics import Metric
 
-from lit_d2l.callbacks.diagnostics import distinct_units, summarize, units_metrics, write_artifacts
+from lit_d2l.callbacks.diagnostics import distinct_units, linear_layers, summarize, units_metrics, write_artifacts
 from lit_d2l.callbacks.divergence import why_diverged
 from lit_d2l.callbacks.graph import log_graph_files
 from lit_d2l.callbacks.memory import step_memory
@@ -154,7 +154,7 @@ class PackedModule(L.LightningModule):
         # Dropout: each arm's own modules draw its masks from its own stream, saved with the pack's state
         # (a resumed pack goes on with the same masks). By default every arm starts from the current stream.
         self.dropout_paths = dropout_paths
-        self._arm_dropouts = tuple(tuple(_module(a, path) for path in dropout_paths) for a in arms)
+        self._arm_dropouts = tuple(tuple(a.get_submodule(path) for path in dropout_paths) for a in arms)
         self._dropout_calls: dict[tuple, list[tuple[torch.Size, torch.dtype]]] = {}
         states = list(rng_states) if rng_states is not None else [current_stream()] * self.num_arms
         self.register_buffer("arm_rng_cpu", torch.stack([cpu for cpu, _ in states]))
@@ -216,7 +216,7 @@ class PackedModule(L.LightningModule):
 
         def one(params: dict[str, Tensor], buffers: dict[str, Tensor], l2: Tensor, *arm_batch: Tensor):
             stats: list[Tensor] = []
-            hooks = [_record_stats(m, stats) for m in _linear_modules(objectives)] if activations else []
+            hooks = [_record_stats(m, stats) for _, m in linear_layers(objectives)] if activations else []
             try:
                 state = {f"model.{name}": value for name, value in (params | buffers).items()}
                 # λ = 0 for every arm: a float, so the penalty's terms are not even computed (as alone)
@@ -265,7 +265,7 @@ class PackedModule(L.LightningModule):
             template = self.template
             if key[0][1].is_floating_point:  # in the pack's precision (64-true: float64 inputs)
                 template.to(key[0][1])
-            dropouts = [_module(template, path) for path in self.dropout_paths]
+            dropouts = [template.get_submodule(path) for path in self.dropout_paths]
             for module in dropouts:
                 module.calls = []
             try:
@@ -598,22 +598,13 @@ def _template(model: D2LModule) -> tuple[D2LModule, list[str]]:
             delattr(template, name)
     paths = [name for name, module in template.named_modules() if isinstance(module, _DROPOUTS)]
     for path in paths:
-        parent, _, child = path.rpartition(".")
-        setattr(_module(template, parent) if parent else template, child, ArmDropout().to("meta"))
+        template.set_submodule(path, ArmDropout().to("meta"))
     return template, paths
-
-
-def _module(model: nn.Module, path: str) -> Any:
-    return model.get_submodule(path)
 
 
 def _buffer_names(model: nn.Module) -> list[str]:
     """Buffers the forward pass uses (torchmetrics' states are not part of the model)."""
     return [name for name, _ in model.named_buffers()]
-
-
-def _linear_modules(model: nn.Module) -> list[nn.Linear]:
-    return [module for module in model.modules() if isinstance(module, nn.Linear)]
 
 
 def _record_stats(module: nn.Module, stats: list[Tensor]) -> torch.utils.hooks.RemovableHandle:

@@ -1,4 +1,4 @@
-"""SGD, Adam and AdamW for a pack of arms (D2L 3.4.3, 12.10).
+"""SGD, Adam and AdamW, and the StepLR and CosineAnnealingLR schedules, for a pack of arms (D2L 3.4.3, 12.10, 12.11).
 
 One update of every arm's parameters at once, each arm with its own settings.
 """

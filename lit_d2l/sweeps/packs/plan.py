@@ -1,9 +1,9 @@
 """Which arms of a sweep train together: packs of arms that differ only in settings a pack can vary.
 
-A pack's arms share the architecture, the data's shapes and every Trainer setting; each keeps its own
-seed, initialisation, learning rate, momentum, weight decay, L2 penalty and dropout probability
-(``PACKABLE_KEYS``). Arms that differ in anything else (depth, width, activation, degree, num_train,
-max_epochs, ...) go to separate packs. Packs are cut to fit a memory budget.
+A pack's arms share the architecture, the data's shapes and every Trainer setting; each keeps its own seed,
+initialisation, learning rate, momentum, weight decay, L2 penalty, dropout probability, ``data.noise`` and its
+optimizer's and LR schedule's numbers (``PACKABLE_KEYS``). Arms that differ in anything else (depth, width,
+activation, degree, num_train, max_epochs, ...) go to separate packs. Packs are cut to fit a memory budget.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ MLflow alone.
 Written as ``report.md`` (table, figure files beside it) and ``report.html`` (the same, figures embedded,
 for MLflow's artifact viewer). Figures (see :mod:`lit_d2l.sweeps.reports.figures`): the final metrics along each
 swept axis, the loss curves of every arm, per-layer gradient norms at step 0 when the sweep logged
-diagnostics, and the memory figure when it swept depth or batch size.
+diagnostics, and the memory figure when it swept depth.
 """
 
 from __future__ import annotations
