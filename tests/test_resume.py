@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -93,6 +95,27 @@ def test_a_signalled_fit_resumes_in_the_same_run_with_every_step_once(tracking_u
         history, reference = _history(client, run_id, key), _history(client, whole.logger.version, key)
         assert [step for step, _ in history] == [step for step, _ in reference], key  # every step once
         assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
+
+
+def test_a_stops_checkpoint_is_deleted_once_the_fit_that_went_on_from_it_is_past_it(tracking_uri, client, experiment):
+    """validate/test --run and --resume take a run's newest checkpoint: never a stop's that its fit went past."""
+    from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
+    from lit_d2l.fit.resume import evaluate_args, latest_checkpoint
+
+    args = linear_fit_args(tracking_uri, experiment, *EPOCHS, "--trainer.enable_checkpointing", "false")
+    with stop_signals_handled(), pytest.raises(Interrupted) as stopped:
+        run_configured("fit", args, callbacks=[SignalAtStep(10)])
+    run_id = stopped.value.run_id
+    folder = client.get_run(run_id).data.tags[CHECKPOINT_DIR_TAG]
+    for step in (20, None):  # stopped again at step 20, then to the end
+        resumed_args, _ = resume_args(run_id, ["--tracking.uri", tracking_uri])
+        with stop_signals_handled(), pytest.raises(Interrupted) if step else contextlib.nullcontext():
+            run_configured("fit", resumed_args, callbacks=[SignalAtStep(step)] if step else [])
+        left = sorted(p.name for p in Path(folder).glob("*.ckpt"))
+        assert left == ([f"interrupted-step={step}.ckpt"] if step else []), left  # step 10's went with the resume
+    assert client.get_run(run_id).info.status == "FINISHED" and latest_checkpoint(folder) is None
+    with pytest.raises(UserError, match="saved no checkpoint"):  # not the weights of step 20, as if they were final
+        evaluate_args(run_id, ["--tracking.uri", tracking_uri])
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ from lit_d2l.callbacks.stored_first import commit, flush_logger
 from lit_d2l.processes import interrupts
 
 CHECKPOINT_DIR_TAG = "lit_d2l.checkpoint_dir"
+#: How a stop's checkpoint is named: ``interrupted-step=45.ckpt``.
+STOP_PREFIX = "interrupted-step="
 
 
 class GracefulStop(L.Callback):
@@ -38,10 +40,13 @@ class GracefulStop(L.Callback):
         self.step: int | None = None
         self._lightning_handler: Any = None  # Lightning's SIGTERM handler while the signal is held here
         self._held = False
+        self._resumed_from: Path | None = None  # the stop's checkpoint this fit goes on from, if any
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         interrupts.enter_graceful()
         self._active = True
+        resumed_from = Path(trainer.ckpt_path) if trainer.ckpt_path else None
+        self._resumed_from = resumed_from if resumed_from and resumed_from.name.startswith(STOP_PREFIX) else None
         set_tags = getattr(trainer.logger, "set_tags", None)
         if callable(set_tags):  # where --resume finds this run's checkpoints: stored now, a SIGKILL may follow
             set_tags({CHECKPOINT_DIR_TAG: str(checkpoint_dir(trainer).resolve())})
@@ -71,6 +76,14 @@ class GracefulStop(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._leave()
+        self._past_resumed_from(trainer)
+
+    def _past_resumed_from(self, trainer: L.Trainer) -> None:
+        """Delete the stop's checkpoint this fit went on from, once the fit is past it (at its end or at the next
+        stop's checkpoint): ``validate --run`` and ``--resume`` take the newest checkpoint, which must not be it."""
+        if self._resumed_from is not None and trainer.is_global_zero:
+            self._resumed_from.unlink(missing_ok=True)
+        self._resumed_from = None
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and self._active:
@@ -79,9 +92,11 @@ class GracefulStop(L.Callback):
 
     def _save(self, trainer: L.Trainer) -> None:
         self.step = trainer.global_step
-        self.checkpoint = checkpoint_dir(trainer) / f"interrupted-step={trainer.global_step}.ckpt"
+        self.checkpoint = checkpoint_dir(trainer) / f"{STOP_PREFIX}{trainer.global_step}.ckpt"
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # the whole state, to resume from
         commit(trainer)  # in place now: everything logged before it is stored (a stop comes at a clean point)
+        if self._resumed_from != self.checkpoint:
+            self._past_resumed_from(trainer)
 
     def _hold_signals(self) -> None:
         """Take SIGTERM from Lightning's handler (main thread only, where Lightning installed one)."""

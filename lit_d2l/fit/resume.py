@@ -14,7 +14,7 @@ from typing import Any
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG
+from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG, STOP_PREFIX
 from lit_d2l.callbacks.stored_first import remove_leftovers
 from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.fit.checks import has_option
@@ -128,7 +128,7 @@ def latest_checkpoint(directory: str | None) -> Path | None:
         return None
     # An interrupt's checkpoint wins a tie with an epoch's saved within one tick of the file system's clock.
     checkpoints = sorted(
-        Path(directory).glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name.startswith("interrupted-"))
+        Path(directory).glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name.startswith(STOP_PREFIX))
     )
     return checkpoints[-1] if checkpoints else None
 
