@@ -376,6 +376,8 @@ def test_runs_lists_a_sweeps_arms_under_its_parent(tracking_uri, client, experim
         ),
         (["ablate"], r"required: spec \(see lit-d2l ablate --help\)"),
         (["ablate", "spec.yaml", "--trainer.max_epochs", "2"], r"run settings go in its spec, under overrides:"),
+        (["ablate", "spec.yaml", "--optimizer", "Adam"], r"--optimizer Adam \(a sweep's run settings go in its spec"),
+        (["ablate", "spec.yaml", "--bogus"], r"unrecognized arguments: --bogus \(see lit-d2l ablate --help\)$"),
         (["fit"], r"required: model \(give a config: lit-d2l fit --config experiments/"),
         (["cv", "--folds", "2", "--trainer.max_epochs", "1"], r"cv folds a run's settings: give --config FILE"),
         (

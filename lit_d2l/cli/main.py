@@ -25,6 +25,7 @@ from lit_d2l.errors import ConfigError, UserError
 from lit_d2l.processes.interrupts import Interrupted, stop_signals_handled
 from lit_d2l.processes.quiet import quiet_third_party
 from lit_d2l.processes.terminal import LineEnds, own_line
+from lit_d2l.sweeps.spec import is_setting_key
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,7 +96,7 @@ def run(argv: list[str]) -> int:
     args, unknown = parser().parse_known_args(argv)
     if unknown and command not in TAKES_RUN_SETTINGS:
         hint = f"see lit-d2l {command} --help"
-        if command == "ablate" and any("." in arg for arg in unknown if arg.startswith("--")):  # e.g. --model.lr
+        if command == "ablate" and any(is_setting_key(arg[2:].split("=")[0]) for arg in unknown):  # --optimizer
             hint = "a sweep's run settings go in its spec, under overrides: or grid:; see docs/ablations.md"
         raise UserError(f"unrecognized arguments: {' '.join(unknown)} ({hint})")
     module, _, function = args.handler.partition(":")

@@ -66,6 +66,11 @@ MAX_RUNS = 10_000
 PACK_MODES = ("auto", "off")
 
 
+def is_setting_key(key: str) -> bool:
+    """Whether ``key`` is a run setting a spec may give (``model.lr``, ``optimizer``, ``test_after_fit``, ...)."""
+    return _SETTING_KEY.fullmatch(key) is not None
+
+
 @dataclass(frozen=True)
 class Arm:
     """One setting of the swept keys; ``key`` names it in MLflow and in reports."""
@@ -291,7 +296,7 @@ def _check_name(path: Path, name: Any) -> str:
 def _check_setting_key(path: Path, where: str, key: Any) -> None:
     """Arms and overrides set config keys such as ``model.lr``; seeds come from ``seeds:``."""
     require(
-        isinstance(key, str) and _SETTING_KEY.fullmatch(key) is not None,
+        isinstance(key, str) and is_setting_key(key),
         f"{path}: {where}: {key!r} is not a dotted config key such as model.lr, data.batch_size or"
         " trainer.max_epochs (sections: model, data, trainer, optimizer, lr_scheduler; or test_after_fit)",
     )

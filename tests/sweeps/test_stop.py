@@ -61,6 +61,31 @@ def test_a_stop_between_claim_and_fit_leaves_the_pair_killed(
     assert err.startswith(f"lit-d2l: error: run {run_id} is an arm of sweep run ") and "ablate" in err, err
 
 
+def test_a_stop_while_a_pack_is_built_leaves_every_claimed_run_killed(
+    tmp_path, tracking_uri, client, experiment, monkeypatch
+):
+    """A signal lands as the pack's second arm is built: the arm built before it, that arm and the arms not built
+    yet were all claimed (their runs exist, RUNNING): each ends KILLED at once, not left for a later stale check."""
+    from lit_d2l.sweeps.packs import run as pack_run
+
+    built, build_arm = [], pack_run.build_arm
+
+    def signal_at_second(*args, **kwargs):
+        built.append(args)
+        if len(built) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return build_arm(*args, **kwargs)
+
+    monkeypatch.setattr(pack_run, "build_arm", signal_at_second)
+    spec = load_spec(spec_file(tmp_path, experiment, "grid: {model.l2: [0.0, 1.0, 2.0, 3.0]}\n"))
+    with stop_signals_handled(), pytest.raises(Interrupted):
+        engine.run_sweep(spec, tracking_uri=tracking_uri, echo=lambda _: None)
+    (exp,) = [e for e in client.search_experiments() if e.name == experiment]
+    children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(KIND_TAG) != "sweep"]
+    assert len(built) == 2 and len(children) == 4  # 4 claimed, 2 reached building
+    assert Counter(r.info.status for r in children) == {"KILLED": 4}
+
+
 def test_a_stopped_sweep_names_the_command_that_resumes_it(tmp_path, tracking_uri, experiment, monkeypatch, capsys):
     path = spec_file(tmp_path, experiment, "grid: {model.l2: [0.0]}\n")
     _signal_after_claim(monkeypatch)

@@ -33,26 +33,21 @@ def run_pack(
     claims = store.claim_pairs(first.tags[PARENT_TAG], first.experiment_id, requests)
     results: dict[int, Any] = {}
     built: list[tuple[int, PackedArm]] = []
-    for index, (task, (run_id, taken)) in enumerate(zip(tasks, claims, strict=True)):
-        if run_id is None:
-            results[index] = outcome(task, "skipped", error=taken, device=device)
-            continue
-        try:
-            arm = build_arm([*task.args, "--tracking.run_id", run_id], run_id, task.take_parsed())
-            assert arm.logger is not None
-            arm.logger.log_hyperparams(task.params)  # written with the run's other params, in one call
-            built.append((index, arm))
-        except Exception as exc:  # this arm's settings failed: its run ends FAILED, the pack goes on
-            if interrupts.requested() is not None:  # unless a stop signal cut its building short: a stop
-                store.end_if_running(run_id, "KILLED")
-                interrupts.raise_if_requested()
-            store.log_params(run_id, task.params)
-            store.end_if_running(run_id, "FAILED")
-            results[index] = outcome(task, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
-        except BaseException:
-            store.end_if_running(run_id, "KILLED")
-            raise
     try:
+        for index, (task, (run_id, taken)) in enumerate(zip(tasks, claims, strict=True)):
+            if run_id is None:
+                results[index] = outcome(task, "skipped", error=taken, device=device)
+                continue
+            try:
+                arm = build_arm([*task.args, "--tracking.run_id", run_id], run_id, task.take_parsed())
+                assert arm.logger is not None
+                arm.logger.log_hyperparams(task.params)  # written with the run's other params, in one call
+                built.append((index, arm))
+            except Exception as exc:  # this arm's settings failed: its run ends FAILED, the pack goes on
+                interrupts.raise_if_requested()  # unless a stop signal cut its building short: a stop
+                store.log_params(run_id, task.params)
+                store.end_if_running(run_id, "FAILED")
+                results[index] = outcome(task, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
         for group in _same_shapes(built):
             arms = [arm for _, arm in group]
             try:
@@ -78,10 +73,14 @@ def run_pack(
                 results[index] = outcome(
                     tasks[index], result.outcome, run_id=_run_id(arm), metrics=result.metrics, device=device
                 )
-    except BaseException as exc:  # a stop signal: no built arm's run stays RUNNING
+    except BaseException as exc:  # a stop signal, while building or training: no claimed pair's run stays RUNNING
+        status = run_status_for(exc)
         for _, arm in built:
             if arm.logger is not None and arm.logger.status == "RUNNING":
-                arm.logger.end(run_status_for(exc))
+                arm.logger.end(status)  # what it logged is stored first
+        for run_id, _ in claims:
+            if run_id is not None:
+                store.end_if_running(run_id, status)
         raise
     return [results[index] for index in range(len(tasks))]
 
