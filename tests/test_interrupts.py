@@ -39,3 +39,18 @@ def test_a_stop_raised_where_python_ignores_it_is_acted_on_at_the_next_check(mon
             interrupts.raise_if_requested()
     assert stop.value.signum == signal.SIGINT
     assert sys.unraisablehook == ignored.append  # put back
+
+
+def test_a_noted_ctrl_c_handed_to_lightning_outside_a_graceful_fit_stops_as_ctrl_c() -> None:
+    """A pack (no GracefulStop) hands a stop noted before it began to Lightning's SIGTERM handler, which chains
+    lit-d2l's: the stop is the Ctrl-C that was noted (exit status 130), not a SIGTERM (143)."""
+
+    def lightnings_handler(signum, frame) -> None:  # Lightning's composed SIGTERM handler calls the one before it
+        interrupts.installed()(signum, frame)
+
+    with stop_signals_handled():
+        with interrupts.deferred():
+            interrupts.handle(signal.SIGINT, None)  # noted, as a sweep's claim notes it
+        with pytest.raises(Interrupted) as stop:
+            interrupts.deliver(lightnings_handler)
+    assert stop.value.signum == signal.SIGINT and stop.value.code == 130

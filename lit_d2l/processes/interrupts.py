@@ -80,6 +80,8 @@ class StopSignals:
                 return
             if (self.forwarded and signum == signal.SIGTERM) or self.deferred:
                 return
+        if self.forwarded and self.requested is not None:  # the noted stop, handed on as a SIGTERM: not a new one
+            signum = self.requested
         # Noted as well as raised: a raise that lands where Python ignores exceptions (a weakref callback, __del__:
         # "Exception ignored in ...") is acted on at the next check (a fit's first step, raise_if_requested).
         self.requested, self.forwarded = signum, False
