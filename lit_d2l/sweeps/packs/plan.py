@@ -164,6 +164,9 @@ _UNVECTORIZABLE = (
      "cannot run for every arm at once"),
     ("once per forward pass", "calls a dropout module more than once, and a pack draws each arm's masks for one "
      "call of each"),
+    # vmap's .item(); a forward on the meta device (which finds a pack's dropout calls) fails at any value read
+    *((clue, "reads a tensor's value as a Python number (.item(), float(), or an if on a tensor), which torch.func "
+       "cannot do for every arm at once") for clue in ("calling .item()", "item() cannot be called on meta tensors")),
 )  # fmt: skip
 
 

@@ -101,3 +101,11 @@ class MixedPrecisionMLP(MLP):
 
     def forward(self, X: Tensor) -> Tensor:
         return super().forward(X) * self.scale.float()
+
+
+class ItemMLP(MLP):
+    """An MLP whose forward reads a tensor's value as a Python number (``.item()``)."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        out = super().forward(X)
+        return out * (1.0 if out.abs().max().item() < 100 else 0.5)

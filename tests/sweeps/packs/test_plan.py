@@ -82,11 +82,16 @@ def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_say
         ("FunctionalDropoutMLP", "forward draws random numbers outside its dropout modules"),
         ("TwiceDropoutMLP", "forward calls a dropout module more than once"),
         ("BranchingMLP", "forward branches on a tensor's value"),
+        ("ItemMLP", "forward reads a tensor's value as a Python number (.item()"),
+        # with dropout, a forward on the meta device runs first (to find the dropout calls): the read fails there
+        ("BranchingMLP --model.dropout 0.3", "forward reads a tensor's value as a Python number"),
+        ("ItemMLP --model.dropout 0.3", "forward reads a tensor's value as a Python number (.item()"),
         ("MixedPrecisionMLP", "parameters do not share one dtype"),  # a pack holds them in one tensor
     ):
+        model, *settings = model.split()
         units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))
         for unit in units:
-            unit["args"] += ["--model", f"{OWN}.{model}"]
+            unit["args"] += ["--model", f"{OWN}.{model}", *settings]
         packs = plan_packs(units, lambda u: u["settings"], lambda u: u["args"], budget=10**12)
         assert [len(p.units) for p in packs] == [1, 1], model
         assert why in packs[0].reason and model in packs[0].reason, packs[0].reason
