@@ -106,7 +106,9 @@ def parser() -> CommandParser:
     ablate.add_argument("--resume", action="store_true", help="resume the sweep (the default when it exists)")
     ablate.add_argument("--fresh", action="store_true", help="start a new parent run even if the sweep exists")
     add_store_option(ablate)
-    ablate.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    ablate.add_argument(
+        "--no-report", action="store_true", help="skip the report and its verdict (lit-d2l report SWEEP writes them)"
+    )
     ablate.add_argument(
         "--pack",
         choices=PACK_MODES,
