@@ -98,6 +98,21 @@ def test_an_unknown_class_name_lists_the_known_ones(args: list[str], key: str, c
     assert all(entry.name in err for entry in names)
 
 
+@pytest.mark.parametrize(
+    ("args", "meant"),
+    [
+        (["--model", "LeNett"], "model: no class LeNett; did you mean LeNet?"),
+        (["--model", "tests.sweeps.packs.own_models.ItemMlp"], "did you mean tests.sweeps.packs.own_models.ItemMLP?"),
+        (["--config", "model: {class_path: lit_d2l.models.LeNett}"], "did you mean lit_d2l.models.LeNet?"),
+        (["--optimizer", "Adamm"], "optimizer: no class Adamm; did you mean Adam?"),
+        (["--lr_scheduler", "StepLr"], "lr_scheduler: no class StepLr; did you mean StepLR?"),
+    ],
+)
+def test_a_misspelt_class_name_says_the_class_it_likely_meant(args: list[str], meant: str, capsys) -> None:
+    code, _, err = run_main(["fit", "--config", str(REPO / "experiments" / "mlp.yaml"), *args], capsys)
+    assert_one_error_line(code, err, rf"^lit-d2l: error: .*{re.escape(meant)}$")
+
+
 REGISTRATION = """
 import sys
 from lit_d2l.fit.run import build

@@ -120,9 +120,9 @@ def argument_error_line(message: str, command: str) -> str:
         text = f"expected {number.pop()}, got {given.group(1)}"
     absent = re.search(r"module '([\w.]+)' has no attribute '(\w+)'", message)  # a class_path in a config file
     if hint and absent:
-        return f"{key}: no class {absent.group(1)}.{absent.group(2)}; expected {hint}"
+        return _no_class(key, f"{absent.group(1)}.{absent.group(2)}", hint)
     if hint and given and "Expected a" in text and "path" in text:  # an unknown class name
-        return f"{key}: no class {given.group(1)}; expected {hint}"
+        return _no_class(key, given.group(1), hint)
     if key:
         text = f"{key}: {text}"
     if meant := _meant(message, key):
@@ -182,6 +182,25 @@ def _unimportable_module(message: str) -> str | None:
         f"cannot import {given.group(1)}: Python found no module {missing.group(1)!r}; is the folder that holds"
         f" {missing.group(1).replace('.', '/')}.py on PYTHONPATH? (e.g. PYTHONPATH=/path/to/that/folder lit-d2l ...)"
     )
+
+
+def _no_class(key: str, path: str, hint: str) -> str:
+    """``model: no class PATH``, with the class it likely meant (the closest name in its module, or among the shipped
+    ones for a short name), else what ``key`` takes."""
+    module, _, name = path.rpartition(".")
+    section = key.split(".")[0]
+    try:
+        if module or section in ("optimizer", "lr_scheduler"):
+            found = vars(importlib.import_module(module or f"torch.optim{'.lr_scheduler' * (section != 'optimizer')}"))
+            names = [n for n, value in found.items() if inspect.isclass(value)]
+        else:
+            names = [entry.name for entry in (catalog.MODELS if section == "model" else catalog.DATAMODULES)]
+    except Exception:  # its module does not import: nothing to compare with
+        names = []
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        return f"{key}: no class {path}; did you mean {module + '.' if module else ''}{close[0]}?"
+    return f"{key}: no class {path}; expected {hint}"
 
 
 def _class_hint(key: str) -> str | None:
