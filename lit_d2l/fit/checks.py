@@ -185,19 +185,22 @@ def _unimportable_module(message: str) -> str | None:
 
 
 def _no_class(key: str, path: str, hint: str) -> str:
-    """``model: no class PATH``, with the class it likely meant (the closest name in its module, or among the shipped
-    ones for a short name), else what ``key`` takes."""
+    """``model: no class PATH``, with the class it likely meant (the closest name in its module, among the shipped
+    ones for a short name, or among torch's optimizers or schedules), else what ``key`` takes."""
     module, _, name = path.rpartition(".")
     section = key.split(".")[0]
+    bases = {"optimizer": torch.optim.Optimizer, "lr_scheduler": torch.optim.lr_scheduler.LRScheduler}
     try:
-        if module or section in ("optimizer", "lr_scheduler"):
-            found = vars(importlib.import_module(module or f"torch.optim{'.lr_scheduler' * (section != 'optimizer')}"))
-            names = [n for n, value in found.items() if inspect.isclass(value)]
+        if module or section in bases:
+            where = {"optimizer": "torch.optim", "lr_scheduler": "torch.optim.lr_scheduler"}  # where short names are
+            found = vars(importlib.import_module(module or where[section]))
+            base = bases.get(section, object)  # what the key takes: an optimizer, not the base class Optimizer
+            names = [n for n, v in found.items() if inspect.isclass(v) and issubclass(v, base) and v is not base]
         else:
             names = [entry.name for entry in (catalog.MODELS if section == "model" else catalog.DATAMODULES)]
     except Exception:  # its module does not import: nothing to compare with
         names = []
-    close = difflib.get_close_matches(name, names, n=1)
+    close = difflib.get_close_matches(name, [n for n in names if not n.startswith("_")], n=1)
     if close:
         return f"{key}: no class {path}; did you mean {module + '.' if module else ''}{close[0]}?"
     return f"{key}: no class {path}; expected {hint}"
