@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from lit_d2l.errors import NoTestSplit, UserError
 from lit_d2l.processes.quiet import lightning_info_off
-from lit_d2l.sweeps.reports.report import one_run_per_pair
+from lit_d2l.sweeps.reports.report import one_run_per_pair, runs_left
 from lit_d2l.sweeps.reports.verdict import arm_results, goal
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
@@ -87,8 +87,12 @@ def select_command(
     registered as ``register`` when given)."""
     store = SweepStore(tracking_uri)
     parent = store.resolve_parent(sweep)
-    selection = select_arm(store.children(parent), metric, mode)
+    children = store.children(parent)
+    selection = select_arm(children, metric, mode)
     print(selection.markdown())
+    left = runs_left(parent, len(one_run_per_pair(children)[0]))
+    if test and left:  # the test split is used once: on the choice among every run, not among those done so far
+        raise UserError(f"{left.removesuffix('; this verdict may change.')}: test the selected arm once it has")
     if test:
         test_selected(store, parent.info.run_id, parent.info.experiment_id, selection, register)
     return 0

@@ -88,3 +88,29 @@ def test_testing_a_sweep_without_a_test_split_says_how_to_get_one(tmp_path, trac
     store = SweepStore(tracking_uri)
     parent = store.client.get_run(result.parent_run_id)
     assert store.selection_tests(parent.info.run_id, parent.info.experiment_id) == [], "nothing tested, no run left"
+
+
+def test_a_sweep_with_runs_left_has_a_verdict_that_says_so_and_is_not_tested(
+    tmp_path, tracking_uri, client, experiment, capsys
+) -> None:
+    """A report made while a sweep runs (or after some of its runs failed) says its verdict is not final, and its
+    selected arm is not tested: the test split is used once, on the choice among every run."""
+    body = "grid: {model.l2: [0.0, 3.0]}\noverrides: {data.num_test: 50, trainer.max_epochs: 2}\n"
+    result = run_sweep(load_spec(spec_file(tmp_path, experiment, body)), tracking_uri=tracking_uri, echo=print)
+    store = SweepStore(tracking_uri)
+    parent = store.client.get_run(result.parent_run_id)
+    client.set_terminated(store.children(parent)[0].run_id, "FAILED")  # as if it had failed: 1 of 2 finished
+    client.update_run(parent.info.run_id, status="RUNNING")  # as while the sweep's process trains the rest
+    args = [result.sweep_id, "--out", str(tmp_path / "report"), "--tracking-uri", tracking_uri]
+    for select in ([], ["--select", "val/loss"]):
+        assert lit_d2l(["report", *args, *select]) == 0
+        said = "**Not final: 1 of 2 runs have finished (the sweep is still running); this verdict may change.**"
+        assert said in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"^Not final: 1 of 2 runs have finished \(the sweep is still running\): test"):
+        lit_d2l(["report", *args, "--select", "val/loss", "--test"])
+    assert store.selection_tests(parent.info.run_id, parent.info.experiment_id) == []
+    client.set_terminated(parent.info.run_id, "FAILED")  # the sweep ended with that run failed
+    with pytest.raises(UserError, match=r"\(run its lit-d2l ablate again for them\): test the selected arm once it"):
+        lit_d2l(["report", *args, "--select", "val/loss", "--test"])
+    with pytest.raises(UserError, match="not test/loss: the test split is for the selected arm only"):
+        lit_d2l(["report", *args, "--select", "test/loss"])  # said as such, not as a metric no run logged

@@ -130,6 +130,10 @@ def test_with_no_value_of_the_metric_the_verdict_says_so_not_that_arms_diverged(
     assert "check_val_every_n_epoch" in found.terminal_lines()[1]
     children[0] = child({"model.l2": 0.0}, 0, None, diverged=True)
     assert verdict(children, "val/loss").why_none == "every arm diverged or has no finite value of it"
+    # a report made before any run has finished (a sweep that has just started): nothing diverged
+    assert sweep_verdict([], ["val/loss"], ["model.l2"]).headline() == (
+        "Verdict: no arm is best on val/loss: no run has finished yet"
+    )
 
 
 def test_with_a_penalty_in_some_arms_the_objective_is_not_ranked_across_them() -> None:

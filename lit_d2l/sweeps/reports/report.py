@@ -9,6 +9,7 @@ diagnostics, and the memory figure when it swept depth.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -17,7 +18,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from lit_d2l.errors import UserError
 from lit_d2l.sweeps.arm_values import arm_name, arm_sort_key
@@ -33,6 +34,9 @@ from lit_d2l.sweeps.reports.verdict import (
     sweep_verdict,
 )
 from lit_d2l.tracking.sweeps import Child, SweepStore
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 SYMMETRY = "distinct_units"
 #: What each standard metric is, printed under the table so J and L are never mistaken for each other.
@@ -133,6 +137,16 @@ def one_run_per_pair(children: list[Child]) -> tuple[list[Child], int]:
     return list(kept.values()), len(finished) - len(kept)
 
 
+def runs_left(parent: Run, finished: int) -> str:
+    """Why a sweep's verdict may still change (its spec's arm × seed runs that have not finished), or ""."""
+    params = parent.data.params
+    expected = int(params.get("sweep.arms", 0)) * len(json.loads(params.get("sweep.seeds", "[]")))
+    if finished >= expected:
+        return ""
+    why = "the sweep is still running" if parent.info.status == "RUNNING" else "run its lit-d2l ablate again for them"
+    return f"Not final: {finished} of {expected} runs have finished ({why}); this verdict may change."
+
+
 def check_logged(sweep: str, tracking_uri: str | None, names: dict[str, list[str]]) -> None:
     """Refuse, before a report is written, a metric given on the command line (``{option: [names]}``) that no
     finished run of the sweep logged: a misspelt name is one line with the name it most likely meant."""
@@ -178,6 +192,7 @@ def build_report(
     counts = f"{len(finished) - diverged} finished, {diverged} diverged" if diverged else f"{len(finished)} finished"
     title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}.{trained_with(store, finished)}"
     found = sweep_verdict(finished, metrics, axes, params.get("sweep.description", ""))
+    found = dataclasses.replace(found, not_final=runs_left(parent, len(finished)))
     store.record(parent.info.run_id, found.best_metrics(), found.tags(), (found.markdown(), "verdict.md"))
     summary = summarise(children, metrics)
     stability = [

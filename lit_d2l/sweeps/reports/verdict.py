@@ -117,6 +117,8 @@ class Verdict:
     def why_none(self) -> str:
         """Why no arm is best (when none is): every arm diverged, none has a value of the metric, or both."""
         diverged = sum("diverged" in why for _, why in self.excluded)
+        if not self.excluded:
+            return "no run has finished yet"
         if diverged == len(self.excluded):
             return "none finished without diverging"
         if diverged == 0:
@@ -247,6 +249,7 @@ class SweepVerdict:
     groups: list[tuple[str, Verdict]]  # per value of the first swept key, when several are swept
     unlogged: list[str] = field(default_factory=list)  # the spec's metrics no run logged (a misspelt name)
     logged: list[str] = field(default_factory=list)  # what the runs did log
+    not_final: str = ""  # why it may still change: runs of the sweep that have not finished (see runs_left)
 
     @property
     def primary(self) -> Verdict | None:
@@ -256,6 +259,8 @@ class SweepVerdict:
         """The verdict as the parent run's description and the report's first section."""
         # The answer in the heading: MLflow's Overview shows a run description's first lines only.
         lines = [f"## {self.headline()}", ""]
+        if self.not_final:
+            lines += [f"**{self.not_final}**", ""]
         if self.description:  # the spec's words, written before any run: what to check the results against
             lines += [f"Expected (the spec's description): {self.description.strip()}", ""]
         lines += [f"- {v.text()}" for v in self.verdicts] or ["- No metric of this sweep says which way is better."]
