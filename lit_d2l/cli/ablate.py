@@ -76,13 +76,14 @@ def report_command(args: argparse.Namespace, rest: list[str]) -> int:
     if db is not None and not db.exists():  # said without making a store (seconds of MLflow's migrations)
         raise UserError(f"no sweep {args.sweep!r} in {uri}; it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first")
     from lit_d2l.sweeps.reports.report import build_report, check_logged
-    from lit_d2l.sweeps.selection import direction, select_command
+    from lit_d2l.sweeps.selection import direction, refuse_test_metric, select_command
 
+    refuse_test_metric(args.select or "")  # said as what it is, not as a metric no run logged
+    given = {"--metrics": args.metrics or [], "--select": [args.select] if args.select else []}
+    check_logged(args.sweep, args.tracking_uri, given)  # a misspelt name: before the stored report is replaced
     if args.select:
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
         check_registered_name(args.register, "--register")
-    given = {"--metrics": args.metrics or [], "--select": [args.select] if args.select else []}
-    check_logged(args.sweep, args.tracking_uri, given)  # a misspelt name: before the stored report is replaced
     path, _ = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri, metrics=args.metrics)
     print(path.read_text())
     print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name}; both logged on the parent run)")

@@ -57,17 +57,21 @@ class Selection:
 
 def direction(metric: str, mode: str | None = None) -> str:
     """``mode`` if given, else "min" for a loss and "max" for an accuracy; a test metric is refused."""
-    if metric.startswith("test/"):
-        raise UserError(
-            f"select by a validation metric (e.g. val/loss), not {metric}: the test split is for the selected arm "
-            "only, once (--test)"
-        )
+    refuse_test_metric(metric)
     if mode is not None:
         return mode
     known = goal(metric)
     if known is None:
         raise UserError(f"cannot tell whether a lower or a higher {metric} is better: give --mode min or --mode max")
     return known
+
+
+def refuse_test_metric(metric: str) -> None:
+    if metric.startswith("test/"):
+        raise UserError(
+            f"select by a validation metric (e.g. val/loss), not {metric}: the test split is for the selected arm "
+            "only, once (--test)"
+        )
 
 
 def select_arm(children: list[Child], metric: str, mode: str | None = None) -> Selection:

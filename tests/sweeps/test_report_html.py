@@ -102,6 +102,7 @@ def test_the_html_report_embeds_every_figure_the_table_and_the_legend(tmp_path, 
     assert run.data.metrics["best/val/loss"] == pytest.approx(0.1)
     assert "best/weight_norm/w" not in run.data.metrics, "no verdict where the metric does not say which way is better"
     assert "<code>train/loss_data</code>: L alone" in page and "<code>train/loss_epoch</code>: J = L" in page
+    assert "<p>Sorted by <code>val/loss</code>, best first" in page and "`" not in page, "markdown's backticks as code"
     logged = {a.path for a in client.list_artifacts(parent, "report")}
     assert {"report/report.md", "report/report.html", "report/curves.png"} <= logged
 

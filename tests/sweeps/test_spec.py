@@ -357,7 +357,7 @@ def test_a_description_is_kept_as_one_paragraph_and_shown_above_the_verdict(tmp_
         sweep_verdict([], ["val/loss"], ["model.l2"], spec.description)
         .markdown()
         .startswith(
-            "## Verdict: no arm is best on val/loss: none finished without diverging\n\n"
+            "## Verdict: no arm is best on val/loss: no run has finished yet\n\n"
             "Expected (the spec's description): Weight decay, D2L 3.7.\n"
         )
     )

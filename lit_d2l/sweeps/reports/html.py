@@ -43,7 +43,7 @@ def html_report(
     if legend:
         items = "".join(f"<li><code>{escape(metric)}</code>: {escape(meaning)}</li>" for metric, meaning in legend)
         parts.append(f"<ul>{items}</ul>")
-    parts += [f"<p>{escape(note)}</p>" for note in notes]
+    parts += [f"<p>{_inline(note)}</p>" for note in notes]
     if stability:
         parts += ["<h2>Numerical stability (D2L 5.4)</h2>", _table(["quantity", "value"], [list(r) for r in stability])]
     for caption, path in figures:
@@ -74,9 +74,7 @@ def _verdict(markdown: str) -> str:
     """The verdict's few markdown forms (a heading, paragraphs, bullets, **bold**, `code`) as HTML."""
     html, items = [], []
     for line in [*markdown.splitlines(), ""]:
-        text = re.sub(
-            r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escape(line))
-        )
+        text = _inline(line)
         if line.startswith("- "):
             items.append(f"<li>{text[2:]}</li>")
             continue
@@ -88,3 +86,8 @@ def _verdict(markdown: str) -> str:
         elif line.strip():
             html.append(f"<p>{text}</p>")
     return f'<section class="verdict">{"".join(html)}</section>'
+
+
+def _inline(line: str) -> str:
+    """A markdown line's **bold** and `code` as HTML (the rest escaped)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escape(line)))

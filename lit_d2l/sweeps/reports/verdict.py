@@ -272,7 +272,8 @@ class SweepVerdict:
             lines += ["", *(f"- {line}" for line in self._unlogged_lines())]
         lines += [
             "",
-            f"Tested with {ALPHA:.0%} significance over seeds; a tie means the seeds cannot tell the arms apart.",
+            f"Mean ± std over seeds (the population std); tested with {ALPHA:.0%} significance over seeds (a paired "
+            "t-test); a tie means the seeds cannot tell the arms apart.",
         ]
         return "\n".join(lines) + "\n"
 
