@@ -53,6 +53,26 @@ def test_arms_the_seeds_cannot_tell_apart_are_a_tie() -> None:
     assert lines[2] == "A tie: p >= 5%, so these seeds cannot tell the two apart (more seeds may)."
 
 
+def test_where_another_validation_metric_picks_another_arm_the_terminal_and_the_parent_say_so() -> None:
+    """val/acc (the verdict's metric) picks one arm, val/loss another: ablate's lines say both, and the parent run's
+    tags name each metric's best arm beside its best/ metric."""
+    children = sweep({0.0: [0.30, 0.31, 0.29], 0.5: [0.34, 0.35, 0.33]})
+    for run, acc in zip(children, [0.90, 0.91, 0.90, 0.95, 0.96, 0.95], strict=True):
+        run.metrics["val/acc"] = acc
+    found = sweep_verdict(children, ["val/acc", "val/loss"], ["model.l2"])
+    lines = found.terminal_lines()
+    assert lines[0] == "Verdict: l2=0.5 is best on val/acc, ahead of l2=0 over seeds"
+    assert (
+        lines[-1]
+        == "l2=0 is best on val/loss, ahead of l2=0.5 over seeds (not l2=0.5; the report has every metric's verdict)."
+    )
+    tags, best = found.tags(), found.best_metrics()
+    assert (tags["lit_d2l.best_arm/val/acc"], tags["lit_d2l.best_arm/val/loss"]) == ("l2=0.5", "l2=0")
+    assert best["best/val/loss"] == pytest.approx(0.30) and best["best/val/acc"] == pytest.approx(0.9533, abs=1e-4)
+    agreeing = sweep_verdict(sweep({0.0: [0.3, 0.31, 0.29], 0.5: [0.34, 0.35, 0.33]}), ["val/loss"], ["model.l2"])
+    assert not [line for line in agreeing.terminal_lines() if "(not " in line]
+
+
 def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
     children = sweep({0.1: [0.50, 0.52, 0.51], 1.0: [0.20, 0.21, 0.22]})
     children.append(child({"model.l2": 10.0}, 0, 0.01))  # the lowest value of all, but its other seed diverged

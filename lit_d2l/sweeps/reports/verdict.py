@@ -283,12 +283,19 @@ class SweepVerdict:
 
     def terminal_lines(self) -> list[str]:
         """What ``ablate`` prints of the verdict: its headline; why, where seeds tested the best arm against the
-        runner-up (both means and the test's p-value); and each metric no run logged."""
+        runner-up (both means and the test's p-value); each other validation metric whose best arm differs; and
+        each metric no run logged."""
         primary = self.primary
         tested = primary is not None and primary.standing in ("tie", "distinguishable")
         why = [primary.text()] if tested else []
         if tested and primary.tie:
             why.append(f"A tie: p >= {ALPHA:.0%}, so these seeds cannot tell the two apart (more seeds may).")
+        best = primary.best.name if primary is not None and primary.best is not None else None
+        why += [
+            f"{v.headline()} (not {best}; the report has every metric's verdict)."
+            for v in self.verdicts[1:]
+            if best is not None and v.metric.startswith("val/") and v.best is not None and v.best.name != best
+        ]
         return [self.headline(), *(line.replace("`", "").replace("**", "") for line in [*why, *self._unlogged_lines()])]
 
     def _unlogged_lines(self) -> list[str]:
@@ -299,8 +306,10 @@ class SweepVerdict:
         return {f"best/{v.metric}": v.best.mean for v in self.verdicts if v.best is not None}
 
     def tags(self) -> dict[str, str]:
-        """The verdict as MLflow's run description (``mlflow.note.content``); the primary metric's winning arm."""
+        """The verdict as MLflow's run description (``mlflow.note.content``); the primary metric's winning arm, and
+        each metric's (``lit_d2l.best_arm/val/loss``: the arm whose mean is ``best/val/loss``)."""
         tags = {"mlflow.note.content": self.markdown()}
+        tags |= {f"lit_d2l.best_arm/{v.metric}": v.best.name for v in self.verdicts if v.best is not None}
         primary = self.primary
         if primary is not None and primary.best is not None:
             tags["lit_d2l.best_arm"] = primary.best.name
