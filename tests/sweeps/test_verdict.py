@@ -73,6 +73,24 @@ def test_where_another_validation_metric_picks_another_arm_the_terminal_and_the_
     assert not [line for line in agreeing.terminal_lines() if "(not " in line]
 
 
+def test_a_best_arm_at_the_edge_of_a_one_key_grid_says_the_optimum_may_lie_beyond() -> None:
+    """l2=10 wins a sweep of l2 in {0, 1, 10}: a larger value, never tried, may do better (D2L 3.6)."""
+    edge = "l2=10 is the largest value tried: a larger one may do better (sweep beyond it)."
+    found = sweep_verdict(
+        sweep({0.0: [0.9, 0.8, 0.85], 1.0: [0.5, 0.4, 0.45], 10.0: [0.1, 0.2, 0.15]}), ["val/loss"], ["model.l2"]
+    )
+    assert edge in found.terminal_lines() and f"\n{edge}\n" in found.markdown()
+    low = sweep_verdict(
+        sweep({0.001: [0.1, 0.2, 0.15], 1.0: [0.5, 0.4, 0.45], 10.0: [0.9, 0.8, 0.85]}), ["val/loss"], ["model.l2"]
+    )
+    assert "l2=0.001 is the smallest value tried: a smaller one may do better" in low.markdown()
+    inside = sweep_verdict(
+        sweep({0.0: [0.9, 0.8, 0.85], 1.0: [0.1, 0.2, 0.15], 10.0: [0.5, 0.4, 0.45]}), ["val/loss"], ["model.l2"]
+    )
+    two = sweep_verdict(sweep({1.0: [0.9, 0.8, 0.85], 10.0: [0.1, 0.2, 0.15]}), ["val/loss"], ["model.l2"])
+    assert not inside.at_edge and not two.at_edge, "inside the range, or only two values: nothing to say"
+
+
 def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
     children = sweep({0.1: [0.50, 0.52, 0.51], 1.0: [0.20, 0.21, 0.22]})
     children.append(child({"model.l2": 10.0}, 0, 0.01))  # the lowest value of all, but its other seed diverged

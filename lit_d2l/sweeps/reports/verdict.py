@@ -250,6 +250,7 @@ class SweepVerdict:
     unlogged: list[str] = field(default_factory=list)  # the spec's metrics no run logged (a misspelt name)
     logged: list[str] = field(default_factory=list)  # what the runs did log
     not_final: str = ""  # why it may still change: runs of the sweep that have not finished (see runs_left)
+    at_edge: str = ""  # the best arm's value, where it is the largest or smallest one swept: the optimum may lie beyond
 
     @property
     def primary(self) -> Verdict | None:
@@ -264,6 +265,8 @@ class SweepVerdict:
         if self.description:  # the spec's words, written before any run: what to check the results against
             lines += [f"Expected (the spec's description): {self.description.strip()}", ""]
         lines += [f"- {v.text()}" for v in self.verdicts] or ["- No metric of this sweep says which way is better."]
+        if self.at_edge:
+            lines += ["", self.at_edge]
         if self.groups:
             primary = self.verdicts[0].metric
             lines += ["", f"Best `{primary}` per group:", ""]
@@ -291,6 +294,7 @@ class SweepVerdict:
         if tested and primary.tie:
             why.append(f"A tie: p >= {ALPHA:.0%}, so these seeds cannot tell the two apart (more seeds may).")
         best = primary.best.name if primary is not None and primary.best is not None else None
+        why += [self.at_edge] if self.at_edge else []
         why += [
             f"{v.headline()} (not {best}; the report has every metric's verdict)."
             for v in self.verdicts[1:]
@@ -327,7 +331,21 @@ def sweep_verdict(kept: list[Child], metrics: list[str], axes: list[str], descri
     judged = [primary, *judged] if primary else []
     groups = verdicts_per_group(kept, primary, axes[0]) if primary and len(axes) > 1 else []
     unlogged = [metric for metric in metrics if kept and metric not in logged]
-    return SweepVerdict(description, [verdict(kept, metric) for metric in judged], groups, unlogged, logged)
+    verdicts = [verdict(kept, metric) for metric in judged]
+    edge = at_edge(verdicts[0].best, kept, axes[0]) if verdicts and verdicts[0].best and len(axes) == 1 else ""
+    return SweepVerdict(description, verdicts, groups, unlogged, logged, at_edge=edge)
+
+
+def at_edge(best: ArmResult, kept: list[Child], key: str) -> str:
+    """Where the best arm of a sweep of one numeric key (3 values or more) has its largest or smallest value: the
+    best value may lie beyond the range tried (D2L 3.6: a grid's edge is no optimum)."""
+    values = {settings(child).get(key) for child in kept}
+    numbers = sorted(v for v in values if isinstance(v, int | float) and not isinstance(v, bool))
+    mine = settings(best.runs[0]).get(key)
+    if len(numbers) < 3 or len(numbers) != len(values) or mine not in (numbers[0], numbers[-1]):
+        return ""
+    end, beyond = ("largest", "larger") if mine == numbers[-1] else ("smallest", "smaller")
+    return f"{best.name} is the {end} value tried: a {beyond} one may do better (sweep beyond it)."
 
 
 def first_names(names: list[str], quote: str = "") -> str:
