@@ -9,8 +9,10 @@ differ by one example and every example must still count exactly once.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,37 @@ def test_a_global_batch_the_processes_do_not_divide_is_refused_in_one_line(tmp_p
         "(trainer.devices x trainer.num_nodes): make it a multiple of 2"
     ]
     assert MlflowClient(tracking_uri).get_experiment_by_name(experiment) is None, "nothing recorded"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_to_a_ddp_fits_whole_process_group_stops_every_rank_once(
+    signum, tmp_path, tracking_uri, client, experiment
+) -> None:
+    """Ctrl-C in a terminal (or a scheduler's preemption) signals every process of the group, every rank at once: the
+    ranks stop together at a step boundary (no collective inside a signal handler, where they would wait on each
+    other for good), with one line from rank 0, the run KILLED and resumable."""
+    long = ["--data.num_train", "64000", "--data.num_val", "2000", "--trainer.max_epochs", "10"]  # over SIZES'
+    args = [*LINEAR, *long, *QUIET, *two_processes("ddp")]
+    args += ["--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    fit = subprocess.Popen(
+        [sys.executable, "-m", "lit_d2l", "fit", *args],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and fit.poll() is None:  # training, with some steps stored
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments() if e.name == experiment])
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "train/loss")) > 100:
+            break
+        time.sleep(0.5)
+    os.killpg(fit.pid, signum)  # every rank: Lightning's launcher started the other in this group
+    try:
+        _, err = fit.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(fit.pid, signal.SIGKILL)
+        pytest.fail("the ranks did not stop within 90 s of the signal (a hang)")
+    lines = [line for line in err.splitlines() if line.startswith("lit-d2l: ")]
+    assert fit.returncode == 128 + signum and len(lines) == 1, err[-2000:]
+    run_id = only_run(client, experiment).info.run_id
+    assert client.get_run(run_id).info.status == "KILLED" and f"lit-d2l fit --resume {run_id}" in lines[0]

@@ -45,6 +45,9 @@ class GracefulStop(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         interrupts.enter_graceful()
         self._active = True
+        main = threading.current_thread() is threading.main_thread()
+        if trainer.world_size > 1 and main and callable(signal.getsignal(signal.SIGTERM)):  # until its teardown
+            signal.signal(signal.SIGTERM, rank_stop)
         resumed_from = Path(trainer.ckpt_path) if trainer.ckpt_path else None
         self._resumed_from = resumed_from if resumed_from and resumed_from.name.startswith(STOP_PREFIX) else None
         set_tags = getattr(trainer.logger, "set_tags", None)
@@ -61,6 +64,10 @@ class GracefulStop(L.Callback):
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
+        if trainer.world_size > 1:  # every rank stops here, at one step, once any rank has noted a stop (rank_stop)
+            if trainer.strategy.reduce_boolean_decision(interrupts.requested() is not None, all=False):
+                self._stop_here(trainer)
+            return
         if batch_idx + 1 >= trainer.num_training_batches or _validation_follows(trainer, batch_idx):
             self._hold_signals()  # until the validation or the epoch's end is done
         else:
@@ -68,8 +75,12 @@ class GracefulStop(L.Callback):
         # Only where Lightning installed no SIGTERM handler of its own (e.g. on Windows).
         holding = self._lightning_handler is not None
         if interrupts.requested() is not None and not trainer.received_sigterm and not holding:
-            self._save(trainer)
-            raise interrupts.Interrupted(interrupts.take_requested() or 15, trainer.global_step, str(self.checkpoint))
+            self._stop_here(trainer)
+
+    def _stop_here(self, trainer: L.Trainer) -> None:
+        self._save(trainer)
+        signum = interrupts.take_requested() or signal.SIGTERM
+        raise interrupts.Interrupted(signum, trainer.global_step, str(self.checkpoint))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._release()
@@ -135,6 +146,15 @@ class PendingStop(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         deliver_pending(trainer)
+
+
+def rank_stop(signum: int, frame: Any) -> None:
+    """SIGTERM's handler in each process of a fit of several (DDP), in place of Lightning's: it only notes the stop.
+    Lightning's broadcasts from inside the handler, and rank 0 alone raises at the end of the step it was signalled
+    in; Ctrl-C or a scheduler signals every process of the group, at other points of their steps, so the ranks
+    waited on each other's collectives for good. The ranks decide together at the next step's start instead
+    (:meth:`GracefulStop.on_train_batch_start`)."""
+    interrupts.handle(signum, frame)  # noted (a second signal stops at once)
 
 
 def deliver_pending(trainer: L.Trainer) -> None:

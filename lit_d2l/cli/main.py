@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         code = _final(f"lit-d2l: error: {exc}", 2)
     except Interrupted as exc:
-        code = _final(f"lit-d2l: {exc}", int(exc.code) if isinstance(exc.code, int) else 130)
+        code = int(exc.code) if isinstance(exc.code, int) else 130
+        if not _other_rank():  # one line for a fit of several processes: rank 0's
+            code = _final(f"lit-d2l: {exc}", code)
     except KeyboardInterrupt:
         code = _final("lit-d2l: interrupted", 130)
     except Exception as exc:
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     # MLflow) at exit took 2-3 s on a busy 2-core machine, a stop included: skip them; atexit handlers still run.
     gc.freeze()
     sys.exit(code)
+
+
+def _other_rank() -> bool:
+    """Whether this process is a rank other than 0 of a fit of several (its launcher's environment says so)."""
+    return any(os.environ.get(key, "0") not in ("", "0") for key in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _reader_gone(stdout: TextIO) -> int:
