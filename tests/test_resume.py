@@ -106,6 +106,9 @@ def test_a_stops_checkpoint_is_deleted_once_the_fit_that_went_on_from_it_is_past
     with stop_signals_handled(), pytest.raises(Interrupted) as stopped:
         run_configured("fit", args, callbacks=[SignalAtStep(10)])
     run_id = stopped.value.run_id
+    with pytest.raises(UserError, match=rf"run {run_id} is KILLED, not trained to its end: finish it with lit-d2l fit"):
+        evaluate_args(run_id, ["--tracking.uri", tracking_uri])  # evaluated in it, it would end FINISHED
+    assert client.get_run(run_id).info.status == "KILLED"
     folder = client.get_run(run_id).data.tags[CHECKPOINT_DIR_TAG]
     for step in (20, None):  # stopped again at step 20, then to the end
         resumed_args, _ = resume_args(run_id, ["--tracking.uri", tracking_uri])

@@ -67,6 +67,11 @@ def evaluate_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, st
     run = stored_run(uri, run_id)
     if run.status == "RUNNING":
         raise UserError(f"run {run_id} is still running ({owner_of(run) or 'an unknown process'}); wait for it to end")
+    if run.status != "FINISHED":  # evaluated in it, it would end FINISHED: a stopped fit could not be resumed
+        raise UserError(
+            f"run {run_id} is {run.status}, not trained to its end: finish it with lit-d2l fit --resume {run_id}, "
+            "or evaluate its checkpoint in a new run with --ckpt_path FILE --config FILE"
+        )
     checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
     if checkpoint is None:
         raise UserError(
