@@ -31,7 +31,8 @@ class GracefulStop(L.Callback):
     end, and one right after a mid-epoch validation resumes with later steps numbered one too many. So
     from the start of a step that validation or the epoch's end follows, a SIGTERM is held here and
     handed to Lightning at the epoch's end or the next step's start: it then stops after the epoch's
-    end, or after that next step.
+    end, or after that next step. In a fit of several processes (DDP) the ranks instead decide together at each
+    step's start whether any has noted a stop, and stop there, all at one step (:func:`rank_stop`).
     """
 
     def __init__(self) -> None:
@@ -150,9 +151,9 @@ class PendingStop(L.Callback):
 
 def rank_stop(signum: int, frame: Any) -> None:
     """SIGTERM's handler in each process of a fit of several (DDP), in place of Lightning's: it only notes the stop.
-    Lightning's broadcasts from inside the handler, and rank 0 alone raises at the end of the step it was signalled
-    in; Ctrl-C or a scheduler signals every process of the group, at other points of their steps, so the ranks
-    waited on each other's collectives for good. The ranks decide together at the next step's start instead
+    Lightning's handler broadcasts from inside the signal, and rank 0 alone raises at the end of the step it was
+    signalled in; Ctrl-C or a scheduler signals every process of the group, at other points of their steps, so the
+    ranks waited on each other's collectives for good. The ranks decide together at the next step's start instead
     (:meth:`GracefulStop.on_train_batch_start`)."""
     interrupts.handle(signum, frame)  # noted (a second signal stops at once)
 

@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _other_rank() -> bool:
     """Whether this process is a rank other than 0 of a fit of several (its launcher's environment says so)."""
-    return any(os.environ.get(key, "0") not in ("", "0") for key in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # torchrun's, Lightning's launcher's, SLURM's
+    return any(os.environ.get(key, "0") not in ("", "0") for key in keys)
 
 
 def _reader_gone(stdout: TextIO) -> int:
