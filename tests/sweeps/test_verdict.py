@@ -89,6 +89,8 @@ def test_a_best_arm_at_the_edge_of_a_one_key_grid_says_the_optimum_may_lie_beyon
     )
     two = sweep_verdict(sweep({1.0: [0.9, 0.8, 0.85], 10.0: [0.1, 0.2, 0.15]}), ["val/loss"], ["model.l2"])
     assert not inside.at_edge and not two.at_edge, "inside the range, or only two values: nothing to say"
+    widths = [child({"model.hidden_sizes": [w] * d}, 0, 0.1 * d) for w in (8, 16) for d in (1, 2, 3)]  # lists
+    assert not sweep_verdict(widths, ["val/loss"], ["model.hidden_sizes"]).at_edge, "no order to be at the edge of"
 
 
 def test_an_arm_with_a_diverged_seed_cannot_win() -> None:

@@ -339,10 +339,11 @@ def sweep_verdict(kept: list[Child], metrics: list[str], axes: list[str], descri
 def at_edge(best: ArmResult, kept: list[Child], key: str) -> str:
     """Where the best arm of a sweep of one numeric key (3 values or more) has its largest or smallest value: the
     best value may lie beyond the range tried (D2L 3.6: a grid's edge is no optimum)."""
-    values = {settings(child).get(key) for child in kept}
-    numbers = sorted(v for v in values if isinstance(v, int | float) and not isinstance(v, bool))
-    mine = settings(best.runs[0]).get(key)
-    if len(numbers) < 3 or len(numbers) != len(values) or mine not in (numbers[0], numbers[-1]):
+    values = [settings(child).get(key) for child in kept]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):  # e.g. lists of widths
+        return ""
+    numbers, mine = sorted(set(values)), settings(best.runs[0]).get(key)
+    if len(numbers) < 3 or mine not in (numbers[0], numbers[-1]):
         return ""
     end, beyond = ("largest", "larger") if mine == numbers[-1] else ("smallest", "smaller")
     return f"{best.name} is the {end} value tried: a {beyond} one may do better (sweep beyond it)."
