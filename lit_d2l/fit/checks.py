@@ -189,12 +189,15 @@ def _no_class(key: str, path: str, hint: str) -> str:
     ones for a short name, or among torch's optimizers or schedules), else what ``key`` takes."""
     module, _, name = path.rpartition(".")
     section = key.split(".")[0]
-    bases = {"optimizer": torch.optim.Optimizer, "lr_scheduler": torch.optim.lr_scheduler.LRScheduler}
+    # where torch's short names are, and what the key takes there: an optimizer, not the base class Optimizer
+    torch_classes = {
+        "optimizer": ("torch.optim", torch.optim.Optimizer),
+        "lr_scheduler": ("torch.optim.lr_scheduler", torch.optim.lr_scheduler.LRScheduler),
+    }
     try:
-        if module or section in bases:
-            where = {"optimizer": "torch.optim", "lr_scheduler": "torch.optim.lr_scheduler"}  # where short names are
-            found = vars(importlib.import_module(module or where[section]))
-            base = bases.get(section, object)  # what the key takes: an optimizer, not the base class Optimizer
+        if module or section in torch_classes:
+            home, base = torch_classes.get(section, (module, object))
+            found = vars(importlib.import_module(module or home))
             names = [n for n, v in found.items() if inspect.isclass(v) and issubclass(v, base) and v is not base]
         else:
             names = [entry.name for entry in (catalog.MODELS if section == "model" else catalog.DATAMODULES)]

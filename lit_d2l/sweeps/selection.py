@@ -94,9 +94,9 @@ def select_command(
     children = store.children(parent)
     selection = select_arm(children, metric, mode)
     print(selection.markdown())
-    left = runs_left(parent, len(one_run_per_pair(children)[0]))
-    if test and left:  # the test split is used once: on the choice among every run, not among those done so far
-        raise UserError(f"{left.removesuffix('; this verdict may change.')}: test the selected arm once it has")
+    left = runs_left(parent, len(one_run_per_pair(children)[0])) if test else ""
+    if left:  # the test split is used once: on the choice among every run, not among those done so far
+        raise UserError(f"{left}: test the selected arm once it has")
     if test:
         test_selected(store, parent.info.run_id, parent.info.experiment_id, selection, register)
     return 0

@@ -144,7 +144,7 @@ def runs_left(parent: Run, finished: int) -> str:
     if finished >= expected:
         return ""
     why = "the sweep is still running" if parent.info.status == "RUNNING" else "run its lit-d2l ablate again for them"
-    return f"Not final: {finished} of {expected} runs have finished ({why}); this verdict may change."
+    return f"Not final: {finished} of {expected} runs have finished ({why})"
 
 
 def check_logged(sweep: str, tracking_uri: str | None, names: dict[str, list[str]]) -> None:
@@ -192,7 +192,8 @@ def build_report(
     counts = f"{len(finished) - diverged} finished, {diverged} diverged" if diverged else f"{len(finished)} finished"
     title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}.{trained_with(store, finished)}"
     found = sweep_verdict(finished, metrics, axes, params.get("sweep.description", ""))
-    found = dataclasses.replace(found, not_final=runs_left(parent, len(finished)))
+    left = runs_left(parent, len(finished))
+    found = dataclasses.replace(found, not_final=f"{left}; this verdict may change." if left else "")
     store.record(parent.info.run_id, found.best_metrics(), found.tags(), (found.markdown(), "verdict.md"))
     summary = summarise(children, metrics)
     stability = [
