@@ -123,20 +123,19 @@ class GracefulStop(L.Callback):
         self._held = True
         interrupts.handle(signum, frame)  # noted (or, at a second signal, a stop now)
 
-    def _release(self) -> None:
-        """Give SIGTERM back to Lightning with the signal held meanwhile, if any: it stops at its next check."""
+    def _release(self, deliver: bool = True) -> None:
+        """Give SIGTERM back to Lightning, and with ``deliver`` the signal held meanwhile, if any: it stops at its
+        next check. Leaving the fit, a signal still held is acted on after it (``interrupts.raise_if_requested``)."""
         handler, self._lightning_handler = self._lightning_handler, None
         if handler is None:
             return
         signal.signal(signal.SIGTERM, handler)
-        if self._held:
+        if self._held and deliver:
             self._held = False
             interrupts.deliver(handler)
 
     def _leave(self) -> None:
-        handler, self._lightning_handler = self._lightning_handler, None
-        if handler is not None:  # a signal still held is acted on after the fit (interrupts.raise_if_requested)
-            signal.signal(signal.SIGTERM, handler)
+        self._release(deliver=False)
         if self._active:
             self._active = False
             interrupts.leave_graceful()

@@ -88,19 +88,16 @@ def download(url: str, destination: Path, md5: str, deadline_s: float = DEFAULT_
         partial.unlink(missing_ok=True)
 
 
-def remove_stale_parts(destination: Path, older_than_s: float) -> list[Path]:
+def remove_stale_parts(destination: Path, older_than_s: float) -> None:
     """Delete ``destination``'s part files untouched for ``older_than_s`` seconds (left by killed
     downloads); younger ones may belong to a download in progress and stay. Returns those deleted."""
     now = time.time()
-    removed = []
     for part in destination.parent.glob(f".{glob.escape(destination.name)}.*.part"):
         try:
             if now - part.stat().st_mtime > older_than_s:
                 part.unlink()
-                removed.append(part)
         except FileNotFoundError:  # another process cleaned it up first
             continue
-    return removed
 
 
 def _fetch(url: str, partial: Path, md5: str, deadline: _Deadline) -> None:
@@ -170,7 +167,7 @@ class _Deadline:
 
     def opener(self) -> urllib.request.OpenerDirector:
         """urllib's opener (proxies, redirects) with connections that hand their sockets to this deadline."""
-        return urllib.request.build_opener(_HTTPHandler(self), _HTTPSHandler(self))
+        return urllib.request.build_opener(_Handler(self))
 
     def _shut_down(self) -> None:
         sock = self.sock
@@ -200,19 +197,15 @@ class _HTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
     pass
 
 
-class _HTTPHandler(urllib.request.HTTPHandler):
+class _Handler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+    """urllib's handler of http:// and https:// URLs, with connections that keep to the deadline."""
+
     def __init__(self, deadline: _Deadline) -> None:
         super().__init__()
         self.deadline = deadline
 
     def http_open(self, req: urllib.request.Request) -> Any:
         return self.do_open(_HTTPConnection, req, deadline=self.deadline)
-
-
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self.deadline = deadline
 
     def https_open(self, req: urllib.request.Request) -> Any:
         return self.do_open(_HTTPSConnection, req, deadline=self.deadline)

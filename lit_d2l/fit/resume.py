@@ -21,7 +21,7 @@ from lit_d2l.fit.checks import has_option
 from lit_d2l.tracking.liveness import KIND_TAG, OWNER_TAG, Owner
 from lit_d2l.tracking.logger import flatten, param_text
 from lit_d2l.tracking.run_record import CONFIG_ARTIFACT, config_params
-from lit_d2l.tracking.runs import StoredRun, config_of, owner_of, stored_run
+from lit_d2l.tracking.runs import config_of, stored_run
 from lit_d2l.tracking.store import resolve_tracking_uri
 from lit_d2l.tracking.sweeps import PARENT_TAG
 from lit_d2l.tracking.takeover import take_over
@@ -43,15 +43,17 @@ def option_value(args: list[str], name: str) -> str | None:
 
 def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The ``fit`` arguments that continue run ``run_id``, and the params it recorded."""
-    uri_arg = option_value(args, "--tracking.uri")
-    uri = resolve_tracking_uri(uri_arg)
+    uri = resolve_tracking_uri(option_value(args, "--tracking.uri"))
     run = stored_run(uri, run_id)
     rank_zero = rank_zero_only.rank == 0  # under srun/torchrun every rank resumes; rank 0 takes the run over
-    if rank_zero:
-        _check_resumable(run)
+    if rank_zero and (why := _refusal(run_id, run.status, run.tags)):
+        raise UserError(why)
     checkpoint = latest_checkpoint(run.tags.get(CHECKPOINT_DIR_TAG))
     if checkpoint is None:
-        raise UserError(_no_checkpoint(run))
+        raise UserError(
+            f"run {run_id} saved no checkpoint to resume from (it stopped before its first step, or its "
+            "checkpoints were deleted); start it again with lit-d2l fit"
+        )
     args = _with_run_config(uri, run_id, args)
     if rank_zero:  # exclusive: two resumes started at once must not both train (the logger settles the claim)
         take_over(uri, run_id, lambda now: _refusal(run_id, now.info.status, now.data.tags))
@@ -62,11 +64,11 @@ def resume_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]
 
 def evaluate_args(run_id: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """The ``validate``/``test`` arguments that evaluate run ``run_id``'s newest checkpoint, recorded in that run."""
-    uri_arg = option_value(args, "--tracking.uri")
-    uri = resolve_tracking_uri(uri_arg)
+    uri = resolve_tracking_uri(option_value(args, "--tracking.uri"))
     run = stored_run(uri, run_id)
     if run.status == "RUNNING":
-        raise UserError(f"run {run_id} is still running ({owner_of(run) or 'an unknown process'}); wait for it to end")
+        owner = run.tags.get(OWNER_TAG) or "an unknown process"
+        raise UserError(f"run {run_id} is still running ({owner}); wait for it to end")
     if run.status != "FINISHED":  # evaluated in it, it would end FINISHED: a stopped fit could not be resumed
         raise UserError(
             f"run {run_id} is {run.status}, not trained to its end: finish it with lit-d2l fit --resume {run_id}, "
@@ -91,19 +93,6 @@ def _with_run_config(uri: str, run_id: str, args: list[str]) -> list[str]:
     if config is None:
         raise UserError(f"run {run_id} has no {CONFIG_ARTIFACT} artifact: give its config with --config")
     return ["--config", str(config), *args]
-
-
-def _no_checkpoint(run: StoredRun) -> str:
-    """Why ``run`` cannot be resumed from a checkpoint, and what finishes it instead."""
-    return (
-        f"run {run.run_id} saved no checkpoint to resume from (it stopped before its first step, or its "
-        "checkpoints were deleted); start it again with lit-d2l fit"
-    )
-
-
-def _check_resumable(run: StoredRun) -> None:
-    if why := _refusal(run.run_id, run.status, run.tags):
-        raise UserError(why)
 
 
 def _refusal(run_id: str, status: str, tags: dict[str, str]) -> str:

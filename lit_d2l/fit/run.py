@@ -119,9 +119,9 @@ class D2LCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         # A stop signal ends the step and saves a checkpoint first; an exception's run ends as that exception means.
-        extra: list[L.Callback] = [GracefulStop(), EndStatusOnException()]
-        extra.append(StoredFirst())  # a checkpoint file appears once the values logged before it are stored
-        extra.append(MemoryMeter())  # memory/saved_for_backward_bytes, from a side pass at step 0
+        # StoredFirst: a checkpoint file appears once the values logged before it are stored; MemoryMeter:
+        # memory/saved_for_backward_bytes, from a side pass at step 0.
+        extra: list[L.Callback] = [GracefulStop(), EndStatusOnException(), StoredFirst(), MemoryMeter()]
         if self.config_init.get("log_graph", False):
             extra.append(ComputationGraphArtifact())
         logged = self.config_init.trainer.get("logger") is not False  # the monitor refuses a Trainer without one
@@ -334,10 +334,10 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         if isinstance(exc, MisconfigurationException):
             raise ConfigError(misconfiguration_line(exc)) from None
         raise
-    except RuntimeError as exc:
-        if logger is not None:
-            logger.end("FAILED")
-        if cli.config.ckpt_path and "loading state_dict" in str(exc):
+    except BaseException as exc:
+        if logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
+            logger.end(run_status_for(exc))
+        if isinstance(exc, RuntimeError) and cli.config.ckpt_path and "loading state_dict" in str(exc):
             if logger is not None:
                 logger.abandon()
             first = str(exc).strip().splitlines()[0]
@@ -345,10 +345,6 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
                 f"--ckpt_path {cli.config.ckpt_path} does not fit this model ({first.rstrip(':')}): "
                 "give a checkpoint saved with the same model and shapes"
             ) from None
-        raise
-    except BaseException as exc:
-        if logger is not None:  # errors outside Lightning's own handling must not leave it RUNNING
-            logger.end(run_status_for(exc))
         raise
     if logger is not None:  # ends a run this process created for spawned workers; else already ended
         logger.end("FINISHED")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +52,7 @@ __all__ = ["FILES", "ComputationGraph", "Node", "computation_graph", "draw_graph
 
 
 def __getattr__(name: str) -> Any:
-    if name == "computation_graph":
-        from lit_d2l.graph.autograd import computation_graph
-
-        return computation_graph
-    if name == "draw_graph":
-        from lit_d2l.graph.drawing import draw_graph
-
-        return draw_graph
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = {"computation_graph": "autograd", "draw_graph": "drawing"}.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"lit_d2l.graph.{home}"), name)

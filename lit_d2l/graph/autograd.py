@@ -126,16 +126,11 @@ def _leaf_name(node: Any, parameters: dict[int, str], X: Tensor) -> str:
 
 def _parameter_names(model: nn.Module) -> dict[str, nn.Parameter]:
     """Parameters by D2L's names: W⁽ˡ⁾, b⁽ˡ⁾ for the l-th ``nn.Linear``, the PyTorch name for the rest."""
-    names = {name: p for name, p in model.named_parameters()}
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    by_id = {id(p): name for name, p in names.items()}
-    renamed = dict(names)
-    for index, layer in enumerate(linears, start=1):
-        for letter, p in (("W", layer.weight), ("b", layer.bias)):
-            if p is not None and id(p) in by_id:
-                renamed.pop(by_id[id(p)], None)
-                renamed[f"{letter}{index}"] = p
-    return renamed
+    d2l = {f"{letter}{i}": p for i, m in enumerate(linears, 1) for letter, p in (("W", m.weight), ("b", m.bias))}
+    d2l = {name: p for name, p in d2l.items() if p is not None}
+    taken = {id(p) for p in d2l.values()}
+    return {name: p for name, p in model.named_parameters() if id(p) not in taken} | d2l
 
 
 @contextmanager
@@ -187,15 +182,9 @@ def _layer_names(recorded: list[tuple[str, nn.Module, Tensor]]) -> dict[str, Ten
 def _in_forward_order(graph: ComputationGraph) -> ComputationGraph:
     """The same graph with its nodes in forward order: farthest from the objective first (a topological order,
     since every edge leads one step closer to it)."""
-    distance: dict[str, int] = {}
-
-    def to_sink(node: str) -> int:
-        if node not in distance:
-            distance[node] = max((to_sink(target) + 1 for target in graph.outputs_of(node)), default=0)
-        return distance[node]
-
+    to_sink = graph.to_sink()
     ordered = ComputationGraph(title=graph.title, subtitle=graph.subtitle)
-    for node in sorted(graph.nodes, key=lambda node: -to_sink(node)):
+    for node in sorted(graph.nodes, key=lambda node: -to_sink[node]):
         ordered.add(graph.nodes[node])
     ordered.edges = list(graph.edges)
     return ordered

@@ -8,8 +8,6 @@ every arrow points right.
 
 from __future__ import annotations
 
-from functools import cache
-
 from lit_d2l.graph.model import ComputationGraph
 
 Position = tuple[int, int]  # (column, row)
@@ -18,11 +16,7 @@ Position = tuple[int, int]  # (column, row)
 def layout(graph: ComputationGraph) -> dict[str, Position]:
     """A (column, row) for every node; no two nodes share one."""
     successors = {node: graph.outputs_of(node) for node in graph.nodes}
-
-    @cache
-    def to_sink(node: str) -> int:
-        return max((to_sink(nxt) + 1 for nxt in successors[node]), default=0)
-
+    to_sink = graph.to_sink().__getitem__
     width = max(map(to_sink, graph.nodes), default=0)
     column = {node: width - to_sink(node) for node in graph.nodes}
     spine = _spine(graph, successors, to_sink)

@@ -43,6 +43,17 @@ class ComputationGraph:
     def outputs_of(self, node_id: str) -> list[str]:
         return [target for source, target in self.edges if source == node_id]
 
+    def to_sink(self) -> dict[str, int]:
+        """Every node's longest path to the objective, in edges (0 for the sink)."""
+        distance: dict[str, int] = {}
+
+        def walk(node: str) -> int:
+            if node not in distance:
+                distance[node] = max((walk(target) + 1 for target in self.outputs_of(node)), default=0)
+            return distance[node]
+
+        return {node: walk(node) for node in self.nodes}
+
     def describe(self) -> list[str]:
         """One line per operator, in forward order: ``x, W1, b1 → [× +] → z``."""
         lines = []

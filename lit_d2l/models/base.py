@@ -183,10 +183,16 @@ class D2LModule(L.LightningModule):
             self.log("weight_norm", torch.sqrt(sum((w**2).sum() for w in weights)), sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        add_batch_mean(self.val_loss, self.loss(self(*batch[:-1]), batch[-1]), len(batch[-1]))
+        self.evaluate("val", batch)
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        add_batch_mean(self.test_loss, self.loss(self(*batch[:-1]), batch[-1]), len(batch[-1]))
+        self.evaluate("test", batch)
+
+    def evaluate(self, split: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """Add a minibatch to ``split``'s epoch loss (``val``, ``test``); returns (outputs, targets)."""
+        output, y = self(*batch[:-1]), batch[-1]
+        add_batch_mean(getattr(self, f"{split}_loss"), self.loss(output, y), len(y))
+        return output, y
 
     def on_validation_epoch_end(self) -> None:
         self.log_epoch_metric("val/loss", self.val_loss, prog_bar=True)
@@ -325,17 +331,11 @@ class Classifier(D2LModule):
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return nn.functional.cross_entropy(logits, y)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        X, y = batch
-        logits = self(X)
-        add_batch_mean(self.val_loss, self.loss(logits, y), len(y))
-        self.val_acc.update(logits, y)
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        X, y = batch
-        logits = self(X)
-        add_batch_mean(self.test_loss, self.loss(logits, y), len(y))
-        self.test_acc.update(logits, y)
+    def evaluate(self, split: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """The loss as :meth:`D2LModule.evaluate` adds it, and the accuracy."""
+        logits, y = super().evaluate(split, batch)
+        getattr(self, f"{split}_acc").update(logits, y)
+        return logits, y
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()

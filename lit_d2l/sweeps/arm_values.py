@@ -77,9 +77,7 @@ def swept_params(arm: dict[str, Any]) -> dict[str, str]:
     where the full dotted names sit among a hundred others."""
     names = [short(key) for key in arm]
     return {
-        name if names.count(name) == 1 else key.replace(".", "_"): canonical(value)
-        if not isinstance(value, str)
-        else value
+        name if names.count(name) == 1 else key.replace(".", "_"): label(value)
         for name, (key, value) in zip(names, arm.items(), strict=True)
     }
 
@@ -92,9 +90,7 @@ def arm_name(child: Child) -> str:
 
 def _compact(value: Any) -> str:
     """``3`` for 3.0, ``0.01``, ``1e-05``, ``[16, 16]``: numbers as %g, the rest as their canonical text."""
-    if isinstance(value, float) and not isinstance(value, bool):
-        return f"{value:g}"
-    return label(value)
+    return f"{value:g}" if isinstance(value, float) else label(value)
 
 
 def arm_sort_key(arm: str) -> tuple:

@@ -107,9 +107,10 @@ def cross_validate(
             quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
             fold_args = [*args, *(quiet if cluster or workers > 1 else [])]
             seed = first.seed or 0
-            tasks = [_fold_task(fold_args, fold, num_folds, seed, parent, experiment_id) for fold in pending]
-            for task, fold in zip(tasks, pending, strict=True):
-                task.resume = stopped.get(fold)
+            tasks = [
+                _fold_task(fold_args, fold, num_folds, seed, parent, experiment_id, stopped.get(fold))
+                for fold in pending
+            ]
             # Folds side by side (quiet): no progress bars or model summaries interleaved in the terminal. One after
             # another, every fold fits the same model: Lightning's notes once, for the first.
             units = pack_tasks(tasks, "off")
@@ -132,7 +133,7 @@ def _parent_run(
 ) -> tuple[TrackingLogger, str]:
     """(The cv's parent run, resumed or new, its experiment id); one a live process is running is refused."""
     settings = first.config.tracking
-    name = f"{settings.run_name or _default_name(first)}-{num_folds}fold"
+    name = f"{settings.run_name or default_run_name(first.config.get('config'), first.model)}-{num_folds}fold"
     tags = {"cv.folds": str(num_folds)}
     parent, run, joined = open_parent_run(store, settings.experiment, cv_id, name, CV_KIND, fresh, tags)
     if joined:
@@ -141,10 +142,6 @@ def _parent_run(
             "wait for it to end, or start another with --fresh"
         )
     return parent, run.info.experiment_id
-
-
-def _default_name(first: ParsedFit) -> str:
-    return default_run_name(first.config.get("config"), first.model)
 
 
 def _finished(children: list[Child]) -> dict[int, Child]:
@@ -188,7 +185,13 @@ def _fold_args(args: list[str], fold: int, num_folds: int) -> list[str]:
 
 
 def _fold_task(
-    args: list[str], fold: int, num_folds: int, seed: int, parent: TrackingLogger, experiment_id: str
+    args: list[str],
+    fold: int,
+    num_folds: int,
+    seed: int,
+    parent: TrackingLogger,
+    experiment_id: str,
+    resume: tuple[str, str] | None,
 ) -> PairTask:
     """Fold ``fold`` as a sweep's arm x seed: arm ``data.fold=k`` and the config's seed, none of a sweep's callbacks."""
     arm = f"data.fold={fold}"
@@ -197,13 +200,12 @@ def _fold_task(
         seed=seed,
         args=_fold_args(args, fold, num_folds),
         tags={"fold": str(fold), "cv.folds": str(num_folds), "arm": arm, "seed": str(seed), PARENT_TAG: parent.run_id},
-        max_grad_norm=0.0,
-        diagnostics_every=0,
         tracking_uri=parent.tracking_uri,
         experiment_id=experiment_id,
         run_name=f"{parent.run_name}-fold{fold}",
         label=f"(data.fold {fold})",
         sweep_callbacks=False,
+        resume=resume,
     )
 
 
@@ -227,12 +229,10 @@ def _as_outcome(child: Child) -> PairOutcome:
 
 def summarise(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     """Mean and (population) standard deviation over folds of every ``val/`` metric all folds have."""
-    keys = set.intersection(*(set(m) for m in fold_metrics))
     summary: dict[str, float] = {}
-    for key in sorted(k for k in keys if k.startswith("val/")):
+    for key in sorted(k for k in set.intersection(*map(set, fold_metrics)) if k.startswith("val/")):
         values = [m[key] for m in fold_metrics]
-        summary[f"{key}_mean"] = statistics.fmean(values)
-        summary[f"{key}_std"] = statistics.pstdev(values)
+        summary |= {f"{key}_mean": statistics.fmean(values), f"{key}_std": statistics.pstdev(values)}
     return summary
 
 

@@ -24,21 +24,7 @@ def dry_run(
     runs = f"{plural(len(spec.arms), 'arm')} x {plural(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
     for line in [f"sweep {spec.sweep_id}: {runs}", f"base config: {spec.base}", *arms]:
         echo(line)
-    tasks = [
-        PairTask(
-            arm.key,
-            seed,
-            spec.fit_args(arm, seed),
-            {},
-            0.0,
-            0,
-            "",
-            "",
-            "",
-            spec.settings(arm, seed),
-        )
-        for arm, seed in spec.pairs()
-    ]
+    tasks = [PairTask(a.key, s, spec.fit_args(a, s), {}, settings=spec.settings(a, s)) for a, s in spec.pairs()]
     packs = pack_tasks(tasks, pack, pack_size, workers)
     packed = [p for p in packs if p.packed]
     alone = [p for p in packs if not p.packed]

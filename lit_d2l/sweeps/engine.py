@@ -103,11 +103,11 @@ class PairTask:
     seed: int
     args: list[str]
     tags: dict[str, str]
-    max_grad_norm: float
-    diagnostics_every: int
-    tracking_uri: str
-    experiment_id: str
-    run_name: str
+    max_grad_norm: float = 0.0
+    diagnostics_every: int = 0
+    tracking_uri: str = ""
+    experiment_id: str = ""
+    run_name: str = ""
     settings: dict[str, Any] = field(default_factory=dict)  # the arm's swept settings and its seed
     params: dict[str, str] = field(default_factory=dict)  # the swept values as top-level params of the child run
     steps: float = 1.0  # its expected training steps: its weight in the sweep's ETA
@@ -315,18 +315,10 @@ def plan_sweep(
     """Check every arm parses (and, with ``workers`` > 1, fits in one process), join the sweep's live parent run or
     resume (unless ``fresh``) or create one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
-    steps, first_seed = {}, {}
+    first_seed = {}
     for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
         first_seed[arm.key] = parse_arm(spec, arm, where)
-        steps[arm.key] = expected_steps(first_seed[arm.key])
         check_one_process(first_seed[arm.key], workers, "run")
-
-    # the other seeds' configs, from the first's (only the seeds differ): each arm is parsed once
-    configs = {
-        (arm.key, seed): with_values(first_seed[arm.key].config, dict.fromkeys(SEED_KEYS, seed))
-        for arm in spec.arms
-        for seed in spec.seeds[1:]
-    }
     store, sweep_id = SweepStore(uri), spec.sweep_id
     parent, parent_run, joined = open_parent_run(store, spec.name, sweep_id, sweep_id, fresh=fresh)
     experiment_id = parent_run.info.experiment_id
@@ -355,8 +347,11 @@ def plan_sweep(
                 run_name=f"{names[arm.key]}/s{seed}"[:240],
                 params=swept_params(dict(arm.settings)),
                 settings=spec.settings(arm, seed),
-                steps=steps[arm.key],
-                parsed=first_seed[arm.key] if seed == spec.seeds[0] else configs[arm.key, seed],  # parsed once
+                steps=expected_steps(first_seed[arm.key]),
+                # each arm is parsed once: the other seeds' configs come from the first's (only the seeds differ)
+                parsed=first_seed[arm.key]
+                if seed == spec.seeds[0]
+                else with_values(first_seed[arm.key].config, dict.fromkeys(SEED_KEYS, seed)),
             )
             for arm, seed in spec.pairs()
             if (arm.key, seed) not in done | elsewhere
@@ -464,17 +459,10 @@ def record_sweep(plan: SweepPlan, outcomes: list[PairOutcome], echo: Callable[[s
 
 def _describe_sweep(parent: TrackingLogger, spec: SweepSpec) -> None:
     """What a new parent run records about its sweep: the spec, and the stability figures if asked."""
-    parent.log_hyperparams(
-        {
-            "sweep.spec": str(spec.path),
-            "sweep.base": str(spec.base),
-            "sweep.arms": len(spec.arms),
-            "sweep.seeds": json.dumps(spec.seeds),
-            "sweep.metrics": json.dumps(spec.metrics),
-            "sweep.axes": json.dumps(spec.axes),
-            **({"sweep.description": spec.description} if spec.description else {}),
-        }
-    )
+    params = {"spec": str(spec.path), "base": str(spec.base), "arms": len(spec.arms)}
+    params |= {key: json.dumps(getattr(spec, key)) for key in ("seeds", "metrics", "axes")}
+    params |= {"description": spec.description} if spec.description else {}
+    parent.log_hyperparams({f"sweep.{key}": value for key, value in params.items()})
     parent.log_text(spec.path.read_text(), "sweep.yaml")
     if spec.stability_demo:
         parent.log_metrics(stability_figures(), step=0)
@@ -542,11 +530,7 @@ def _run_unit(unit: list[PairTask], device: int | None = None) -> list[PairOutco
     """One unit of work, on GPU ``device`` if given: a pair alone, or a pack of pairs in one vectorized fit."""
     if len(unit) == 1:
         return [_run_task(unit[0], device)]
-    return run_pack(unit, _outcome, device)
-
-
-def _outcome(task: PairTask, kind: str, **details: Any) -> PairOutcome:
-    return PairOutcome(task.arm, task.seed, kind, **details)
+    return run_pack(unit, lambda task, kind, **details: PairOutcome(task.arm, task.seed, kind, **details), device)
 
 
 def _run_ray_unit(unit: list[PairTask]) -> list[PairOutcome]:
@@ -603,12 +587,9 @@ def _run_task(task: PairTask, device_index: int | None = None) -> PairOutcome:
 def _sweep_callbacks(task: PairTask) -> list:
     # Before the guard, so a run diverging at step 0 still logs its step-0 norms; the table without its figure,
     # as in a pack: the sweep's report draws every arm's norms in one.
-    callbacks: list = []
-    if task.diagnostics_every > 0:
-        callbacks.append(LayerDiagnostics(every_n_steps=task.diagnostics_every, figure=False))
-    callbacks.append(DivergenceGuard(max_grad_norm=task.max_grad_norm))
-    callbacks.append(Heartbeat(task.unit or task.run_name))
-    return callbacks
+    every = task.diagnostics_every
+    diagnostics = [LayerDiagnostics(every_n_steps=every, figure=False)] if every > 0 else []
+    return [*diagnostics, DivergenceGuard(max_grad_norm=task.max_grad_norm), Heartbeat(task.unit or task.run_name)]
 
 
 def _go_on(

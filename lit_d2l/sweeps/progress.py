@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lit_d2l.processes.terminal import clock_time
 
@@ -12,6 +13,7 @@ from lit_d2l.processes.terminal import clock_time
 OUTCOMES = ("finished", "diverged", "failed", "skipped")
 
 
+@dataclass
 class Progress:
     """``report`` prints ``<unit> i/N <label>: <outcome> <detail> (elapsed m:ss, ETA m:ss)``.
 
@@ -24,19 +26,15 @@ class Progress:
     Without weights every unit counts as one, and the ETA is that of finished units.
     """
 
-    def __init__(
-        self,
-        unit: str,
-        total: int,
-        echo: Callable[[str], None] = print,
-        clock: Callable[[], float] = time.monotonic,
-        work: float | None = None,
-    ) -> None:
-        self.unit, self.total, self.echo, self.clock = unit, total, echo, clock
-        self.work = float(total) if work is None else work  # of all units
-        self.work_done = 0.0
-        self.start = clock()
-        self.counts: Counter[str] = Counter()
+    unit: str
+    total: int
+    echo: Callable[[str], None] = print
+    clock: Callable[[], float] = time.monotonic
+    work: float | None = None  # of all units (None: one per unit)
+
+    def __post_init__(self) -> None:
+        self.work = float(self.total) if self.work is None else self.work
+        self.work_done, self.start, self.counts = 0.0, self.clock(), Counter[str]()
         self.points: list[tuple[float, float, float]] = []  # (units done, work done, elapsed) at each report
 
     @property

@@ -38,14 +38,10 @@ class Selection:
     def arm(self) -> str:
         return self.ranking[0][0]
 
-    @property
-    def runs(self) -> list[Child]:
-        return self.ranking[0][2]
-
     def best_run(self) -> Child:
         """The selected arm's run with the best value of the metric (the seed to train again for the test)."""
         pick = min if self.mode == "min" else max
-        return pick(self.runs, key=lambda c: (c.metrics[self.metric], c.seed))
+        return pick(self.ranking[0][2], key=lambda c: (c.metrics[self.metric], c.seed))
 
     def markdown(self) -> str:
         better = "lowest" if self.mode == "min" else "highest"
@@ -158,12 +154,8 @@ def test_selected(
         f"its {selection.metric} = {again:.4g} (the sweep recorded {recorded:.4g}).\n"
     )
     selected = {"metric": selection.metric, "mode": selection.mode, "arm": run.arm, "seed": str(run.seed)}
-    store.record(
-        parent_id,
-        tested,
-        {f"{SELECTION_TAG}.{key}": value for key, value in {**selected, "test_run": test_id}.items()},
-        (text, "selection.md"),
-    )
+    marks = {f"{SELECTION_TAG}.{key}": value for key, value in {**selected, "test_run": test_id}.items()}
+    store.record(parent_id, tested, marks, (text, "selection.md"))
     print(f"retrained {run.arm} seed {run.seed}: {selection.metric} = {again:.4g} (the sweep recorded {recorded:.4g})")
     print(f"tested once in run {test_id}: {summary} (recorded on the parent run {parent_id})")
     if result.model_uri:

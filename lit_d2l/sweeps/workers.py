@@ -95,10 +95,7 @@ def supervise(
                     report(died(slot.task, _how(slot.process.exitcode)))
                     slot.conn.close()
                     slots[index] = start(slot.setting) if queue else slot
-                    if queue:
-                        hand_out(slots[index])
-                    else:
-                        slot.task = None
+                    hand_out(slots[index])  # none left: the slot, its worker gone, stays idle
     finally:
         for slot in _stop(slots):  # killed with a task: its runs, left RUNNING, are closed
             died(slot.task, "stopped")
@@ -146,9 +143,8 @@ def _worker_main(
                     if task is None:
                         break
                     conn.send(run(task))
-        except (EOFError, OSError):  # the supervisor is gone
-            code = 128 + signal.SIGTERM
-        except SystemExit:  # a stop signal ended the task (Interrupted, Lightning's SIGTERMException): runs KILLED
+        # The supervisor is gone, or a stop signal ended the task (Interrupted, Lightning's SIGTERMException): KILLED
+        except (EOFError, OSError, SystemExit):
             code = 128 + signal.SIGTERM
         if interrupts.requested() is not None:
             code = 128 + (interrupts.take_requested() or signal.SIGTERM)

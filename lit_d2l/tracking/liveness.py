@@ -162,9 +162,7 @@ class Heartbeat:
     def __init__(self, tracking_uri: str, run_id: str, every_s: float = HEARTBEAT_S) -> None:
         from mlflow.tracking import MlflowClient
 
-        self._client = MlflowClient(tracking_uri)
-        self._run_id = run_id
-        self._every_s = every_s
+        self._client, self._run_id, self._every_s = MlflowClient(tracking_uri), run_id, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lit-d2l heartbeat {run_id[:8]}", daemon=True)
         self._thread.start()
@@ -187,7 +185,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return _process_state(pid) != "Z"
+    return (_proc_stat(pid) or ["?"])[0] != "Z"  # a zombie has exited
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -203,8 +201,3 @@ def _process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux); None where /proc is missing."""
     fields = _proc_stat(pid)
     return fields[19] if fields and len(fields) > 19 else None
-
-
-def _process_state(pid: int) -> str | None:
-    fields = _proc_stat(pid)
-    return fields[0] if fields else None

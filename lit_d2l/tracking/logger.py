@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
@@ -29,12 +29,13 @@ from torch import Tensor
 
 from lit_d2l.processes import interrupts
 from lit_d2l.processes.interrupts import shielded
-from lit_d2l.tracking.liveness import Heartbeat, close_stale_in, owner_tags
+from lit_d2l.tracking.liveness import Heartbeat, owner_tags
 from lit_d2l.tracking.models import MODEL_NAME, log_model, register_model
 from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches
 from lit_d2l.tracking.outbox import server_timeout_s as server_timeout_s_of
 from lit_d2l.tracking.races import log_inputs, set_tags
-from lit_d2l.tracking.store import artifact_root, check_store, resolve_tracking_uri, sqlite_path
+from lit_d2l.tracking.runs import open_store
+from lit_d2l.tracking.store import artifact_root, resolve_tracking_uri, sqlite_path
 from lit_d2l.tracking.system_metrics import start_monitor
 from lit_d2l.tracking.takeover import settle
 
@@ -160,9 +161,6 @@ class TrackingLogger(Logger):
             elif previous != text and not self._resumed:  # a resume may change e.g. ckpt_path
                 rank_zero_warn(f"param {key!r} already logged as {previous!r}; not overwriting with {text!r}")
 
-    #: Models may pass 0-dim tensors to log_metrics: they are read off the device in bulk at flush.
-    accepts_tensors = True
-
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float | Tensor], step: int | None = None) -> None:
         """Queue metric values; written in batches.
@@ -239,32 +237,29 @@ class TrackingLogger(Logger):
     def flush(self) -> None:
         """Write everything queued with ``log_batch``, in as few calls as MLflow's per-call limits allow."""
         with shielded():  # a stop signal takes effect once the values taken off the buffer are stored
-            self._flush()
-
-    def _flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if not self._has_pending() and not (self._outbox is not None and self._outbox.values_waiting):
-            return
-        client, run_id = self.experiment, self.run_id
-        metrics = [Metric(*metric) for metric in _read_values(self._metrics)]
-        calls = batches(self._params, self._tags, metrics)
-        self._metrics, self._params, self._tags = [], [], []
-        outbox = self._server_outbox()
-        if outbox is None:
-            # Synchronous on purpose; log_batch(synchronous=False) measured slower (benchmarks/RESULTS.md).
-            # Every value must be stored before set_terminated anyway, and set_terminated shuts MLflow's
-            # async queue down, waiting for its thread, which looks for work once a second: a fixed wait
-            # at the end of every run. The writes it would overlap with training share the GIL with a
-            # Python-bound training loop, so they barely get cheaper.
-            for call in calls:
-                client.log_batch(run_id, metrics=call.metrics, params=call.params, tags=call.tags)
-            return
-        outbox.put(calls)
-        outbox.send()
-        reason = outbox.overdue()
-        # Past the limit a fit stops as on SIGTERM (checkpoint, resume line); anything else runs to its end.
-        if reason is not None and self.stop_reason is None and interrupts.stop_fit():
-            self.stop_reason = reason
+            self._last_flush = time.monotonic()
+            if not self._has_pending() and not (self._outbox is not None and self._outbox.values_waiting):
+                return
+            client, run_id = self.experiment, self.run_id
+            metrics = [Metric(*metric) for metric in _read_values(self._metrics)]
+            calls = batches(self._params, self._tags, metrics)
+            self._metrics, self._params, self._tags = [], [], []
+            outbox = self._server_outbox()
+            if outbox is None:
+                # Synchronous on purpose; log_batch(synchronous=False) measured slower (benchmarks/RESULTS.md).
+                # Every value must be stored before set_terminated anyway, and set_terminated shuts MLflow's
+                # async queue down, waiting for its thread, which looks for work once a second: a fixed wait
+                # at the end of every run. The writes it would overlap with training share the GIL with a
+                # Python-bound training loop, so they barely get cheaper.
+                for call in calls:
+                    client.log_batch(run_id, metrics=call.metrics, params=call.params, tags=call.tags)
+                return
+            outbox.put(calls)
+            outbox.send()
+            reason = outbox.overdue()
+            # Past the limit a fit stops as on SIGTERM (checkpoint, resume line); anything else runs to its end.
+            if reason is not None and self.stop_reason is None and interrupts.stop_fit():
+                self.stop_reason = reason
 
     def _server_outbox(self) -> Outbox | None:
         """The outbox of a run on a tracking server (None for a SQLite store, written directly)."""
@@ -302,9 +297,7 @@ class TrackingLogger(Logger):
         if self._run_id is None or self.status == status or self._copy_in_worker:
             return
         assert self._client is not None
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-        self._stop_system_metrics()
+        self._stop_threads()
         self._ending = status
         client, run_id, outbox = self._client, self._run_id, self._server_outbox()
         if outbox is None:
@@ -320,9 +313,7 @@ class TrackingLogger(Logger):
         if self._run_id is None or self._copy_in_worker:
             return
         assert self._client is not None
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-        self._stop_system_metrics()
+        self._stop_threads()
         self._metrics, self._params, self._tags = [], [], []
         if self._status_before_resume is None:
             self._client.delete_run(self._run_id)
@@ -332,21 +323,18 @@ class TrackingLogger(Logger):
             self.status = self._status_before_resume
 
     def _start_run(self) -> None:
-        check_store(self.tracking_uri)
-        close_stale_in(self.tracking_uri)
-        client = MlflowClient(self.tracking_uri)
+        client = open_store(self.tracking_uri)
         self._experiment_id = ensure_experiment(client, self.experiment_name, self.tracking_uri)
         if self._resume_run_id is not None:
             self._continue_run(client, self._resume_run_id)
-            self._restore_unstored()
         else:
             tags = {"mlflow.source.name": "lit-d2l", **self._initial_tags, **owner_tags()}
             run = client.create_run(self._experiment_id, run_name=self.run_name, tags=tags)
-            self._stored_name = run.info.run_name
-            self._client, self._run_id = client, run.info.run_id
-            self.status = RunStatus.to_string(RunStatus.RUNNING)
+            self._stored_name, self._run_id = run.info.run_name, run.info.run_id
+            self._client, self.status = client, "RUNNING"
         self._heartbeat = Heartbeat(self.tracking_uri, self._run_id)
-        self._start_system_metrics()
+        if self._system_metrics and not self._copy_in_worker:
+            self._monitor = start_monitor(self.tracking_uri, self._run_id, resume=self._resumed)
 
     def _restore_unstored(self) -> None:
         """Queue the values a stopped process kept because its server was away: written first, not logged again."""
@@ -374,8 +362,8 @@ class TrackingLogger(Logger):
         set_tags(client, run_id, {**self._initial_tags, **owner_tags()})
         client.update_run(run_id, status="RUNNING")
         settle(client, run_id, run.data.tags)  # owned by this process now: its fit --resume claim is done
-        self._client, self._run_id = client, run_id
-        self.status = "RUNNING"
+        self._client, self._run_id, self.status = client, run_id, "RUNNING"
+        self._restore_unstored()
 
     # -- MLflow's datasets, models and system metrics ----------------------------------------
 
@@ -402,12 +390,10 @@ class TrackingLogger(Logger):
             version = register_model(client, register_as, logged, run_id)
             self.registered = f"{register_as} version {version.version}"
 
-    def _start_system_metrics(self) -> None:
-        if self._system_metrics and self._run_id is not None and not self._copy_in_worker:
-            self._monitor = start_monitor(self.tracking_uri, self._run_id, resume=self._resumed)
-
-    def _stop_system_metrics(self) -> None:
-        """Its last samples go to the store while the run is still RUNNING."""
+    def _stop_threads(self) -> None:
+        """The heartbeat, and system metrics: their last samples go to the store while the run is still RUNNING."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
             monitor.finish()

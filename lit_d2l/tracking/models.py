@@ -30,25 +30,16 @@ from lit_d2l.errors import UserError
 #: The model's name in its run: ``runs:/<run id>/model``.
 MODEL_NAME = "model"
 #: Given, so that MLflow does not spend seconds inferring them by loading the model in a subprocess.
-PIP_REQUIREMENTS = [
-    f"torch=={torch.__version__.split('+')[0]}",
-    f"lightning=={lightning.__version__}",
-    f"torchmetrics=={torchmetrics.__version__}",
-]
+PIP_REQUIREMENTS = [f"{m.__name__}=={m.__version__.split('+')[0]}" for m in (torch, lightning, torchmetrics)]
 
 
 def log_model(
-    client: MlflowClient,
-    experiment_id: str,
-    run_id: str,
-    model: torch.nn.Module,
-    step: int = 0,
-    params: Mapping[str, str] | None = None,
+    client: MlflowClient, experiment_id: str, run_id: str, model: torch.nn.Module, step: int, params: Mapping[str, str]
 ) -> LoggedModel:
     """Store ``model`` (on the CPU) as the run's MLflow model :data:`MODEL_NAME`, with the run's ``params``."""
     pytorch_flavour = _pytorch_flavour()  # here: a fifth of a second, for fits that log a model
     logged = client.create_logged_model(
-        experiment_id, MODEL_NAME, source_run_id=run_id, params=dict(params or {}), model_type=type(model).__name__
+        experiment_id, MODEL_NAME, source_run_id=run_id, params=dict(params), model_type=type(model).__name__
     )
     try:
         with tempfile.TemporaryDirectory() as tmp, _on_cpu(model), _pickle_warning_off():

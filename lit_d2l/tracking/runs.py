@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # MLflow is imported where used: `lit-d2l runs --help` answer
     from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
-from lit_d2l.tracking.liveness import KIND_TAG, OWNER_TAG, PARENT_TAG, STALE_TAG, close_stale_in, stale_reason
+from lit_d2l.tracking.liveness import KIND_TAG, PARENT_TAG, STALE_TAG, close_stale_in, stale_reason
 from lit_d2l.tracking.paging import all_experiments, all_runs
 from lit_d2l.tracking.store import check_store
 
@@ -82,13 +82,8 @@ def list_runs(uri: str, experiment: str | None = None, stale_only: bool = False,
     if not experiments:
         return []
     names = {e.experiment_id: e.name for e in experiments}
-    runs = all_runs(
-        client,
-        list(names),
-        f"tags.`{STALE_TAG}` LIKE '%'" if stale_only else "",
-        ["attributes.start_time DESC"],
-        limit=limit,
-    )
+    where = f"tags.`{STALE_TAG}` LIKE '%'" if stale_only else ""
+    runs = all_runs(client, list(names), where, ["attributes.start_time DESC"], limit=limit)
     return [_stored(client, run, names) for run in runs]
 
 
@@ -121,10 +116,6 @@ def _stored(client: MlflowClient, run: Run, names: dict[str, str]) -> StoredRun:
         stale=stale_reason(run) if run.info.status == "RUNNING" else None,
         metrics=dict(run.data.metrics),
     )
-
-
-def owner_of(run: StoredRun) -> str:
-    return run.tags.get(OWNER_TAG, "")
 
 
 def dashboard_links(uri: str, address: str) -> list[str]:

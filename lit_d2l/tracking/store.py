@@ -55,9 +55,7 @@ def dashboard_hint(uri: str) -> str:
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
-    if not uri.startswith(_SQLITE_PREFIX):
-        return None
-    return Path(uri[len(_SQLITE_PREFIX) :].split("?", 1)[0])
+    return Path(uri[len(_SQLITE_PREFIX) :].split("?", 1)[0]) if uri.startswith(_SQLITE_PREFIX) else None
 
 
 def artifact_root(uri: str) -> str | None:
@@ -67,9 +65,7 @@ def artifact_root(uri: str) -> str | None:
     whatever it is given (a relative one is resolved against the working directory).
     """
     db = sqlite_path(uri)
-    if db is None:
-        return None
-    return (db.parent / "artifacts").resolve().as_uri()
+    return None if db is None else (db.parent / "artifacts").resolve().as_uri()
 
 
 def checked_database() -> Path | None:
@@ -226,7 +222,10 @@ def _has_tables(db: Path, write: bool = True) -> bool:
             return True  # another process is writing it: busy, not broken
         raise TrackingError(f"cannot read the tracking database {db} ({exc}); {_CHOOSE_ANOTHER}") from None
     except sqlite3.DatabaseError as exc:
-        raise _corrupt(db, exc) from None
+        raise TrackingError(
+            f"the tracking database {db} is corrupt ({exc}); restore it from a backup, try "
+            f"`sqlite3 {db} .recover`, or move it aside, or {_CHOOSE_ANOTHER}"
+        ) from None
     return tables > 0
 
 
@@ -237,13 +236,6 @@ def _expected_size(header: bytes) -> int | None:
     (page_size,) = struct.unpack(">H", header[16:18])
     (pages,) = struct.unpack(">I", header[28:32])
     return (65536 if page_size == 1 else page_size) * pages or None
-
-
-def _corrupt(db: Path, exc: Exception) -> TrackingError:
-    return TrackingError(
-        f"the tracking database {db} is corrupt ({exc}); restore it from a backup, try "
-        f"`sqlite3 {db} .recover`, or move it aside, or {_CHOOSE_ANOTHER}"
-    )
 
 
 @contextmanager

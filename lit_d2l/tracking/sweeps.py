@@ -18,21 +18,13 @@ from typing import TypeVar
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from lit_d2l.errors import UserError
 from lit_d2l.processes import interrupts
-from lit_d2l.tracking.liveness import (
-    KIND_TAG,
-    PARENT_TAG,
-    close_stale_in,
-    close_stale_runs,
-    owner_gone,
-    owner_tags,
-    this_process,
-)
+from lit_d2l.tracking.liveness import KIND_TAG, PARENT_TAG, close_stale_runs, owner_gone, owner_tags, this_process
 from lit_d2l.tracking.paging import all_experiments, all_runs
-from lit_d2l.tracking.store import check_store, resolve_tracking_uri
+from lit_d2l.tracking.runs import open_store
+from lit_d2l.tracking.store import resolve_tracking_uri
 
 SWEEP_TAG = "lit_d2l.sweep_id"
 #: The kind of the run that tests a sweep's selected arm (``lit-d2l report --select METRIC --test``).
@@ -75,9 +67,7 @@ class SweepStore:
 
     def __init__(self, tracking_uri: str | None = None) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
-        check_store(self.tracking_uri)
-        close_stale_in(self.tracking_uri)
-        self.client = MlflowClient(self.tracking_uri)
+        self.client = open_store(self.tracking_uri)
 
     def find_parent(self, experiment: str, sweep_id: str, kind: str = "sweep") -> str | None:
         """The newest parent run of ``sweep_id`` (a ``kind`` run: sweep, cross-validation) in ``experiment``, if any."""
@@ -158,7 +148,8 @@ class SweepStore:
                 return live[0].info.run_id, True
             newest = self.find_parent(experiment, sweep_id, kind)
             if newest is not None:  # a live process may have created it since the look above: then join it
-                return newest, self._held_elsewhere(newest)
+                child = as_child(self.client.get_run(newest))
+                return newest, child.live and not child.owned_here
         tags = {KIND_TAG: kind, SWEEP_TAG: sweep_id}
         if fresh:
             return self.start_run(experiment_id, run_name, tags), False
@@ -166,7 +157,7 @@ class SweepStore:
         def rivals(mine: str | None) -> list[Child]:
             return [as_child(run) for run in self.live_parents(experiment, sweep_id, kind) if run.info.run_id != mine]
 
-        mine, _ = claim(lambda: self.start_run(experiment_id, run_name, tags), rivals, withdrawn(self.client))
+        mine, _ = claim(lambda: self.start_run(experiment_id, run_name, tags), rivals, self.withdraw)
         if mine is not None:
             return mine, False
         live = self.live_parents(experiment, sweep_id, kind)
@@ -174,12 +165,11 @@ class SweepStore:
             raise UserError(f"{kind} {sweep_id}: could not start or join its parent run; run the command again")
         return live[0].info.run_id, True
 
-    def _held_elsewhere(self, run_id: str) -> bool:
-        """Whether another live process is running ``run_id``."""
-        run = self.client.get_run(run_id)
-        if run.info.status != "RUNNING" or owner_gone(run.data.tags, run.info.start_time or 0) is not None:
-            return False
-        return not as_child(run).owned_here
+    def withdraw(self, run_id: str) -> None:
+        """How a claim takes back a run it created: ended KILLED, then deleted, so that no run is left RUNNING,
+        deleted or not."""
+        self.client.set_terminated(run_id, "KILLED")
+        self.client.delete_run(run_id)
 
     def start_run(self, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
         """A new RUNNING run owned by this process."""
@@ -194,7 +184,7 @@ class SweepStore:
         return claim(
             lambda: self.start_run(experiment_id, run_name, {**tags, PARENT_TAG: parent_id}),
             lambda mine: holders(self.pair_runs(parent_id, experiment_id, _pair(tags)), _pair(tags), mine),
-            withdrawn(self.client),
+            self.withdraw,
         )
 
     def fit_claimed(
@@ -221,7 +211,6 @@ class SweepStore:
         """Claim many pairs (``(run_name, tags)`` each) at once, as :meth:`claim_pair` claims one: every pair is
         read, the free ones created, then every created one read again; a pair that turns out contended is claimed
         again on its own."""
-        withdraw = withdrawn(self.client)
         results: list[tuple[str | None, str]] = [(None, "")] * len(requests)
         created: dict[int, str] = {}
         try:
@@ -234,12 +223,12 @@ class SweepStore:
             after = {i: self.pair_runs(parent_id, experiment_id, _pair(requests[i][1])) for i in created}
         except BaseException:  # stopped (Ctrl-C) before the claims settled: hold nothing
             for run_id in created.values():
-                withdraw(run_id)
+                self.withdraw(run_id)
             raise
         for index, run_id in created.items():
             name, tags = requests[index]
             if holders(after[index], _pair(tags), run_id):  # a rival claimed it meanwhile: the careful way, alone
-                withdraw(run_id)
+                self.withdraw(run_id)
                 results[index] = self.claim_pair(parent_id, experiment_id, name, tags)
             else:
                 results[index] = (run_id, "")
@@ -271,7 +260,7 @@ class SweepStore:
         return claim(
             lambda: self.start_run(experiment_id, run_name, tags),
             lambda mine: holders(self.selection_tests(parent_id, experiment_id), None, mine),
-            withdrawn(self.client),
+            self.withdraw,
         )
 
     def record(self, run_id: str, metrics: dict[str, float], tags: dict[str, str], text: tuple[str, str]) -> None:
@@ -297,9 +286,6 @@ class SweepStore:
 
     def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
-
-    def log_folder(self, run_id: str, folder: Path, artifact_path: str) -> None:
-        self.client.log_artifacts(run_id, str(folder), artifact_path)
 
     def download(self, run_id: str, path: str) -> Path:
         return Path(self.client.download_artifacts(run_id, path, tempfile.mkdtemp()))
@@ -340,7 +326,7 @@ def claim(
     """Create a run that holds something (a pair) unless a rival holds it; see the module docstring.
 
     ``rivals(mine)`` lists the other runs holding it (FINISHED, or RUNNING in a live process); ``delete``
-    withdraws a run created here (:func:`withdrawn`). Returns (the run created, "") or (None, why not).
+    withdraws a run created here (:meth:`SweepStore.withdraw`). Returns (the run created, "") or (None, why not).
     """
     for attempt in range(attempts):
         if held := _held(rivals(None)):
@@ -356,17 +342,6 @@ def claim(
         delete(mine)  # a rival claimed at the same time: back off, then look again
         time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
     return None, _held(rivals(None)) or f"still contended after {attempts} attempts"
-
-
-def withdrawn(client: MlflowClient) -> Callable[[str], None]:
-    """How a claim takes back a run it created: ended KILLED, then deleted, so that no run is left RUNNING,
-    deleted or not."""
-
-    def withdraw(run_id: str) -> None:
-        client.set_terminated(run_id, "KILLED")
-        client.delete_run(run_id)
-
-    return withdraw
 
 
 def _held(rivals: list[Child]) -> str:

@@ -48,7 +48,9 @@ def take_over(uri: str, run_id: str, refusal: Callable[[Run], str], attempts: in
         if why := rival(client.get_run(run_id)):
             raise UserError(why)
         set_tags(client, run_id, {key: value})
-        _hold(uri, run_id)
+        # A resume refused after its claim (e.g. changed settings) leaves no claim behind: withdrawn at exit. A process
+        # resumes one run, so it holds one claim at a time.
+        atexit.register(_release_at_exit, uri, run_id)
         try:
             # Twice: MLflow reads a run's status, then its tags, in two statements. A rival that took the run over
             # between them (RUNNING, then its claim deleted) shows in neither; the second read's status shows it.
@@ -77,12 +79,6 @@ def release(uri: str, run_id: str) -> None:
     """Withdraw this process's claim on a run (it backed off, or stopped before taking the run over)."""
     atexit.unregister(_release_at_exit)
     _delete(MlflowClient(uri), run_id, takeover_marker()[0])
-
-
-def _hold(uri: str, run_id: str) -> None:
-    """A resume refused after its claim (e.g. changed settings) leaves no claim behind: withdrawn at exit. A process
-    resumes one run, so it holds one claim at a time."""
-    atexit.register(_release_at_exit, uri, run_id)
 
 
 def _release_at_exit(uri: str, run_id: str) -> None:

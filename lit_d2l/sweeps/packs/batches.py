@@ -51,10 +51,6 @@ class _ArmSamplers:
         for sampler in self.samplers:
             sampler.set_epoch(epoch)
 
-    @property
-    def epoch(self) -> int:
-        return self.samplers[0].epoch
-
     def orders(self) -> Tensor:
         """This epoch's example order of every arm, ``[K, N]``."""
         return torch.stack([sampler.indices() for sampler in self.samplers])

@@ -116,13 +116,15 @@ class PackedData(L.LightningDataModule):
     def stacked(self, split: str) -> tuple[Tensor, ...]:
         if split not in self._stacked:
             per_arm = [data.splits[split] for data in self.arm_data]
-            require(len(per_arm[0][0]) > 0, f"the {split} split is empty; give data.num_{split} a positive size")
             tensors = stack_arms(per_arm)
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
             self._stacked[split] = tuple(_to_device(t, device) for t in tensors)
         return self._stacked[split]
 
-    def _batches(self, split: str, shuffle: bool = False) -> PackedBatches:
+    def batches(self, split: str, shuffle: bool = False) -> PackedBatches:
+        """Every arm's examples of ``split``, arm axis first: each arm's own minibatches (``shuffle``: training), or
+        evaluation batches (as a DataModule's ``batches`` gives one model's, for callbacks such as
+        :class:`~lit_d2l.callbacks.TrainAccuracy`)."""
         if shuffle:  # training: each arm's own minibatches, exactly as alone
             return PackedBatches(self.stacked(split), self.batch_size, self.shuffle_seeds, transform=self.transform)
         # Evaluation computes a mean over every example, which no batch size changes (beyond rounding):
@@ -130,24 +132,14 @@ class PackedData(L.LightningDataModule):
         size = max(self.batch_size, EVAL_EXAMPLES // len(self.arm_data))
         return PackedBatches(self.stacked(split), size, transform=self.transform)
 
-    def batches(self, split: str) -> PackedBatches:
-        """Every arm's examples of ``split``, arm axis first, in evaluation batches (as a DataModule's
-        ``batches`` gives one model's), for callbacks such as :class:`~lit_d2l.callbacks.TrainAccuracy`."""
-        return self._batches(split)
-
     def train_dataloader(self) -> PackedBatches:
-        return self._batches("train", shuffle=True)
+        return self.batches("train", shuffle=True)
 
     def val_dataloader(self) -> PackedBatches:
-        return self._batches("val")
+        return self.batches("val")
 
     def test_dataloader(self) -> PackedBatches:
-        return self._batches("test")
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        if isinstance(batch, tuple) and all(isinstance(t, Tensor) and t.device == device for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        return self.batches("test")
 
 
 def fit_pack(
@@ -164,18 +156,12 @@ def fit_pack(
         raise NoTestSplit()  # refused before training, not after it
     loggers = ArmLoggers([arm.logger for arm in arms if arm.logger is not None])
     require(len(loggers.arms) in (0, len(arms)), "every arm of a pack needs a logger, or none does")
-    streams = [arm.stream for arm in arms]
-    module = PackedModule(
-        [arm.model for arm in arms],
-        max_grad_norm,
-        diagnostics_every,
-        rng_states=None if any(s is None for s in streams) else [s for s in streams if s is not None],
-    )
+    module = PackedModule([arm.model for arm in arms], max_grad_norm, diagnostics_every, [a.stream for a in arms])
     data = PackedData(arms)
 
     def diverged(index: int, step: int, reason: str) -> None:
         if loggers.arms:
-            loggers.arm(index).set_tags({"outcome": "diverged", "diverged_at_step": step, "diverged_reason": reason})
+            loggers.arms[index].set_tags({"outcome": "diverged", "diverged_at_step": step, "diverged_reason": reason})
             loggers.close(index)
 
     module.on_diverged = diverged
@@ -198,13 +184,9 @@ def fit_pack(
         loggers.end(run_status_for(exc))
         raise
     loggers.end("FINISHED")
-    results = []
-    for index in range(len(arms)):
-        metrics = {key: float(value) for key, value in module.last[index].items()}
-        if index in module.diverged:
-            results.append(ArmResult("diverged", metrics, module.diverged[index][0]))
-        else:
-            results.append(ArmResult("finished", metrics))
+    results = [ArmResult("finished", {key: float(value) for key, value in last.items()}) for last in module.last]
+    for index, (step, _) in module.diverged.items():
+        results[index].outcome, results[index].diverged_at_step = "diverged", step
     return results
 
 

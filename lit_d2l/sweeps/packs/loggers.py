@@ -20,8 +20,6 @@ class ArmLoggers(Logger):
     """Routes ``arm<k>/<name>`` to arm k's run as ``<name>``; unprefixed values (Lightning's ``epoch``) go
     to every open arm. An arm closed early (it diverged) receives nothing more."""
 
-    accepts_tensors = True
-
     def __init__(self, loggers: Sequence[TrackingLogger]) -> None:
         super().__init__()
         self.arms = list(loggers)
@@ -36,10 +34,6 @@ class ArmLoggers(Logger):
     @property
     def version(self) -> str | None:
         return None  # K runs, no single one
-
-    @property
-    def save_dir(self) -> str | None:
-        return None
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """Each arm's run records its own config (see :mod:`lit_d2l.sweeps.packs.fit`); nothing pack-wide."""
@@ -56,9 +50,6 @@ class ArmLoggers(Logger):
         for index, logger in enumerate(self.arms):
             if self.open[index] and (routed[index] or shared):
                 logger.log_metrics({**routed[index], **shared} if routed[index] else shared, step=step)
-
-    def arm(self, index: int) -> TrackingLogger:
-        return self.arms[index]
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for index, logger in enumerate(self.arms):

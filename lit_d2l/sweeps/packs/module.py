@@ -107,7 +107,7 @@ class PackedModule(L.LightningModule):
         template, dropout_paths = _template(first)
         self._template = (template,)  # a tuple: not a registered submodule, so its meta tensors stay out
         self._objectives = (_Objectives(template),)
-        params, _ = stack_module_state(list(arms))
+        params, buffers = stack_module_state(list(arms))
         require(
             len({t.dtype for t in params.values()}) == 1,
             "its parameters do not share one dtype (a pack holds each group of them in one tensor)",
@@ -122,7 +122,6 @@ class PackedModule(L.LightningModule):
                 for group, layout in self.layout.items()
             }
         )
-        buffers = {name: torch.stack([dict(a.named_buffers())[name] for a in arms]) for name in _buffer_names(first)}
         self.buffer_names = list(buffers)
         for name, value in buffers.items():
             self.register_buffer(f"arm_buffer_{_key(name)}", value)
@@ -162,7 +161,7 @@ class PackedModule(L.LightningModule):
         self.register_buffer("arm_rng_cuda", None)  # made at the first draw on a CUDA device
         self.diverged: dict[int, tuple[int, str]] = {}  # arm -> (step, reason)
         self.on_diverged: Callable[[int, int, str], None] | None = None
-        self._sums: dict[str, Tensor] = {}
+        self._sums: dict[str, tuple[Tensor, Tensor]] = {}
         self._pending_stats: Tensor | None = None
         self._step_values: tuple[int, dict[str, Tensor]] | None = None
         self._step_objective: Tensor | None = None  # this step's J per arm (a non-finite J diverges too)
@@ -343,14 +342,13 @@ class PackedModule(L.LightningModule):
                     memory.setdefault(key, [0.0] * self.num_arms)[arm] = value
             if graphed:
                 _, figure = graph_figure(model, own)
-                log_graph_files(figure, [self.logger.arm(arm) for arm in arms])
+                log_graph_files(figure, [self.logger.arms[arm] for arm in arms])
         self.log_arms({key: torch.tensor(values) for key, values in memory.items()}, epoch=False)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._step_values is not None:
-            step, values = self._step_values
+            self.log_arms(self._step_values[1], step=self._step_values[0])
             self._step_values = None
-            self.log_arms(values, step=step)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = {group: flat.grad.detach() for group, flat in self.flat.items() if flat.grad is not None}
@@ -369,7 +367,7 @@ class PackedModule(L.LightningModule):
 
     def _diverge(self, arm: int, reason: str) -> None:
         if self.logger is not None and self.arm_rows[arm]:  # before its run closes, as a single fit's on_exception
-            write_artifacts(self.logger.arm(arm), self.arm_rows[arm], None, figure=False)
+            write_artifacts(self.logger.arms[arm], self.arm_rows[arm], None, figure=False)
         self.active[arm] = False
         self.diverged[arm] = (self.global_step, reason)
         if self.on_diverged is not None:
@@ -450,12 +448,9 @@ class PackedModule(L.LightningModule):
         self._log_evaluation("test")
 
     def _log_evaluation(self, split: str) -> None:
-        loss, acc = self._mean(f"{split}_loss"), self._mean(f"{split}_acc")
-        values = {f"{split}/loss": loss, f"{split}/acc": acc}
+        values = {f"{split}/{name}": self._mean(f"{split}_{name}") for name in ("loss", "acc")}
         if not self.trainer.sanity_checking:  # Lightning records nothing of the sanity check
-            self.log_arms(
-                {name: value for name, value in values.items() if value is not None}, step=self._epoch_end_step()
-            )
+            self.log_arms({k: v for k, v in values.items() if v is not None}, step=self._epoch_end_step())
 
     # -- logging --------------------------------------------------------------------------------
 
@@ -492,27 +487,18 @@ class PackedModule(L.LightningModule):
     def configure_optimizers(self) -> PackedSGD | PackedAdam:
         """Each arm's own optimizer (its SGD, or the configured SGD, Adam or AdamW), restated for the pack;
         biases never decay, as :meth:`D2LModule.parameter_groups` has it."""
-        weights = [self.flat[group] for group in ("weights",) if group in self.flat]
-        biases = [self.flat[group] for group in ("biases",) if group in self.flat]
         decay = bool((self.arm_weight_decay != 0).any())
+        groups = [{"params": [flat], "decay": decay and group == "weights"} for group, flat in self.flat.items()]
         if self.optimizer_kind != "sgd":
-            groups = [{"params": weights, "decay": decay}, {"params": biases, "decay": False}]
-            decoupled = self.optimizer_kind == "adamw"
-            return PackedAdam([g for g in groups if g["params"]], self._optimizer_settings, decoupled)
+            return PackedAdam(groups, self._optimizer_settings, self.optimizer_kind == "adamw")
         momentum = bool((self.arm_momentum != 0).any())
-        groups = [
-            {"params": weights, "decay": decay, "momentum": momentum},
-            {"params": biases, "decay": False, "momentum": momentum},
-        ]
-        return PackedSGD([g for g in groups if g["params"]], self._optimizer_settings)
-
-    def _active(self) -> Tensor | None:
-        return None if not self.diverged else self.active  # None: every arm steps, nothing to mask
+        return PackedSGD([group | {"momentum": momentum} for group in groups], self._optimizer_settings)
 
     def _optimizer_settings(self) -> dict[str, Tensor | None]:
         """Each arm's optimizer settings (lr, momentum or betas and eps, weight decay) and which arms step."""
         names = ("lr", "momentum", "weight_decay") if self.optimizer_kind == "sgd" else ADAM_SETTINGS
-        return {**{name: getattr(self, f"arm_{name}") for name in names}, "active": self._active()}
+        active = self.active if self.diverged else None  # None: every arm steps, nothing to mask
+        return {**{name: getattr(self, f"arm_{name}") for name in names}, "active": active}
 
     # -- per-arm results ------------------------------------------------------------------------
 
@@ -521,9 +507,8 @@ class PackedModule(L.LightningModule):
         params, _ = self.stacked()
         with torch.no_grad():
             for index, arm in enumerate(arms):
-                own = dict(arm.named_parameters())
-                for name, value in params.items():
-                    own[name].copy_(value[index].to(own[name].device))
+                for name, own in arm.named_parameters():
+                    own.copy_(params[name][index].to(own.device))
 
     def on_fit_end(self) -> None:
         """Each arm's end-of-fit metrics (e.g. the linear models' distance to the closed form), from its own model."""
@@ -537,7 +522,7 @@ class PackedModule(L.LightningModule):
             if values:
                 self.log_arms({key: torch.full((self.num_arms,), value) for key, value in values.items()}, [arm], False)
             if self.diagnostics_every > 0 and self.logger is not None:
-                write_artifacts(self.logger.arm(arm), self.arm_rows[arm], units, figure=False)
+                write_artifacts(self.logger.arms[arm], self.arm_rows[arm], units, figure=False)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -550,16 +535,13 @@ class PackedModule(L.LightningModule):
         return every > 0 and ((self.global_step + 1) % every == 0 or self.trainer.should_stop)
 
     def _accumulate(self, name: str, total: Tensor, count: Tensor) -> None:
-        if name in self._sums:
-            self._sums[name] = self._sums[name] + total
-            self._sums[f"{name}#count"] = self._sums[f"{name}#count"] + count
-        else:
-            self._sums[name], self._sums[f"{name}#count"] = total.clone(), count.clone()
+        old_total, old_count = self._sums.get(name, (0, 0))
+        self._sums[name] = (old_total + total, old_count + count)
 
     def _mean(self, name: str) -> Tensor | None:
         """The epoch's mean of ``name`` per arm, then reset (None when nothing was accumulated)."""
-        total, count = self._sums.pop(name, None), self._sums.pop(f"{name}#count", None)
-        return None if total is None or count is None else total / count
+        total, count = self._sums.pop(name, (None, None))
+        return None if total is None else total / count
 
 
 def map_arms(one: Callable[..., Any], args: Sequence[dict[str, Tensor] | Tensor], looped: bool = False) -> Any:
@@ -600,11 +582,6 @@ def _template(model: D2LModule) -> tuple[D2LModule, list[str]]:
     for path in paths:
         template.set_submodule(path, ArmDropout().to("meta"))
     return template, paths
-
-
-def _buffer_names(model: nn.Module) -> list[str]:
-    """Buffers the forward pass uses (torchmetrics' states are not part of the model)."""
-    return [name for name, _ in model.named_buffers()]
 
 
 def _record_stats(module: nn.Module, stats: list[Tensor]) -> torch.utils.hooks.RemovableHandle:

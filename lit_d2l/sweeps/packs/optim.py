@@ -45,15 +45,9 @@ class PackedOptimizer(torch.optim.Optimizer):
                 keep = None if active is None else active.view(shape)
                 grad = param.grad if keep is None else torch.where(keep, param.grad, 0.0)
                 arm = {name: value.view(shape) for name, value in settings.items()}
-                new = self.update(param, grad, group, self.state[param], arm, active)
+                new = self.update(param, grad, group, self.state[param], arm, keep)
                 param.copy_(new if keep is None else torch.where(keep, new, param))
         return loss
-
-    def update(
-        self, param: Tensor, grad: Tensor, group: dict[str, Any], state: dict[str, Any], arm: dict[str, Tensor], active
-    ) -> Tensor:
-        """The parameter's next value for every arm (``arm``: each setting shaped to broadcast over it)."""
-        raise NotImplementedError
 
 
 def _as(value: Tensor, like: Tensor) -> Tensor:
@@ -70,12 +64,11 @@ class PackedSGD(PackedOptimizer):
     A group with ``"momentum": False`` (no arm uses momentum) keeps no momentum buffer.
     """
 
-    def update(self, param, grad, group, state, arm, active) -> Tensor:
+    def update(self, param, grad, group, state, arm, keep) -> Tensor:
         direction = torch.addcmul(grad, param, _as(arm["weight_decay"], param)) if group["decay"] else grad
         if "momentum_buffer" in state or group.get("momentum", True):
             buffer = state.setdefault("momentum_buffer", torch.zeros_like(param))
             new_buffer = buffer * _as(arm["momentum"], param) + direction
-            keep = None if active is None else active.view(arm["lr"].shape)
             buffer.copy_(new_buffer if keep is None else torch.where(keep, new_buffer, buffer))
             direction = new_buffer
         return torch.addcmul(param, direction, _as(-arm["lr"], param))
@@ -99,12 +92,12 @@ class PackedAdam(PackedOptimizer):
         super().__init__(groups, settings)
         self.decoupled = decoupled
 
-    def update(self, param, grad, group, state, arm, active) -> Tensor:
+    def update(self, param, grad, group, state, arm, keep) -> Tensor:
         if not state:
             state["step"] = torch.zeros(len(param), dtype=torch.float64, device=param.device)
             state["exp_avg"] = torch.zeros_like(param)
             state["exp_avg_sq"] = torch.zeros_like(param)
-        state["step"].add_(1.0 if active is None else active.to(torch.float64))
+        state["step"].add_(1.0 if keep is None else keep.view(-1).to(torch.float64))
         lr, beta1, beta2, decay = arm["lr"], arm["beta1"], arm["beta2"], arm["weight_decay"]
         new = param
         if group["decay"]:
@@ -117,7 +110,6 @@ class PackedAdam(PackedOptimizer):
         step = state["step"].clamp(min=1).view(lr.shape)
         denom = exp_avg_sq.sqrt() / _as((1 - beta2**step) ** 0.5, param) + _as(arm["eps"], param)
         new = torch.addcdiv(new, _as(-lr / (1 - beta1**step), param) * exp_avg, denom)
-        keep = None if active is None else active.view(lr.shape)
         for name, value in (("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)):
             state[name] = value if keep is None else torch.where(keep, value, state[name])
         return new

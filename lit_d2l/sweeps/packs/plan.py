@@ -25,48 +25,25 @@ from lit_d2l.models.base import Classifier, D2LModule
 from lit_d2l.models.sgd import MinibatchSGD
 from lit_d2l.sweeps.packs.batches import PackedBatches, stack_arms
 from lit_d2l.sweeps.packs.module import PackedModule
-from lit_d2l.sweeps.packs.optim import why_optimizer_not_packable, why_schedule_not_packable
+from lit_d2l.sweeps.packs.optim import PACKED_SCHEDULES, why_optimizer_not_packable, why_schedule_not_packable
 
 #: Settings two arms of one pack may differ in.
 PACKABLE_KEYS = frozenset(
-    {
-        "seed_everything",
-        "data.seed",
-        "data.shuffle_seed",
-        "data.noise",
-        "model.lr",
-        "model.momentum",
-        "model.weight_decay",
-        "model.l2",
-        "model.dropout",
-        "model.init",
-        "model.init_std",
-        "model.init_value",
-        "model.bias_init",
-        "model.sigma",
-        "model.init_seed",
-        "optimizer.lr",
-        "optimizer.momentum",
-        "optimizer.betas",
-        "optimizer.eps",
-        "optimizer.weight_decay",
-        "lr_scheduler.step_size",
-        "lr_scheduler.gamma",
-        "lr_scheduler.T_max",
-        "lr_scheduler.eta_min",
-    }
+    {"seed_everything", "data.seed", "data.shuffle_seed", "data.noise"}
+    | {f"model.{k}" for k in ("lr", "momentum", "weight_decay", "l2", "dropout", "sigma")}
+    | {f"model.{k}" for k in ("init", "init_std", "init_value", "bias_init", "init_seed")}
+    | {f"optimizer.{k}" for k in ("lr", "momentum", "betas", "eps", "weight_decay")}
+    | {f"lr_scheduler.{k}" for keys in PACKED_SCHEDULES.values() for k in keys}
 )
 #: What a pack runs in the model's place, for every arm at once: Lightning's hooks (the training, evaluation
-#: and optimizer steps, the epoch ends that log) and D2LModule's logging and optimizer groups. A model that
+#: and optimizer steps, the epoch ends that log) and D2LModule's evaluation, logging and optimizer groups. A model that
 #: defines its own version of one of these trains alone, since the pack would not run it. What the model
 #: defines for itself (layers, forward, loss, objectives, weights, end_of_fit_metrics) the pack runs as it is.
-PACK_RESTATES = tuple(
-    sorted(
-        {name for hooks in (ModelHooks, DataHooks) for name in vars(hooks) if not name.startswith("_")}
-        - {"configure_model", "configure_sharded_model"}  # building: the pack builds each arm with them
-        | {"training_step", "validation_step", "test_step", "configure_optimizers", "optimizer_step", "backward"}
-        | {"log_train_loss", "log_epoch_metric", "parameter_groups"}
-    )
+PACK_RESTATES = sorted(
+    {name for hooks in (ModelHooks, DataHooks) for name in vars(hooks) if not name.startswith("_")}
+    - {"configure_model", "configure_sharded_model"}  # building: the pack builds each arm with them
+    | {"training_step", "validation_step", "test_step", "configure_optimizers", "optimizer_step", "backward"}
+    | {"log_train_loss", "log_epoch_metric", "parameter_groups", "evaluate"}
 )
 _SIMPLE_TRAINER = {
     "strategy": ("auto",),
@@ -107,12 +84,8 @@ def signature(settings: dict[str, Any]) -> str:
 def why_not_packable(parsed: ParsedFit) -> str | None:
     """None when a pack can train this configuration exactly as a single fit would; else the reason."""
     model, data, config = parsed.model, parsed.datamodule, parsed.config
-    reason = why_model_not_packable(model, data)
-    if reason is not None:
-        return reason
-    reason = why_optimizer_not_packable(as_dict(config.get("optimizer")))
-    reason = reason or why_schedule_not_packable(as_dict(config.get("lr_scheduler")))
-    if reason is not None:
+    reason = why_model_not_packable(model, data) or why_optimizer_not_packable(as_dict(config.get("optimizer")))
+    if reason := reason or why_schedule_not_packable(as_dict(config.get("lr_scheduler"))):
         return reason
     if getattr(data, "loader", None) != "tensor":
         return "data.loader is not 'tensor'"
@@ -253,9 +226,7 @@ def plan_packs(
         if reason is not None:
             packs.extend(Pack([member], reason) for member in members)
             continue
-        size = max(1, min(len(members), budget // max(1, arm_bytes(first))))
-        if max_arms > 0:
-            size = min(size, max_arms)
+        size = max(1, min(len(members), budget // max(1, arm_bytes(first)), max_arms or len(members)))
         packs.extend(Pack(members[start : start + size]) for start in range(0, len(members), size))
     return _spread(packs, workers)
 

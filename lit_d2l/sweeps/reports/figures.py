@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from lit_d2l.sweeps.arm_values import first_seed_runs, label, settings, short, sortable
-from lit_d2l.sweeps.reports.figure_axes import TOP, Keying, draw, finite, keying, mark, panel_grid, scale_for
+from lit_d2l.sweeps.reports.figure_axes import TOP, Keying, Scale, draw, finite, keying, mark, panel_grid, scale_for
 from lit_d2l.tracking.sweeps import Child, SweepStore
 
 TRAIN_J, TRAIN_L = "train/loss_epoch", "train/loss_data"
@@ -77,10 +77,9 @@ def along_axis_figure(children: list[Child], axis: str, metrics: list[str]) -> F
                     draw(ax, [x + shift] * len(good[x]), good[x], colour, scales[metric], linestyle="none",
                          marker="o", markersize=3, alpha=0.35)  # fmt: skip
     for (facet, metric), ax in panels.items():
-        scales[metric].apply(ax)
         ax.set_xticks(range(len(ticks)), list(ticks), rotation=30 if sum(map(len, ticks)) > 24 else 0, fontsize=7)
         ax.set_xlim(-0.5, len(ticks) - 0.5)
-        _label_panel(ax, facet, _loss_label(metric), short(axis))
+        _label_panel(ax, facet, scales[metric], _loss_label(metric), short(axis))
     seeds = Line2D([], [], color="0.3", marker="o", markersize=3, alpha=0.4, linestyle="none", label="one seed")
     key.add_key(fig, list(panels.values()), marks, [seeds])
     mean = "large dot" if categories else "line"
@@ -124,8 +123,7 @@ def curves_figure(children: list[Child], history: History) -> Figure | None:
                 where = f"in epoch {diverged_at:g}" if by_epoch else f"at step {diverged_at:g}"
                 _note(ax, f"× {key.colour_label(s)}: {what} {where}", colour)
     for (facet, metric), ax in panels.items():
-        scales[metric].apply(ax)
-        _label_panel(ax, facet, _loss_label(metric), "epoch" if by_epoch else "step")
+        _label_panel(ax, facet, scales[metric], _loss_label(metric), "epoch" if by_epoch else "step")
     key.add_key(fig, list(panels.values()), marks)
     seeds = "lowest seed" if len({c.seed for c in runs}) == 1 else "lowest seed of each arm"
     _title(fig, f"Loss curves: training ({train}) and validation loss of each arm ({seeds})")
@@ -163,8 +161,7 @@ def grad_norms_figure(children: list[Child], layer_table: LayerTable) -> Figure 
         ax = panels[key.facet_label(s), "grad"]
         marks |= draw(ax, list(range(1, len(values) + 1)), values, key.colours[key.colour_label(s)], scale, marker=".")
     for (facet, _), ax in panels.items():
-        scale.apply(ax)
-        _label_panel(ax, facet, "‖∂L/∂W‖ at step 0", "layer (input → output)")
+        _label_panel(ax, facet, scale, "‖∂L/∂W‖ at step 0", "layer (input → output)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     key.add_key(fig, list(panels.values()), marks)
     _title(fig, "Gradient norm of each layer's weight at initialisation (lowest seed of each arm)")
@@ -199,7 +196,8 @@ def _panels(key: Keying, metrics: list[str], width: float) -> tuple[Figure, dict
     return fig, panels
 
 
-def _label_panel(ax: Axes, facet: str, ylabel: str, xlabel: str) -> None:
+def _label_panel(ax: Axes, facet: str, scale: Scale, ylabel: str, xlabel: str) -> None:
+    scale.apply(ax)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.tick_params(labelsize=7)

@@ -226,7 +226,7 @@ def build_report(
     table = (summary.header, summary.rows)
     page = html_report(title, found.markdown(), intro, table, summary.legend, summary.notes, stability, saved)
     (out_dir / "report.html").write_text(page)
-    store.log_folder(parent.info.run_id, out_dir, "report")
+    store.client.log_artifacts(parent.info.run_id, str(out_dir), "report")
     return Report(out_dir / "report.md", found)
 
 

@@ -98,9 +98,7 @@ class Verdict:
 
     @property
     def tie(self) -> bool:
-        return (
-            self.comparison is not None and self.comparison.p_value is not None and not self.comparison.distinguishable
-        )
+        return self.standing == "tie"
 
     @property
     def standing(self) -> str:
