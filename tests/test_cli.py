@@ -143,6 +143,15 @@ def test_init_seed_on_a_model_that_makes_its_layers_in_init_is_refused(tracking_
     assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
 
 
+@pytest.mark.parametrize("key", ["max_epochs", "max_steps"])
+def test_a_fit_of_zero_epochs_or_steps_is_refused(key: str, tracking_uri, client, experiment, capsys) -> None:
+    """Lightning trains nothing and the run ended FINISHED, with an untrained model logged."""
+    argv = ["fit", "--config", str(LINEAR_CONFIG), f"--trainer.{key}", "0", "--tracking.uri", tracking_uri]
+    code, _, err = run_main([*argv, "--tracking.experiment", experiment, *QUIET], capsys)
+    assert_one_error_line(code, err, rf"^lit-d2l: error: trainer\.{key} 0 trains nothing; give 1 or more \(or -1")
+    assert client.get_experiment_by_name(experiment) is None, "nothing recorded"
+
+
 def test_a_setting_lightning_refuses_once_the_fit_starts_records_nothing(tracking_uri, client, experiment, capsys):
     argv = ["fit", "--config", str(LINEAR_CONFIG.parent / "init_classification.yaml"), "--tracking.uri", tracking_uri]
     argv += ["--tracking.experiment", experiment, *QUIET, "--model", "lit_d2l.models.MLPScratch"]

@@ -27,7 +27,10 @@ from lit_d2l.tracking.system_metrics import check_system_metrics
 
 def check_settings(config: Any) -> None:
     """What every run's parsed settings must pass before anything is built or recorded (a fit's and each arm's
-    of a sweep): the store and the names it records, the optimizer and schedule, the checkpoint."""
+    of a sweep): how long it trains, the store and the names it records, the optimizer and schedule, the checkpoint."""
+    for key in ("max_epochs", "max_steps"):  # Lightning would record a FINISHED run that never trained
+        if config.trainer.get(key) == 0:
+            raise ConfigError(f"trainer.{key} 0 trains nothing; give 1 or more (or -1 for no limit)")
     if config.trainer.logger in (None, True):
         check_store(resolve_tracking_uri(config.tracking.uri), create=False)  # made once the input is good
         check_registered_name(config.tracking.register_model)

@@ -86,6 +86,11 @@ def check_store(uri: str, timeout_s: float = 5.0, *, create: bool = True, write:
         _check_sqlite(db, uri, create=create and write, write=write)
     elif uri.startswith(("http://", "https://")):
         _check_server(uri, timeout_s)
+    elif uri.startswith("sqlite:"):  # sqlite:/x.db, sqlite://x.db, sqlite:// (in memory: gone with the process)
+        raise TrackingError(
+            f"tracking store {uri!r} names no SQLite file; write sqlite:///relative/path.db (three slashes) "
+            "or sqlite:////absolute/path.db (four)"
+        )
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingError(
             f"tracking store {uri!r} is a plain file store, which MLflow >= 3.13 refuses; "

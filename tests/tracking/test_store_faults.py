@@ -221,6 +221,11 @@ def test_runs_lists_a_read_only_store(tracking_uri: str, shared_dir: Path) -> No
         ("bogus://x", r"'bogus://x' cannot be used: MLflow has no store of scheme 'bogus'; choose another store"),
         ("SQLITE:///mlruns/mlflow.db", r"'SQLITE:///mlruns/mlflow\.db' cannot be used: .+ \(did you mean sqlite\?\)"),
         ("postgresql://u:p@127.0.0.1:1/db", r"cannot be used: .+; choose another store"),  # no driver, or no server
+        ("sqlite:/x.db", r"'sqlite:/x\.db' names no SQLite file; write sqlite:///relative/path\.db \(three slashes\)"),
+        ("sqlite://x.db", r"'sqlite://x\.db' names no SQLite file; .+ or sqlite:////absolute/path\.db \(four\)"),
+        ("sqlite://", r"'sqlite://' names no SQLite file"),  # in memory: gone with the process
+        ("./mlruns", r"'\./mlruns' is a plain file store, which MLflow >= 3\.13 refuses; use a database such as"),
+        ("file:./mlruns", r"'file:\./mlruns' is a plain file store"),
     ],
 )
 def test_a_store_of_another_scheme_that_cannot_be_used_is_one_line(uri: str, pattern: str, capsys) -> None:
