@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 import lit_d2l
 from lit_d2l.cli.main import main
+from lit_d2l.sweeps.spec import load_spec
 from tests.conftest import LINEAR_CONFIG, only_run
 
 PARENT = "mlflow.parentRunId"
@@ -176,6 +177,13 @@ def test_an_unreachable_server_is_one_line_and_fast(capsys) -> None:
     code, _, err = run_main(["fit", "--config", str(LINEAR_CONFIG), "--tracking.uri", uri, *QUIET], capsys)
     assert_one_error_line(code, err, r"cannot reach the tracking server http://127\.0\.0\.1")
     assert time.monotonic() - start < 30, "no minutes of HTTP retries before saying so"
+
+
+def test_report_of_a_spec_file_looks_for_the_sweep_ablate_named(tmp_path: Path, capsys) -> None:
+    spec = LINEAR_CONFIG.parent / "ablations" / "regularization.yaml"
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    code, _, err = run_main(["report", str(spec), "--tracking-uri", uri], capsys)
+    assert_one_error_line(code, err, rf"no sweep '{load_spec(spec).sweep_id}' in {re.escape(uri)}; it holds no sweeps")
 
 
 def test_unknown_command_and_help(capsys) -> None:

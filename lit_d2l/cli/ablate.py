@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from pathlib import Path
 
 from lit_d2l.errors import UserError
 from lit_d2l.processes.terminal import clock_time
@@ -71,6 +72,8 @@ def report_command(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError("--test needs --select METRIC (e.g. --select val/loss)")
     if args.register is not None and not args.test:
         raise UserError("--register needs --select METRIC --test: the registered model is the tested arm's")
+    if args.sweep.endswith((".yaml", ".yml")) and Path(args.sweep).is_file():  # the spec: its sweep, as ablate named it
+        args.sweep = load_spec(args.sweep).sweep_id
     uri = resolve_tracking_uri(args.tracking_uri)
     db = sqlite_path(uri)
     if db is not None and not db.exists():  # said without making a store (seconds of MLflow's migrations)

@@ -129,7 +129,9 @@ def parser() -> CommandParser:
     add_backend_options(ablate)
 
     report = command("report", "HTML and markdown report of a sweep (tables, figures), logged on its parent run")
-    report.add_argument("sweep", help="sweep id (printed by lit-d2l ablate) or parent run id")
+    report.add_argument(
+        "sweep", help="sweep id (printed by lit-d2l ablate), its spec file (SPEC.yaml) or name, or parent run id"
+    )
     report.add_argument("--out", default=None, help="folder to write (default reports/<sweep id>)")
     report.add_argument(
         "--metrics", nargs="+", metavar="METRIC", help="summarise and rank on these (default: the spec's metrics:)"

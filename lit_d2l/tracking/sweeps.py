@@ -86,19 +86,27 @@ class SweepStore:
                 raise
         experiments = [e.experiment_id for e in all_experiments(self.client)]
         runs = self._parents(experiments, sweep, "sweep", newest_only=True)
-        if not runs:
-            raise UserError(f"no sweep {sweep!r} in {self.tracking_uri}; {self._known_sweeps(experiments)}")
-        return runs[0]
+        if runs:
+            return runs[0]
+        ids = self._sweep_ids(experiments)
+        named = [i for i in ids if i.startswith(f"{sweep}-")]  # the spec's name, without the id's digest
+        if len(named) == 1:
+            return self._parents(experiments, named[0], "sweep", newest_only=True)[0]
+        if named:
+            raise UserError(
+                f"{len(named)} sweeps in {self.tracking_uri} are named {sweep!r} (the spec or its base config changed "
+                f"between them), ids{_newest(named)}; give one of them"
+            )
+        known = f"sweeps there{_newest(ids)}; give a sweep id, a spec's name or a parent run id" if ids else ""
+        raise UserError(
+            f"no sweep {sweep!r} in {self.tracking_uri}; "
+            + (known or "it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first")
+        )
 
-    def _known_sweeps(self, experiments: list[str], most: int = 5) -> str:
-        """The newest sweep ids of the store, for an error about one that is not there."""
+    def _sweep_ids(self, experiments: list[str]) -> list[str]:
+        """The store's sweep ids, newest first."""
         runs = all_runs(self.client, experiments, f"tags.`{KIND_TAG}` = 'sweep'", ["attributes.start_time DESC"])
-        ids = list(dict.fromkeys(run.data.tags.get(SWEEP_TAG, run.info.run_id) for run in runs))
-        if not ids:
-            return "it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first"
-        shown = ", ".join(ids[:most])
-        count = f" (newest {most} of {len(ids)})" if len(ids) > most else ""
-        return f"sweeps there{count}: {shown}; give a sweep id or a parent run id"
+        return list(dict.fromkeys(run.data.tags.get(SWEEP_TAG, run.info.run_id) for run in runs))
 
     def children(self, parent: Run) -> list[Child]:
         return self.children_of(parent.info.run_id, parent.info.experiment_id)
@@ -349,3 +357,9 @@ def _held(rivals: list[Child]) -> str:
     if finished:
         return f"already FINISHED in run {finished[0].run_id}"
     return f"running in run {rivals[0].run_id} ({rivals[0].owner})" if rivals else ""
+
+
+def _newest(ids: list[str], most: int = 5) -> str:
+    """``: a, b, c`` or `` (newest 5 of 9): a, ...``."""
+    count = f" (newest {most} of {len(ids)})" if len(ids) > most else ""
+    return f"{count}: {', '.join(ids[:most])}"
