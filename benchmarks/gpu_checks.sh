@@ -7,7 +7,16 @@
 # Run from the repository root on a machine with a GPU; results go to $OUT (default /tmp/gpu-checks).
 # The whole script stays within $BUDGET_S seconds (default 470): each step has a cap, and gets at most
 # what is left of the budget (a step cut short leaves no JSON; one with under 20 s left is skipped).
+# The machines lent here reach no package registry and their image lacks MLflow and jsonargparse: run
+# `python benchmarks/gpu_wheels.py` first where pip works, carry .whl, and this installs them (into /tmp/site).
 set -uo pipefail
+if ! python3 -c "import mlflow, jsonargparse" 2>/dev/null; then
+    ls .whl/*.whl >/dev/null 2>&1 || { echo "no MLflow or jsonargparse here: run python benchmarks/gpu_wheels.py where pip works and carry .whl" >&2; exit 2; }
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 2
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # lit_d2l from this tree, installed or not
+python3 -c "import lit_d2l.cli.main, mlflow, jsonargparse" || exit 2
 out=${OUT:-/tmp/gpu-checks}
 budget=${BUDGET_S:-470}
 mkdir -p "$out"
