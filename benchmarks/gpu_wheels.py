@@ -24,12 +24,64 @@ from packaging.requirements import Requirement
 
 #: The packages of lit-d2l's closure that the lent machines' CUDA image holds (their docs' list, 2026-11).
 IMAGE_HAS = frozenset(
-    "aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs certifi charset-normalizer click cloudpickle "
-    "contourpy cycler filelock fonttools frozenlist fsspec h11 idna jinja2 joblib kiwisolver lightning "
-    "lightning-utilities markupsafe matplotlib mpmath multidict narwhals networkx numpy packaging pandas pillow "
-    "propcache protobuf psutil pyarrow pyparsing python-dateutil pytorch-lightning pyyaml requests scikit-learn "
-    "scipy setuptools six sympy threadpoolctl torch torchmetrics tqdm typing-extensions urllib3 werkzeug yarl "
-    "zipp".split()
+    [
+        "aiohappyeyeballs",
+        "aiohttp",
+        "aiosignal",
+        "annotated-doc",
+        "anyio",
+        "attrs",
+        "certifi",
+        "charset-normalizer",
+        "click",
+        "cloudpickle",
+        "contourpy",
+        "cycler",
+        "filelock",
+        "fonttools",
+        "frozenlist",
+        "fsspec",
+        "h11",
+        "idna",
+        "jinja2",
+        "joblib",
+        "kiwisolver",
+        "lightning",
+        "lightning-utilities",
+        "markupsafe",
+        "matplotlib",
+        "mpmath",
+        "multidict",
+        "narwhals",
+        "networkx",
+        "numpy",
+        "packaging",
+        "pandas",
+        "pillow",
+        "propcache",
+        "protobuf",
+        "psutil",
+        "pyarrow",
+        "pyparsing",
+        "python-dateutil",
+        "pytorch-lightning",
+        "pyyaml",
+        "requests",
+        "scikit-learn",
+        "scipy",
+        "setuptools",
+        "six",
+        "sympy",
+        "threadpoolctl",
+        "torch",
+        "torchmetrics",
+        "tqdm",
+        "typing-extensions",
+        "urllib3",
+        "werkzeug",
+        "yarl",
+        "zipp",
+    ]
 )
 PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_27_x86_64", "manylinux_2_28_x86_64")
 
