@@ -17,7 +17,7 @@ def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     uri = resolve_tracking_uri(args.tracking_uri)
     db = sqlite_path(uri)
-    if db is not None and not db.exists():
+    if db is not None and not db.exists() and db.name != ":memory:":  # (check_store refuses one in memory)
         print(f"no runs in {uri}")  # and no store made to say so
         return 0
     if store_writable(uri):  # a read-only store is listed as it is

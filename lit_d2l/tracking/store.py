@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import glob
 import os
 import sqlite3
 import struct
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lit_d2l.errors import TrackingError
+from lit_d2l.processes.interrupts import shielded
 from lit_d2l.processes.quiet import at_warning
 
 try:
@@ -82,6 +84,11 @@ def check_store(uri: str, timeout_s: float = 5.0, *, create: bool = True, write:
     ``write=False`` (commands that only read) a read-only store passes and a missing one is an error.
     """
     db = sqlite_path(uri)
+    if db is not None and (db.name == ":memory:" or "mode=memory" in uri):
+        raise TrackingError(
+            f"tracking store {uri!r} is an in-memory database, which keeps nothing once the process ends; "
+            f"use a file such as {DEFAULT_TRACKING_URI!r}"
+        )
     if db is not None:
         _check_sqlite(db, uri, create=create and write, write=write)
     elif uri.startswith(("http://", "https://")):
@@ -155,11 +162,28 @@ def _check_sqlite(db: Path, uri: str, create: bool, write: bool) -> None:
         return
     with _creation_lock(db):
         if not _has_tables(db, write):
-            from mlflow.tracking import MlflowClient
-
-            with at_warning("mlflow", "alembic"):
-                MlflowClient(uri).search_experiments(max_results=1)  # MLflow creates its schema
+            _create(db)
     _checked_database = db
+
+
+def _create(db: Path) -> None:
+    """MLflow's schema, built in a file beside ``db`` and moved into place once complete.
+
+    SQLite runs MLflow's migrations outside transactions, so a stop, a kill or a full disk part-way through them
+    would leave a store every later command fails on. Only the creator holding the lock runs this: a file left by a
+    creator that was killed is deleted. A stop signal takes effect once the store is in place.
+    """
+    from mlflow.tracking import MlflowClient
+
+    for left in db.parent.glob(f".{glob.escape(db.name)}.creating-*"):
+        left.unlink(missing_ok=True)
+    building = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    try:
+        with shielded(), at_warning("mlflow", "alembic"):
+            MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)  # MLflow creates its schema
+            os.replace(building, db)
+    finally:
+        building.unlink(missing_ok=True)
 
 
 def _open_in_this_process(db: Path) -> bool:
@@ -219,7 +243,8 @@ def _has_tables(db: Path, write: bool = True) -> bool:
     try:
         connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=2.0)
         try:
-            (tables,) = connection.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            _check_schema(db, connection, tables)
         finally:
             connection.close()
     except sqlite3.OperationalError as exc:
@@ -231,7 +256,30 @@ def _has_tables(db: Path, write: bool = True) -> bool:
             f"the tracking database {db} is corrupt ({exc}); restore it from a backup, try "
             f"`sqlite3 {db} .recover`, or move it aside, or {_CHOOSE_ANOTHER}"
         ) from None
-    return tables > 0
+    return bool(tables)
+
+
+def _check_schema(db: Path, connection: sqlite3.Connection, tables: set[str]) -> None:
+    """Refuse a database with tables but no complete MLflow schema: another program's, or one whose creation (or
+    upgrade) stopped part-way, which MLflow cannot open and would fail on with a traceback."""
+    if not tables:
+        return
+    if "experiments" not in tables:
+        raise TrackingError(
+            f"the tracking database {db} is another program's SQLite database (it has no MLflow tables); "
+            f"nothing was written to it: {_CHOOSE_ANOTHER}"
+        )
+    versions = (
+        connection.execute("SELECT version_num FROM alembic_version").fetchall() if "alembic_version" in tables else []
+    )
+    if len(versions) != 1 or any(name.startswith("_alembic_tmp_") for name in tables):
+        runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+        raise TrackingError(
+            f"the tracking database {db} holds an MLflow schema whose creation or upgrade stopped part-way "
+            f"({runs} runs in it); "
+            + ("move it aside (a fresh store is made in its place)" if not runs else "restore it from a backup")
+            + f", or {_CHOOSE_ANOTHER}"
+        )
 
 
 def _expected_size(header: bytes) -> int | None:

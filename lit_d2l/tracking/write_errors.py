@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 from collections.abc import Iterator
 
 from lit_d2l.errors import TrackingError
@@ -30,8 +31,16 @@ _SQLITE_MESSAGES = {
 
 
 def storage_error(exc: BaseException) -> TrackingError | None:
-    """The one-line :class:`TrackingError` for a write that failed for lack of space or permission, else None."""
+    """The one-line :class:`TrackingError` for a write that failed for lack of space or permission, or for a store
+    another MLflow version wrote, else None."""
     for link in _chain(exc):
+        if version := _OTHER_SCHEMA.search(str(link)):
+            db = checked_database() or "the tracking database"
+            return TrackingError(
+                f"{db} has MLflow schema {version[1]}, and this MLflow expects {version[2]}: another MLflow version "
+                f"wrote it. If that version was older, back it up and run `mlflow db upgrade sqlite:///{db}`; if "
+                "newer, use that MLflow; or point --tracking.uri elsewhere"
+            )
         if isinstance(link, OSError) and link.errno is not None:
             path = link.filename or checked_database() or "the tracking store"
             if link.errno in _FULL_ERRNOS:
@@ -45,6 +54,10 @@ def storage_error(exc: BaseException) -> TrackingError | None:
             if pattern in message:
                 return TrackingError(f"{what} writing {checked_database() or 'the tracking database'}; {fix}")
     return None
+
+
+#: MLflow's refusal of a store whose schema revision is not its own (it says "out-of-date" also for a newer one).
+_OTHER_SCHEMA = re.compile(r"out-of-date database schema \(found version (\w+), but expected (\w+)\)")
 
 
 def quiet_storage_tracebacks() -> None:

@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -41,6 +42,96 @@ def test_a_database_of_random_bytes(tmp_path: Path, capsys) -> None:
     before = db.read_bytes()
     fit_fails_fast(f"sqlite:///{db}", r"mlflow\.db is not a SQLite database .*; move it aside", capsys)
     assert db.read_bytes() == before, "nothing was written into it"
+
+
+def copy_of_store(tracking_uri: str, db: Path) -> Path:
+    """A consistent copy of the session's store (SQLite's backup, while other tests write it)."""
+    source, copy = sqlite3.connect(tracking_uri.removeprefix("sqlite:///")), sqlite3.connect(db)
+    with source, copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+    return db
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_as_it_was(tmp_path: Path, capsys) -> None:
+    """MLflow's ~70 tables were written into it, even by runs, which only reads."""
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        connection.execute("INSERT INTO notes (body) VALUES ('precious')")
+    connection.close()
+    before = db.read_bytes()
+    pattern = r"mlflow\.db is another program's SQLite database \(it has no MLflow tables\); nothing was written to it"
+    fit_fails_fast(f"sqlite:///{db}", pattern, capsys)
+    code, _, err = run_main(["runs", "--tracking-uri", f"sqlite:///{db}"], capsys)
+    assert_one_error_line(code, err, pattern)
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("left", ["no schema version", "a migration's temporary table"])
+def test_a_store_whose_creation_stopped_part_way_is_one_line(left: str, tracking_uri, tmp_path: Path, capsys) -> None:
+    """Stores an older lit-d2l left when stopped while MLflow made its schema: every command was a traceback."""
+    db = copy_of_store(tracking_uri, tmp_path / "mlflow.db")
+    with sqlite3.connect(db) as connection:
+        if left == "no schema version":
+            connection.execute("DROP TABLE alembic_version")
+        else:
+            connection.execute("CREATE TABLE _alembic_tmp_metrics (key TEXT)")
+        (runs,) = connection.execute("SELECT count(*) FROM runs").fetchone()
+    connection.close()
+    pattern = rf"mlflow\.db holds an MLflow schema whose creation or upgrade stopped part-way \({runs} runs in it\)"
+    fit_fails_fast(f"sqlite:///{db}", pattern, capsys)
+
+
+def test_a_store_of_another_mlflow_version_is_one_line(tracking_uri: str, tmp_path: Path, capsys) -> None:
+    """MLflow's 41-71-line traceback, advising an upgrade even for a newer schema."""
+    db = copy_of_store(tracking_uri, tmp_path / "mlflow.db")
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    connection.close()
+    pattern = (
+        r"mlflow\.db has MLflow schema ffffffffffff, and this MLflow expects \w+: another MLflow version wrote it\. "
+        r"If that version was older, back it up and run `mlflow db upgrade sqlite:///\S+`; if newer, use that MLflow"
+    )
+    code, _, err = run_main([*FIT, "--tracking.uri", f"sqlite:///{db}"], capsys)
+    assert_one_error_line(code, err, pattern)
+    code, _, err = run_main(["runs", "--tracking-uri", f"sqlite:///{db}"], capsys)
+    assert_one_error_line(code, err, pattern)
+
+
+@pytest.mark.slow
+def test_a_kill_while_the_store_is_created_leaves_no_broken_store(tmp_path: Path) -> None:
+    """MLflow's migrations run outside transactions on SQLite: a kill part-way through them left a store that every
+    later command failed on with a traceback (found by a hostile tryout, 3 kills out of 3)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    fit = [sys.executable, "-m", "lit_d2l", *FIT]
+    process = subprocess.Popen(fit, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = tmp_path / "mlruns"
+    deadline = time.monotonic() + 60
+    while not any(_migrating(path) for path in store.glob("*mlflow.db*")):  # mlflow.db, or where it is built
+        assert process.poll() is None and time.monotonic() < deadline, "the schema was made before it could be killed"
+        time.sleep(0.005)
+    process.kill()
+    process.wait()
+    for command in (["runs"], FIT):
+        done = subprocess.run([sys.executable, "-m", "lit_d2l", *command], cwd=tmp_path, env=env, capture_output=True)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()[-2000:]
+    assert not list(store.glob(".mlflow.db.creating-*")), "the half-made schema of the killed creator is gone"
+    assert MlflowClient(f"sqlite:///{store}/mlflow.db").search_runs(["1"])[0].info.status == "FINISHED"
+
+
+def _migrating(db: Path) -> bool:
+    """Whether MLflow's migrations are part-way through ``db`` (one of them has its temporary table there)."""
+    try:
+        connection = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=0.01)
+        try:
+            names = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return any(name.startswith("_alembic_tmp_") for (name,) in names)
 
 
 def test_a_truncated_database(tracking_uri: str, tmp_path: Path, capsys) -> None:
@@ -224,6 +315,7 @@ def test_runs_lists_a_read_only_store(tracking_uri: str, shared_dir: Path) -> No
         ("sqlite:/x.db", r"'sqlite:/x\.db' names no SQLite file; write sqlite:///relative/path\.db \(three slashes\)"),
         ("sqlite://x.db", r"'sqlite://x\.db' names no SQLite file; .+ or sqlite:////absolute/path\.db \(four\)"),
         ("sqlite://", r"'sqlite://' names no SQLite file"),  # in memory: gone with the process
+        ("sqlite:///:memory:", r"'sqlite:///:memory:' is an in-memory database, which keeps nothing once the process"),
         ("./mlruns", r"'\./mlruns' is a plain file store, which MLflow >= 3\.13 refuses; use a database such as"),
         ("file:./mlruns", r"'file:\./mlruns' is a plain file store"),
     ],
