@@ -97,6 +97,26 @@ def test_a_signalled_fit_resumes_in_the_same_run_with_every_step_once(tracking_u
         assert [v for _, v in history] == pytest.approx([v for _, v in reference], abs=1e-6), key
 
 
+class SignalAtTest(L.Callback):
+    """Sends this process a SIGTERM as the end-of-fit test starts: training is over."""
+
+    def on_test_start(self, trainer: L.Trainer, pl_module) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_after_training_says_how_to_finish_the_run(tracking_uri, client, experiment) -> None:
+    """It said only that the run is KILLED (found by a hostile tryout), though fit --resume tests it and ends it."""
+    args = linear_fit_args(tracking_uri, experiment, *EPOCHS, "--test_after_fit", "true")
+    with stop_signals_handled(), pytest.raises(Interrupted) as stopped:
+        run_configured("fit", args, callbacks=[SignalAtTest()])
+    run_id = stopped.value.run_id
+    assert stopped.value.checkpoint and f"continue it with: lit-d2l fit --resume {run_id}" in str(stopped.value)
+    assert client.get_run(run_id).info.status == "KILLED" and "test/loss" not in client.get_run(run_id).data.metrics
+    resumed_args, _ = resume_args(run_id, ["--tracking.uri", tracking_uri])
+    run_configured("fit", resumed_args)
+    assert client.get_run(run_id).info.status == "FINISHED" and "test/loss" in client.get_run(run_id).data.metrics
+
+
 def test_a_stops_checkpoint_is_deleted_once_the_fit_that_went_on_from_it_is_past_it(tracking_uri, client, experiment):
     """validate/test --run and --resume take a run's newest checkpoint: never a stop's that its fit went past."""
     from lit_d2l.callbacks.graceful_stop import CHECKPOINT_DIR_TAG

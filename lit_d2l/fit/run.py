@@ -51,7 +51,7 @@ from lit_d2l.fit.checks import (
     user_error_in,
     yaml_file_named,
 )
-from lit_d2l.fit.resume import check_same_settings, evaluate_args, resume_args
+from lit_d2l.fit.resume import check_same_settings, evaluate_args, latest_checkpoint, resume_args
 from lit_d2l.models import D2LModule, built, check_distributable
 from lit_d2l.processes import interrupts
 from lit_d2l.tracking import TrackingLogger
@@ -323,6 +323,9 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         diverged = exc
     except (interrupts.Interrupted, SIGTERMException) as exc:
         stop = exc if isinstance(exc, interrupts.Interrupted) else _interrupted(trainer)
+        if stop.checkpoint is None and trainer.checkpoint_callback is not None:  # stopped after training, say
+            saved = latest_checkpoint(trainer.checkpoint_callback.dirpath)  # what fit --resume goes on from
+            stop.checkpoint = str(saved) if saved is not None else None
         if logger is not None:
             logger.end("KILLED")
             stop.run_id, stop.run_status, stop.reason = logger.version, logger.status or "KILLED", logger.stop_reason

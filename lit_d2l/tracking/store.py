@@ -10,6 +10,7 @@ import difflib
 import functools
 import glob
 import os
+import shlex
 import sqlite3
 import struct
 import tempfile
@@ -45,7 +46,7 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 def store_option(uri: str, flag: str = "--tracking-uri") -> str:
     """`` FLAG URI`` when ``uri`` is not the store a command would use by default here, else ``""``: what a
     printed follow-up command needs to reach the same store."""
-    return "" if uri == resolve_tracking_uri() else f" {flag} {uri}"
+    return "" if uri == resolve_tracking_uri() else f" {flag} {shlex.quote(uri)}"
 
 
 def dashboard_hint(uri: str) -> str:

@@ -14,6 +14,8 @@ def test_the_default_store_needs_no_option_and_another_is_named(monkeypatch) -> 
     assert dashboard_hint(DEFAULT_TRACKING_URI) == "lit-d2l ui"
     assert store_option("sqlite:////tmp/x.db") == " --tracking-uri sqlite:////tmp/x.db"
     assert dashboard_hint("sqlite:////tmp/x.db") == "lit-d2l ui --tracking-uri sqlite:////tmp/x.db"
+    spaced = "sqlite:////tmp/dir with space/ü/mlflow.db"  # pasted as printed, it was three arguments
+    assert store_option(spaced) == " --tracking-uri 'sqlite:////tmp/dir with space/ü/mlflow.db'"
 
 
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://mlflow.example.org"])
