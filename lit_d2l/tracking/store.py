@@ -85,7 +85,7 @@ def check_store(uri: str, timeout_s: float = 5.0, *, create: bool = True, write:
     ``write=False`` (commands that only read) a read-only store passes and a missing one is an error.
     """
     db = sqlite_path(uri)
-    if db is not None and (db.name == ":memory:" or "mode=memory" in uri):
+    if db is not None and (":memory:" in db.name or "mode=memory" in uri):
         raise TrackingError(
             f"tracking store {uri!r} is an in-memory database, which keeps nothing once the process ends; "
             f"use a file such as {DEFAULT_TRACKING_URI!r}"

@@ -34,6 +34,13 @@ def storage_error(exc: BaseException) -> TrackingError | None:
     """The one-line :class:`TrackingError` for a write that failed for lack of space or permission, or for a store
     another MLflow version wrote, else None."""
     for link in _chain(exc):
+        if _HALF_MIGRATED.search(str(link)):
+            return TrackingError(
+                f"{checked_database() or 'the tracking database'} holds an MLflow schema whose creation or upgrade "
+                "stopped part-way (MLflow cannot apply its migrations again); restore it from a backup, or move it "
+                "aside if it holds no runs you need (a fresh store is made in its place), or point --tracking.uri "
+                "elsewhere"
+            )
         if version := _OTHER_SCHEMA.search(str(link)):
             db = checked_database() or "the tracking database"
             return TrackingError(
@@ -56,6 +63,8 @@ def storage_error(exc: BaseException) -> TrackingError | None:
     return None
 
 
+#: SQLite refusing a migration's DDL: a table or column it adds is there already, from a migration that stopped.
+_HALF_MIGRATED = re.compile(r"table \w+ already exists|duplicate column name")
 #: MLflow's refusal of a store whose schema revision is not its own (it says "out-of-date" also for a newer one).
 _OTHER_SCHEMA = re.compile(r"out-of-date database schema \(found version (\w+), but expected (\w+)\)")
 

@@ -316,6 +316,7 @@ def test_runs_lists_a_read_only_store(tracking_uri: str, shared_dir: Path) -> No
         ("sqlite://x.db", r"'sqlite://x\.db' names no SQLite file; .+ or sqlite:////absolute/path\.db \(four\)"),
         ("sqlite://", r"'sqlite://' names no SQLite file"),  # in memory: gone with the process
         ("sqlite:///:memory:", r"'sqlite:///:memory:' is an in-memory database, which keeps nothing once the process"),
+        ("sqlite:///file::memory:?uri=true", r"'sqlite:///file::memory:\?uri=true' is an in-memory database"),
         ("./mlruns", r"'\./mlruns' is a plain file store, which MLflow >= 3\.13 refuses; use a database such as"),
         ("file:./mlruns", r"'file:\./mlruns' is a plain file store"),
     ],

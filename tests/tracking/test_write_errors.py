@@ -37,6 +37,13 @@ def wrapped(inner: BaseException) -> BaseException:
         (sqlite3.OperationalError("database or disk is full"), "disk full writing"),
         (sqlite3.OperationalError("disk I/O error"), "write failed"),
         (sqlite3.OperationalError("attempt to write a readonly database"), "read-only database"),
+        # MLflow applying its migrations again to a store whose creation or upgrade stopped part-way
+        (sqlite3.OperationalError("table model_version_tags already exists"), "stopped part-way"),
+        (sqlite3.OperationalError("duplicate column name: client_request_id"), "stopped part-way"),
+        (
+            RuntimeError("Detected out-of-date database schema (found version ffffffffffff, but expected 0a1b2c3d)"),
+            "has MLflow schema ffffffffffff, and this MLflow expects 0a1b2c3d: another MLflow version wrote it",
+        ),
     ],
 )
 def test_storage_failures_are_recognised_through_their_wrappers(inner: BaseException, expected: str) -> None:
