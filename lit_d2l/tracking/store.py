@@ -61,6 +61,12 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len(_SQLITE_PREFIX) :].split("?", 1)[0]) if uri.startswith(_SQLITE_PREFIX) else None
 
 
+def in_memory(uri: str) -> bool:
+    """Whether ``uri`` is a SQLite database held in memory (gone with the process)."""
+    db = sqlite_path(uri)
+    return db is not None and (":memory:" in db.name or "mode=memory" in uri)
+
+
 def artifact_root(uri: str) -> str | None:
     """Artifacts of a SQLite store live in ``artifacts/`` beside the database; a server decides its own.
 
@@ -85,7 +91,7 @@ def check_store(uri: str, timeout_s: float = 5.0, *, create: bool = True, write:
     ``write=False`` (commands that only read) a read-only store passes and a missing one is an error.
     """
     db = sqlite_path(uri)
-    if db is not None and (":memory:" in db.name or "mode=memory" in uri):
+    if in_memory(uri):
         raise TrackingError(
             f"tracking store {uri!r} is an in-memory database, which keeps nothing once the process ends; "
             f"use a file such as {DEFAULT_TRACKING_URI!r}"
