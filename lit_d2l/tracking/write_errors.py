@@ -1,4 +1,4 @@
-"""Storage failures in the middle of a run (disk full, file too large, read-only store) as one clear error.
+"""Storage failures (disk full, file too large, read-only store, a schema MLflow cannot open) as one clear error.
 
 MLflow and SQLAlchemy wrap the operating system's error two or three times over; the original
 (an ``OSError`` or SQLite's message) is found by walking the exception's causes.
@@ -32,7 +32,7 @@ _SQLITE_MESSAGES = {
 
 def storage_error(exc: BaseException) -> TrackingError | None:
     """The one-line :class:`TrackingError` for a write that failed for lack of space or permission, or for a store
-    another MLflow version wrote, else None."""
+    MLflow cannot open (another MLflow version's, or one whose migration stopped part-way), else None."""
     for link in _chain(exc):
         if _HALF_MIGRATED.search(str(link)):
             return TrackingError(
