@@ -9,6 +9,7 @@ both back off, both retry after a random pause.
 from __future__ import annotations
 
 import random
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -89,7 +90,7 @@ class SweepStore:
         if runs:
             return runs[0]
         ids = self._sweep_ids(experiments)
-        named = [i for i in ids if i.startswith(f"{sweep}-")]  # the spec's name, without the id's digest
+        named = [i for i in ids if re.fullmatch(rf"{re.escape(sweep)}-[0-9a-f]{{10}}", i)]  # a spec's name: its ids
         if len(named) == 1:
             return self._parents(experiments, named[0], "sweep", newest_only=True)[0]
         if named:

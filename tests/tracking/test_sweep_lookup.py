@@ -40,7 +40,8 @@ def test_a_spec_name_finds_its_one_sweep_and_names_them_when_several(
     when only one has it; when the spec changed between sweeps, the error names their ids."""
     experiment_id = client.create_experiment(experiment)
     one, *two = f"{experiment}-one-0a1b2c3d4e", f"{experiment}-two-5f6a7b8c9d", f"{experiment}-two-0e1f2a3b4c"
-    for sweep_id in (one, *two):
+    longer = f"{experiment}-one-more-1a2b3c4d5e"  # another spec, whose name begins with the first's
+    for sweep_id in (one, *two, longer):
         client.create_run(experiment_id, tags={KIND_TAG: "sweep", SWEEP_TAG: sweep_id}, run_name=sweep_id)
     store = SweepStore(tracking_uri)
     assert store.resolve_parent(f"{experiment}-one").data.tags[SWEEP_TAG] == one
