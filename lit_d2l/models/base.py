@@ -183,12 +183,12 @@ class D2LModule(L.LightningModule):
             self.log("weight_norm", torch.sqrt(sum((w**2).sum() for w in weights)), sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self.evaluate("val", batch)
+        self.evaluate_batch("val", batch)
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self.evaluate("test", batch)
+        self.evaluate_batch("test", batch)
 
-    def evaluate(self, split: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def evaluate_batch(self, split: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """Add a minibatch to ``split``'s epoch loss (``val``, ``test``); returns (outputs, targets)."""
         output, y = self(*batch[:-1]), batch[-1]
         add_batch_mean(getattr(self, f"{split}_loss"), self.loss(output, y), len(y))
@@ -331,9 +331,9 @@ class Classifier(D2LModule):
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return nn.functional.cross_entropy(logits, y)
 
-    def evaluate(self, split: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        """The loss as :meth:`D2LModule.evaluate` adds it, and the accuracy."""
-        logits, y = super().evaluate(split, batch)
+    def evaluate_batch(self, split: str, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """The loss as :meth:`D2LModule.evaluate_batch` adds it, and the accuracy."""
+        logits, y = super().evaluate_batch(split, batch)
         getattr(self, f"{split}_acc").update(logits, y)
         return logits, y
 

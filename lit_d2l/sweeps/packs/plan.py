@@ -43,7 +43,7 @@ PACK_RESTATES = sorted(
     {name for hooks in (ModelHooks, DataHooks) for name in vars(hooks) if not name.startswith("_")}
     - {"configure_model", "configure_sharded_model"}  # building: the pack builds each arm with them
     | {"training_step", "validation_step", "test_step", "configure_optimizers", "optimizer_step", "backward"}
-    | {"log_train_loss", "log_epoch_metric", "parameter_groups", "evaluate"}
+    | {"log_train_loss", "log_epoch_metric", "parameter_groups", "evaluate_batch"}
 )
 _SIMPLE_TRAINER = {
     "strategy": ("auto",),
