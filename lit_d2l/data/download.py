@@ -90,7 +90,7 @@ def download(url: str, destination: Path, md5: str, deadline_s: float = DEFAULT_
 
 def remove_stale_parts(destination: Path, older_than_s: float) -> None:
     """Delete ``destination``'s part files untouched for ``older_than_s`` seconds (left by killed
-    downloads); younger ones may belong to a download in progress and stay. Returns those deleted."""
+    downloads); younger ones may belong to a download in progress and stay."""
     now = time.time()
     for part in destination.parent.glob(f".{glob.escape(destination.name)}.*.part"):
         try:

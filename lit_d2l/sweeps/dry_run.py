@@ -24,7 +24,10 @@ def dry_run(
     runs = f"{plural(len(spec.arms), 'arm')} x {plural(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
     for line in [f"sweep {spec.sweep_id}: {runs}", f"base config: {spec.base}", *arms]:
         echo(line)
-    tasks = [PairTask(a.key, s, spec.fit_args(a, s), {}, settings=spec.settings(a, s)) for a, s in spec.pairs()]
+    tasks = [  # to plan the packs only: no store, no run
+        PairTask(arm.key, seed, spec.fit_args(arm, seed), {}, "", "", "", settings=spec.settings(arm, seed))
+        for arm, seed in spec.pairs()
+    ]
     packs = pack_tasks(tasks, pack, pack_size, workers)
     packed = [p for p in packs if p.packed]
     alone = [p for p in packs if not p.packed]

@@ -103,11 +103,11 @@ class PairTask:
     seed: int
     args: list[str]
     tags: dict[str, str]
-    max_grad_norm: float = 0.0
-    diagnostics_every: int = 0
-    tracking_uri: str = ""
-    experiment_id: str = ""
-    run_name: str = ""
+    tracking_uri: str
+    experiment_id: str
+    run_name: str
+    max_grad_norm: float = 0.0  # 0: no divergence bound
+    diagnostics_every: int = 0  # 0: no per-layer diagnostics
     settings: dict[str, Any] = field(default_factory=dict)  # the arm's swept settings and its seed
     params: dict[str, str] = field(default_factory=dict)  # the swept values as top-level params of the child run
     steps: float = 1.0  # its expected training steps: its weight in the sweep's ETA
@@ -315,9 +315,10 @@ def plan_sweep(
     """Check every arm parses (and, with ``workers`` > 1, fits in one process), join the sweep's live parent run or
     resume (unless ``fresh``) or create one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
-    first_seed = {}
+    steps, first_seed = {}, {}
     for arm in spec.arms:  # every arm must parse, and its model and data build, before any run starts
         first_seed[arm.key] = parse_arm(spec, arm, where)
+        steps[arm.key] = expected_steps(first_seed[arm.key])
         check_one_process(first_seed[arm.key], workers, "run")
     store, sweep_id = SweepStore(uri), spec.sweep_id
     parent, parent_run, joined = open_parent_run(store, spec.name, sweep_id, sweep_id, fresh=fresh)
@@ -347,7 +348,7 @@ def plan_sweep(
                 run_name=f"{names[arm.key]}/s{seed}"[:240],
                 params=swept_params(dict(arm.settings)),
                 settings=spec.settings(arm, seed),
-                steps=expected_steps(first_seed[arm.key]),
+                steps=steps[arm.key],
                 # each arm is parsed once: the other seeds' configs come from the first's (only the seeds differ)
                 parsed=first_seed[arm.key]
                 if seed == spec.seeds[0]

@@ -38,10 +38,14 @@ class Selection:
     def arm(self) -> str:
         return self.ranking[0][0]
 
+    @property
+    def runs(self) -> list[Child]:
+        return self.ranking[0][2]
+
     def best_run(self) -> Child:
         """The selected arm's run with the best value of the metric (the seed to train again for the test)."""
         pick = min if self.mode == "min" else max
-        return pick(self.ranking[0][2], key=lambda c: (c.metrics[self.metric], c.seed))
+        return pick(self.runs, key=lambda c: (c.metrics[self.metric], c.seed))
 
     def markdown(self) -> str:
         better = "lowest" if self.mode == "min" else "highest"
