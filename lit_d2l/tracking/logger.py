@@ -29,7 +29,7 @@ from torch import Tensor
 
 from lit_d2l.processes import interrupts
 from lit_d2l.processes.interrupts import shielded
-from lit_d2l.tracking.liveness import Heartbeat, owner_tags
+from lit_d2l.tracking.liveness import HEARTBEAT_TAG, Heartbeat, owner_tags
 from lit_d2l.tracking.models import MODEL_NAME, log_model, register_model
 from lit_d2l.tracking.outbox import MAX_METRICS_PER_BATCH, Outbox, batches
 from lit_d2l.tracking.outbox import server_timeout_s as server_timeout_s_of
@@ -358,9 +358,14 @@ class TrackingLogger(Logger):
         }
         # epoch is recorded when it changes: the stored one is the last change, not a new one after a resume
         self._last_epoch = run.data.metrics.get("epoch")
-        # Its owner first: a resume that reads the run RUNNING (and so refuses) can then always say who runs it.
-        set_tags(client, run_id, {**self._initial_tags, **owner_tags()})
-        client.update_run(run_id, status="RUNNING")
+        tags = {**self._initial_tags, **owner_tags()}
+        # A run this process has just created RUNNING with these tags (a sweep's claimed pair) needs no writes.
+        if run.info.status != "RUNNING" or any(
+            run.data.tags.get(key) != str(value) for key, value in tags.items() if key != HEARTBEAT_TAG
+        ):
+            # Its owner first: a resume that reads the run RUNNING (and so refuses) can then always say who runs it.
+            set_tags(client, run_id, tags)
+            client.update_run(run_id, status="RUNNING")
         settle(client, run_id, run.data.tags)  # owned by this process now: its fit --resume claim is done
         self._client, self._run_id, self.status = client, run_id, "RUNNING"
         self._restore_unstored()

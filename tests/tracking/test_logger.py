@@ -135,3 +135,32 @@ def test_writes_are_log_batch_calls_within_mlflow_limits_and_precede_the_end(
     assert run.info.status == "FINISHED"
     assert len(run.data.params) == 130
     assert {f"t{i}" for i in range(10)} <= set(run.data.tags)
+
+
+def test_taking_over_a_run_this_process_just_claimed_writes_nothing(tracking_uri, client, experiment, monkeypatch):
+    """A sweep's pair is claimed RUNNING with its owner tags, then fitted in that run: taking it over costs no
+    store round trip (two a run before). A run that another process owned is tagged with its new owner."""
+    from lit_d2l.tracking.liveness import OWNER_TAG
+    from lit_d2l.tracking.logger import ensure_experiment
+    from lit_d2l.tracking.sweeps import SweepStore
+
+    writes: list[str] = []
+
+    def counted(name: str):
+        method = getattr(MlflowClient, name)
+        return lambda self, *args, **kwargs: (writes.append(name), method(self, *args, **kwargs))[1]
+
+    for name in ("log_batch", "update_run"):
+        monkeypatch.setattr(MlflowClient, name, counted(name))
+    experiment_id = ensure_experiment(client, experiment, tracking_uri)
+    store = SweepStore(tracking_uri)
+    claimed = store.start_run(experiment_id, "pair", {"arm": "a"})
+    taken = store.start_run(experiment_id, "other", {"arm": "b"})
+    client.set_tag(taken, OWNER_TAG, "another-host:1:0")
+    for run_id, arm, expected in ((claimed, "a", []), (taken, "b", ["log_batch", "update_run"])):
+        writes.clear()
+        logger = TrackingLogger(experiment, tracking_uri=tracking_uri, tags={"arm": arm}, run_id=run_id)
+        assert logger.run_id == run_id
+        assert writes == expected
+        logger.end_run("FINISHED")
+    assert client.get_run(taken).data.tags[OWNER_TAG] != "another-host:1:0"
