@@ -83,13 +83,19 @@ def report_command(args: argparse.Namespace, rest: list[str]) -> int:
 
     refuse_test_metric(args.select or "")  # said as what it is, not as a metric no run logged
     given = {"--metrics": args.metrics or [], "--select": [args.select] if args.select else []}
-    check_logged(args.sweep, args.tracking_uri, given)  # a misspelt name: before the stored report is replaced
+    check_logged(args.sweep, args.tracking_uri, given)  # a misspelt name: one line, before any report is written
     if args.select:
         direction(args.select, args.mode)  # a bad metric or mode fails before the report is written
         check_registered_name(args.register, "--register")
-    path, _ = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri, metrics=args.metrics)
+    report = build_report(args.sweep, out_dir=args.out, tracking_uri=args.tracking_uri, metrics=args.metrics)
+    path = report.path
     print(path.read_text())
-    print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name}; both logged on the parent run)")
+    where = (
+        "both logged on the parent run"
+        if report.recorded
+        else "not recorded: the parent run keeps its verdict on the spec's metrics"
+    )
+    print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name}; {where})")
     if args.select:
         return select_command(args.sweep, args.select, args.mode, args.test, args.tracking_uri, args.register)
     return 0

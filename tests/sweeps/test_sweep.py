@@ -250,8 +250,17 @@ def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(
     from tests.test_cli import run_main
 
     argv = ["report", result.sweep_id, "--metrics", "val/loss", "--tracking-uri", tracking_uri]
+    client = MlflowClient(tracking_uri)
+    recorded = client.get_run(result.parent_run_id).data
     code, out, _ = run_main([*argv, "--out", str(tmp_path / "again")], capsys)
     assert code == 0 and "no run logged" not in out and re.search(r"^## Verdict: l2=\d is best on val/loss", out, re.M)
+    # A view: the parent keeps its verdict on the spec's metrics (description, best/* metrics, tags, report/).
+    assert "not recorded: the parent run keeps its verdict on the spec's metrics" in out
+    now = client.get_run(result.parent_run_id).data
+    assert (now.tags, now.metrics) == (recorded.tags, recorded.metrics)
+    assert "no run logged this metric" in now.tags["mlflow.note.content"]
+    logged = client.download_artifacts(result.parent_run_id, "report/report.md", str(tmp_path / "logged"))
+    assert "val/los`: no run logged" in Path(logged).read_text()
     # A name misspelt on the command line: one line, and the report written before is left as it was.
     before = (tmp_path / "again" / "report.md").stat().st_mtime_ns
     for option in (["--metrics", "val/loss", "val/los"], ["--select", "val/los"], ["--select", "val/los", "--test"]):

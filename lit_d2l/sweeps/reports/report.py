@@ -169,21 +169,29 @@ class Report(NamedTuple):
 
     path: Path
     verdict: SweepVerdict
+    recorded: bool = True  # on the parent run; False for a view on other metrics than the spec's
 
 
 def build_report(
     sweep: str, out_dir: Path | None = None, tracking_uri: str | None = None, metrics: list[str] | None = None
 ) -> Report:
     """Write ``report.md``, ``report.html`` (figures embedded) and the PNGs for a sweep (its id or parent
-    run id), and log them on the parent run under ``report/``; returns the markdown file and the verdict.
-    ``metrics`` replace the spec's (say, one it misspelt), without training anything again."""
+    run id), and record them on the parent run (its description, ``best/*`` metrics and tags, ``report/``); returns
+    the markdown file and the verdict.
+
+    ``metrics`` other than the spec's (say, one it misspelt) rank the runs on those, without training again: a
+    view, written to ``reports/<sweep id>-by-<metrics>`` unless ``out_dir`` is given, and not recorded (the parent
+    keeps the verdict on its spec's metrics)."""
     store = SweepStore(tracking_uri)
     parent = store.resolve_parent(sweep)
     params = parent.data.params
-    metrics = metrics or json.loads(params.get("sweep.metrics", '["val/loss"]'))
+    spec_metrics = json.loads(params.get("sweep.metrics", '["val/loss"]'))
+    metrics = metrics or spec_metrics
+    recorded = metrics == spec_metrics
     axes: list[str] = json.loads(params.get("sweep.axes", "[]"))
     sweep_id = parent.data.tags.get("lit_d2l.sweep_id", parent.info.run_id)
-    out_dir = Path(out_dir) if out_dir is not None else report_dir(Path("reports"), sweep_id)
+    folder = sweep_id if recorded else f"{sweep_id}-by-{'-'.join(metrics)}"
+    out_dir = Path(out_dir) if out_dir is not None else report_dir(Path("reports"), folder)
     out_dir.mkdir(parents=True, exist_ok=True)
     children = store.children(parent)
     finished, _ = one_run_per_pair(children)
@@ -194,7 +202,8 @@ def build_report(
     found = sweep_verdict(finished, metrics, axes, params.get("sweep.description", ""))
     left = runs_left(parent, len(finished))
     found = dataclasses.replace(found, not_final=f"{left}; this verdict may change." if left else "")
-    store.record(parent.info.run_id, found.best_metrics(), found.tags(), (found.markdown(), "verdict.md"))
+    if recorded:
+        store.record(parent.info.run_id, found.best_metrics(), found.tags(), (found.markdown(), "verdict.md"))
     summary = summarise(children, metrics)
     stability = [
         (key.removeprefix("stability/"), f"{value:.3g}")
@@ -226,8 +235,9 @@ def build_report(
     table = (summary.header, summary.rows)
     page = html_report(title, found.markdown(), intro, table, summary.legend, summary.notes, stability, saved)
     (out_dir / "report.html").write_text(page)
-    store.client.log_artifacts(parent.info.run_id, str(out_dir), "report")
-    return Report(out_dir / "report.md", found)
+    if recorded:
+        store.client.log_artifacts(parent.info.run_id, str(out_dir), "report")
+    return Report(out_dir / "report.md", found, recorded)
 
 
 def trained_with(store: SweepStore, finished: list[Child]) -> str:
