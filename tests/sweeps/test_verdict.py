@@ -104,6 +104,15 @@ def test_an_arm_with_a_diverged_seed_cannot_win() -> None:
     assert "out of the running: l2=10 (1 seed(s) diverged), l2=30 (no finite value on seed 0)" in result.text()
 
 
+def test_an_arm_that_never_logged_the_metric_is_said_so_not_called_non_finite() -> None:
+    """Say, a model of its own that logs no val/acc beside classifiers that do."""
+    children = sweep({0.1: [0.5, 0.52], 1.0: [0.2, 0.21]}, "val/acc")
+    children += [child({"model.l2": 3.0}, seed, None) for seed in (0, 1)]
+    result = verdict(children, "val/acc")
+    assert ("l2=3", "did not log it on seed 0, 1") in result.excluded
+    assert "no finite value" not in result.text()
+
+
 def test_every_arm_diverged_names_no_winner() -> None:
     children = [child({"model.lr": 10.0}, seed, None, diverged=True) for seed in range(2)]
     result = verdict(children, "val/loss")

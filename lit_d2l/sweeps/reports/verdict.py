@@ -166,7 +166,9 @@ def arm_results(kept: list[Child], metric: str, mode: str) -> tuple[list[ArmResu
         if diverged:
             excluded.append((arm, arm_name(runs[0]), f"{diverged} seed(s) diverged"))
         elif missing:
-            excluded.append((arm, arm_name(runs[0]), f"no finite value on seed {', '.join(map(str, sorted(missing)))}"))
+            unlogged = all(metric not in c.metrics for c in runs if c.seed in missing)
+            why = "did not log it on seed" if unlogged else "no finite value on seed"
+            excluded.append((arm, arm_name(runs[0]), f"{why} {', '.join(map(str, sorted(missing)))}"))
         else:
             ranked.append(ArmResult(arm, metric, tuple(sorted(runs, key=lambda c: c.seed))))
     sign = 1.0 if mode == "min" else -1.0
