@@ -144,6 +144,21 @@ def test_a_two_key_grid_gives_the_best_per_group() -> None:
     ]
     # Within a group the seeds move together (+0.01 per seed): a paired test sees a constant gap.
     assert all(v.comparison is not None and v.comparison.distinguishable for _, v in groups)
+    found = sweep_verdict(children, ["val/loss"], ["model.activation", "model.init_std"])
+    assert [name for name, _ in found.groups] == ["activation=relu", "activation=tanh"]
+
+
+def test_listed_arms_are_grouped_only_by_a_key_every_arm_sets_and_several_share() -> None:
+    """A key one listed arm alone sets (its schedule), or one whose every arm differs, makes no groups."""
+    listed = [
+        {"model.class_path": "MLP", "model.width": 8},
+        {"model.class_path": "MLP", "model.width": 16, "lr_scheduler": "StepLR"},
+        {"model.class_path": "CNN", "model.width": 32},
+    ]
+    children = [child(arm, seed, 0.1 * number + 0.01 * seed) for number, arm in enumerate(listed) for seed in (0, 1)]
+    found = sweep_verdict(children, ["val/loss"], ["lr_scheduler", "model.class_path", "model.width"])
+    assert [name for name, _ in found.groups] == ["class_path=CNN", "class_path=MLP"]
+    assert not sweep_verdict(children, ["val/loss"], ["lr_scheduler", "model.width"]).groups
 
 
 def test_a_verdict_names_three_arms_out_of_the_running_and_counts_the_rest() -> None:

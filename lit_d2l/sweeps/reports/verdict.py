@@ -187,6 +187,15 @@ def verdict(kept: list[Child], metric: str, mode: str | None = None) -> Verdict:
     return Verdict(metric, mode, ranked[0], comparison, excluded)
 
 
+def groups_arms(kept: list[Child], key: str) -> bool:
+    """Whether ``key`` splits the arms into groups worth a best each: every arm sets it, to one of several values,
+    and some value is held by several arms (not, say, a key that one listed arm alone sets)."""
+    arms = {child.arm: settings(child) for child in kept}
+    if not all(key in arm for arm in arms.values()):
+        return False
+    return 1 < len({label(arm[key]) for arm in arms.values()}) < len(arms)
+
+
 def verdicts_per_group(kept: list[Child], metric: str, key: str, mode: str | None = None) -> list[tuple[str, Verdict]]:
     """With several keys swept: for each value of ``key``, the verdict among the arms holding that value."""
     groups: dict[str, list[Child]] = defaultdict(list)
@@ -329,7 +338,8 @@ def sweep_verdict(kept: list[Child], metrics: list[str], axes: list[str], descri
     unranked = {"train/loss_epoch"} if "train/loss_data" in logged else set()
     judged = [m for m in metrics if m != primary and goal(m) is not None and m not in unranked]
     judged = [primary, *judged] if primary else []
-    groups = verdicts_per_group(kept, primary, axes[0]) if primary and len(axes) > 1 else []
+    key = next((key for key in axes if groups_arms(kept, key)), None) if primary and len(axes) > 1 else None
+    groups = verdicts_per_group(kept, primary, key) if primary and key else []
     unlogged = [metric for metric in metrics if kept and metric not in logged]
     verdicts = [verdict(kept, metric) for metric in judged]
     edge = at_edge(verdicts[0].best, kept, axes[0]) if verdicts and verdicts[0].best and len(axes) == 1 else ""
