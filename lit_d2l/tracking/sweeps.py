@@ -47,6 +47,7 @@ class Child:
     metrics: dict[str, float]
     tags: dict[str, str] = field(default_factory=dict)
     start_time: int = 0  # ms since the epoch, as MLflow records it
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def live(self) -> bool:
@@ -323,6 +324,7 @@ def as_child(run: Run) -> Child:
         metrics=dict(run.data.metrics),
         tags=dict(run.data.tags),
         start_time=run.info.start_time or 0,
+        params=dict(run.data.params),
     )
 
 

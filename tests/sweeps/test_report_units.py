@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from lit_d2l.sweeps.reports.report import build_report, one_run_per_pair, report_dir, summary_table
+from lit_d2l.sweeps.reports.report import build_report, one_run_per_pair, report_dir, summary_table, trained_with
 from lit_d2l.sweeps.spec import canonical
 from lit_d2l.tracking.sweeps import KIND_TAG, SWEEP_TAG, Child
 
@@ -67,3 +67,20 @@ def test_a_hostile_sweep_id_in_the_store_is_written_under_reports(tmp_path, trac
     report = build_report(parent.info.run_id, tracking_uri=tracking_uri).path
     assert report.resolve().parent.parent == (tmp_path / "report_root" / "reports").resolve()
     assert not (tmp_path / "escaped").exists()
+
+
+def test_what_the_arms_trained_says_each_value_where_arms_differ() -> None:
+    def run(model: str, optimizer: str | None, epochs: str, schedule: str | None = None) -> Child:
+        params = {"model.class_path": f"pkg.{model}", "trainer.max_epochs": epochs}
+        params |= {"optimizer.class_path": f"torch.optim.{optimizer}"} if optimizer else {}
+        params |= {"lr_scheduler.class_path": f"torch.optim.lr_scheduler.{schedule}"} if schedule else {}
+        return Child("r", "a", 0, "FINISHED", "finished", {}, params=params)
+
+    same = [run("MLP", None, "4"), run("MLP", None, "4")]
+    assert trained_with(same) == " Trained: MLP, the model's own SGD, 4 epochs (as the runs record it)."
+    mixed = [run("TinyCNN", None, "4"), run("TinyCNN", "Adam", "4", "StepLR"), run("ScaledMLP", "AdamW", "8")]
+    assert trained_with(mixed) == (
+        " Trained: TinyCNN or ScaledMLP (by arm), the model's own SGD or Adam or AdamW (by arm), no schedule or StepLR "
+        "(by arm), 4 or 8 epochs (by arm) (as the runs record it)."
+    )
+    assert trained_with([]) == ""

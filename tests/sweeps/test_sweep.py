@@ -245,7 +245,7 @@ def test_a_spec_metric_no_run_logs_is_said_once_the_first_run_finishes(
     assert not [line for line in lines if line.startswith("note: ")], "the verdict says it"
     said = build_report(result.sweep_id, out_dir=tmp_path / "as-specified", tracking_uri=tracking_uri).path.read_text()
     assert "- `val/los`: no run logged this metric" in said and "lit-d2l report SWEEP --metrics NAME" in said
-    assert re.search(r"Trained: \w+, the model's own SGD, 2 epochs \(as the first arm's run records it\)\.", said)
+    assert re.search(r"Trained: \w+, the model's own SGD, 2 epochs \(as the runs record it\)\.", said)
     # Ranked again on what the runs logged, without training again: `lit-d2l report ID --metrics val/loss`
     from tests.test_cli import run_main
 

@@ -198,7 +198,7 @@ def build_report(
 
     diverged = sum(c.outcome == "diverged" for c in finished)
     counts = f"{len(finished) - diverged} finished, {diverged} diverged" if diverged else f"{len(finished)} finished"
-    title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}.{trained_with(store, finished)}"
+    title, intro = f"Sweep {sweep_id}", f"Parent run {parent.info.run_id}; {counts}.{trained_with(finished)}"
     found = sweep_verdict(finished, metrics, axes, params.get("sweep.description", ""))
     left = runs_left(parent, len(finished))
     found = dataclasses.replace(found, not_final=f"{left}; this verdict may change." if left else "")
@@ -240,16 +240,23 @@ def build_report(
     return Report(out_dir / "report.md", found, recorded)
 
 
-def trained_with(store: SweepStore, finished: list[Child]) -> str:
-    """What the arms trained, as the first arm's run records it: model, optimizer, schedule, epochs."""
+def trained_with(finished: list[Child]) -> str:
+    """What the arms trained, as their runs record it: model, optimizer, schedule, epochs; where the arms differ in
+    one, its values in their order (``MLP or LeNet (by arm)``)."""
+
+    def said(param: str, unset: str, alone: str = "", unit: str = "") -> str:
+        values = list(dict.fromkeys(c.params.get(param, "None").rsplit(".", 1)[-1] for c in finished))
+        values = [value if value != "None" else "" for value in values]
+        if len(values) == 1:
+            return f"{values[0]}{unit}" if values[0] else alone
+        return " or ".join(value or unset for value in values) + f"{unit} (by arm)"
+
     if not finished:
         return ""
-    params = store.client.get_run(finished[0].run_id).data.params
-    named = [params.get(f"{key}.class_path", "").rsplit(".", 1)[-1] for key in ("model", "optimizer", "lr_scheduler")]
-    model, optimizer, schedule = named
-    epochs = params.get("trainer.max_epochs", "None")
-    parts = [model, optimizer or "the model's own SGD", schedule, "" if epochs == "None" else f"{epochs} epochs"]
-    return f" Trained: {', '.join(part for part in parts if part)} (as the first arm's run records it)."
+    own_sgd = "the model's own SGD"
+    parts = [said("model.class_path", "?"), said("optimizer.class_path", own_sgd, own_sgd)]
+    parts += [said("lr_scheduler.class_path", "no schedule"), said("trainer.max_epochs", "?", unit=" epochs")]
+    return f" Trained: {', '.join(part for part in parts if part)} (as the runs record it)."
 
 
 def report_dir(root: Path, sweep_id: str) -> Path:
