@@ -48,7 +48,7 @@ def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] 
     try:
         built = instantiate_class(probe, optimizer) if optimizer else torch.optim.SGD(probe, lr=0.1)
     except (TypeError, ValueError, ArithmeticError) as exc:
-        raise ConfigError(f"optimizer: {exc} (check the --optimizer.* settings)") from None
+        raise settings_error("optimizer", optimizer, exc) from None
     if scheduler is None:
         return
     try:
@@ -60,7 +60,18 @@ def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] 
             else:
                 schedule.step()
     except (TypeError, ValueError, ArithmeticError) as exc:
-        raise ConfigError(f"lr_scheduler: {exc} (check the --lr_scheduler.* settings)") from None
+        raise settings_error("lr_scheduler", scheduler, exc) from None
+
+
+def settings_error(group: str, settings: dict[str, Any] | None, exc: Exception) -> ConfigError:
+    """``exc`` raised by the ``group``'s class, in one line; a division by zero names the settings that are 0."""
+    zeros = [
+        key for key, value in ((settings or {}).get("init_args") or {}).items() if value == 0 and value is not False
+    ]
+    if isinstance(exc, ZeroDivisionError) and zeros:
+        named = " or ".join(f"--{group}.{key} 0" for key in zeros)
+        return ConfigError(f"{group}: {named} divides by zero ({exc}); give a value > 0")
+    return ConfigError(f"{group}: {exc} (check the --{group}.* settings)")
 
 
 def check_checkpoint(path: str) -> None:

@@ -191,7 +191,10 @@ def test_a_non_finite_step_loss_is_not_dropped_from_the_epoch_mean(quiet_trainer
     "extra, message",
     [
         (["--optimizer", "Adam", "--optimizer.lr", "-1"], "optimizer: Invalid learning rate"),
-        (["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "0"], "lr_scheduler: integer modulo by zero"),
+        (
+            ["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "0"],
+            "lr_scheduler: --lr_scheduler.step_size 0 divides by zero .* give a value > 0",
+        ),
         (["--optimizer", "NotAnOptimizer"], "such as SGD, Adam or AdamW"),
         (["--lr_scheduler", "StepLR"], "required: step_size"),
     ],
