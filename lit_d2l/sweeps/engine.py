@@ -221,13 +221,15 @@ def parse_arm(spec: SweepSpec, arm: Arm, extra: list[str]) -> Any:
     except ConfigError as exc:
         if arm.settings and _parses(spec, extra):  # its own values are at fault, not the base config or overrides
             raise ConfigError(f"{spec.path}, arm {arm.key}: {exc}") from None
+        if spec.overrides and _parses(replace(spec, overrides={}), extra):  # the spec's overrides are
+            raise ConfigError(f"{spec.path}, overrides: {exc}") from None
         raise
     check_arm_settings(arm, parsed)
     return parsed
 
 
 def _parses(spec: SweepSpec, extra: list[str]) -> bool:
-    """Whether the spec's base config and overrides alone (no arm's values) parse."""
+    """Whether the spec's base config and its overrides alone (no arm's values) parse."""
     try:
         parse_fit([*QUIET_TRAINER, *spec.fit_args(Arm(()), spec.seeds[0]), *extra])
     except ConfigError:

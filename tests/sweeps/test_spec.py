@@ -215,6 +215,21 @@ def test_bad_arm_values_fail_before_any_run_starts(tmp_path, grid, pattern, trac
     assert client.get_experiment_by_name("never-started") is None
 
 
+def test_a_bad_override_names_the_spec_and_its_overrides(tmp_path, tracking_uri, client, capsys) -> None:
+    spec = write_spec(
+        tmp_path, "name: never-started\nbase: BASE\ngrid: {model.lr: [0.1, 0.2]}\noverrides: {trainer.max_epoch: 1}\n"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", str(spec), "--tracking-uri", tracking_uri])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2
+    assert err == (
+        f"lit-d2l: error: {spec}, overrides: unrecognized arguments: --trainer.max_epoch 1; "
+        "did you mean --trainer.max_epochs?"
+    )
+    assert client.get_experiment_by_name("never-started") is None
+
+
 @pytest.mark.slow
 def test_dry_run_lists_arms_and_records_nothing(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
