@@ -28,9 +28,7 @@ def ablate_command(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError("--resume and --fresh contradict each other: give one (resuming is the default)")
     spec = load_spec(args.spec, max_runs=args.max_runs)
     if not args.dry_run:  # at once: checking the arms (and importing torch) takes seconds, training minutes
-        seeds = f"{len(spec.seeds)} seed" + ("s" if len(spec.seeds) > 1 else "")
-        runs = f"{len(spec.arms)} arms x {seeds} = {len(spec.pairs())} runs"
-        print(f"sweep {spec.sweep_id}: {runs}; checking every arm's settings ...", flush=True)
+        print(f"sweep {spec.sweep_id}: {spec.size()}; checking every arm's settings ...", flush=True)
     from lit_d2l.sweeps.dry_run import dry_run
     from lit_d2l.sweeps.engine import run_sweep
     from lit_d2l.sweeps.reports.report import build_report

@@ -20,12 +20,25 @@ def dry_run(
     recording anything."""
     check_pack_options(pack, pack_size)
     # As a real run would: every arm's values, before anything is promised (a bad arm is the one line said).
-    arms = [f"  {arm.key}: {resolved(parse_arm(spec, arm, ['--trainer.logger', 'false']))}" for arm in spec.arms]
-    runs = f"{plural(len(spec.arms), 'arm')} x {plural(len(spec.seeds), 'seed')} = {len(spec.pairs())} runs"
-    for line in [f"sweep {spec.sweep_id}: {runs}", f"base config: {spec.base}", *arms]:
+    parsed = {arm.key: parse_arm(spec, arm, ["--trainer.logger", "false"]) for arm in spec.arms}
+    for parse in parsed.values():  # nothing is fetched: the packs' trial step skips data it does not have
+        if isinstance(getattr(parse.datamodule, "download", None), bool):
+            parse.datamodule.download = False
+    arms = [f"  {arm.key}: {resolved(parsed[arm.key])}" for arm in spec.arms]
+    for line in [f"sweep {spec.sweep_id}: {spec.size()}", f"base config: {spec.base}", *arms]:
         echo(line)
     tasks = [  # to plan the packs only: no store, no run
-        PairTask(arm.key, seed, spec.fit_args(arm, seed), {}, "", "", "", settings=spec.settings(arm, seed))
+        PairTask(
+            arm.key,
+            seed,
+            spec.fit_args(arm, seed),
+            {},
+            "",
+            "",
+            "",
+            settings=spec.settings(arm, seed),
+            parsed=parsed[arm.key] if seed == spec.seeds[0] else None,
+        )
         for arm, seed in spec.pairs()
     ]
     packs = pack_tasks(tasks, pack, pack_size, workers)

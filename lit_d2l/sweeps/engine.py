@@ -13,6 +13,7 @@ process died, is reported and the others go on. The units run here, in worker pr
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -159,7 +160,9 @@ def run_sweep(
     check_pack_options(pack, pack_size)
     check_backend(backend, address, workers)
     with connected(address) if backend == "ray" else nullcontext() as cluster:
-        plan = plan_sweep(spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo, workers=workers)
+        plan = plan_sweep(
+            spec, resolve_tracking_uri(tracking_uri), fresh=fresh, echo=echo, workers=workers, fetch=cluster is None
+        )
         with ends_on_error(plan.parent):
             units = pack_tasks(plan.tasks, pack, pack_size, cluster.slots if cluster else workers)
             echo(start_line(plan, units, f"{cluster.slots} Ray slots" if cluster else plural(workers, "worker")))
@@ -312,9 +315,15 @@ def open_parent_run(
 
 
 def plan_sweep(
-    spec: SweepSpec, uri: str, fresh: bool = False, echo: Callable[[str], None] = print, workers: int = 1
+    spec: SweepSpec,
+    uri: str,
+    fresh: bool = False,
+    echo: Callable[[str], None] = print,
+    workers: int = 1,
+    fetch: bool = False,
 ) -> SweepPlan:
-    """Check every arm parses (and, with ``workers`` > 1, fits in one process), join the sweep's live parent run or
+    """Check every arm parses (and, with ``workers`` > 1, fits in one process), with ``fetch`` prepare each of its
+    datasets once (a download that fails is one line here, not one per run), join the sweep's live parent run or
     resume (unless ``fresh``) or create one, and list the pairs that no run has FINISHED yet."""
     where = ["--tracking.uri", uri, "--tracking.experiment", spec.name]
     steps, first_seed = {}, {}
@@ -322,6 +331,10 @@ def plan_sweep(
         first_seed[arm.key] = parse_arm(spec, arm, where)
         steps[arm.key] = expected_steps(first_seed[arm.key])
         check_one_process(first_seed[arm.key], workers, "run")
+    datasets = {json.dumps(as_dict(p.config.get("data")), sort_keys=True, default=str): p for p in first_seed.values()}
+    for parsed in datasets.values() if fetch else ():  # as Lightning prepares a fit's data, before its run
+        with torch.random.fork_rng(devices=[]):  # on a copy, the random stream kept: each fit builds its own data
+            copy.deepcopy(parsed.datamodule).prepare_data()
     store, sweep_id = SweepStore(uri), spec.sweep_id
     parent, parent_run, joined = open_parent_run(store, spec.name, sweep_id, sweep_id, fresh=fresh)
     experiment_id = parent_run.info.experiment_id

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from lit_d2l.errors import ConfigError, not_utf8, require
+from lit_d2l.sweeps.progress import plural
 
 _KNOWN_KEYS = {
     "name",
@@ -111,6 +112,11 @@ class SweepSpec:
 
     def pairs(self) -> list[tuple[Arm, int]]:
         return [(arm, seed) for arm in self.arms for seed in self.seeds]
+
+    def size(self) -> str:
+        """``4 arms x 2 seeds = 8 runs``."""
+        runs = plural(len(self.pairs()), "run")
+        return f"{plural(len(self.arms), 'arm')} x {plural(len(self.seeds), 'seed')} = {runs}"
 
     def fit_args(self, arm: Arm, seed: int) -> list[str]:
         """The ``lit-d2l fit`` arguments of one arm and seed: base config, overrides, arm, seed. Arms are compared on

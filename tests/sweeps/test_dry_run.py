@@ -78,3 +78,38 @@ def test_a_bad_arm_is_the_one_thing_said(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"Option 'l22' is not accepted; did you mean model\.l2\?"):
         listed(tmp_path, "lit_d2l.models.MLP", [{"model.l2": 0.1}, {"model.l22": 0.1}], lines)
     assert lines == []
+
+
+def test_data_that_cannot_be_fetched_fails_the_sweep_in_one_line_and_the_dry_run_fetches_nothing(
+    tmp_path: Path, tracking_uri: str, capsys
+) -> None:
+    """Fashion-MNIST from a mirror that refuses (port 9 on this machine): the dry run plans without it and writes
+    nothing; the sweep says so once, before any run, as ``fit`` does (it failed every arm, one by one)."""
+    from lit_d2l.cli.main import main
+
+    data_dir = tmp_path / "fashion"
+    base = tmp_path / "fashion.yaml"
+    data = {"data_dir": str(data_dir), "base_url": "http://127.0.0.1:9/", "download_timeout": 5}
+    config = {
+        "trainer": {"max_epochs": 1},
+        "model": {"class_path": "lit_d2l.models.MLP", "init_args": {"hidden_sizes": [8]}},
+        "data": {"class_path": "lit_d2l.data.FashionMNIST", "init_args": data},
+    }
+    base.write_text(yaml.safe_dump(config))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "offline", "base": base.name, "grid": {"model.lr": [0.1, 0.2]}}))
+    lines: list[str] = []
+    dry_run(load_spec(spec), echo=lines.append)
+    assert lines[0] == f"{lines[0].split(':')[0]}: 2 arms x 1 seed = 2 runs"
+    assert "pack 1: 2 runs" in "\n".join(lines)
+    assert not data_dir.exists(), "a dry run downloads nothing"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ablate", str(spec), "--tracking-uri", tracking_uri])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err
+    assert (
+        err.startswith("lit-d2l: error: cannot download http://127.0.0.1:9/") and "Fashion-MNIST is not complete" in err
+    )
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(tracking_uri).get_experiment_by_name("offline") is None, "no run recorded"
