@@ -55,7 +55,7 @@ from lit_d2l.sweeps.reports.stability import stability_figures
 from lit_d2l.sweeps.spec import PACK_MODES, SEED_KEYS, Arm, SweepSpec
 from lit_d2l.sweeps.workers import supervise
 from lit_d2l.tracking import TrackingLogger, resolve_tracking_uri
-from lit_d2l.tracking.logger import ends_on_error, ensure_experiment
+from lit_d2l.tracking.logger import ends_on_error, ensure_experiment, failure_text
 from lit_d2l.tracking.races import set_tags
 from lit_d2l.tracking.sweeps import KIND_TAG, PARENT_TAG, SWEEP_TAG, Child, SweepStore
 from lit_d2l.tracking.takeover import take_over
@@ -593,8 +593,7 @@ def _run_task(task: PairTask, device_index: int | None = None) -> PairOutcome:
         else:
             result, taken = store.fit_claimed(task.tags[PARENT_TAG], task.experiment_id, task.run_name, tags, fit)
     except Exception as exc:  # a failing arm is reported; the sweep goes on
-        error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        return PairOutcome(task.arm, task.seed, "failed", error=error, device=device)
+        return PairOutcome(task.arm, task.seed, "failed", error=failure_text(exc), device=device)
     if result is None:
         return PairOutcome(task.arm, task.seed, "skipped", error=taken, device=device)
     return PairOutcome(task.arm, task.seed, result.outcome, result.run_id, result.metrics, device=device)

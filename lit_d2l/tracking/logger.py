@@ -10,7 +10,9 @@ the store, whichever it is, stays MLflow's to write. A tracking server's values 
 
 from __future__ import annotations
 
+import contextlib
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from torch import Tensor
 
+from lit_d2l.errors import UserError
 from lit_d2l.processes import interrupts
 from lit_d2l.processes.interrupts import shielded
 from lit_d2l.tracking.liveness import HEARTBEAT_TAG, Heartbeat, owner_tags
@@ -140,6 +143,11 @@ class TrackingLogger(Logger):
             self._client = MlflowClient(self.tracking_uri)
         assert self._client is not None
         return self._client
+
+    @property
+    def started(self) -> bool:
+        """Whether the run exists yet (``run_id`` creates it)."""
+        return self._run_id is not None
 
     @property
     def run_id(self) -> str:
@@ -485,11 +493,35 @@ def closing(logger: TrackingLogger) -> Iterator[TrackingLogger]:
     logger.end("FINISHED")
 
 
+#: Where a run that an error ended keeps its traceback (a sweep's progress line has room for one line of it).
+TRACEBACK_ARTIFACT = "error.txt"
+
+
+def failure_text(exc: BaseException) -> str:
+    """A sweep's line for a run that ``exc`` ended: bad input as said, an error with its type and where the run
+    keeps its traceback (when it does)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    kept = getattr(exc, "traceback_artifact", None)
+    return f"{type(exc).__name__}: {exc}" + (f" (the traceback is {kept} in its run)" if kept else "")
+
+
 class EndStatusOnException(L.Callback):
     """Lightning ends its loggers' runs with "failed" whatever stopped the fit: this tells each TrackingLogger
-    (a pack's arms included) the status that exception means, before Lightning ends the run."""
+    (a pack's arms included) the status that exception means, before Lightning ends the run. A run that an error
+    ended FAILED (not bad input) keeps its traceback as :data:`TRACEBACK_ARTIFACT`."""
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        status = run_status_for(exception)
         for logger in trainer.loggers:
             if hasattr(logger, "end_status"):
-                logger.end_status = run_status_for(exception)
+                logger.end_status = status
+        if status != "FAILED" or isinstance(exception, UserError):
+            return
+        text = "".join(traceback.format_exception(exception))
+        runs = [run for logger in trainer.loggers for run in getattr(logger, "arms", [logger])]
+        for run in runs:
+            if isinstance(run, TrackingLogger) and run.started:
+                with contextlib.suppress(Exception):  # a store that fails now must not hide the error itself
+                    run.log_text(text, TRACEBACK_ARTIFACT)
+                    exception.traceback_artifact = TRACEBACK_ARTIFACT  # type: ignore[attr-defined]

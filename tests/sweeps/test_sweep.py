@@ -290,6 +290,28 @@ def test_the_sweep_says_why_runs_train_alone(tmp_path, tracking_uri, experiment)
     )
 
 
+def test_a_run_that_a_bug_in_the_model_fails_keeps_its_traceback(tmp_path, tracking_uri, client, experiment) -> None:
+    """The sweep's line for a failed arm has room for one line of the error: the whole traceback is the run's
+    error.txt, and the line says so (it was kept nowhere)."""
+    base = tmp_path / "broken.yaml"
+    base.write_text(
+        "trainer: {max_epochs: 1}\nmodel: tests.sweeps.packs.own_models.BrokenMLP\n"
+        "data: {class_path: lit_d2l.data.GaussianClusters, init_args: {num_train: 64, num_val: 32}}\n"
+    )
+    spec = load_spec(spec_file(tmp_path, experiment, "grid: {model.lr: [0.1, 0.2]}\n", str(base)))
+    lines: list[str] = []
+    result = run_sweep(spec, tracking_uri=tracking_uri, echo=lines.append)
+    assert lines[1].startswith("  2 runs alone: BrokenMLP fails on two training examples even alone, as its fit will:")
+    assert [o.outcome for o in result.outcomes] == ["failed", "failed"]
+    for outcome in result.outcomes:
+        assert outcome.error is not None and outcome.error.startswith("RuntimeError: shape '[-1, 7]' is invalid")
+        assert outcome.error.endswith("(the traceback is error.txt in its run)")
+    for child in SweepStore(tracking_uri).children(client.get_run(result.parent_run_id)):
+        assert child.status == "FAILED"
+        kept = Path(client.download_artifacts(child.run_id, "error.txt", str(tmp_path / child.run_id))).read_text()
+        assert kept.startswith("Traceback (most recent call last):") and "reshape(-1, 7)" in kept
+
+
 def test_a_sweep_left_short_by_a_stop_elsewhere_says_so_and_ends_killed(tmp_path, tracking_uri, client, experiment):
     """Another process took one pair and was stopped in it: this process trains the rest, then says which pair is
     not FINISHED and how to finish it, and ends the parent KILLED (nothing failed), not FAILED without a word."""

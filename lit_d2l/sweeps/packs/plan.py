@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import psutil
 import torch
 from lightning.pytorch.core.hooks import DataHooks, ModelHooks
+from torch import Tensor
 
 from lit_d2l.fit.checks import as_dict
 from lit_d2l.fit.parse import ParsedFit, parse_fit
@@ -164,10 +165,27 @@ def why_not_vectorized(model: D2LModule, datamodule: Any) -> str | None:
             objective, _ = pack.train().arm_objectives(batch)
             objective.sum().backward()
         except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if (alone := _error_alone(model, data, examples)) is not None:  # broken, not just unpackable
+                return f"{name} fails on two training examples even alone, as its fit will: {alone}"
+            message = _first_line(exc)
             said = next((meaning for clue, meaning in _UNVECTORIZABLE if clue in message), None)
             return f"{name}'s forward {said}" if said else f"{name} does not run vectorized: {message}"
     return None
+
+
+def _error_alone(model: D2LModule, data: Any, examples: tuple[Tensor, ...]) -> str | None:
+    """What one copy of ``model`` raises taking a training step (objective, backward) on ``examples``, or None."""
+    try:
+        single = built(copy.deepcopy(model), data).train()
+        objective, _ = single.objectives(data.transform_batch(examples))
+        objective.backward()
+    except Exception as exc:
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def arm_bytes(parsed: ParsedFit) -> int:

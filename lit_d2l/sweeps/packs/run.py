@@ -13,7 +13,7 @@ from lit_d2l.callbacks.graceful_stop import PendingStop
 from lit_d2l.callbacks.heartbeat import Heartbeat
 from lit_d2l.processes import interrupts
 from lit_d2l.sweeps.packs.fit import PackedArm, build_arm, fit_pack
-from lit_d2l.tracking.logger import run_status_for
+from lit_d2l.tracking.logger import failure_text, run_status_for
 from lit_d2l.tracking.sweeps import PARENT_TAG, SweepStore
 
 
@@ -47,7 +47,7 @@ def run_pack(
                 interrupts.raise_if_requested()  # unless a stop signal cut its building short: a stop
                 store.log_params(run_id, task.params)
                 store.end_if_running(run_id, "FAILED")
-                results[index] = outcome(task, "failed", error=f"{type(exc).__name__}: {exc}", device=device)
+                results[index] = outcome(task, "failed", error=failure_text(exc), device=device)
         for group in _same_shapes(built):
             arms = [arm for _, arm in group]
             try:
@@ -66,7 +66,7 @@ def run_pack(
                     if arm.logger is not None and arm.logger.status == "RUNNING":
                         arm.logger.end("FAILED")
                     results[index] = outcome(
-                        tasks[index], "failed", run_id=_run_id(arm), error=f"{type(exc).__name__}: {exc}", device=device
+                        tasks[index], "failed", run_id=_run_id(arm), error=failure_text(exc), device=device
                     )
                 continue
             for (index, arm), result in zip(group, fitted, strict=True):

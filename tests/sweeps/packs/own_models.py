@@ -92,6 +92,13 @@ class BranchingMLP(MLP):
         return out / 2 if out.abs().max() > 100 else out
 
 
+class BrokenMLP(MLP):
+    """A researcher's MLP with a bug in its forward: it fails alone as well as packed."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        return super().forward(X).reshape(-1, 7)
+
+
 class MixedPrecisionMLP(MLP):
     """An MLP with one float64 parameter among its float32 ones."""
 

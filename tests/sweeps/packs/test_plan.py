@@ -87,6 +87,7 @@ def test_a_users_own_subclass_packs_and_one_with_its_own_training_runs_alone_say
         ("BranchingMLP --model.dropout 0.3", "forward reads a tensor's value as a Python number"),
         ("ItemMLP --model.dropout 0.3", "forward reads a tensor's value as a Python number (.item()"),
         ("MixedPrecisionMLP", "parameters do not share one dtype"),  # a pack holds them in one tensor
+        ("BrokenMLP", "fails on two training examples even alone, as its fit will: shape '[-1, 7]' is invalid"),
     ):
         model, *settings = model.split()
         units = arms(*({"model.lr": lr} for lr in (0.1, 0.2)))
