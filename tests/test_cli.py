@@ -184,6 +184,10 @@ def test_report_of_a_spec_file_looks_for_the_sweep_ablate_named(tmp_path: Path, 
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     code, _, err = run_main(["report", str(spec), "--tracking-uri", uri], capsys)
     assert_one_error_line(code, err, rf"no sweep '{load_spec(spec).sweep_id}' in {re.escape(uri)}; it holds no sweeps")
+    code, _, err = run_main(["report", str(tmp_path / "nosuch.yaml"), "--tracking-uri", uri], capsys)
+    assert_one_error_line(
+        code, err, r"nosuch\.yaml: no such spec file; give a spec file, a sweep id or a parent run id"
+    )
 
 
 def test_unknown_command_and_help(capsys) -> None:

@@ -70,7 +70,9 @@ def report_command(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError("--test needs --select METRIC (e.g. --select val/loss)")
     if args.register is not None and not args.test:
         raise UserError("--register needs --select METRIC --test: the registered model is the tested arm's")
-    if args.sweep.endswith((".yaml", ".yml")) and Path(args.sweep).is_file():  # the spec: its sweep, as ablate named it
+    if args.sweep.endswith((".yaml", ".yml")):  # the spec: its sweep, as ablate named it
+        if not Path(args.sweep).is_file():
+            raise UserError(f"{args.sweep}: no such spec file; give a spec file, a sweep id or a parent run id")
         args.sweep = load_spec(args.sweep).sweep_id
     uri = resolve_tracking_uri(args.tracking_uri)
     db = sqlite_path(uri)

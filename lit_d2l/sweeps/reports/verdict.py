@@ -305,7 +305,7 @@ class SweepVerdict:
         best = primary.best.name if primary is not None and primary.best is not None else None
         why += [self.at_edge] if self.at_edge else []
         why += [
-            f"{v.headline()} (not {best}; the report has every metric's verdict)."
+            f"{v.headline()} (where {best} is best on {primary.metric}; the report has every metric's verdict)."
             for v in self.verdicts[1:]
             if best is not None and v.metric.startswith("val/") and v.best is not None and v.best.name != best
         ]
