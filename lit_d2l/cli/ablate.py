@@ -50,10 +50,10 @@ def ablate_command(args: argparse.Namespace, rest: list[str]) -> int:
     )
     took = clock_time(time.monotonic() - start)
     if not args.no_report:
-        path, found = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
-        for line in found.terminal_lines():
+        report = build_report(result.parent_run_id, tracking_uri=args.tracking_uri)
+        for line in report.verdict.terminal_lines():
             print(line)
-        print(f"report: {path.with_suffix('.html')} (figures embedded; also {path.name})")
+        print(f"report: {report.path.with_suffix('.html')} (figures embedded; also {report.path.name})")
     counts = Counter(outcome.outcome for outcome in result.outcomes)
     before = f"; {result.skipped} done before" if result.skipped else ""
     print(f"sweep {result.sweep_id}: {len(result.outcomes)} arm runs in {took}: {tally(counts)}{before}")
