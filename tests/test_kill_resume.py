@@ -90,3 +90,30 @@ def test_two_resumes_of_one_run_started_at_once_train_it_once(tracking_uri, clie
         assert client.get_run(run_id).info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run_id, "train/loss_epoch")]
         assert len(steps) == len(set(steps)) == 30  # every epoch once: none trained twice
+
+
+def test_a_sigkill_during_the_end_of_fit_test_leaves_the_run_to_resume_not_finished(tracking_uri, client, experiment):
+    """Lightning ends a logger at the end of ``trainer.fit``: the run stayed FINISHED without its test metrics when
+    the process died in the test that follows, and ``fit --resume`` refused it. It stays RUNNING until the test is
+    done, so the next command closes it KILLED and the resume tests it, logging no second model."""
+    import subprocess
+    import sys
+
+    kill_at_test = (
+        "import os, signal, sys\nimport lightning as L\nfrom lit_d2l.cli.main import main\n"
+        "L.Trainer.test = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\nmain(['fit', *sys.argv[1:]])\n"
+    )
+    args = ["--config", str(REPO / "experiments" / "linear_regression.yaml"), "--trainer.max_epochs", "2", *QUIET]
+    args += ["--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    killed = subprocess.run([sys.executable, "-c", kill_at_test, *args], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (run,) = running_runs(client, experiment)
+    run_id = run.info.run_id
+    assert "val/loss" in run.data.metrics and "test/loss" not in run.data.metrics
+    resumed = lit_d2l("fit", "--resume", run_id, "--tracking.uri", tracking_uri)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "final test/loss = " in out and "val/loss = " in out and "no val/ metric" not in out
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "test/loss" in run.data.metrics
+    assert len(run.outputs.model_outputs) == 1, "the model the first fit logged, not a second"

@@ -310,6 +310,8 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         _before_processes_start(model, data, trainer.world_size, logger)
     try:
         if command == "fit":
+            if logger is not None:
+                logger.keep_open = bool(cli.config.test_after_fit)  # the run ends once tested, below
             trainer.fit(model, datamodule=data, **checkpoint)
             interrupts.raise_if_requested()
             metrics |= _scalars(trainer.callback_metrics)  # testing replaces them
@@ -353,7 +355,9 @@ def execute(cli: D2LCLI, command: str) -> RunResult:
         logger.end("FINISHED")
         if (unstored := logger.unstored()) is not None:  # a tracking server away past its limit
             raise TrackingError(unstored)
-    result = _result(cli, metrics | _scalars(trainer.callback_metrics))
+    # A resumed fit that had trained (stopped in its test, say) validates no more: the run's stored values stand.
+    stored = {k: v for k, v in (logger.stored_metrics if logger else {}).items() if k.startswith(("val/", "test/"))}
+    result = _result(cli, stored | metrics | _scalars(trainer.callback_metrics))
     if diverged is not None:
         result.outcome, result.diverged_at_step = "diverged", diverged.step
     return result

@@ -85,6 +85,11 @@ class TrackingLogger(Logger):
         self._stored_up_to: dict[str, int] = {}
         self._heartbeat: Heartbeat | None = None
         self._resumed = False
+        #: Set by a command that goes on in the run after ``trainer.fit`` (a fit's test): Lightning's end of the fit
+        #: leaves the run RUNNING, and the command ends it once done, so a kill in the test leaves it to resume.
+        self.keep_open = False
+        #: A resumed run's latest values as stored before this process took it over.
+        self.stored_metrics: dict[str, float] = {}
         # (key, value, timestamp ms, step); tensor values stay on their device until a flush
         self._metrics: list[tuple[str, float | Tensor, int, int]] = []
         self._params: list[Param] = []
@@ -196,9 +201,13 @@ class TrackingLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Lightning's end of the run: "success" ends it FINISHED; on an exception Lightning says "failed", and the
-        run ends as :class:`EndStatusOnException` recorded from that exception (FAILED where none did)."""
-        self.end("FINISHED" if status in ("success", "finished") else self.end_status or "FAILED")
+        """Lightning's end of the run: "success" ends it FINISHED, unless :attr:`keep_open` (the values are stored
+        and the run stays RUNNING); on an exception Lightning says "failed", and the run ends as
+        :class:`EndStatusOnException` recorded from that exception (FAILED where none did)."""
+        if status in ("success", "finished") and self.keep_open:
+            self.flush()
+        else:
+            self.end("FINISHED" if status in ("success", "finished") else self.end_status or "FAILED")
 
     @rank_zero_only
     def end(self, status: str) -> None:
@@ -360,6 +369,7 @@ class TrackingLogger(Logger):
         if run.info.status != "RUNNING":
             self._status_before_resume = run.info.status
         self._resumed = True
+        self.stored_metrics = dict(run.data.metrics)
         self._logged_params = dict(run.data.params)
         self._stored_up_to = {
             key: max(m.step for m in client.get_metric_history(run_id, key)) for key in run.data.metrics
@@ -397,6 +407,9 @@ class TrackingLogger(Logger):
             outbox.send()  # the values first; a model goes only to a server that answers (no wait in MLflow's retries)
             if outbox.away:  # the fit's last line says to resume once the server is back: that fit logs it
                 return
+        if self._resumed and _has_model_at(client, run_id, step):  # a fit stopped after training logged it
+            self.model_uri = f"runs:/{run_id}/{MODEL_NAME}"
+            return
         logged = log_model(client, self._experiment_id, run_id, model, step, self._logged_params)
         self.model_uri = f"runs:/{run_id}/{MODEL_NAME}"
         if register_as is not None:
@@ -410,6 +423,13 @@ class TrackingLogger(Logger):
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
             monitor.finish()
+
+
+def _has_model_at(client: MlflowClient, run_id: str, step: int) -> bool:
+    """Whether the run holds a READY logged model of step ``step``."""
+    outputs = client.get_run(run_id).outputs
+    steps = {output.model_id: output.step for output in (outputs.model_outputs if outputs else [])}
+    return any(at == step and str(client.get_logged_model(m).status) == "READY" for m, at in steps.items())
 
 
 #: MLflow 3's UI opens an experiment of this kind on its runs table, not on the GenAI overview.

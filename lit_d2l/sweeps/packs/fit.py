@@ -176,6 +176,7 @@ def fit_pack(
     )
     for arm in arms:  # in the pack's precision (64-true: float64) for what runs on an arm's own model
         trainer.precision_plugin.convert_module(arm.model)
+    loggers.keep_open = test_after_fit  # the arms' runs end once tested, below
     try:
         trainer.fit(module, datamodule=data)
         if test_after_fit:

@@ -26,6 +26,8 @@ class ArmLoggers(Logger):
         self.open = [True] * len(self.arms)
         #: How the arms' runs end when Lightning ends them after an exception (set by EndStatusOnException).
         self.end_status: str | None = None
+        #: As :attr:`TrackingLogger.keep_open`: a pack tested after its fit ends its arms' runs once tested.
+        self.keep_open = False
 
     @property
     def name(self) -> str | None:
@@ -74,7 +76,10 @@ class ArmLoggers(Logger):
 
     def finalize(self, status: str) -> None:
         """Lightning's end of the pack: as :meth:`TrackingLogger.finalize`, for every open arm."""
-        self.end("FINISHED" if status in ("success", "finished") else self.end_status or "FAILED")
+        if status in ("success", "finished") and self.keep_open:
+            self.flush()
+        else:
+            self.end("FINISHED" if status in ("success", "finished") else self.end_status or "FAILED")
 
     def end(self, status: str) -> None:
         """End every open arm's run with MLflow's ``status``; one failing write does not leave the others RUNNING."""
