@@ -30,6 +30,7 @@ from lit_d2l.sweeps.engine import (
     check_one_process,
     open_parent_run,
     pack_tasks,
+    prepare_data,
     run_units,
     stopped_checkpoint,
     val_metrics,
@@ -84,6 +85,8 @@ def cross_validate(
     cv_id = f"cv-{hashlib.sha256(first.text.encode()).hexdigest()[:10]}"  # data.fold 0, K and every other setting
     if not is_rank_zero():
         return _other_rank(args, num_folds, _folds_to_fit(first, cv_id, num_folds, fresh))
+    if backend != "ray":  # on a cluster, the data is the nodes' to fetch
+        prepare_data(first)
     with connected(address) if backend == "ray" else nullcontext() as cluster:
         store = SweepStore(resolve_tracking_uri(first.config.tracking.uri))
         parent, experiment_id = _parent_run(store, first, cv_id, num_folds, fresh)

@@ -332,9 +332,8 @@ def plan_sweep(
         steps[arm.key] = expected_steps(first_seed[arm.key])
         check_one_process(first_seed[arm.key], workers, "run")
     datasets = {json.dumps(as_dict(p.config.get("data")), sort_keys=True, default=str): p for p in first_seed.values()}
-    for parsed in datasets.values() if fetch else ():  # as Lightning prepares a fit's data, before its run
-        with torch.random.fork_rng(devices=[]):  # on a copy, the random stream kept: each fit builds its own data
-            copy.deepcopy(parsed.datamodule).prepare_data()
+    for parsed in datasets.values() if fetch else ():
+        prepare_data(parsed)
     store, sweep_id = SweepStore(uri), spec.sweep_id
     parent, parent_run, joined = open_parent_run(store, spec.name, sweep_id, sweep_id, fresh=fresh)
     experiment_id = parent_run.info.experiment_id
@@ -385,6 +384,14 @@ def plan_sweep(
             shown = ", ".join(again[:3]) + (", ..." if len(again) > 3 else "")
             echo(f"  {plural(len(again), 'pair')} that did not finish train again from the start: {shown}")
     return SweepPlan(spec, store, parent, skipped=len(done), tasks=tasks)
+
+
+def prepare_data(parsed: ParsedFit) -> None:
+    """Prepare a fit's data as Lightning will before its run (download it, make its splits), on a copy and with the
+    random stream kept (each fit builds its own): a download that fails, or splits that cannot be made, are one line
+    before a sweep records anything, not one failure per run."""
+    with torch.random.fork_rng(devices=[]):
+        copy.deepcopy(parsed.datamodule).prepare_data()
 
 
 def stopped_checkpoint(runs: list[Child], name: str, echo: Callable[[str], None]) -> tuple[str, str] | None:

@@ -45,6 +45,17 @@ def test_fewer_than_two_folds_is_a_config_error() -> None:
         cross_validate(["--config", str(LINEAR_CONFIG)], num_folds=1)
 
 
+def test_more_folds_than_examples_is_refused_before_anything_is_recorded(tracking_uri, client, experiment) -> None:
+    """As ``fit --data.num_folds`` refuses it (cv recorded a parent and a FAILED fold 0 at every try)."""
+    from lit_d2l.errors import UserError
+
+    digits = str(LINEAR_CONFIG.parent / "digits_mlp.yaml")
+    args = ["--config", digits, "--tracking.uri", tracking_uri, "--tracking.experiment", experiment]
+    with pytest.raises(UserError, match=r"^data.num_folds \(2000\) cannot exceed the 1437 examples"):
+        cross_validate(args, num_folds=2000)
+    assert client.get_experiment_by_name(experiment) is None
+
+
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
