@@ -9,6 +9,7 @@ LightningCLI: ``fit``, ``validate``, ``test`` and ``cv`` hand whatever this pars
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +18,29 @@ from lit_d2l.errors import UserError
 from lit_d2l.fit import catalog
 from lit_d2l.sweeps.ray_backend import add_backend_options
 from lit_d2l.sweeps.spec import MAX_RUNS, PACK_MODES
+
+
+def out_folder(text: str) -> Path:
+    """``--out`` as a folder to write into: one that exists, or that can be made under a folder this process may
+    write to (a file there, or a folder it cannot write, is refused before any work)."""
+    path = Path(text)
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, not a folder; give a folder to write into")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is not writable; give another folder")
+    return path
+
+
+def png_file(text: str) -> Path:
+    """``--out`` as the PNG file to write: a name ending in .png (it is replaced if there) in a folder as
+    :func:`out_folder` takes one."""
+    path = Path(text)
+    if path.suffix.lower() != ".png" or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: the figure is a PNG file; give a file name ending in .png")
+    out_folder(str(path.parent))
+    return path
+
 
 #: Where each command's code is, as ``module:function(args, rest)``: imported when the command runs.
 HANDLERS = {
@@ -132,7 +156,7 @@ def parser() -> CommandParser:
     report.add_argument(
         "sweep", help="sweep id (printed by lit-d2l ablate), its spec file (SPEC.yaml) or name, or parent run id"
     )
-    report.add_argument("--out", default=None, help="folder to write (default reports/<sweep id>)")
+    report.add_argument("--out", type=out_folder, help="folder to write (default reports/<sweep id>)")
     report.add_argument(
         "--metrics", nargs="+", metavar="METRIC", help="summarise and rank on these (default: the spec's metrics:)"
     )
@@ -158,7 +182,9 @@ def parser() -> CommandParser:
     add_store_option(ui)
 
     plots = command("plot-activations", "activation functions and their derivatives over [-8, 8] as a PNG")
-    plots.add_argument("--out", type=Path, default=Path("activations.png"), help="PNG to write (default: %(default)s)")
+    plots.add_argument(
+        "--out", type=png_file, default=Path("activations.png"), help="PNG to write (default: %(default)s)"
+    )
     plots.add_argument(
         "--names", nargs="+", default=["relu", "sigmoid", "tanh"], help="activations (default: relu sigmoid tanh)"
     )
@@ -174,5 +200,5 @@ def parser() -> CommandParser:
     graph.add_argument(
         "-c", "--config", metavar="FILE", required=True, action="append", help="a lit-d2l fit config (YAML)"
     )
-    graph.add_argument("--out", type=Path, default=Path("."), help="folder to write to (default: here)")
+    graph.add_argument("--out", type=out_folder, default=Path("."), help="folder to write to (default: here)")
     return top

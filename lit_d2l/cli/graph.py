@@ -26,7 +26,14 @@ def graph_command(args: argparse.Namespace, overrides: list[str]) -> int:
         cli = build("fit", [*configs, *overrides, *ONE_STEP], callbacks=[drawer])
         if cli is None:
             return 0
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        try:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        except OSError as exc:
+            if not str(exc.filename or "").startswith(str(args.out)):
+                raise
+            raise UserError(
+                f"--out {args.out}: cannot write there ({exc.strerror or exc}); give another folder"
+            ) from None
     if drawer.graph is None:
         raise UserError(f"{type(cli.model).__name__} is not a lit-d2l model (D2LModule): it has no objective to draw")
     print("\n".join(drawer.graph.describe()))

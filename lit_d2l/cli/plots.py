@@ -22,13 +22,15 @@ def plot_activations_command(args: argparse.Namespace, rest: list[str]) -> int:
     if unknown:
         raise UserError(f"argument --names: invalid choice: {unknown[0]!r} (choose from {', '.join(sorted(CONCISE))})")
     figure = plot_activations(args.names)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed, so a failure never leaves half a PNG. Created by savefig like
     # any new file (0666 less the umask): a mkstemp file would stay 0600 after the rename.
     partial = args.out.parent / f".{args.out.name}.{secrets.token_hex(8)}.part"
     try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(partial, dpi=120, format="png")
         os.replace(partial, args.out)
+    except OSError as exc:
+        raise UserError(f"--out {args.out}: cannot write it ({exc.strerror or exc}); give another file") from None
     finally:
         partial.unlink(missing_ok=True)
     print(f"wrote {args.out}")
