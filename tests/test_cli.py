@@ -179,6 +179,19 @@ def test_an_unreachable_server_is_one_line_and_fast(capsys) -> None:
     assert time.monotonic() - start < 30, "no minutes of HTTP retries before saying so"
 
 
+def test_reading_commands_write_nothing_into_an_empty_file_named_as_the_store(tmp_path: Path, capsys) -> None:
+    """A 0-byte file (``touch mlruns/mlflow.db``) holds no runs: ``runs`` and ``report`` say so and leave it empty
+    (``runs`` wrote MLflow's whole schema into it)."""
+    empty = tmp_path / "mlflow.db"
+    empty.touch()
+    uri = f"sqlite:///{empty}"
+    code, out, _ = run_main(["runs", "--tracking-uri", uri], capsys)
+    assert (code, out) == (0, f"no runs in {uri}\n")
+    code, _, err = run_main(["report", "some-sweep", "--tracking-uri", uri], capsys)
+    assert_one_error_line(code, err, "it holds no sweeps yet")
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
 def test_report_of_a_spec_file_looks_for_the_sweep_ablate_named(tmp_path: Path, capsys) -> None:
     spec = LINEAR_CONFIG.parent / "ablations" / "regularization.yaml"
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"

@@ -16,7 +16,7 @@ from lit_d2l.processes.terminal import clock_time
 from lit_d2l.sweeps.progress import tally
 from lit_d2l.sweeps.spec import load_spec
 from lit_d2l.tracking.settings import check_registered_name
-from lit_d2l.tracking.store import dashboard_hint, resolve_tracking_uri, sqlite_path, store_option
+from lit_d2l.tracking.store import dashboard_hint, holds_nothing, resolve_tracking_uri, sqlite_path, store_option
 
 
 def ablate_command(args: argparse.Namespace, rest: list[str]) -> int:
@@ -76,7 +76,7 @@ def report_command(args: argparse.Namespace, rest: list[str]) -> int:
         args.sweep = load_spec(args.sweep).sweep_id
     uri = resolve_tracking_uri(args.tracking_uri)
     db = sqlite_path(uri)
-    if db is not None and not db.exists():  # said without making a store (seconds of MLflow's migrations)
+    if db is not None and holds_nothing(db):  # said without making a store (seconds of MLflow's migrations)
         raise UserError(f"no sweep {args.sweep!r} in {uri}; it holds no sweeps yet: run lit-d2l ablate SPEC.yaml first")
     from lit_d2l.sweeps.reports.report import build_report, check_logged
     from lit_d2l.sweeps.selection import direction, refuse_test_metric, select_command

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import PARENT_TAG, STALE_TAG, close_stale_in
 from lit_d2l.tracking.runs import StoredRun, list_runs, missing_parents
-from lit_d2l.tracking.store import in_memory, resolve_tracking_uri, sqlite_path, store_writable
+from lit_d2l.tracking.store import holds_nothing, in_memory, resolve_tracking_uri, sqlite_path, store_writable
 
 
 def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
@@ -17,7 +17,7 @@ def runs_command(args: argparse.Namespace, rest: list[str]) -> int:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     uri = resolve_tracking_uri(args.tracking_uri)
     db = sqlite_path(uri)
-    if db is not None and not db.exists() and not in_memory(uri):  # (check_store refuses one in memory)
+    if db is not None and holds_nothing(db) and not in_memory(uri):  # (check_store refuses one in memory)
         print(f"no runs in {uri}")  # and no store made to say so
         return 0
     if store_writable(uri):  # a read-only store is listed as it is

@@ -145,6 +145,12 @@ def store_writable(uri: str) -> bool:
     return True
 
 
+def holds_nothing(db: Path) -> bool:
+    """Whether SQLite file ``db`` is missing or empty (0 bytes, say made by ``touch``): nothing is recorded there,
+    and a command that only reads makes no store to say so."""
+    return not db.exists() or (db.is_file() and db.stat().st_size == 0)
+
+
 def _check_sqlite(db: Path, uri: str, create: bool, write: bool) -> None:
     global _checked_database
     from lit_d2l.tracking.write_errors import quiet_storage_tracebacks
@@ -152,7 +158,7 @@ def _check_sqlite(db: Path, uri: str, create: bool, write: bool) -> None:
     quiet_storage_tracebacks()  # this process writes to the store from here on
     if db.is_dir():
         raise TrackingError(f"the tracking database {db} is a directory; move it aside, or {_CHOOSE_ANOTHER}")
-    if not write and not db.exists():
+    if not write and holds_nothing(db):
         raise TrackingError(f"there is no tracking store at {db} (nothing recorded yet); {_CHOOSE_ANOTHER}")
     if write:
         _check_writable_dir(db.parent, uri, create)
