@@ -48,6 +48,8 @@ def test_a_good_checkpoint_resumes_or_evaluates(checkpoint, tracking_uri, client
 def test_bad_checkpoints_are_refused_in_one_line(checkpoint, tmp_path, tracking_uri, client, experiment, capsys):
     err = _fails_in_one_line(capsys, client, experiment, tracking_uri, "--ckpt_path", str(tmp_path / "missing.ckpt"))
     assert "no such file" in err
+    err = _fails_in_one_line(capsys, client, experiment, tracking_uri, "--ckpt_path", str(tmp_path))
+    assert "a folder, not a checkpoint file" in err
 
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])

@@ -291,6 +291,16 @@ def test_a_config_that_is_not_valid_yaml_is_named_in_its_one_line(tmp_path, trac
     assert client.get_experiment_by_name(experiment) is None
 
 
+@pytest.mark.parametrize(("text", "held"), [("", "nothing"), ("- a\n- b\n", "a list"), ("just text\n", "a str")])
+def test_a_config_that_holds_no_settings_is_named_with_what_it_holds(tmp_path, tracking_uri, text, held, capsys):
+    config = tmp_path / "empty.yaml"
+    config.write_text(text)
+    code, _, err = run_main(["fit", "--config", str(config), "--tracking.uri", tracking_uri], capsys)
+    assert_one_error_line(
+        code, err, rf"{re.escape(str(config))}: a config is a YAML mapping of settings .* holds {held}"
+    )
+
+
 def test_a_fit_shorter_than_the_validation_cadence_says_why_it_has_no_val_metric(
     tracking_uri, client, experiment, capsys
 ) -> None:

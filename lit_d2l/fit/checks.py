@@ -78,7 +78,8 @@ def check_checkpoint(path: str) -> None:
     """A ``--ckpt_path`` must be a Lightning checkpoint that loads with ``weights_only`` (no code runs)."""
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"--ckpt_path {path}: no such file; give a .ckpt file saved by lit-d2l (or Lightning)")
+        what = "a folder, not a checkpoint file" if file.is_dir() else "no such file"
+        raise ConfigError(f"--ckpt_path {path}: {what}; give a .ckpt file saved by lit-d2l (or Lightning)")
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, corrupt, not a checkpoint, or holding objects beyond tensors
@@ -271,7 +272,19 @@ def class_first(line: str, args: list[str]) -> str:
 
 
 def yaml_file_named(message: str, args: list[str]) -> str:
-    """jsonargparse calls a config file whose YAML does not parse ``"<unicode string>"``: name the file instead."""
+    """jsonargparse calls a config file whose YAML does not parse ``"<unicode string>"``, and one that holds no
+    settings (empty, a list) an ``Unexpected config``: name the file instead, and say what it holds."""
+    if message.startswith("Unexpected config"):
+        for path in _config_files(args):
+            try:
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            except (OSError, ValueError, yaml.YAMLError):
+                continue
+            if not isinstance(loaded, dict):
+                held = "nothing" if loaded is None else f"a {type(loaded).__name__}"
+                return (
+                    f"{path}: a config is a YAML mapping of settings (trainer:, model:, data:), this one holds {held}"
+                )
     if '"<unicode string>"' not in message:
         return message
     for path in _config_files(args):
