@@ -189,7 +189,14 @@ def test_reading_commands_write_nothing_into_an_empty_file_named_as_the_store(tm
     assert (code, out) == (0, f"no runs in {uri}\n")
     code, _, err = run_main(["report", "some-sweep", "--tracking-uri", uri], capsys)
     assert_one_error_line(code, err, "it holds no sweeps yet")
+    for argv in (["fit", "--resume", "abc"], ["test", "--run", "abc"], ["validate", "--run", "abc"]):
+        code, _, err = run_main([*argv, "--tracking.uri", uri], capsys)
+        assert_one_error_line(code, err, "no run 'abc' in .*: it holds no runs yet")
     assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+    missing = tmp_path / "none" / "mlflow.db"
+    code, _, err = run_main(["fit", "--resume", "abc", "--tracking.uri", f"sqlite:///{missing}"], capsys)
+    assert_one_error_line(code, err, "it holds no runs yet")
+    assert not missing.parent.exists(), "no store made to say so"
 
 
 def test_report_of_a_spec_file_looks_for_the_sweep_ablate_named(tmp_path: Path, capsys) -> None:
@@ -291,7 +298,9 @@ def test_a_config_that_is_not_valid_yaml_is_named_in_its_one_line(tmp_path, trac
     assert client.get_experiment_by_name(experiment) is None
 
 
-@pytest.mark.parametrize(("text", "held"), [("", "nothing"), ("- a\n- b\n", "a list"), ("just text\n", "a str")])
+@pytest.mark.parametrize(
+    ("text", "held"), [("", "nothing"), ("- a\n- b\n", "a list"), ("just text\n", "text"), ("3\n", "the value 3")]
+)
 def test_a_config_that_holds_no_settings_is_named_with_what_it_holds(tmp_path, tracking_uri, text, held, capsys):
     config = tmp_path / "empty.yaml"
     config.write_text(text)

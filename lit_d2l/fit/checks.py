@@ -65,8 +65,9 @@ def check_optimizer(optimizer: dict[str, Any] | None, scheduler: dict[str, Any] 
 
 def settings_error(group: str, settings: dict[str, Any] | None, exc: Exception) -> ConfigError:
     """``exc`` raised by the ``group``'s class, in one line; a division by zero names the settings that are 0."""
+    # Counts (a step size, T_max) divide; a float 0.0 such as eta_min is a floor, not a count.
     zeros = [
-        key for key, value in ((settings or {}).get("init_args") or {}).items() if value == 0 and value is not False
+        key for key, value in ((settings or {}).get("init_args") or {}).items() if type(value) is int and value == 0
     ]
     if isinstance(exc, ZeroDivisionError) and zeros:
         named = " or ".join(f"--{group}.{key} 0" for key in zeros)
@@ -281,7 +282,7 @@ def yaml_file_named(message: str, args: list[str]) -> str:
             except (OSError, ValueError, yaml.YAMLError):
                 continue
             if not isinstance(loaded, dict):
-                held = "nothing" if loaded is None else f"a {type(loaded).__name__}"
+                held = {type(None): "nothing", list: "a list", str: "text"}.get(type(loaded), f"the value {loaded!r}")
                 return (
                     f"{path}: a config is a YAML mapping of settings (trainer:, model:, data:), this one holds {held}"
                 )

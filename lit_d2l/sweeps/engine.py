@@ -222,22 +222,24 @@ def parse_arm(spec: SweepSpec, arm: Arm, extra: list[str]) -> Any:
     try:
         parsed = parse_fit([*QUIET_TRAINER, *spec.fit_args(arm, spec.seeds[0]), *extra])
     except ConfigError as exc:
-        if arm.settings and _parses(spec, extra):  # its own values are at fault, not the base config or overrides
+        # The arm's own values are at fault unless the base config and overrides fail alike without them (a grid may
+        # give a value they need, as step_size for an overrides' StepLR).
+        if arm.settings and str(_parse_error(spec, extra)) != str(exc):
             raise ConfigError(f"{spec.path}, arm {arm.key}: {exc}") from None
-        if spec.overrides and _parses(replace(spec, overrides={}), extra):  # the spec's overrides are
+        if spec.overrides and _parse_error(replace(spec, overrides={}), extra) is None:  # the spec's overrides are
             raise ConfigError(f"{spec.path}, overrides: {exc}") from None
         raise
     check_arm_settings(arm, parsed)
     return parsed
 
 
-def _parses(spec: SweepSpec, extra: list[str]) -> bool:
-    """Whether the spec's base config and its overrides alone (no arm's values) parse."""
+def _parse_error(spec: SweepSpec, extra: list[str]) -> ConfigError | None:
+    """Why the spec's base config and its overrides alone (no arm's values) do not parse, or None."""
     try:
         parse_fit([*QUIET_TRAINER, *spec.fit_args(Arm(()), spec.seeds[0]), *extra])
-    except ConfigError:
-        return False
-    return True
+    except ConfigError as exc:
+        return exc
+    return None
 
 
 def check_one_process(parsed: Any, workers: int, what: str) -> None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # MLflow is imported where used: `lit-d2l runs --help` answer
 from lit_d2l.errors import UserError
 from lit_d2l.tracking.liveness import KIND_TAG, PARENT_TAG, STALE_TAG, close_stale_in, stale_reason
 from lit_d2l.tracking.paging import all_experiments, all_runs
-from lit_d2l.tracking.store import check_store
+from lit_d2l.tracking.store import check_store, holds_nothing, sqlite_path
 
 
 @dataclass
@@ -52,6 +52,9 @@ def stored_run(uri: str, run_id: str) -> StoredRun:
     """The run ``run_id`` in the store at ``uri``; one clear error if there is none."""
     from mlflow.exceptions import MlflowException
 
+    db = sqlite_path(uri)
+    if db is not None and holds_nothing(db):  # said without making a store
+        raise UserError(f"no run {run_id!r} in {uri}: it holds no runs yet; give the store the run was recorded in")
     client = open_store(uri)
     try:
         run = client.get_run(run_id)

@@ -195,6 +195,7 @@ def test_a_non_finite_step_loss_is_not_dropped_from_the_epoch_mean(quiet_trainer
             ["--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "0"],
             "lr_scheduler: --lr_scheduler.step_size 0 divides by zero .* give a value > 0",
         ),
+        (["--lr_scheduler", "CosineAnnealingLR", "--lr_scheduler.T_max", "0"], r"T_max 0 divides by zero \("),
         (["--optimizer", "NotAnOptimizer"], "such as SGD, Adam or AdamW"),
         (["--lr_scheduler", "StepLR"], "required: step_size"),
     ],

@@ -228,6 +228,16 @@ def test_a_bad_override_names_the_spec_and_its_overrides(tmp_path, tracking_uri,
         "did you mean --trainer.max_epochs?"
     )
     assert client.get_experiment_by_name("never-started") is None
+    # The overrides need a value the grid gives (StepLR's step_size): a bad one is the arm's, not the overrides'.
+    spec.write_text(
+        spec.read_text()
+        .replace("{model.lr: [0.1, 0.2]}", "{lr_scheduler.step_size: [0, 1]}")
+        .replace("{trainer.max_epoch: 1}", "{lr_scheduler: StepLR}")
+    )
+    with pytest.raises(SystemExit):
+        main(["ablate", str(spec), "--tracking-uri", tracking_uri])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lit-d2l: error: {spec}, arm lr_scheduler.step_size=0: lr_scheduler: ") and "divides" in err
 
 
 @pytest.mark.slow

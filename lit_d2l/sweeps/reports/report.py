@@ -192,7 +192,10 @@ def build_report(
     sweep_id = parent.data.tags.get("lit_d2l.sweep_id", parent.info.run_id)
     folder = sweep_id if recorded else f"{sweep_id}-by-{'-'.join(metrics)}"
     out_dir = Path(out_dir) if out_dir is not None else report_dir(Path("reports"), folder)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot write there ({exc.strerror or exc}); give another folder") from None
     children = store.children(parent)
     finished, _ = one_run_per_pair(children)
 
