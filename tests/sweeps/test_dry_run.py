@@ -80,6 +80,7 @@ def test_a_bad_arm_is_the_one_thing_said(tmp_path: Path) -> None:
     assert lines == []
 
 
+@pytest.mark.slow  # a sweep of two fits
 def test_data_that_cannot_be_fetched_fails_the_sweep_in_one_line_and_the_dry_run_fetches_nothing(
     tmp_path: Path, tracking_uri: str, capsys
 ) -> None:

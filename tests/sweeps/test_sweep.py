@@ -290,6 +290,7 @@ def test_the_sweep_says_why_runs_train_alone(tmp_path, tracking_uri, experiment)
     )
 
 
+@pytest.mark.slow  # a sweep of two fits
 def test_a_run_that_a_bug_in_the_model_fails_keeps_its_traceback(tmp_path, tracking_uri, client, experiment) -> None:
     """The sweep's line for a failed arm has room for one line of the error: the whole traceback is the run's
     error.txt, and the line says so (it was kept nowhere)."""
